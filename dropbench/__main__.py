@@ -1,0 +1,3 @@
+from dropbench.cli import main
+
+main()

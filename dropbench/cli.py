@@ -1,0 +1,101 @@
+"""The `dropbench` command: a thin typer layer over runner, config and reporting.
+
+Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --help is instant.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dropbench.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Overfitting experiments: which regularizer generalises best, and how sure are we?",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"dropbench: error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command(
+    context_settings={"allow_extra_args": False, "ignore_unknown_options": False},
+    epilog="Examples:  dropbench run reg=dropout p=0.5   |   dropbench run -m reg=none,l1,l2,dropout,droppath seed='range(10)'",
+)
+def run(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides: key=value, group=option; with -m, sweeps (a,b  range(10)  glob(*)).")] = None,
+    multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides into one run each.")] = False,
+    cfg: Annotated[bool, typer.Option("--cfg", help="Print the resolved config of each run and exit without running.")] = False,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="Re-run a stored run: results/DIR/runs/<run_id> (overrides are not allowed).")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors.")] = False,
+) -> None:
+    """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
+    from rich.console import Console
+
+    from dropbench import runner
+
+    overrides = overrides or []
+    try:
+        if from_run is not None:
+            if overrides or multirun:
+                raise UserError("--from re-runs a stored config as it is; drop the overrides (or edit its config.yaml)")
+            cfgs = [runner.load_saved(from_run)]
+        else:
+            cfgs = runner.plan(overrides, multirun)
+        if cfg:
+            from dropbench.results import config_yaml
+
+            for i, c in enumerate(cfgs):
+                if len(cfgs) > 1:
+                    typer.echo(f"# run {i + 1}/{len(cfgs)}: {c.run_id}")
+                typer.echo(config_yaml(c), nl=False)
+            return
+        console = Console(stderr=False, quiet=quiet)
+        outcome = runner.execute(cfgs)
+    except UserError as e:
+        _fail(str(e))
+        return
+    except KeyboardInterrupt:
+        _fail("interrupted; finished runs are kept, run the same command again to resume", 130)
+        return
+    from dropbench.reporting import print_runs
+
+    if outcome.rows:
+        print_runs(outcome.rows, console)
+    if outcome.skipped:
+        console.print(f"{outcome.skipped} run(s) were already finished in {outcome.out} and were not re-run.")
+    typer.echo(f"results: {outcome.out}")
+    if outcome.failed:
+        first = outcome.failed[0]
+        _fail(f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}", 1)
+
+
+@app.command()
+def groups() -> None:
+    """List every config group and its options (the default is starred)."""
+    from dropbench.config import list_options
+
+    defaults = {"data": "noisy_linear", "model": "mlp", "reg": "none", "optim": "adam"}
+    for g, opts in list_options().items():
+        typer.echo(f"{g}: " + ", ".join(o + ("*" if o == defaults[g] else "") for o in opts))
+    typer.echo("Select with GROUP=OPTION (combine regularizers with reg=[dropout,l2]); see keys with: dropbench run --cfg")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:  # pragma: no cover - commands catch their own
+        typer.echo(f"dropbench: error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

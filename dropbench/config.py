@@ -1,0 +1,505 @@
+"""Compose configs with Hydra, validate them once into dataclasses, and hash them.
+
+Hydra does composition and the override/sweep grammar; the dataclasses below are the schema:
+every key, type and range is checked here, with errors that name the key, the bad value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from dropbench.errors import UserError
+
+GROUPS = ("data", "model", "reg", "optim")
+# Canonical order for naming combined regularizers ("dropout+l2").
+REG_ORDER = ("dropout", "vanilla_dropout", "droppath", "dropconnect", "l1", "l2")
+DROP_FAMILY = ("dropout", "vanilla_dropout", "droppath", "dropconnect")
+# Keys that say where results go or how they are shown, never what is computed.
+UNHASHED_KEYS = ("out",)
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise UserError(f"invalid value {key}={value!r}: must be {allowed}")
+
+
+def _prob(key: str, p: float) -> None:
+    _check(0.0 <= p < 1.0, key, p, "in [0, 1) (p=1 would drop everything)")
+
+
+def _positive(key: str, v: float) -> None:
+    _check(v > 0, key, v, "> 0")
+
+
+def _fraction(key: str, v: float) -> None:
+    _check(0.0 < v < 1.0, key, v, "in (0, 1)")
+
+
+# ---- data ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoisyLinear:
+    name: Literal["noisy_linear"] = "noisy_linear"
+    n_train: int = 20
+    n_test: int = 20
+    x_min: float = -1.0
+    x_max: float = 1.0
+    noise: float = 0.3
+    slope: float = 1.0
+    intercept: float = 0.0
+    seed: int | None = None
+
+    def validate(self, k: str) -> None:
+        _positive(f"{k}.n_train", self.n_train)
+        _positive(f"{k}.n_test", self.n_test)
+        _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
+        _check(self.x_max > self.x_min, f"{k}.x_max", self.x_max, f"> data.x_min ({self.x_min})")
+
+
+@dataclass(frozen=True)
+class NoisySine:
+    name: Literal["noisy_sine"] = "noisy_sine"
+    n_train: int = 20
+    n_test: int = 20
+    x_min: float = -3.0
+    x_max: float = 3.0
+    noise: float = 0.2
+    freq: float = 1.0
+    seed: int | None = None
+
+    validate = NoisyLinear.validate
+
+
+@dataclass(frozen=True)
+class Friedman1:
+    name: Literal["friedman1"] = "friedman1"
+    n_train: int = 100
+    n_test: int = 100
+    n_features: int = 10
+    noise: float = 1.0
+    standardize: bool = True
+    seed: int | None = None
+
+    def validate(self, k: str) -> None:
+        _positive(f"{k}.n_train", self.n_train)
+        _positive(f"{k}.n_test", self.n_test)
+        _check(self.n_features >= 5, f"{k}.n_features", self.n_features, ">= 5 (friedman1 uses 5 informative features)")
+        _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
+
+
+@dataclass(frozen=True)
+class Diabetes:
+    name: Literal["diabetes"] = "diabetes"
+    test_fraction: float = 0.25
+    standardize: bool = True
+    seed: int | None = None
+
+    def validate(self, k: str) -> None:
+        _fraction(f"{k}.test_fraction", self.test_fraction)
+
+
+@dataclass(frozen=True)
+class Csv:
+    path: str
+    target: str
+    name: Literal["csv"] = "csv"
+    features: list[str] | None = None
+    test_fraction: float = 0.25
+    standardize: bool = True
+    seed: int | None = None
+
+    def validate(self, k: str) -> None:
+        _fraction(f"{k}.test_fraction", self.test_fraction)
+
+
+DATA = {c.name: c for c in (NoisyLinear, NoisySine, Friedman1, Diabetes)} | {"csv": Csv}
+
+
+# ---- model --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MLP:
+    name: Literal["mlp"] = "mlp"
+    hidden: int = 300
+    depth: int = 2
+    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    placement: Literal["before", "after"] = "before"
+    residual: bool = False
+
+    def validate(self, k: str) -> None:
+        _positive(f"{k}.hidden", self.hidden)
+        _positive(f"{k}.depth", self.depth)
+
+
+MODELS = {"mlp": MLP}
+
+
+# ---- regularizers -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Dropout:
+    p: float = 0.5
+    inplace: bool = False
+
+    def validate(self, k: str) -> None:
+        _prob(f"{k}.p", self.p)
+
+
+@dataclass(frozen=True)
+class VanillaDropout:
+    p: float = 0.5
+
+    validate = Dropout.validate
+
+
+@dataclass(frozen=True)
+class DropPath:
+    p: float = 0.5
+
+    validate = Dropout.validate
+
+
+@dataclass(frozen=True)
+class DropConnect:
+    p: float = 0.5
+
+    validate = Dropout.validate
+
+
+@dataclass(frozen=True)
+class L1:
+    weight: float = 1e-4
+
+    def validate(self, k: str) -> None:
+        _check(self.weight >= 0, f"{k}.weight", self.weight, ">= 0")
+
+
+@dataclass(frozen=True)
+class L2:
+    weight_decay: float = 1e-3
+    decoupled: bool = False
+
+    def validate(self, k: str) -> None:
+        _check(self.weight_decay >= 0, f"{k}.weight_decay", self.weight_decay, ">= 0")
+
+
+@dataclass(frozen=True)
+class Reg:
+    dropout: Dropout | None = None
+    vanilla_dropout: VanillaDropout | None = None
+    droppath: DropPath | None = None
+    dropconnect: DropConnect | None = None
+    l1: L1 | None = None
+    l2: L2 | None = None
+
+    def validate(self, k: str) -> None:
+        if self.dropout and self.vanilla_dropout:
+            raise UserError("reg=[dropout,vanilla_dropout] combines two scalings of the same dropout; choose one")
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in REG_ORDER if getattr(self, n) is not None]
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.names) or "none"
+
+
+# ---- optimizers ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Adam:
+    name: Literal["adam"] = "adam"
+    lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def validate(self, k: str) -> None:
+        _positive(f"{k}.lr", self.lr)
+        _check(0 <= self.beta1 < 1, f"{k}.beta1", self.beta1, "in [0, 1)")
+        _check(0 <= self.beta2 < 1, f"{k}.beta2", self.beta2, "in [0, 1)")
+        _positive(f"{k}.eps", self.eps)
+
+
+@dataclass(frozen=True)
+class SGD:
+    name: Literal["sgd"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+
+    def validate(self, k: str) -> None:
+        _positive(f"{k}.lr", self.lr)
+        _check(0 <= self.momentum < 1, f"{k}.momentum", self.momentum, "in [0, 1)")
+
+
+OPTIMS = {"adam": Adam, "sgd": SGD}
+
+
+# ---- the whole run ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunConfig:
+    data: NoisyLinear | NoisySine | Friedman1 | Diabetes | Csv = field(default_factory=NoisyLinear)
+    model: MLP = field(default_factory=MLP)
+    reg: Reg = field(default_factory=Reg)
+    optim: Adam | SGD = field(default_factory=Adam)
+    seed: int = 1
+    epochs: int = 500
+    eval_every: int = 50
+    p: float = 0.5
+    engine: Literal["torch"] = "torch"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+    out: str | None = None
+
+    def validate(self, k: str = "") -> None:
+        _positive("epochs", self.epochs)
+        _positive("eval_every", self.eval_every)
+        _prob("p", self.p)
+        _check(self.seed >= 0, "seed", self.seed, ">= 0")
+
+    @property
+    def data_seed(self) -> int:
+        return self.seed if self.data.seed is None else self.data.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return _prune(dataclasses.asdict(self))
+
+    @property
+    def run_id(self) -> str:
+        """Stable hash of everything that determines the run's numbers."""
+        d = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def choices(self) -> dict[str, str]:
+        """The option chosen in each config group, as columns of runs.csv."""
+        return {"data": self.data.name, "model": self.model.name, "reg": self.reg.label, "optim": self.optim.name}
+
+    def flat(self) -> dict[str, Any]:
+        """Every config value as a dotted column, group names excluded (see choices())."""
+        out: dict[str, Any] = {}
+        _flatten(self.to_dict(), "", out)
+        for g in ("data.name", "model.name", "optim.name", "out"):
+            out.pop(g, None)
+        return out
+
+
+def _prune(d: Any) -> Any:
+    """Drop unselected (None) regularizers so the saved config shows only what ran."""
+    if isinstance(d, dict):
+        return {k: _prune(v) for k, v in d.items() if not (v is None and k in REG_ORDER)}
+    return d
+
+
+def _flatten(d: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _flatten(v, key + ".", out)
+        elif isinstance(v, list):
+            out[key] = ",".join(map(str, v))
+        else:
+            out[key] = v
+
+
+# ---- dict -> dataclass with checks ---------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _check(value in allowed, key, value, "one of " + ", ".join(map(str, allowed)))
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        _check(isinstance(value, (list, tuple)), key, value, "a list")
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is bool:
+        _check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, value, "a string")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} for {key}")  # pragma: no cover - schema bug
+
+
+def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, rejecting unknown keys and bad values."""
+    where = prefix or "config"
+    if not isinstance(d, dict):
+        raise UserError(f"invalid value {where}={d!r}: must be a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise UserError(f"unknown key {key}: known keys here are {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise UserError(f"missing value for {key}: set it with {key}=VALUE")
+            continue
+        kwargs[name] = _coerce(key, d[name], hints[name])
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(prefix)
+    return obj
+
+
+def _select(table: dict[str, type], group: str, d: dict[str, Any]) -> Any:
+    name = d.get("name")
+    if name not in table:
+        raise UserError(f"unknown option {group}={name}: choose from {', '.join(table)}")
+    return from_dict(table[name], d, group)
+
+
+def build(d: dict[str, Any]) -> RunConfig:
+    """Validate a composed config (plain dict) into a RunConfig."""
+    d = dict(d)
+    data = _select(DATA, "data", d.pop("data", {}))
+    model = _select(MODELS, "model", d.pop("model", {}))
+    optim = _select(OPTIMS, "optim", d.pop("optim", {}))
+    reg = from_dict(Reg, d.pop("reg", None) or {}, "reg")
+    if reg.droppath is not None and model.depth < 2:
+        raise UserError(f"reg=droppath needs residual blocks, which need model.depth >= 2 (got {model.depth})")
+    if reg.droppath is not None and not model.residual:
+        # DropPath only means something on residual branches: make that visible in the config.
+        model = dataclasses.replace(model, residual=True)
+    cfg = from_dict(RunConfig, {**d, "data": {}, "model": {}, "reg": {}, "optim": {}})
+    return dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
+
+
+# ---- Hydra --------------------------------------------------------------------------------
+def config_dir() -> Path:
+    return Path(str(resources.files("dropbench.conf")))
+
+
+def list_options() -> dict[str, list[str]]:
+    """Every config group and its options, read from conf/."""
+    root = config_dir()
+    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in GROUPS}
+
+
+@cache
+def _hydra_ready() -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra import initialize_config_dir
+
+    GlobalHydra.instance().clear()
+    initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dropbench")
+
+
+def _friendly_hydra_error(e: Exception, overrides: list[str]) -> UserError:
+    msg = " ".join(str(e).split())
+    options = list_options()
+    for g, opts in options.items():
+        if f"'{g}/" in msg or f"config group '{g}'" in msg or f"In '{g}/" in msg:
+            if "Could not find" in msg or "Could not load" in msg:
+                bad = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == g), "?")
+                return UserError(f"unknown option {g}={bad}: choose from {', '.join(opts)}")
+    if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
+        key = msg.split("'")[1] if "'" in msg else "?"
+        hint = ""
+        if key == "optim.weight_decay":
+            hint = " (weight decay is the l2 regularizer: use reg=l2 reg.l2.weight_decay=VALUE)"
+        elif key.startswith("reg."):
+            hint = " (a regularizer's keys exist only when it is selected, e.g. reg=l1 reg.l1.weight=1e-3)"
+        return UserError(f"unknown key {key}{hint}; list the keys with: dropbench run --cfg")
+    if "Ambiguous value" in msg or "sweep" in msg.lower():
+        arg = next((o for o in overrides if "," in o or "(" in o), " ".join(overrides))
+        return UserError(f"{arg} lists several values: to sweep over them add -m (dropbench run -m {arg})")
+    if "Error parsing override" in msg or "mismatched input" in msg or "no viable alternative" in msg:
+        return UserError(f"cannot parse overrides {' '.join(overrides)!r}: write them as key=value, e.g. reg=dropout p=0.5")
+    return UserError(f"bad config: {msg}")
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides into a plain, resolved dict."""
+    from hydra import compose as hydra_compose
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    _hydra_ready()
+    try:
+        cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise _friendly_hydra_error(e, list(overrides)) from None
+
+
+def _missing(d: Any, prefix: str = "") -> str | None:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            m = _missing(v, f"{prefix}{k}.")
+            if m:
+                return m
+    elif d == "???":
+        return prefix[:-1]
+    return None
+
+
+def load(overrides: list[str]) -> RunConfig:
+    """Compose and validate one run's config."""
+    d = compose(overrides)
+    m = _missing(d)
+    if m:
+        raise UserError(f"missing value for {m}: set it with {m}=VALUE")
+    return build(d)
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Expand Hydra sweep grammar (a,b / range() / choice() / glob()) into one override list per run."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _hydra_ready()
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        # The config loader lets glob() see each group's options in conf/.
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
+        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except HydraException as e:
+        raise _friendly_hydra_error(e, list(overrides)) from None
+    return [list(job) for batch in batches for job in batch]

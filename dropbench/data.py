@@ -1,0 +1,130 @@
+"""Small regression data sets, generated from their own seed (never the model's RNG)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dropbench.config import RunConfig
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test sets as float tensors of shape [n, features] and [n, 1]."""
+
+    x_train: "torch.Tensor"
+    y_train: "torch.Tensor"
+    x_test: "torch.Tensor"
+    y_test: "torch.Tensor"
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def to(self, dtype: "torch.dtype", device: Any = "cpu") -> "Dataset":
+        return Dataset(*(t.to(device=device, dtype=dtype) for t in (self.x_train, self.y_train, self.x_test, self.y_test)))
+
+
+def _linspace_noise(cfg: Any, seed: int, f: Any) -> Dataset:
+    """The seed recipe: x = linspace, y = f(x) + noise*N(0,1); test = same x, fresh noise.
+
+    Noise is drawn with torch.normal(zeros, ones) from a generator seeded with `seed`, exactly as
+    seed 003 draws it after torch.manual_seed(seed): train noise first, then test noise.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.unsqueeze(torch.linspace(cfg.x_min, cfg.x_max, cfg.n_train), 1)
+    y = f(x) + cfg.noise * torch.normal(torch.zeros(cfg.n_train, 1), torch.ones(cfg.n_train, 1), generator=g)
+    tx = torch.unsqueeze(torch.linspace(cfg.x_min, cfg.x_max, cfg.n_test), 1)
+    ty = f(tx) + cfg.noise * torch.normal(torch.zeros(cfg.n_test, 1), torch.ones(cfg.n_test, 1), generator=g)
+    return Dataset(x, y, tx, ty)
+
+
+def _standardize(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Scale with the training set's statistics only, so no test information leaks."""
+    mx, sx = xtr.mean(0), xtr.std(0)
+    sx = np.where(sx > 0, sx, 1.0)
+    my, sy = ytr.mean(), ytr.std() or 1.0
+    return (xtr - mx) / sx, (ytr - my) / sy, (xte - mx) / sx, (yte - my) / sy
+
+
+def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    n = len(x)
+    n_test = max(1, int(round(n * test_fraction)))
+    if n - n_test < 1:
+        raise UserError(f"data has {n} rows: too few to split with test_fraction={test_fraction}; add rows or lower data.test_fraction")
+    perm = np.random.default_rng(seed).permutation(n)
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, standardize: bool) -> Dataset:
+    import torch
+
+    if standardize:
+        xtr, ytr, xte, yte = _standardize(xtr, ytr, xte, yte)
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
+    return Dataset(t(xtr), t(ytr).reshape(-1, 1), t(xte), t(yte).reshape(-1, 1))
+
+
+def read_csv(path: str, target: str, features: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Load a user's CSV with checks that turn every problem into a one-line UserError."""
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as e:
+        raise UserError(f"data.path={path}: not a readable CSV ({' '.join(str(e).split())[:120]})") from None
+    if target not in df.columns:
+        raise UserError(f"data.target={target}: no such column in {path}; columns are {', '.join(map(str, df.columns))}")
+    cols = features if features is not None else [c for c in df.columns if c != target]
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise UserError(f"data.features: no column {missing[0]!r} in {path}; columns are {', '.join(map(str, df.columns))}")
+    if not cols:
+        raise UserError(f"{path} has no feature columns besides the target {target!r}")
+    sub = df[list(cols) + [target]]
+    bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c]) or pd.api.types.is_bool_dtype(sub[c])]
+    if bad:
+        raise UserError(f"{path}: column {bad[0]!r} is not numeric; dropbench needs numeric columns (drop it or set data.features)")
+    if sub.isna().any().any() or not np.isfinite(sub.to_numpy(dtype=float)).all():
+        col = sub.columns[(sub.isna() | ~np.isfinite(sub.astype(float))).any()][0]
+        raise UserError(f"{path}: column {col!r} has missing or infinite values; clean the file first")
+    if len(sub) < 2:
+        raise UserError(f"{path}: has {len(sub)} data rows; need at least 2")
+    return sub[list(cols)].to_numpy(dtype=float), sub[target].to_numpy(dtype=float)
+
+
+def load_dataset(cfg: "RunConfig") -> Dataset:
+    """Build the run's data set (float32 on CPU); the engine moves it to its dtype and device."""
+    import torch
+
+    d, seed = cfg.data, cfg.data_seed
+    if d.name == "noisy_linear":
+        return _linspace_noise(d, seed, lambda x: d.slope * x + d.intercept)
+    if d.name == "noisy_sine":
+        return _linspace_noise(d, seed, lambda x: torch.sin(d.freq * x))
+    if d.name == "friedman1":
+        from sklearn.datasets import make_friedman1
+
+        x, y = make_friedman1(n_samples=d.n_train + d.n_test, n_features=d.n_features, noise=d.noise, random_state=seed)
+        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize)
+    if d.name == "diabetes":
+        from sklearn.datasets import load_diabetes
+
+        x, y = load_diabetes(return_X_y=True)
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
+    if d.name == "csv":
+        x, y = read_csv(d.path, d.target, d.features)
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
+    raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it

@@ -1,0 +1,76 @@
+"""What every engine takes and gives back, so a batched engine can stand beside the reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dropbench.config import RunConfig
+
+CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss")
+
+
+@dataclass
+class RunResult:
+    """One finished run: its eval curve and how it ended."""
+
+    cfg: "RunConfig"
+    curve: list[tuple[int, float, float, float]] = field(default_factory=list)  # CURVE_COLUMNS
+    status: str = "ok"  # ok | failed
+    reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def run_id(self) -> str:
+        return self.cfg.run_id
+
+    def summary(self) -> dict[str, float | int]:
+        if not self.curve:
+            nan = float("nan")
+            return {"final_train_mse": nan, "final_test_mse": nan, "best_test_mse": nan, "best_epoch": -1}
+        epoch, train, test, _ = self.curve[-1]
+        best = min(self.curve, key=lambda r: (r[2] != r[2], r[2]))  # NaN sorts last
+        return {"final_train_mse": train, "final_test_mse": test, "best_test_mse": best[2], "best_epoch": best[0]}
+
+
+def eval_epochs(epochs: int, eval_every: int) -> list[int]:
+    """Epochs (1-based, steps completed) at which a run is evaluated: every eval_every and the last."""
+    marks = list(range(eval_every, epochs + 1, eval_every))
+    if not marks or marks[-1] != epochs:
+        marks.append(epochs)
+    return marks
+
+
+def diverged_reason(epoch: int, loss: float) -> str:
+    return f"diverged at epoch {epoch} (training loss {loss}); lower optim.lr or the regularizer strength"
+
+
+class Engine(Protocol):
+    """Trains runs and yields each RunResult as soon as it is done (any order)."""
+
+    name: str
+
+    def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]: ...
+
+
+def resolve_device(device: str) -> "torch.device":
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device=cuda: no CUDA GPU is visible to torch here; use device=cpu or device=auto")
+    return torch.device(device)
+
+
+def get_engine(name: str) -> Engine:
+    if name == "torch":
+        from dropbench.engines.torch_engine import TorchEngine
+
+        return TorchEngine()
+    raise UserError(f"unknown engine={name}: choose from torch")

@@ -1,0 +1,82 @@
+"""The reference engine: one run at a time, plain torch.nn modules, the seed's training loop."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from dropbench.data import load_dataset
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, resolve_device
+from dropbench.models import build_mlp
+from dropbench.regularizers import l1_penalty
+
+if TYPE_CHECKING:
+    from dropbench.config import RunConfig
+
+
+def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
+    """The optimizer with coupled weight decay (reg=l2) or AdamW's decoupled one."""
+    l2 = cfg.reg.l2
+    wd = l2.weight_decay if l2 is not None else 0.0
+    decoupled = l2 is not None and l2.decoupled
+    o = cfg.optim
+    if o.name == "adam":
+        cls = torch.optim.AdamW if decoupled else torch.optim.Adam
+        return cls(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd)
+    # SGD has no decoupled form in torch: TorchEngine applies w <- w*(1-lr*wd) itself.
+    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
+
+
+def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
+    """The run's network with its initial weights: a function of cfg.seed alone."""
+    torch.manual_seed(cfg.seed)
+    return build_mlp(n_in, 1, cfg.model, cfg.reg)
+
+
+def train_one(cfg: "RunConfig") -> RunResult:
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    dtype = getattr(torch, cfg.dtype)
+    data = load_dataset(cfg).to(dtype, device)
+    model = build_model(cfg, data.n_features).to(device=device, dtype=dtype)
+    opt = make_optimizer(model, cfg)
+    sgd_decoupled_wd = cfg.optim.name == "sgd" and cfg.reg.l2 is not None and cfg.reg.l2.decoupled
+    mse = nn.MSELoss()
+    marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
+    result = RunResult(cfg)
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss = mse(model(data.x_train), data.y_train)
+        if cfg.reg.l1 is not None:
+            loss = loss + cfg.reg.l1.weight * l1_penalty(model)
+        opt.zero_grad()
+        loss.backward()
+        if sgd_decoupled_wd:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(1.0 - cfg.optim.lr * cfg.reg.l2.weight_decay)  # type: ignore[union-attr]
+        opt.step()
+        train_loss = loss.item()
+        if not math.isfinite(train_loss):
+            result.status, result.reason = "failed", diverged_reason(epoch, train_loss)
+            break
+        if epoch in marks:
+            model.eval()
+            with torch.no_grad():
+                train_mse = mse(model(data.x_train), data.y_train).item()
+                test_mse = mse(model(data.x_test), data.y_test).item()
+            result.curve.append((epoch, train_mse, test_mse, train_loss))
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+class TorchEngine:
+    name = "torch"
+
+    def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
+        for cfg in cfgs:
+            yield train_one(cfg)

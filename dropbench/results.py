@@ -1,0 +1,180 @@
+"""The results folder: one atomic sub-folder per finished run, and the CSVs built from them.
+
+Layout of a results folder:
+    runs.csv                one row per run
+    curves.csv              run_id, epoch, train_mse, test_mse, train_loss
+    runs/<run_id>/config.yaml   the run's resolved config (reproduce with --config-of)
+    runs/<run_id>/result.json   its summary row
+    runs/<run_id>/curve.csv     its curve
+
+A run's sub-folder appears by one rename, so a crash leaves either nothing or a complete run,
+and parallel workers never touch each other's files. runs.csv and curves.csv are rebuilt from
+the sub-folders and replaced atomically too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from dropbench.engines.base import CURVE_COLUMNS, RunResult
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    from dropbench.config import RunConfig
+
+LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
+RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
+RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write text to path via a temporary file and a rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def config_yaml(cfg: "RunConfig") -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def row_of(result: RunResult) -> dict[str, Any]:
+    cfg = result.cfg
+    row: dict[str, Any] = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed}
+    row.update({k: v for k, v in cfg.flat().items() if k != "seed"})
+    row.update(result.summary())
+    row.update({"status": result.status, "reason": result.reason, "seconds": round(result.seconds, 4)})
+    return row
+
+
+def _curve_text(result: RunResult) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CURVE_COLUMNS)
+    w.writerows(result.curve)
+    return buf.getvalue()
+
+
+def write_run(out: Path, result: RunResult) -> Path:
+    """Store one finished run under out/runs/<run_id>, atomically (a complete folder or none)."""
+    runs = out / RUNS_DIR
+    runs.mkdir(parents=True, exist_ok=True)
+    final = runs / result.run_id
+    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}."))
+    try:
+        (tmp / "config.yaml").write_text(config_yaml(result.cfg))
+        (tmp / "curve.csv").write_text(_curve_text(result))
+        (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
+        if final.exists():  # a re-run of a failed run replaces it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def finished_ids(out: Path) -> set[str]:
+    """Runs already stored with status ok (a resumed sweep skips them)."""
+    runs = out / RUNS_DIR
+    if not runs.is_dir():
+        return set()
+    done = set()
+    for d in runs.iterdir():
+        f = d / "result.json"
+        if not d.name.startswith(".") and f.is_file():
+            try:
+                if json.loads(f.read_text()).get("status") == "ok":
+                    done.add(d.name)
+            except (json.JSONDecodeError, OSError):
+                continue
+    return done
+
+
+def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
+    rows = {}
+    runs = out / RUNS_DIR
+    for d in sorted(runs.iterdir()) if runs.is_dir() else []:
+        f = d / "result.json"
+        if not d.name.startswith(".") and f.is_file():
+            rows[d.name] = json.loads(f.read_text())
+    return rows
+
+
+def _existing_order(out: Path) -> list[str]:
+    f = out / RUNS_CSV
+    if not f.is_file():
+        return []
+    with f.open(newline="") as fh:
+        return [r["run_id"] for r in csv.DictReader(fh) if r.get("run_id")]
+
+
+def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Rebuild runs.csv and curves.csv from the run folders.
+
+    Row order: runs the folder already listed (earlier invocations) keep their place, then the
+    current plan's runs in plan order, then any others by id. So a sweep that was interrupted and
+    resumed ends with the same files as one that never stopped.
+    """
+    stored = _stored_rows(out)
+    order: list[str] = []
+    seen: set[str] = set()
+    for rid in [*_existing_order(out), *plan, *sorted(stored)]:
+        if rid in stored and rid not in seen:
+            order.append(rid)
+            seen.add(rid)
+    rows = [stored[r] for r in order]
+    columns: list[str] = list(LEAD_COLUMNS)
+    for r in rows:
+        columns += [k for k in r if k not in columns and k not in RESULT_COLUMNS]
+    columns += list(RESULT_COLUMNS)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(v) for k, v in r.items()})
+    atomic_write(out / RUNS_CSV, buf.getvalue())
+    curves = io.StringIO()
+    curves.write(",".join(("run_id", *CURVE_COLUMNS)) + "\n")
+    for rid in order:
+        lines = (out / RUNS_DIR / rid / "curve.csv").read_text().splitlines()[1:]
+        curves.writelines(f"{rid},{line}\n" for line in lines)
+    atomic_write(out / CURVES_CSV, curves.getvalue())
+    return rows
+
+
+def _cell(v: Any) -> Any:
+    if isinstance(v, float):
+        return repr(v)  # full precision, stable across runs
+    return v
+
+
+def default_out() -> Path:
+    from datetime import datetime
+
+    return Path("results") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+def check_out_dir(out: Path) -> None:
+    """An existing out folder must be a dropbench results folder (or empty)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file, not a folder; choose another out=DIR")
+    if out.is_dir() and any(out.iterdir()) and not ((out / RUNS_DIR).is_dir() or (out / RUNS_CSV).is_file()):
+        raise UserError(f"out={out} is a non-empty folder that holds no dropbench results; choose a new or empty folder")

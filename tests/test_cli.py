@@ -1,0 +1,114 @@
+"""End to end through the `dropbench` command, as a user runs it."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dropbench.cli import app
+
+runner = CliRunner()
+
+
+def dropbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dropbench", *args], capture_output=True, text=True, cwd=cwd,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+
+
+def test_run_writes_results(tmp_path):
+    out = tmp_path / "r"
+    p = dropbench("run", "reg=dropout", "p=0.5", "epochs=20", "eval_every=5", f"out={out}")
+    assert p.returncode == 0, p.stderr
+    assert "results:" in p.stdout and "test MSE" in p.stdout
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert len(rows) == 1
+    r = rows[0]
+    for col in ("run_id", "data", "model", "reg", "optim", "seed", "final_train_mse", "final_test_mse",
+                "best_test_mse", "best_epoch", "status", "seconds", "reg.dropout.p", "optim.lr", "epochs"):
+        assert col in r, col
+    assert (r["reg"], r["status"], r["reg.dropout.p"]) == ("dropout", "ok", "0.5")
+    curves = list(csv.DictReader((out / "curves.csv").open()))
+    assert [int(c["epoch"]) for c in curves] == [5, 10, 15, 20]
+    assert list(curves[0]) == ["run_id", "epoch", "train_mse", "test_mse", "train_loss"]
+    assert (out / "runs" / r["run_id"] / "config.yaml").is_file()
+
+
+def test_same_seed_gives_identical_csvs(tmp_path):
+    outs = []
+    for name in ("a", "b"):
+        res = runner.invoke(app, ["run", "reg=[dropout,l1]", "epochs=15", "eval_every=5", f"out={tmp_path / name}"])
+        assert res.exit_code == 0, res.output
+        outs.append(tmp_path / name)
+    assert (outs[0] / "curves.csv").read_bytes() == (outs[1] / "curves.csv").read_bytes()
+
+    def strip_seconds(f: Path) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f.open())]
+
+    assert strip_seconds(outs[0] / "runs.csv") == strip_seconds(outs[1] / "runs.csv")
+
+
+def test_rerun_from_saved_config_reproduces(tmp_path):
+    res = runner.invoke(app, ["run", "reg=droppath", "epochs=10", f"out={tmp_path / 'a'}"])
+    assert res.exit_code == 0, res.output
+    run_dir = next((tmp_path / "a" / "runs").iterdir())
+    res = runner.invoke(app, ["run", "--from", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    assert "already finished" in res.output
+    assert "model:\n  name: mlp\n  hidden: 300\n  depth: 2\n  activation: relu\n  placement: before\n  residual: true" in (run_dir / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["reg=foo"], "unknown option reg=foo"),
+        (["p=1"], "must be in [0, 1)"),
+        (["p=1.5", "reg=dropout"], "must be in [0, 1)"),
+        (["+bogus=3"], "unknown key bogus"),
+        (["data=csv", "data.path=/does/not/exist.csv", "data.target=y"], "no such file"),
+        (["optim.lr=-1"], "optim.lr=-1.0: must be > 0"),
+        (["--bogus-flag"], "No such option"),
+    ],
+)
+def test_bad_input_one_line_no_traceback_no_files(tmp_path, args, msg):
+    out = tmp_path / "never"
+    p = dropbench("run", *args, f"out={out}")
+    assert p.returncode != 0
+    assert msg in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    if "No such option" not in msg:
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not out.exists()
+
+
+def test_diverging_run_fails_cleanly(tmp_path):
+    out = tmp_path / "div"
+    p = dropbench("run", "optim=sgd", "optim.lr=1e6", "epochs=30", f"out={out}")
+    assert p.returncode == 1
+    assert "diverged" in p.stderr and "Traceback" not in p.stderr
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert rows[0]["status"] == "failed" and "diverged" in rows[0]["reason"]
+
+
+def test_cfg_prints_without_running(tmp_path):
+    p = dropbench("run", "--cfg", "reg=l1", f"out={tmp_path / 'x'}")
+    assert p.returncode == 0 and "l1:\n    weight: 0.0001" in p.stdout
+    assert not (tmp_path / "x").exists()
+
+
+def test_groups_and_help():
+    p = dropbench("groups")
+    assert p.returncode == 0 and "reg: dropconnect, dropout, droppath, l1, l2, none*, vanilla_dropout" in p.stdout
+    p = dropbench("run", "--help")
+    assert p.returncode == 0 and "--multirun" in p.stdout
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from dropbench.cli import app; from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.stdout.strip() == "False", p.stderr

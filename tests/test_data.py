@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from dropbench.config import load
+from dropbench.data import load_dataset
+from dropbench.errors import UserError
+
+
+def test_noisy_linear_matches_seed_recipe():
+    # Seed 003, verbatim, after torch.manual_seed(1).
+    torch.manual_seed(1)
+    N_SAMPLES = 20
+    x = torch.unsqueeze(torch.linspace(-1, 1, N_SAMPLES), 1)
+    y = x + 0.3 * torch.normal(torch.zeros(N_SAMPLES, 1), torch.ones(N_SAMPLES, 1))
+    test_x = torch.unsqueeze(torch.linspace(-1, 1, N_SAMPLES), 1)
+    test_y = test_x + 0.3 * torch.normal(torch.zeros(N_SAMPLES, 1), torch.ones(N_SAMPLES, 1))
+    d = load_dataset(load(["seed=1"]))
+    for ours, theirs in zip((d.x_train, d.y_train, d.x_test, d.y_test), (x, y, test_x, test_y)):
+        assert torch.equal(ours, theirs)
+
+
+def test_data_does_not_touch_global_rng():
+    torch.manual_seed(5)
+    a = torch.rand(3)
+    torch.manual_seed(5)
+    load_dataset(load(["seed=2"]))
+    assert torch.equal(torch.rand(3), a)
+
+
+def test_data_seed_overrides_run_seed():
+    a = load_dataset(load(["seed=3", "data.seed=7"]))
+    b = load_dataset(load(["seed=7"]))
+    assert torch.equal(a.y_train, b.y_train)
+
+
+@pytest.mark.parametrize("name, n_feat", [("noisy_sine", 1), ("friedman1", 10), ("diabetes", 10)])
+def test_other_datasets_are_seeded(name, n_feat):
+    a = load_dataset(load([f"data={name}", "seed=1"]))
+    b = load_dataset(load([f"data={name}", "seed=1"]))
+    c = load_dataset(load([f"data={name}", "seed=2"]))
+    assert a.n_features == n_feat
+    assert torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.y_test, c.y_test)
+    assert a.y_train.shape[1] == 1 and torch.isfinite(a.x_train).all()
+
+
+def test_diabetes_is_standardised_on_train():
+    d = load_dataset(load(["data=diabetes"]))
+    assert len(d.x_train) + len(d.x_test) == 442
+    assert torch.allclose(d.x_train.mean(0), torch.zeros(10), atol=1e-5)
+    assert abs(d.y_train.std(unbiased=False).item() - 1) < 1e-4
+
+
+def test_csv_dataset(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    f = tmp_path / "d.csv"
+    f.write_text("a,b,t\n" + "\n".join(f"{a},{b},{a - b}" for a, b in x))
+    d = load_dataset(load(["data=csv", f"data.path={f}", "data.target=t", "data.test_fraction=0.25"]))
+    assert d.x_train.shape == (30, 2) and d.x_test.shape == (10, 2)
+
+
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("a,b\n1,2\n3,4\n", "no such column"),
+        ("a,t\nx,1\ny,2\n", "not numeric"),
+        ("a,t\n1,\n2,3\n", "missing"),
+        ("", "not a readable CSV"),
+        ('a,t\n1,2\n"3,4\n', "not a readable CSV"),
+    ],
+)
+def test_bad_csv_gives_user_error(tmp_path, text, msg):
+    f = tmp_path / "bad.csv"
+    f.write_text(text)
+    with pytest.raises(UserError, match=msg):
+        load_dataset(load(["data=csv", f"data.path={f}", "data.target=t"]))
