@@ -253,7 +253,7 @@ class RunConfig:
     epochs: int = 500
     eval_every: int = 50
     p: float = 0.5
-    engine: Literal["torch"] = "torch"
+    engine: Literal["batched", "torch"] = "batched"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
     out: str | None = None

@@ -73,4 +73,8 @@ def get_engine(name: str) -> Engine:
         from dropbench.engines.torch_engine import TorchEngine
 
         return TorchEngine()
-    raise UserError(f"unknown engine={name}: choose from torch")
+    if name == "batched":
+        from dropbench.engines.batched import BatchedEngine
+
+        return BatchedEngine()
+    raise UserError(f"unknown engine={name}: choose from batched, torch")
