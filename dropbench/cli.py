@@ -6,12 +6,16 @@ Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --he
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
 from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 app = typer.Typer(
     add_completion=False,
@@ -58,8 +62,9 @@ def run(
                     typer.echo(f"# run {i + 1}/{len(cfgs)}: {c.run_id}")
                 typer.echo(config_yaml(c), nl=False)
             return
-        console = Console(stderr=False, quiet=quiet)
-        outcome = runner.execute(cfgs)
+        console = Console(quiet=quiet)
+        with _progress(console, quiet) as (on_start, on_result):
+            outcome = runner.execute(cfgs, on_start=on_start, on_result=on_result)
     except UserError as e:
         _fail(str(e))
         return
@@ -72,10 +77,31 @@ def run(
         print_runs(outcome.rows, console)
     if outcome.skipped:
         console.print(f"{outcome.skipped} run(s) were already finished in {outcome.out} and were not re-run.")
+    if outcome.trained and outcome.train_seconds > 0:
+        console.print(
+            f"trained {outcome.trained} run(s) in {outcome.train_seconds:.2f} s "
+            f"({outcome.network_steps / outcome.train_seconds:,.0f} network-steps/s)"
+        )
     typer.echo(f"results: {outcome.out}")
     if outcome.failed:
         first = outcome.failed[0]
         _fail(f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}", 1)
+
+
+@contextmanager
+def _progress(console: "Console", quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[Any], None]]]:
+    """A rich progress bar on a terminal; nothing when piped or with --quiet."""
+    if quiet or not console.is_terminal:
+        yield (lambda n: None), (lambda r: None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:
+        task = bar.add_task("runs", total=None)
+        yield (lambda n: bar.update(task, total=n)), (lambda r: bar.advance(task))
 
 
 @app.command()

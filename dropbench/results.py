@@ -6,6 +6,7 @@ Layout of a results folder:
     runs/<run_id>/config.yaml   the run's resolved config (reproduce with --config-of)
     runs/<run_id>/result.json   its summary row
     runs/<run_id>/curve.csv     its curve
+    runs/<run_id>/fit.csv       1-D data only: x, y_pred (eval mode) on a grid over the training x
 
 A run's sub-folder appears by one rename, so a crash leaves either nothing or a complete run,
 and parallel workers never touch each other's files. runs.csv and curves.csv are rebuilt from
@@ -81,6 +82,8 @@ def write_run(out: Path, result: RunResult) -> Path:
     try:
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
+        if result.fit:
+            (tmp / "fit.csv").write_text("x,y_pred\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
         (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
         if final.exists():  # a re-run of a failed run replaces it
             shutil.rmtree(final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -19,6 +20,8 @@ class RunOutcome:
     rows: list[dict[str, Any]] = field(default_factory=list)  # the plan's rows, in plan order
     trained: int = 0
     skipped: int = 0
+    train_seconds: float = 0.0  # wall time from the first training step to the last result
+    network_steps: int = 0
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -72,6 +75,7 @@ def execute(
     cfgs: Sequence["RunConfig"],
     out: Path | None = None,
     on_result: Callable[[Any], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> RunOutcome:
     """Train every planned run not already finished in `out`, store each, rebuild the CSVs."""
     from dropbench import results
@@ -89,14 +93,19 @@ def execute(
     for c in todo:
         by_engine.setdefault(c.engine, []).append(c)
     out.mkdir(parents=True, exist_ok=True)
+    if on_start:
+        on_start(len(todo))
+    t0 = time.perf_counter()
     try:
         for name, group in by_engine.items():
             for res in get_engine(name).train(group):
                 results.write_run(out, res)
                 outcome.trained += 1
+                outcome.network_steps += res.curve[-1][0] if res.curve else 0
                 if on_result:
                     on_result(res)
     finally:
+        outcome.train_seconds = time.perf_counter() - t0
         # Whatever finished is kept and listed, even after Ctrl-C.
         plan_ids = [c.run_id for c in cfgs]
         rows = results.consolidate(out, plan_ids)

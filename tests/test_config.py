@@ -8,7 +8,7 @@ def test_defaults_are_the_seed_experiment():
     c = load([])
     assert (c.data.name, c.data.n_train, c.data.noise) == ("noisy_linear", 20, 0.3)
     assert (c.model.hidden, c.model.depth, c.model.activation, c.model.placement) == (300, 2, "relu", "before")
-    assert (c.optim.name, c.optim.lr, c.epochs, c.engine) == ("adam", 0.01, 500, "torch")
+    assert (c.optim.name, c.optim.lr, c.epochs, c.engine) == ("adam", 0.01, 500, "batched")
     assert c.reg.label == "none"
 
 

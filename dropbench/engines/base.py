@@ -13,6 +13,14 @@ if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss")
+FIT_POINTS = 200
+
+
+def fit_grid(x_train: "torch.Tensor") -> "torch.Tensor":
+    """Where a 1-D model's fitted curve is drawn: FIT_POINTS over the training x range, [n, 1]."""
+    import torch
+
+    return torch.linspace(float(x_train.min()), float(x_train.max()), FIT_POINTS, dtype=x_train.dtype).unsqueeze(1)
 
 
 @dataclass
@@ -21,6 +29,7 @@ class RunResult:
 
     cfg: "RunConfig"
     curve: list[tuple[int, float, float, float]] = field(default_factory=list)  # CURVE_COLUMNS
+    fit: list[tuple[float, float]] = field(default_factory=list)  # (x, y_pred) on FIT_POINTS, 1-D data only
     status: str = "ok"  # ok | failed
     reason: str = ""
     seconds: float = 0.0

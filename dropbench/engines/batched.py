@@ -6,7 +6,10 @@ weight decay and lr as [C, 1, 1] tensors, one foreach optimizer step) pays that 
 per chunk instead of once per run.
 
 Why a run's numbers do not depend on its company:
-- every chunk has the same size C (padded with copies), so every matmul has the same shape;
+- every chunk has at least two members: a batch of one takes other matmul kernels (thin layers
+  such as (20,300)@(300,1) then give different last bits), while batches of 2..37 members, at
+  any position, give bit-identical results on this CPU (tests/test_batched.py pins this);
+  a lone run is therefore padded with a copy of itself;
 - each worker computes with one thread, so no kernel splits work differently;
 - a run's dropout masks come from its own generator, started from the global RNG state the
   reference engine is in after building the model under torch.manual_seed(seed); the masks are
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -44,16 +47,25 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
     )
 
 
-def chunk_size(n_params: int, dtype_bytes: int) -> int:
-    """Members per chunk: as many as keep the optimizer's working set in a core's share of cache.
+def max_chunk(n_params: int, dtype_bytes: int) -> int:
+    """Most members per chunk: keep the optimizer's working set in a core's share of the cache.
 
-    Depends only on the model's size (never on the sweep), so a run always lands in a chunk of
-    the same size. Measured on a 2-core Xeon: 8-16 members of a 1-300-300-1 MLP per chunk beat
-    both smaller chunks (dispatch-bound) and larger ones (out of cache).
+    Measured on a 2-core Xeon (1-300-300-1 MLP): 0.60-0.63 ms per network-step for chunks of
+    4-8, 0.66-0.68 for 16-32 (out of cache), 2x worse for a run alone (dispatch-bound).
     """
     per_member = 4 * n_params * dtype_bytes  # param, grad, exp_avg, exp_avg_sq
-    budget = 24 * 2**20
-    return max(2, min(64, budget // max(per_member, 1)))
+    budget = 12 * 2**20
+    return max(2, min(32, budget // max(per_member, 1)))
+
+
+def split_group(n: int, most: int, workers: int) -> list[int]:
+    """Chunk sizes for a group of n runs: near-equal, at most `most`, at least 2, and enough
+    chunks to keep every worker busy."""
+    if n <= 2:
+        return [n]
+    k = max(-(-n // most), min(workers, n // 2))
+    base, extra = divmod(n, k)
+    return [base + (i < extra) for i in range(k)]
 
 
 @dataclass
@@ -65,10 +77,6 @@ class _Hyper:
     wd: torch.Tensor | None  # coupled weight decay (0 where decoupled)
     decay: torch.Tensor | None  # decoupled factor 1 - lr*wd (1 where coupled)
     lr: torch.Tensor
-    one_minus_beta1: torch.Tensor
-    beta2: torch.Tensor
-    one_minus_beta2: torch.Tensor
-    eps: torch.Tensor
     momentum: torch.Tensor
 
 
@@ -108,7 +116,7 @@ class Chunk:
         stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
         self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
-        self.x1d = [d for d in datasets[: self.n_real]] if datasets[0].n_features == 1 else None
+        self.grid = torch.stack([fit_grid(d.x_train) for d in datasets]).to(device=dev, dtype=dt) if datasets[0].n_features == 1 else None
 
         # Initial weights and mask generators: exactly the reference engine's, per member.
         weights: list[list[torch.Tensor]] = []
@@ -126,7 +134,6 @@ class Chunk:
         # Derived factors are computed in double, then cast, as torch.optim computes its scalars.
         col = lambda f: _col([f(c) for c in self.cfgs], dt, dev)  # noqa: E731
         kinds = self.kinds
-        o = lambda c, k: getattr(c.optim, k, 0.0)  # noqa: E731
         l2 = lambda c: c.reg.l2  # noqa: E731
         self.h = _Hyper(
             keep=col(lambda c: 1 - _drop_p(c)) if kinds & {"dropout", "vanilla_dropout", "droppath", "dropconnect"} else None,
@@ -134,17 +141,32 @@ class Chunk:
             wd=col(lambda c: 0.0 if l2(c).decoupled else l2(c).weight_decay) if "l2" in kinds else None,
             decay=col(lambda c: 1 - c.optim.lr * l2(c).weight_decay if l2(c).decoupled else 1.0) if "l2" in kinds else None,
             lr=col(lambda c: c.optim.lr),
-            one_minus_beta1=col(lambda c: 1 - o(c, "beta1")),
-            beta2=col(lambda c: o(c, "beta2")),
-            one_minus_beta2=col(lambda c: 1 - o(c, "beta2")),
-            eps=col(lambda c: o(c, "eps")),
-            momentum=col(lambda c: o(c, "momentum")),
+            momentum=col(lambda c: getattr(c.optim, "momentum", 0.0)),
         )
-        self.py_lr = [c.optim.lr for c in self.cfgs]
-        self.py_beta1 = [o(c, "beta1") for c in self.cfgs]
-        self.py_beta2 = [o(c, "beta2") for c in self.cfgs]
-        self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2)]
+        self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2 if c0.optim.name == "adam" else 1)]
         self.step_no = 0
+        self.adam_groups = self._adam_groups() if c0.optim.name == "adam" else []
+
+    def _adam_groups(self) -> list[tuple[dict[str, Any], list[int], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]]:
+        """Members sharing Adam's scalars, with per-member views for torch's fused Adam kernel.
+
+        The fused kernel reads and writes each of param, grad, exp_avg and exp_avg_sq once; the
+        same work as separate foreach ops takes ten passes over state that does not fit in cache.
+        """
+        groups: dict[tuple, list[int]] = {}
+        for i, c in enumerate(self.cfgs):
+            l2 = c.reg.l2
+            key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps,
+                   l2.weight_decay if l2 else 0.0, bool(l2 and l2.decoupled))
+            groups.setdefault(key, []).append(i)
+        out = []
+        m, v = self.state
+        for (lr, b1, b2, eps, wd, decoupled), idx in groups.items():
+            kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, decoupled=decoupled)
+            views = lambda ts: [t[i] for t in ts for i in idx]  # noqa: E731
+            step = torch.zeros((), dtype=torch.float32)  # one counter, read by every tensor's update
+            out.append((kw, idx, views(self.params), views(m), views(v), step))
+        return out
 
     # ---- masks: one generator per member, drawn in the reference engine's order ----------
     def _bernoulli(self, shape: tuple[int, ...]) -> torch.Tensor:
@@ -205,33 +227,35 @@ class Chunk:
     @torch.no_grad()
     def _optimizer_step(self) -> None:
         self.step_no += 1
-        t = self.step_no
-        params = self.params
-        grads = [p.grad for p in params]
-        h = self.h
-        n = len(params)
-        rep = lambda t: [t] * n  # noqa: E731  per-member [C,1,1] factors, broadcast over each tensor
-        if h.wd is not None:  # coupled L2: the optimizer's weight_decay
-            grads = torch._foreach_add(grads, torch._foreach_mul(params, rep(h.wd)))
-        if h.decay is not None:  # AdamW-style: w <- w * (1 - lr*wd)
-            torch._foreach_mul_(params, rep(h.decay))
-        if self.cfg0.optim.name == "adam":
-            m, v = self.state
-            torch._foreach_lerp_(m, grads, rep(h.one_minus_beta1))
-            torch._foreach_mul_(v, rep(h.beta2))
-            torch._foreach_addcmul_(v, grads, torch._foreach_mul(grads, rep(h.one_minus_beta2)))
-            step_size = _col([lr / (1 - b**t) for lr, b in zip(self.py_lr, self.py_beta1)], self.dtype, self.device)
-            bc2_sqrt = _col([math.sqrt(1 - b**t) for b in self.py_beta2], self.dtype, self.device)
-            denom = torch._foreach_add(torch._foreach_div(torch._foreach_sqrt(v), rep(bc2_sqrt)), rep(h.eps))
-            torch._foreach_sub_(params, torch._foreach_mul(torch._foreach_div(m, denom), rep(step_size)))
+        if self.adam_groups:
+            self._adam_step()
         else:
-            buf = self.state[0]
-            if t == 1:
-                torch._foreach_copy_(buf, grads)
-            else:
-                torch._foreach_mul_(buf, rep(h.momentum))
-                torch._foreach_add_(buf, grads)
-            torch._foreach_sub_(params, torch._foreach_mul(buf, rep(h.lr)))
+            self._sgd_step()
+
+    def _adam_step(self) -> None:
+        for kw, idx, p, m, v, step in self.adam_groups:
+            kw = dict(kw)
+            fn = torch._fused_adamw_ if kw.pop("decoupled") else torch._fused_adam_
+            step += 1
+            g = [t.grad[i] for t in self.params for i in idx]  # type: ignore[index]
+            fn(p, g, m, v, [], [step] * len(p), amsgrad=False, maximize=False, **kw)
+
+    def _sgd_step(self) -> None:
+        """torch.optim.SGD's arithmetic with per-member factors as [C, 1, 1] tensors."""
+        params, h = self.params, self.h
+        grads = [p.grad for p in params]
+        rep = lambda t: [t] * len(params)  # noqa: E731
+        if h.wd is not None:  # coupled L2: grad + wd*w
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, rep(h.wd)))
+        if h.decay is not None:  # decoupled L2: w <- w * (1 - lr*wd)
+            torch._foreach_mul_(params, rep(h.decay))
+        buf = self.state[0]
+        if self.step_no == 1:
+            torch._foreach_copy_(buf, grads)
+        else:
+            torch._foreach_mul_(buf, rep(h.momentum))
+            torch._foreach_add_(buf, grads)
+        torch._foreach_sub_(params, torch._foreach_mul(buf, rep(h.lr)))
 
     @torch.no_grad()
     def evaluate(self) -> tuple[list[float], list[float]]:
@@ -261,6 +285,11 @@ class Chunk:
                 for i, r in enumerate(results):
                     if alive[i]:
                         r.curve.append((epoch, tr[i], te[i], losses[i]))
+        if self.grid is not None:
+            with torch.no_grad():
+                pred = self.forward(self.grid, train=False)
+            for i, r in enumerate(results):
+                r.fit = list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist()))
         secs = (time.perf_counter() - t0) / self.n_real
         for r in results:
             r.seconds = secs
@@ -280,8 +309,8 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def plan_chunks(cfgs: Sequence["RunConfig"]) -> list[tuple[list["RunConfig"], int]]:
-    """Group runs by program and cut each group into chunks of its fixed size."""
+def plan_chunks(cfgs: Sequence["RunConfig"], workers: int = 1) -> list[tuple[list["RunConfig"], int]]:
+    """Group runs by program and cut each group into chunks (size >= 2, padded if alone)."""
     groups: dict[tuple, list[RunConfig]] = {}
     for c in cfgs:
         groups.setdefault(group_key(c, load_dataset(c)), []).append(c)
@@ -290,9 +319,13 @@ def plan_chunks(cfgs: Sequence["RunConfig"]) -> list[tuple[list["RunConfig"], in
         m = members[0].model
         n_in = key[0][1]
         n_params = (n_in + 1) * m.hidden + (m.depth - 1) * (m.hidden + 1) * m.hidden + m.hidden + 1
-        size = chunk_size(n_params, 8 if members[0].dtype == "float64" else 4)
-        chunks += [(members[i : i + size], size) for i in range(0, len(members), size)]
-    return chunks
+        most = max_chunk(n_params, 8 if members[0].dtype == "float64" else 4)
+        start = 0
+        for size in split_group(len(members), most, workers):
+            chunks.append((members[start : start + size], max(size, 2)))
+            start += size
+    # Largest first, so the last chunks to finish are short ones.
+    return sorted(chunks, key=lambda ch: -ch[1] * ch[0][0].epochs * ch[0][0].model.hidden**2)
 
 
 class BatchedEngine:
@@ -302,7 +335,7 @@ class BatchedEngine:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
-        chunks = plan_chunks(cfgs)
+        chunks = plan_chunks(cfgs, self.workers)
         on_gpu = any(c.device != "cpu" and resolve_device(c.device).type == "cuda" for c in cfgs)
         if self.workers <= 1 or len(chunks) <= 1 or on_gpu:
             for members, size in chunks:
@@ -312,29 +345,56 @@ class BatchedEngine:
 
 
 def _parallel(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iterator[RunResult]:
-    """Spread chunks over worker processes; the main process trains chunks too meanwhile."""
+    """Train chunks in `workers - 1` spawned processes and in this one, from one shared queue.
+
+    The main process starts training at once, while the workers import torch; a worker gets its
+    next chunk the moment it returns one.
+    """
     import concurrent.futures as cf
     import multiprocessing as mp
+    import queue
+    import threading
+    from collections import deque
 
-    ctx = mp.get_context("spawn")  # fork is unsafe once torch's OpenMP pool exists
-    todo = list(chunks)
-    with cf.ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx, initializer=_worker_init) as pool:
-        futures: set[cf.Future] = set()
+    todo = deque(chunks)
+    lock = threading.Lock()
+    finished: queue.Queue[cf.Future] = queue.Queue()
+    in_flight = 0
 
-        def refill() -> None:
-            # Two chunks in flight per worker, taken from the back; the main process takes the front.
-            while todo and len(futures) < 2 * (workers - 1):
-                members, size = todo.pop()
-                futures.add(pool.submit(_train_chunk, members, size))
+    def take() -> tuple[list["RunConfig"], int] | None:
+        with lock:
+            return todo.popleft() if todo else None
 
-        refill()
-        while todo:
-            members, size = todo.pop(0)
-            yield from _train_chunk(members, size)
-            done = {f for f in futures if f.done()}
-            futures -= done
-            for f in done:
+    # spawn: fork is unsafe once torch's OpenMP pool exists in this process.
+    with cf.ProcessPoolExecutor(max_workers=workers - 1, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
+
+        def submit_next(_: cf.Future | None = None) -> None:
+            nonlocal in_flight
+            if _ is not None:
+                finished.put(_)
+            chunk = take()
+            if chunk is not None:
+                with lock:
+                    in_flight += 1
+                pool.submit(_train_chunk, *chunk).add_done_callback(submit_next)
+
+        def drain(block: bool) -> Iterator[RunResult]:
+            nonlocal in_flight
+            while True:
+                with lock:
+                    if in_flight == 0:
+                        return
+                try:
+                    f = finished.get(block=block)
+                except queue.Empty:
+                    return
+                with lock:
+                    in_flight -= 1
                 yield from f.result()
-            refill()
-        for f in cf.as_completed(futures):
-            yield from f.result()
+
+        for _ in range(workers - 1):
+            submit_next()
+        while (chunk := take()) is not None:
+            yield from _train_chunk(*chunk)
+            yield from drain(block=False)
+        yield from drain(block=True)

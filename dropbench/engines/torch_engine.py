@@ -10,12 +10,16 @@ import torch
 from torch import nn
 
 from dropbench.data import load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device
 from dropbench.models import build_mlp
 from dropbench.regularizers import l1_penalty
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
+
+
+def device_fused(model: nn.Module) -> bool:
+    return next(model.parameters()).device.type in ("cpu", "cuda")
 
 
 def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
@@ -26,7 +30,8 @@ def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
     o = cfg.optim
     if o.name == "adam":
         cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-        return cls(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd)
+        # fused=True: torch's one-pass CPU kernel, the one the batched engine runs too.
+        return cls(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd, fused=device_fused(model))
     # SGD has no decoupled form in torch: TorchEngine applies w <- w*(1-lr*wd) itself.
     return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
 
@@ -70,6 +75,11 @@ def train_one(cfg: "RunConfig") -> RunResult:
                 train_mse = mse(model(data.x_train), data.y_train).item()
                 test_mse = mse(model(data.x_test), data.y_test).item()
             result.curve.append((epoch, train_mse, test_mse, train_loss))
+    if data.n_features == 1:
+        model.eval()
+        with torch.no_grad():
+            grid = fit_grid(data.x_train)
+            result.fit = list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))
     result.seconds = time.perf_counter() - t0
     return result
 
