@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from dropbench.errors import UserError
 
-GROUPS = ("data", "model", "reg", "optim")
+GROUPS = ("data", "model", "reg", "optim", "launcher")
 # Canonical order for naming combined regularizers ("dropout+l2").
 REG_ORDER = ("dropout", "vanilla_dropout", "droppath", "dropconnect", "l1", "l2")
 DROP_FAMILY = ("dropout", "vanilla_dropout", "droppath", "dropconnect")
@@ -242,6 +242,62 @@ class SGD:
 OPTIMS = {"adam": Adam, "sgd": SGD}
 
 
+# ---- launchers: where runs execute; never part of a run's config or hash -------------------
+@dataclass(frozen=True)
+class LocalLauncher:
+    name: Literal["local"] = "local"
+    workers: int | None = None
+
+    def validate(self, k: str) -> None:
+        if self.workers is not None:
+            _positive(f"{k}.workers", self.workers)
+
+
+@dataclass(frozen=True)
+class JoblibLauncher:
+    name: Literal["joblib"] = "joblib"
+    n_jobs: int = 2
+
+    def validate(self, k: str) -> None:
+        _check(self.n_jobs == -1 or self.n_jobs > 0, f"{k}.n_jobs", self.n_jobs, "> 0 or -1 (one per core)")
+
+
+@dataclass(frozen=True)
+class SubmititLocalLauncher:
+    name: Literal["submitit_local"] = "submitit_local"
+    jobs: int = 2
+    timeout_min: int = 60
+    cpus_per_task: int = 1
+
+    def validate(self, k: str) -> None:
+        for f in ("jobs", "timeout_min", "cpus_per_task"):
+            _positive(f"{k}.{f}", getattr(self, f))
+
+
+@dataclass(frozen=True)
+class SubmititSlurmLauncher:
+    name: Literal["submitit_slurm"] = "submitit_slurm"
+    jobs: int = 10
+    timeout_min: int = 60
+    cpus_per_task: int = 2
+    mem_gb: int = 4
+    gpus_per_node: int = 0
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    array_parallelism: int = 64
+    setup: list[str] = field(default_factory=list)
+
+    def validate(self, k: str) -> None:
+        for f in ("jobs", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+            _positive(f"{k}.{f}", getattr(self, f))
+        _check(self.gpus_per_node >= 0, f"{k}.gpus_per_node", self.gpus_per_node, ">= 0")
+
+
+LAUNCHERS = {c.name: c for c in (LocalLauncher, JoblibLauncher, SubmititLocalLauncher, SubmititSlurmLauncher)}
+Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlurmLauncher
+
+
 # ---- the whole run ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunConfig:
@@ -391,9 +447,14 @@ def _select(table: dict[str, type], group: str, d: dict[str, Any]) -> Any:
     return from_dict(table[name], d, group)
 
 
+def build_launcher(d: dict[str, Any]) -> "Launcher":
+    return _select(LAUNCHERS, "launcher", d.get("launcher") or {"name": "local"})
+
+
 def build(d: dict[str, Any]) -> RunConfig:
-    """Validate a composed config (plain dict) into a RunConfig."""
+    """Validate a composed config (plain dict) into a RunConfig (the launcher is not part of it)."""
     d = dict(d)
+    d.pop("launcher", None)
     data = _select(DATA, "data", d.pop("data", {}))
     model = _select(MODELS, "model", d.pop("model", {}))
     optim = _select(OPTIMS, "optim", d.pop("optim", {}))
@@ -416,6 +477,14 @@ def list_options() -> dict[str, list[str]]:
     """Every config group and its options, read from conf/."""
     root = config_dir()
     return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in GROUPS}
+
+
+def default_options() -> dict[str, str]:
+    """Each group's default option, from the defaults list of conf/config.yaml."""
+    import yaml
+
+    entries = yaml.safe_load((config_dir() / "config.yaml").read_text())["defaults"]
+    return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
 
 
 @cache
@@ -503,13 +572,18 @@ def _missing(d: Any, prefix: str = "") -> str | None:
     return None
 
 
-def load(overrides: list[str]) -> RunConfig:
-    """Compose and validate one run's config."""
+def load_job(overrides: list[str]) -> tuple[RunConfig, "Launcher"]:
+    """Compose and validate one run's config and the launcher that will run it."""
     d = compose(overrides)
     m = _missing(d)
     if m:
         raise UserError(f"missing value for {m}: set it with {m}=VALUE")
-    return build(d)
+    return build(d), build_launcher(d)
+
+
+def load(overrides: list[str]) -> RunConfig:
+    """Compose and validate one run's config."""
+    return load_job(overrides)[0]
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:

@@ -21,8 +21,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from dropbench.engines.base import CURVE_COLUMNS, RunResult
 from dropbench.errors import UserError
@@ -86,12 +87,49 @@ def write_run(out: Path, result: RunResult) -> Path:
             (tmp / "fit.csv").write_text("x,y_pred\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
         (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
         if final.exists():  # a re-run of a failed run replaces it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # Another worker stored this same run a moment ago; its copy is as good as ours.
+            if not (final / "result.json").is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def stored_ids(out: Path) -> set[str]:
+    """Runs stored in `out`, whatever their status."""
+    runs = out / RUNS_DIR
+    if not runs.is_dir():
+        return set()
+    return {d.name for d in runs.iterdir() if not d.name.startswith(".") and (d / "result.json").is_file()}
+
+
+def remove_leftovers(out: Path) -> None:
+    """Temporary folders of runs that a killed process never finished storing."""
+    runs = out / RUNS_DIR
+    for d in runs.glob(".*") if runs.is_dir() else []:
+        shutil.rmtree(d, ignore_errors=True)
+    for f in out.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[None]:
+    """Serialise CSV rebuilds of one folder across processes (and machines sharing it)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def finished_ids(out: Path) -> set[str]:
@@ -130,6 +168,12 @@ def _existing_order(out: Path) -> list[str]:
 
 
 def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Rebuild runs.csv and curves.csv from the run folders, one process at a time."""
+    with folder_lock(out):
+        return _consolidate(out, list(plan))
+
+
+def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
     """Rebuild runs.csv and curves.csv from the run folders.
 
     Row order: runs the folder already listed (earlier invocations) keep their place, then the

@@ -11,7 +11,7 @@ from dropbench import config as config_mod
 from dropbench.errors import UserError
 
 if TYPE_CHECKING:
-    from dropbench.config import RunConfig
+    from dropbench.config import Launcher, RunConfig
 
 
 @dataclass
@@ -28,17 +28,49 @@ class RunOutcome:
         return [r for r in self.rows if r["status"] != "ok"]
 
 
-def plan(overrides: Sequence[str], multirun: bool = False) -> list["RunConfig"]:
-    """The validated configs of every run the overrides ask for, duplicates removed."""
+SWEEP_FILE = "sweep.yaml"
+
+
+class Interrupted(Exception):
+    """Ctrl-C during training: what finished is stored and listed."""
+
+    def __init__(self, out: Path, stored: int, total: int) -> None:
+        super().__init__(f"interrupted: {stored} of {total} runs are stored in {out}")
+        self.out, self.stored, self.total = out, stored, total
+
+
+def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunConfig"], "Launcher"]:
+    """The validated configs of every run the overrides ask for (duplicates removed), and the
+    launcher that will run them."""
     jobs = config_mod.expand_sweep(list(overrides)) if multirun else [list(overrides)]
     cfgs: dict[str, RunConfig] = {}
+    launchers = set()
     for job in jobs:
-        cfg = config_mod.load(job)
+        cfg, launcher = config_mod.load_job(job)
         cfgs.setdefault(cfg.run_id, cfg)
-    outs = {c.out for c in cfgs.values()}
-    if len(outs) > 1:
+        launchers.add(launcher)
+    if len({c.out for c in cfgs.values()}) > 1:
         raise UserError("out= takes one folder per invocation; do not sweep over out")
-    return list(cfgs.values())
+    if len(launchers) > 1:
+        raise UserError("launcher= takes one launcher per invocation; do not sweep over it")
+    return list(cfgs.values()), launchers.pop()
+
+
+def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", dict[str, Any]]:
+    """Re-plan the sweep stored in a results folder, to run what it is missing."""
+    import yaml
+
+    f = Path(folder) / SWEEP_FILE
+    if not f.is_file():
+        raise UserError(f"--resume {folder}: no {SWEEP_FILE} there; give a folder written by dropbench run")
+    try:
+        command = yaml.safe_load(f.read_text())
+        overrides = [o for o in command["overrides"] if not o.startswith("out=")] + [f"out={folder}"]
+        multirun = bool(command["multirun"])
+    except (yaml.YAMLError, KeyError, TypeError) as e:
+        raise UserError(f"{f}: not a dropbench sweep file ({type(e).__name__}); re-run the original command instead") from None
+    cfgs, launcher = plan(overrides, multirun)
+    return cfgs, launcher, {"overrides": overrides, "multirun": multirun}
 
 
 def load_saved(path: str | Path) -> "RunConfig":
@@ -73,42 +105,58 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
 
 def execute(
     cfgs: Sequence["RunConfig"],
+    launcher: "Launcher | None" = None,
     out: Path | None = None,
-    on_result: Callable[[Any], None] | None = None,
+    on_result: Callable[[str, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    command: dict[str, Any] | None = None,
 ) -> RunOutcome:
-    """Train every planned run not already finished in `out`, store each, rebuild the CSVs."""
+    """Train every planned run not already finished in `out`, store each, rebuild the CSVs.
+
+    `command` (overrides and multirun) is saved as sweep.yaml, so `--resume` can re-plan it.
+    """
+    import yaml
+
     from dropbench import results
-    from dropbench.engines.base import get_engine
+    from dropbench.config import LocalLauncher
+    from dropbench.launchers import launch
 
     if not cfgs:
         raise UserError("nothing to run")
     _check_inputs(cfgs)
     out = Path(out or cfgs[0].out or results.default_out())
     results.check_out_dir(out)
+    if out.is_dir():
+        results.remove_leftovers(out)
     done = results.finished_ids(out)
     todo = [c for c in cfgs if c.run_id not in done]
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
-    by_engine: dict[str, list[RunConfig]] = {}
-    for c in todo:
-        by_engine.setdefault(c.engine, []).append(c)
     out.mkdir(parents=True, exist_ok=True)
+    if command is not None:
+        results.atomic_write(out / SWEEP_FILE, yaml.safe_dump(command, sort_keys=False))
     if on_start:
         on_start(len(todo))
+
+    def stored(run_id: str, status: str) -> None:
+        outcome.trained += 1
+        if on_result:
+            on_result(run_id, status)
+
     t0 = time.perf_counter()
+    interrupted = False
     try:
-        for name, group in by_engine.items():
-            for res in get_engine(name).train(group):
-                results.write_run(out, res)
-                outcome.trained += 1
-                outcome.network_steps += res.curve[-1][0] if res.curve else 0
-                if on_result:
-                    on_result(res)
+        launch(todo, out, launcher or LocalLauncher(), stored)
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         outcome.train_seconds = time.perf_counter() - t0
-        # Whatever finished is kept and listed, even after Ctrl-C.
+        # Whatever finished is kept and listed, even after Ctrl-C or an error.
         plan_ids = [c.run_id for c in cfgs]
         rows = results.consolidate(out, plan_ids)
         wanted = set(plan_ids)
         outcome.rows = [r for r in rows if r["run_id"] in wanted]
+    trained = {c.run_id: c.epochs for c in todo}
+    outcome.network_steps = sum(trained[r["run_id"]] for r in outcome.rows if r["run_id"] in trained and r["status"] == "ok")
+    if interrupted:
+        raise Interrupted(out, len(outcome.rows), len(cfgs))
     return outcome

@@ -55,6 +55,12 @@ def eval_epochs(epochs: int, eval_every: int) -> list[int]:
     return marks
 
 
+def failed_results(cfgs: Sequence["RunConfig"], error: Exception) -> list[RunResult]:
+    """A run that raised is recorded, not lost: the sweep goes on without it."""
+    reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
+    return [RunResult(c, status="failed", reason=reason) for c in cfgs]
+
+
 def diverged_reason(epoch: int, loss: float) -> str:
     return f"diverged at epoch {epoch} (training loss {loss}); lower optim.lr or the regularizer strength"
 
@@ -77,7 +83,8 @@ def resolve_device(device: str) -> "torch.device":
     return torch.device(device)
 
 
-def get_engine(name: str) -> Engine:
+def get_engine(name: str, workers: int | None = None) -> Engine:
+    """The engine called `name`; `workers` threads for the batched one (default: one per core)."""
     if name == "torch":
         from dropbench.engines.torch_engine import TorchEngine
 
@@ -85,5 +92,5 @@ def get_engine(name: str) -> Engine:
     if name == "batched":
         from dropbench.engines.batched import BatchedEngine
 
-        return BatchedEngine()
+        return BatchedEngine(workers)
     raise UserError(f"unknown engine={name}: choose from batched, torch")

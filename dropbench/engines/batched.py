@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -166,7 +166,7 @@ class Chunk:
         for (lr, b1, b2, eps, wd, decoupled), idx in groups.items():
             kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, decoupled=decoupled)
             views = lambda ts: [t[i] for t in ts for i in idx]  # noqa: E731
-            step = torch.zeros((), dtype=torch.float32)  # one counter, read by every tensor's update
+            step = torch.zeros((), dtype=torch.float32, device=self.device)  # one counter for every tensor
             out.append((kw, idx, views(self.params), views(m), views(v), step))
         return out
 
@@ -327,9 +327,12 @@ def one_intraop_thread() -> Iterator[None]:
 
 
 def _train_chunk(cfgs: Sequence["RunConfig"], size: int) -> list[RunResult]:
-    with _GLOBAL_RNG:
-        chunk = Chunk(cfgs, size)
-    return chunk.train()
+    try:
+        with _GLOBAL_RNG:
+            chunk = Chunk(cfgs, size)
+        return chunk.train()
+    except Exception as e:  # noqa: BLE001  e.g. out of memory: these runs fail, the sweep goes on
+        return failed_results(cfgs, e)
 
 
 def plan_chunks(cfgs: Sequence["RunConfig"], workers: int = 1) -> list[tuple[list["RunConfig"], int]]:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dropbench.data import load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device
 from dropbench.models import build_mlp
 from dropbench.regularizers import l1_penalty
 
@@ -89,4 +89,7 @@ class TorchEngine:
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
         for cfg in cfgs:
-            yield train_one(cfg)
+            try:
+                yield train_one(cfg)
+            except Exception as e:  # noqa: BLE001  one failing run must not end the sweep
+                yield from failed_results([cfg], e)
