@@ -440,7 +440,9 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     return obj
 
 
-def _select(table: dict[str, type], group: str, d: dict[str, Any]) -> Any:
+def _select(table: dict[str, type], group: str, d: Any) -> Any:
+    if not isinstance(d, dict):
+        raise UserError(f"invalid value {group}={d!r}: must be a mapping with a name (one of {', '.join(table)})")
     name = d.get("name")
     if name not in table:
         raise UserError(f"unknown option {group}={name}: choose from {', '.join(table)}")
@@ -453,6 +455,8 @@ def build_launcher(d: dict[str, Any]) -> "Launcher":
 
 def build(d: dict[str, Any]) -> RunConfig:
     """Validate a composed config (plain dict) into a RunConfig (the launcher is not part of it)."""
+    if not isinstance(d, dict):
+        raise UserError(f"a config must be a mapping of keys, not {type(d).__name__}")
     d = dict(d)
     d.pop("launcher", None)
     data = _select(DATA, "data", d.pop("data", {}))

@@ -223,5 +223,6 @@ def check_out_dir(out: Path) -> None:
     """An existing out folder must be a dropbench results folder (or empty)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"out={out} is a file, not a folder; choose another out=DIR")
-    if out.is_dir() and any(out.iterdir()) and not ((out / RUNS_DIR).is_dir() or (out / RUNS_CSV).is_file()):
+    markers = (out / RUNS_DIR, out / RUNS_CSV, out / "sweep.yaml")
+    if out.is_dir() and any(out.iterdir()) and not any(m.exists() for m in markers):
         raise UserError(f"out={out} is a non-empty folder that holds no dropbench results; choose a new or empty folder")

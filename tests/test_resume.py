@@ -1,0 +1,133 @@
+"""Never lose a run: kill and resume, concurrent writers, failures inside a sweep, launchers."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SWEEP = ["-m", "reg=none,dropout", "seed=range(6)", "epochs=60", "eval_every=20", "model.hidden=64"]
+
+
+def dropbench(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dropbench", *args], capture_output=True, text=True, **kw)
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dropbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def without_seconds(folder: Path) -> list[list[str]]:
+    rows = list(csv.reader((folder / "runs.csv").open()))
+    col = rows[0].index("seconds")
+    return [r[:col] + r[col + 1 :] for r in rows]
+
+
+def stored(folder: Path) -> int:
+    runs = folder / "runs"
+    return sum(1 for d in runs.iterdir() if not d.name.startswith(".")) if runs.is_dir() else 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("full") / "r"
+    p = dropbench("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.mark.parametrize("when", ["at-start", "after-first-run", "mid-sweep"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when, sig):
+    out = tmp_path / "r"
+    proc = start("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
+    deadline = time.time() + 60
+    if when == "at-start":
+        while not (out / "sweep.yaml").exists() and time.time() < deadline:
+            time.sleep(0.01)
+    else:
+        need = 1 if when == "after-first-run" else 6
+        while stored(out) < need and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT and proc.returncode == 130:
+        assert "--resume" in err and "Traceback" not in err
+    n_before = stored(out)
+    assert n_before < 12 or proc.returncode == 0
+    p = dropbench("run", "--resume", str(out), "-q")
+    assert p.returncode == 0, p.stderr
+    assert (out / "curves.csv").read_bytes() == (uninterrupted / "curves.csv").read_bytes()
+    assert without_seconds(out) == without_seconds(uninterrupted)
+    assert not [d for d in (out / "runs").iterdir() if d.name.startswith(".")], "no leftovers"
+
+
+def test_same_command_again_skips_finished_runs(tmp_path, uninterrupted):
+    out = tmp_path / "r"
+    assert dropbench("run", *SWEEP[:2], "seed=range(3)", *SWEEP[3:], f"out={out}", "-q").returncode == 0
+    p = dropbench("run", *SWEEP, f"out={out}")
+    assert p.returncode == 0, p.stderr
+    assert "6 run(s) were already finished" in p.stdout  # none,dropout x seeds 0-2
+    assert len(without_seconds(out)) == 13  # header + 2 regs x 6 seeds
+
+
+def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
+    out = tmp_path / "r"
+    a = start("run", "-m", "reg=none,l1", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
+    b = start("run", "-m", "reg=l1,l2", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
+    assert a.wait(120) == 0 and b.wait(120) == 0, (a.stderr.read(), b.stderr.read())
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 12, "none, l1, l2 x 4 seeds: each run exactly once"
+    curves = list(csv.DictReader((out / "curves.csv").open()))
+    assert len(curves) == 12 and {c["run_id"] for c in curves} == set(ids)
+
+
+def test_diverging_run_inside_a_sweep(tmp_path):
+    out = tmp_path / "r"
+    p = dropbench("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}")
+    assert p.returncode == 1
+    assert "2 of 4 run(s) failed" in p.stderr and "Traceback" not in p.stderr
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert sorted(r["status"] for r in rows) == ["failed", "failed", "ok", "ok"]
+    assert all("diverged" in r["reason"] for r in rows if r["status"] == "failed")
+    p = dropbench("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}", "--allow-failures")
+    assert p.returncode == 0
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_give_the_same_rows(tmp_path, launcher):
+    args = ["-m", "reg=none,droppath", "seed=range(3)", "epochs=20", "model.hidden=32"]
+    local, other = tmp_path / "local", tmp_path / launcher
+    assert dropbench("run", *args, f"out={local}", "-q").returncode == 0
+    p = dropbench("run", *args, f"launcher={launcher}", f"out={other}", "-q")
+    assert p.returncode == 0, p.stderr
+    assert without_seconds(local) == without_seconds(other)
+    assert (local / "curves.csv").read_bytes() == (other / "curves.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--resume", "/nonexistent/folder"], "no sweep.yaml there"),
+        (["--resume", "."], "no sweep.yaml there"),
+        (["launcher=slurmz"], "unknown option launcher=slurmz"),
+        (["launcher=joblib", "launcher.n_jobs=0"], "launcher.n_jobs=0"),
+        (["-m", "launcher=local,joblib"], "one launcher per invocation"),
+    ],
+)
+def test_bad_launcher_and_resume_input(tmp_path, args, msg):
+    p = dropbench("run", *args, cwd=tmp_path)
+    assert p.returncode == 2 and msg in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_out_that_is_not_a_results_folder(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    p = dropbench("run", "epochs=5", f"out={tmp_path}")
+    assert p.returncode == 2 and "holds no dropbench results" in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
