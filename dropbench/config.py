@@ -519,7 +519,7 @@ def _friendly_hydra_error(e: Exception, overrides: list[str]) -> UserError:
     if "Ambiguous value" in msg or "sweep" in msg.lower():
         arg = next((o for o in overrides if "," in o or "(" in o), " ".join(overrides))
         return UserError(f"{arg} lists several values: to sweep over them add -m (dropbench run -m {arg})")
-    if "Error parsing override" in msg or "mismatched input" in msg or "no viable alternative" in msg:
+    if any(t in msg for t in ("Error parsing override", "mismatched input", "no viable alternative", "LexerNoViableAlt", "token recognition")):
         return UserError(f"cannot parse overrides {' '.join(overrides)!r}: write them as key=value, e.g. reg=dropout p=0.5")
     return UserError(f"bad config: {msg}")
 

@@ -44,16 +44,17 @@ def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunCon
     launcher that will run them."""
     jobs = config_mod.expand_sweep(list(overrides)) if multirun else [list(overrides)]
     cfgs: dict[str, RunConfig] = {}
-    launchers = set()
+    launchers: list[Launcher] = []
     for job in jobs:
         cfg, launcher = config_mod.load_job(job)
         cfgs.setdefault(cfg.run_id, cfg)
-        launchers.add(launcher)
+        if launcher not in launchers:
+            launchers.append(launcher)
     if len({c.out for c in cfgs.values()}) > 1:
         raise UserError("out= takes one folder per invocation; do not sweep over out")
     if len(launchers) > 1:
         raise UserError("launcher= takes one launcher per invocation; do not sweep over it")
-    return list(cfgs.values()), launchers.pop()
+    return list(cfgs.values()), launchers[0]
 
 
 def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", dict[str, Any]]:
