@@ -88,8 +88,10 @@ def run(
 def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool) -> None:
     from dropbench.reporting import print_runs
 
-    if outcome.rows:
+    if 0 < len(outcome.rows) <= 10:
         print_runs(outcome.rows, console)
+    if len(outcome.rows) > 1:
+        _print_summary(outcome.rows, console)
     if outcome.skipped:
         console.print(f"{outcome.skipped} run(s) were already finished in {outcome.out} and were not re-run.")
     if outcome.trained and outcome.train_seconds > 0:
@@ -105,6 +107,19 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
             console.print(f"[yellow]{msg}[/yellow]")
         else:
             _fail(msg + " (--allow-failures to exit 0)", 1)
+
+
+def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
+    """Grouped by every swept key except the seed, with the paired difference to reg=none."""
+    import pandas as pd
+
+    from dropbench.reporting import summary_table
+    from dropbench.stats import group_keys, summarize
+
+    df = pd.DataFrame(rows)
+    keys = group_keys(df)
+    ref = {"reg": "none"} if "reg" in keys and (df["reg"] == "none").any() else None
+    console.print(summary_table(summarize(df, keys, ref), keys))
 
 
 @contextmanager

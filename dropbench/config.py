@@ -308,7 +308,7 @@ class RunConfig:
     seed: int = 1
     epochs: int = 500
     eval_every: int = 50
-    p: float = 0.5
+    p: float | None = 0.5  # the drop probability in effect (None: no dropout-family regularizer)
     engine: Literal["batched", "torch"] = "batched"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
@@ -317,7 +317,8 @@ class RunConfig:
     def validate(self, k: str = "") -> None:
         _positive("epochs", self.epochs)
         _positive("eval_every", self.eval_every)
-        _prob("p", self.p)
+        if self.p is not None:
+            _prob("p", self.p)
         _check(self.seed >= 0, "seed", self.seed, ">= 0")
 
     @property
@@ -444,7 +445,7 @@ def _select(table: dict[str, type], group: str, d: Any) -> Any:
     if not isinstance(d, dict):
         raise UserError(f"invalid value {group}={d!r}: must be a mapping with a name (one of {', '.join(table)})")
     name = d.get("name")
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         raise UserError(f"unknown option {group}={name}: choose from {', '.join(table)}")
     return from_dict(table[name], d, group)
 
@@ -469,6 +470,10 @@ def build(d: dict[str, Any]) -> RunConfig:
         # DropPath only means something on residual branches: make that visible in the config.
         model = dataclasses.replace(model, residual=True)
     cfg = from_dict(RunConfig, {**d, "data": {}, "model": {}, "reg": {}, "optim": {}})
+    # p only matters through the dropout-family regularizers: record the one in effect, so that
+    # reg=none p=0.2 and reg=none p=0.5 are the same run.
+    drops = [getattr(reg, n) for n in DROP_FAMILY if getattr(reg, n) is not None]
+    cfg = dataclasses.replace(cfg, p=drops[0].p if drops else None)
     return dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
 
 

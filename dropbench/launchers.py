@@ -87,7 +87,7 @@ def _submitit(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_r
     try:
         import submitit
     except ImportError:
-        raise UserError(f"launcher={launcher.name} needs submitit: pip install submitit") from None
+        raise UserError(f"launcher={launcher.name} needs submitit; install it with: pip install submitit") from None
     from dropbench import results
 
     cluster = "local" if launcher.name == "submitit_local" else "slurm"

@@ -28,7 +28,7 @@ def test_config_loader_never_crashes(pairs):
     except UserError as e:
         assert "\n" not in str(e) and str(e)
         return
-    assert 0 <= cfg.p < 1 and cfg.epochs > 0 and cfg.model.hidden > 0
+    assert (cfg.p is None or 0 <= cfg.p < 1) and cfg.epochs > 0 and cfg.model.hidden > 0
     assert build(cfg.to_dict()) == cfg
 
 
