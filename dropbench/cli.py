@@ -5,6 +5,7 @@ Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --he
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,15 +112,60 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
 
 def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
     """Grouped by every swept key except the seed, with the paired difference to reg=none."""
-    import pandas as pd
-
     from dropbench.reporting import summary_table
-    from dropbench.stats import group_keys, summarize
+    from dropbench.stats import default_reference, group_keys, summarize
 
-    df = pd.DataFrame(rows)
-    keys = group_keys(df)
-    ref = {"reg": "none"} if "reg" in keys and (df["reg"] == "none").any() else None
-    console.print(summary_table(summarize(df, keys, ref), keys))
+    keys = group_keys(rows)
+    ref = default_reference(rows, keys)
+    console.print(summary_table(summarize(rows, keys, ref), keys, reference=ref))
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """A UserError anywhere below becomes one line on stderr and exit code 2."""
+    try:
+        yield
+    except UserError as e:
+        _fail(str(e))
+
+
+def _split_keys(by: Optional[str]) -> Optional[list[str]]:
+    return None if by is None else [k.strip() for k in by.split(",") if k.strip()]
+
+
+@app.command(epilog="Examples:  dropbench report results/sweep --by reg,p   |   dropbench report results/a results/b --format markdown")
+def report(
+    folders: Annotated[list[Path], typer.Argument(help="Results folders; several are compared side by side (a `sweep` column).", show_default=False)],
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by these keys, comma separated (default: every swept key but the seed).")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Order by rank, test, train, gap, std, ci, seeds, paired or a key.")] = None,
+    desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
+    epoch: Annotated[str, typer.Option("--epoch", help="final, best (each run at its lowest test MSE) or an evaluated epoch number.")] = "final",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")] = "table",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+) -> None:
+    """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
+    from dropbench.reporting import build_report, parse_epoch, render_report
+
+    with _user_errors():
+        rep = build_report(folders, _split_keys(by), sort, desc, parse_epoch(epoch))
+        rendered = render_report(rep, fmt)
+        if output is not None:
+            from rich.console import Console
+
+            from dropbench.results import atomic_write
+
+            if not isinstance(rendered, str):
+                con = Console(record=True, width=200, file=open(os.devnull, "w"))
+                con.print(rendered)
+                rendered = con.export_text()
+            atomic_write(output, rendered)
+            typer.echo(f"report: {output}")
+        elif isinstance(rendered, str):
+            typer.echo(rendered, nl=False)
+        else:
+            from rich.console import Console
+
+            Console().print(rendered)
 
 
 @contextmanager
@@ -138,6 +184,63 @@ def _progress(console: "Console", quiet: bool) -> Iterator[tuple[Callable[[int],
         yield (lambda n: bar.update(task, total=n)), (lambda run_id, status: bar.advance(task))
 
 
+@app.command(epilog="Example:  dropbench plot results/sweep --log --out figures/")
+def plot(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run.", show_default=False)],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for the PNG files (default: FOLDER/plots).")] = None,
+    by: Annotated[Optional[str], typer.Option("--by", help="Group by these keys, comma separated (default: every swept key but the seed).")] = None,
+    log: Annotated[bool, typer.Option("--log", help="Log-scale MSE axes.")] = False,
+    seed: Annotated[Optional[str], typer.Option("--seed", help="Fit picture: this seed's data and fits, or 'mean' for fits averaged over seeds (default: the smallest seed).")] = None,
+) -> None:
+    """Draw learning curves with confidence bands, final test MSE per group and, for 1-D data, the fits."""
+    from dropbench.plots import make_plots
+
+    with _user_errors():
+        for path in make_plots(folder, out, _split_keys(by), log, seed):
+            typer.echo(str(path))
+
+
+@app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "dropout < none" --junit check.xml')
+def check(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run.", show_default=False)],
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline CSV: per group seeds, mean and std of test and train MSE.", show_default=False)],
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write the baseline from this sweep instead of checking.")] = False,
+    by: Annotated[Optional[str], typer.Option("--by", help="With --update-baseline: group by these keys (default: every swept key but the seed).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the Welch t-tests.")] = 0.01,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative rise of mean test MSE tolerated before a group can fail.")] = 0.05,
+    expect: Annotated[Optional[list[str]], typer.Option("--expect", help='A claim on group order, e.g. "dropout < none" (repeatable).')] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the verdict line.")] = False,
+) -> None:
+    """Fail (exit 1) when a sweep's test MSE regressed against a baseline or a claim does not hold."""
+    from rich.console import Console
+
+    from dropbench.check import run_check
+    from dropbench.reporting import baseline_table, check_tables
+
+    with _user_errors():
+        result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit)
+    console = Console(quiet=quiet)
+    for table in check_tables(result, str(baseline)):
+        console.print(table)
+    failed = [v for v in result.verdicts if not v.passed]
+    broken = [e for e in result.expectations if not e.passed]
+    if result.updated:
+        from dropbench.check import read_baseline
+
+        keys, rows = read_baseline(baseline)
+        console.print(baseline_table(keys, rows, f"baseline written: {baseline}"))
+    if junit is not None:
+        typer.echo(f"junit: {junit}")
+    if failed or broken:
+        parts = [f"{len(failed)} of {len(result.verdicts)} group(s) failed ({', '.join(f'{v.label}: {v.verdict}' for v in failed[:3])})"] if failed else []
+        parts += [f"{len(broken)} expectation(s) do not hold ({'; '.join(e.text for e in broken)})"] if broken else []
+        _fail("check failed: " + "; ".join(parts), 1)
+    elif not result.updated:
+        typer.echo(f"check passed: {len(result.verdicts)} group(s) within seed noise and tolerance of {baseline}"
+                   + (f", {len(result.expectations)} expectation(s) hold" if result.expectations else ""))
+
+
 @app.command()
 def groups() -> None:
     """List every config group and its options (the default is starred)."""
@@ -150,8 +253,6 @@ def groups() -> None:
 
 
 def main() -> None:
-    import os
-
     try:
         app()
     except UserError as e:  # pragma: no cover - commands catch their own

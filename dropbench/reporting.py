@@ -1,15 +1,16 @@
-"""Rich tables for the terminal."""
+"""Tables of runs and of sweep summaries: rich for the terminal, markdown, CSV and JSON."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    import pandas as pd
+from dropbench.errors import UserError
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -68,27 +69,228 @@ def print_runs(rows: Sequence[dict[str, Any]], console: Console | None = None) -
     (console or Console()).print(runs_table(rows))
 
 
-def summary_table(summary: "pd.DataFrame", keys: Sequence[str], title: str = "dropbench sweep summary") -> Table:
+SUMMARY_COLUMNS = ("seeds", "train MSE (mean ± std)", "test MSE (mean ± 95% CI)", "gap", "rank")
+CAPTION = "test: mean ± 95% t-interval over seeds; paired: per-seed difference to the reference group, 95% t-interval"
+
+
+def _has_paired(summary: Sequence[dict[str, Any]]) -> bool:
+    return any(r.get("n_pairs") for r in summary)
+
+
+def _ref_label(reference: dict[str, str] | None) -> str:
+    return " ".join(f"{k}={v}" for k, v in (reference or {"reg": "none"}).items())
+
+
+def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: bool = True) -> list[str]:
+    """A summary row as display strings (rich markup optional, for markdown)."""
+    failed = f" ({r['failed']} failed)" if r["failed"] else ""
+    if markup and failed:
+        failed = f" [red]{failed.strip()}[/red]"
+    cells = [_cell(r[k]) for k in keys] + [
+        f"{r['n_seeds']}{failed}",
+        f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}",
+        f"{_fmt(r['test_mean'])} ± {_fmt(r['test_ci'], 2)}",
+        _fmt(r["gap"]),
+        "-" if r["rank"] is None else str(r["rank"]),
+    ]
+    if paired:
+        cells.append(f"{r['paired_diff']:+.4g} ± {_fmt(r['paired_ci'], 2)}" if r.get("n_pairs") else "")
+    return cells
+
+
+def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title: str = "dropbench sweep summary",
+                  reference: dict[str, str] | None = None) -> Table:
     """One line per group (see stats.summarize); the best group (rank 1) is highlighted."""
-    t = Table(title=title, header_style="bold", caption="test: mean ± 95% t-interval over seeds; paired: per-seed difference to the reference group")
+    t = Table(title=title, header_style="bold", caption=CAPTION)
     for k in keys:
         t.add_column(k)
-    for c in ("seeds", "train MSE (mean ± std)", "test MSE (mean ± 95% CI)", "gap", "rank"):
+    for c in SUMMARY_COLUMNS:
         t.add_column(c, justify="right")
-    paired = "paired_diff" in summary.columns and summary["n_pairs"].gt(0).any()
+    paired = _has_paired(summary)
     if paired:
-        t.add_column("vs reg=none (paired, 95% CI)", justify="right")
-    for _, r in summary.iterrows():
-        seeds = f"{r['n_seeds']}" + (f" [red]({r['failed']} failed)[/red]" if r["failed"] else "")
-        cells = [_cell(r[k]) for k in keys] + [
-            seeds,
-            f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}",
-            f"{_fmt(r['test_mean'])} ± {_fmt(r['test_ci'], 2)}",
-            _fmt(r["gap"]),
-            _cell(r["rank"]) or "-",
-        ]
-        if paired:
-            cells.append("" if not r["n_pairs"] else f"{r['paired_diff']:+.4g} ± {_fmt(r['paired_ci'], 2)}")
-        best = _cell(r["rank"]) == "1"
-        t.add_row(*cells, style="bold green" if best else None)
+        t.add_column(f"vs {_ref_label(reference)} (paired, 95% CI)", justify="right")
+    for r in summary:
+        t.add_row(*summary_cells(r, keys, paired), style="bold green" if r["rank"] == 1 else None)
+    return t
+
+
+def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None = None) -> str:
+    """A GitHub-flavoured markdown table; the best group in bold."""
+    paired = _has_paired(summary)
+    head = [*keys, *SUMMARY_COLUMNS] + ([f"vs {_ref_label(reference)} (paired, 95% CI)"] if paired else [])
+    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, head)) + " |", "|" + "|".join("---" if i < len(keys) else "---:" for i in range(len(head))) + "|"]
+    for r in summary:
+        cells = [esc(c) for c in summary_cells(r, keys, paired, markup=False)]
+        if r["rank"] == 1:
+            cells = [f"**{c}**" if c else c for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + CAPTION + "\n"
+
+
+def summary_csv(summary: Sequence[dict[str, Any]]) -> str:
+    """Every statistic at full precision, one row per group (for scripts)."""
+    import csv
+    import io
+
+    from dropbench.stats import columns_of
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns_of(summary), lineterminator="\n")
+    w.writeheader()
+    for r in summary:
+        w.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def summary_json(summary: Sequence[dict[str, Any]]) -> str:
+    """A JSON list of groups; undefined statistics (one seed, no pairs) are null."""
+    import json
+
+    def typed(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, str):  # key values are text; give numbers and booleans their JSON types
+            if v in ("", "True", "False"):
+                return None if v == "" else v == "True"
+            for kind in (int, float):
+                try:
+                    x = kind(v)
+                except ValueError:
+                    continue
+                return x if math.isfinite(x) else v
+        return v
+
+    clean = [{k: typed(v) for k, v in r.items()} for r in summary]
+    return json.dumps(clean, indent=2) + "\n"
+
+
+SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "seeds": "n_seeds", "paired": "paired_diff"}
+FORMATS = ("table", "markdown", "csv", "json")
+
+
+@dataclass
+class Report:
+    summary: list[dict[str, Any]]
+    keys: list[str]
+    reference: dict[str, str] | None
+    title: str
+
+
+def parse_epoch(epoch: str) -> int | str:
+    if epoch in ("final", "best"):
+        return epoch
+    try:
+        n = int(epoch)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise UserError(f"invalid --epoch {epoch!r}: give final, best or an epoch number such as 100")
+    return n
+
+
+def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
+                 descending: bool = False, epoch: int | str = "final") -> Report:
+    """The sweep summary from CSVs alone; several folders become one table with a `sweep` column."""
+    from dropbench import results
+    from dropbench.stats import columns_of, default_reference, group_keys, sort_key, summarize
+
+    if not folders:
+        raise UserError("give at least one results folder: dropbench report results/DIR")
+    labels = [Path(f).name or str(f) for f in folders]
+    if len(set(labels)) < len(labels):
+        labels = [str(f) for f in folders]
+    rows: list[dict[str, Any]] = []
+    for folder, label in zip(folders, labels):
+        runs = results.read_runs(Path(folder))
+        if epoch != "final":
+            from dropbench.stats import at_epoch
+
+            runs = at_epoch(runs, results.read_curves(Path(folder)), epoch)
+        rows += [{**r, "sweep": label} for r in runs]
+    columns = columns_of(rows)
+    if by is not None:
+        unknown = [k for k in by if k not in columns]
+        if unknown:
+            from dropbench.stats import NOT_KEYS
+
+            known = ", ".join(c for c in columns if c not in NOT_KEYS)
+            raise UserError(f"unknown --by key {', '.join(unknown)}: the runs have {known}")
+        keys = list(by)
+    else:
+        keys = group_keys(rows)
+    if len(folders) > 1 and "sweep" not in keys:
+        keys.append("sweep")
+    reference = default_reference(rows, keys)
+    summary = summarize(rows, keys, reference)
+    if sort is not None:
+        col = SORT_ALIASES.get(sort, sort)
+        if col not in columns_of(summary):
+            choices = ", ".join(["rank", "test", "train", "gap", "std", "ci", "seeds"] + (["paired"] if reference else []) + keys)
+            raise UserError(f"unknown --sort {sort!r}: choose from {choices}")
+        numeric = lambda v: v is None or isinstance(v, (int, float))  # noqa: E731
+        if all(numeric(r[col]) for r in summary):
+            missing = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+            present = sorted((r for r in summary if not missing(r[col])), key=lambda r: r[col], reverse=descending)
+            summary = present + [r for r in summary if missing(r[col])]
+        else:
+            summary = sorted(summary, key=lambda r: sort_key(r[col]), reverse=descending)
+    elif len(folders) > 1:  # the same group from each folder on adjacent lines
+        summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
+    at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
+    title = f"dropbench report: {', '.join(labels)} ({at})"
+    return Report(summary, keys, reference, title)
+
+
+def render_report(rep: Report, fmt: str) -> "str | Table":
+    if fmt == "table":
+        return summary_table(rep.summary, rep.keys, rep.title, rep.reference)
+    if fmt == "markdown":
+        return summary_markdown(rep.summary, rep.keys, rep.reference)
+    if fmt == "csv":
+        return summary_csv(rep.summary)
+    if fmt == "json":
+        return summary_json(rep.summary)
+    raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+
+
+VERDICT_STYLE = {"ok": "green", "better": "bold green", "new": "cyan", "WORSE": "bold red", "missing": "bold red", "failed runs": "bold red"}
+
+
+def check_tables(result: Any, baseline: str) -> list[Table]:
+    """Every group of a check (baseline, new, change, p, verdict) and every expectation."""
+    tables = []
+    if result.verdicts:
+        t = Table(title=f"dropbench check against {baseline}", header_style="bold",
+                  caption="final test MSE, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is higher")
+        for c in ("group", "baseline", "new", "change", "p", "verdict", "why"):
+            t.add_column(c, justify="right" if c in ("baseline", "new", "change", "p") else "left", overflow="fold")
+        for v in result.verdicts:
+            cell = lambda s: "" if s is None else f"{_fmt(s['test_mean'])} ± {_fmt(s['test_std'], 2)} ({s['n_seeds']})"  # noqa: E731
+            change = ""
+            if v.base is not None and v.new is not None and v.new["n_seeds"]:
+                change = f"{v.new['test_mean'] - v.base['test_mean']:+.3g} ({(v.new['test_mean'] - v.base['test_mean']) / abs(v.base['test_mean']):+.1%})"
+            style = VERDICT_STYLE.get(v.verdict, "")
+            t.add_row(v.label, cell(v.base), cell(v.new), change, _fmt(v.p, 2), f"[{style}]{v.verdict}[/{style}]", v.detail)
+        tables.append(t)
+    if result.expectations:
+        t = Table(title="expectations (lower test MSE is better)", header_style="bold")
+        for c in ("expectation", "verdict", "why"):
+            t.add_column(c)
+        for e in result.expectations:
+            verdict = "[green]holds[/green]" if e.passed else "[bold red]FAILS[/bold red]"
+            t.add_row(e.text, verdict, e.detail)
+        tables.append(t)
+    return tables
+
+
+def baseline_table(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title, header_style="bold")
+    for k in keys:
+        t.add_column(k)
+    for c in ("seeds", "train MSE (mean ± std)", "test MSE (mean ± std)"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(*[_cell(r[k]) for k in keys], str(r["n_seeds"]), f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}",
+                  f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}")
     return t

@@ -226,3 +226,77 @@ def check_out_dir(out: Path) -> None:
     markers = (out / RUNS_DIR, out / RUNS_CSV, out / "sweep.yaml")
     if out.is_dir() and any(out.iterdir()) and not any(m.exists() for m in markers):
         raise UserError(f"out={out} is a non-empty folder that holds no dropbench results; choose a new or empty folder")
+
+
+# --- reading a results folder (report, plot, check): csv module only, no pandas or torch ------
+
+_NUMBERS: dict[str, type] = {
+    "final_train_mse": float, "final_test_mse": float, "best_test_mse": float, "seconds": float,
+    "best_epoch": int, "seed": int, "epoch": int, "train_mse": float, "test_mse": float, "train_loss": float,
+}
+
+
+def read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, Any]]:
+    """Rows of a CSV this tool wrote, numbers parsed; any damage is a one-line UserError."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file; {what}")
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if not header:
+                raise UserError(f"{path} is empty; {what}")
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise UserError(f"{path} lacks column(s) {', '.join(missing)}; {what}")
+            rows = []
+            for line in reader:
+                if not line:
+                    continue
+                if len(line) != len(header):
+                    raise UserError(
+                        f"{path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}; "
+                        f"the file is damaged ({what})"
+                    )
+                row: dict[str, Any] = dict(zip(header, line))
+                for c, kind in _NUMBERS.items():
+                    if c in row:
+                        row[c] = _number(row[c], kind, path, reader.line_num, c)
+                rows.append(row)
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a text CSV; {what}") from None
+    except csv.Error as e:
+        raise UserError(f"{path} is not a valid CSV ({e}); {what}") from None
+    return rows
+
+
+def _number(v: str, kind: type, path: Path, line: int, column: str) -> Any:
+    if v == "":
+        return float("nan") if kind is float else None
+    try:
+        return kind(v)
+    except ValueError:
+        raise UserError(f"{path} line {line}: {column}={v!r} is not a number; the file is damaged") from None
+
+
+def _sweep_folder(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder; give a results folder written by dropbench run")
+    if not (folder / RUNS_CSV).is_file():
+        hint = f"finish it with: dropbench run --resume {folder}" if (folder / RUNS_DIR).is_dir() else "give a folder written by dropbench run"
+        raise UserError(f"{folder} holds no {RUNS_CSV}; {hint}")
+    return folder
+
+
+def read_runs(folder: Path) -> list[dict[str, Any]]:
+    """runs.csv of a results folder, one dict per run."""
+    rows = read_table(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
+                      "give a results folder written by dropbench run")
+    if not rows:
+        raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
+    return rows
+
+
+def read_curves(folder: Path) -> list[dict[str, Any]]:
+    """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
+    return read_table(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_COLUMNS), "give a results folder written by dropbench run")

@@ -1,0 +1,304 @@
+"""Regression checks for CI: a sweep against a committed baseline, and claims about group order.
+
+A group is WORSE when its mean final test MSE rose by more than `rtol` (relative) *and* Welch's
+one-sided t-test says the rise is beyond seed noise (p < alpha). Both are needed: the test alone
+flags tiny but consistent shifts (a different CPU's rounding), the tolerance alone ignores noise.
+Groups with fewer than 2 seeds on either side cannot be tested; for them the tolerance decides.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from dropbench.errors import UserError
+from dropbench.stats import columns_of, group_keys, key_str, sort_key, summarize, welch_greater
+
+BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
+HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    group: dict[str, str]
+    verdict: str  # ok | better | new | WORSE | missing | failed runs
+    base: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+    p: float  # Welch one-sided p-value of "new is worse" (NaN where untestable)
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict in ("ok", "better", "new")
+
+    @property
+    def label(self) -> str:
+        return group_label(self.group)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    text: str
+    passed: bool
+    p: float
+    detail: str
+
+
+def group_label(group: Mapping[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in group.items() if v != "") or "all runs"
+
+
+# --- the baseline file -------------------------------------------------------------------------
+
+def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
+    """Per group: its keys, the number of seeds, and mean and std of final test and train MSE."""
+    keys = list(by) if by is not None else group_keys(runs)
+    _keys_present(runs, keys, "--by")
+    summary = summarize(runs, keys)
+    bad = [s for s in summary if s["failed"] or not s["n_seeds"]]
+    if bad:
+        s = bad[0]
+        raise UserError(
+            f"cannot record a baseline: group {group_label({k: s[k] for k in keys})} has {s['failed']} failed run(s); "
+            "fix or re-run them (dropbench run --resume DIR) first"
+        )
+    rows = [{**{k: s[k] for k in keys}, **{c: s[c] for c in BASELINE_STATS}} for s in summary]
+    rows.sort(key=lambda r: [sort_key(r[k]) for k in keys])
+    return keys, rows
+
+
+def baseline_csv(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=[*keys, *BASELINE_STATS], lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The group keys and rows of a baseline CSV; any damage is a one-line UserError."""
+    if not path.is_file():
+        raise UserError(f"baseline {path} not found; {HOW_TO_CREATE}")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"baseline {path} is not a text CSV; {HOW_TO_CREATE}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise UserError(f"baseline {path} is empty; {HOW_TO_CREATE}")
+    missing = [c for c in BASELINE_STATS if c not in header]
+    if missing:
+        raise UserError(f"baseline {path} lacks column(s) {', '.join(missing)}; it is not a dropbench baseline ({HOW_TO_CREATE})")
+    keys = [c for c in header if c not in BASELINE_STATS]
+    rows, seen = [], set()
+    for line in reader:
+        if not line:
+            continue
+        if len(line) != len(header):
+            raise UserError(f"baseline {path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}")
+        row: dict[str, Any] = dict(zip(header, line))
+        for c in BASELINE_STATS:
+            try:
+                row[c] = int(row[c]) if c == "n_seeds" else float(row[c] or "nan")
+            except ValueError:
+                raise UserError(f"baseline {path} line {reader.line_num}: {c}={row[c]!r} is not a number") from None
+        if row["n_seeds"] < 1 or math.isnan(row["test_mean"]):
+            raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a test_mean")
+        key = tuple(row[k] for k in keys)
+        if key in seen:
+            raise UserError(f"baseline {path} line {reader.line_num}: group {group_label(dict(zip(keys, key)))} appears twice")
+        seen.add(key)
+        rows.append(row)
+    if not rows:
+        raise UserError(f"baseline {path} lists no groups; {HOW_TO_CREATE}")
+    return keys, rows
+
+
+# --- comparing -----------------------------------------------------------------------------------
+
+def _check_params(alpha: float, rtol: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise UserError(f"invalid --alpha {alpha}: must be in (0, 1), e.g. 0.01")
+    if not rtol >= 0.0:
+        raise UserError(f"invalid --rtol {rtol}: must be >= 0, e.g. 0.05 for 5%")
+
+
+def _keys_present(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], source: str) -> None:
+    cols = columns_of(runs)
+    missing = [k for k in keys if k not in cols]
+    if missing:
+        raise UserError(f"the runs have no column {', '.join(missing)} that {source} groups by; compare sweeps of the same kind")
+
+
+def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Sequence[Mapping[str, Any]],
+            alpha: float = 0.01, rtol: float = 0.05) -> list[Verdict]:
+    """A verdict per group of the baseline (and per group the baseline lacks, as `new`)."""
+    _check_params(alpha, rtol)
+    _keys_present(runs, keys, "the baseline")
+    new = {tuple(s[k] for k in keys): s for s in summarize(runs, keys)}
+    verdicts = []
+    for b in baseline:
+        key = tuple(key_str(b[k]) for k in keys)
+        group = dict(zip(keys, key))
+        n = new.pop(key, None)
+        if n is None:
+            verdicts.append(Verdict(group, "missing", b, None, math.nan, "no runs of this group in the sweep"))
+            continue
+        if n["failed"] or not n["n_seeds"]:
+            verdicts.append(Verdict(group, "failed runs", b, n, math.nan, f"{n['failed']} run(s) failed"))
+            continue
+        verdicts.append(_judge(group, b, n, alpha, rtol))
+    verdicts += [Verdict(dict(zip(keys, k)), "new", None, n, math.nan, "not in the baseline") for k, n in new.items()]
+    return verdicts
+
+
+def _judge(group: dict[str, str], b: Mapping[str, Any], n: Mapping[str, Any], alpha: float, rtol: float) -> Verdict:
+    bm, nm = float(b["test_mean"]), float(n["test_mean"])
+    rel = (nm - bm) / abs(bm) if bm else (math.inf if nm > bm else 0.0)
+    worse = welch_greater(nm, n["test_std"], n["n_seeds"], bm, b["test_std"], b["n_seeds"])
+    better = welch_greater(bm, b["test_std"], b["n_seeds"], nm, n["test_std"], n["n_seeds"])
+    testable = not math.isnan(worse.p)
+    change = f"{rel:+.1%}"
+    if rel > rtol and (not testable or worse.p < alpha):
+        why = f"Welch p={worse.p:.2g} < {alpha:g}" if testable else "fewer than 2 seeds: tolerance only"
+        return Verdict(group, "WORSE", b, n, worse.p, f"test MSE {change} (> {rtol:.0%}), {why}")
+    if rel < -rtol and (not testable or better.p < alpha):
+        return Verdict(group, "better", b, n, worse.p, f"test MSE {change}; consider --update-baseline")
+    if rel > rtol:
+        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within seed noise (Welch p={worse.p:.2g} >= {alpha:g})")
+    return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within {rtol:.0%}")
+
+
+# --- claims: --expect "dropout < none" -----------------------------------------------------------
+
+def _select(side: str, summary: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str) -> Mapping[str, Any]:
+    """The one group a side of an expectation names: a key value (dropout) or key=value pairs."""
+    terms = [t for t in side.replace(",", " ").split() if t]
+    if not terms:
+        raise UserError(f"--expect {text!r}: a side is empty; write e.g. \"dropout < none\" or \"reg=dropout,p=0.5 < reg=none\"")
+    matches = list(summary)
+    for t in terms:
+        if "=" in t:
+            k, v = t.split("=", 1)
+            if k not in keys:
+                raise UserError(f"--expect {text!r}: {k} is not a group key (keys: {', '.join(keys)})")
+            matches = [s for s in matches if s[k] == v]
+        else:
+            matches = [s for s in matches if any(s[k] == t for k in keys)]
+    labels = [group_label({k: s[k] for k in keys}) for s in matches]
+    if not matches:
+        every = "; ".join(group_label({k: s[k] for k in keys}) for s in summary)
+        raise UserError(f"--expect {text!r}: no group matches {side.strip()!r}; groups: {every}")
+    if len(matches) > 1:
+        raise UserError(f"--expect {text!r}: {side.strip()!r} matches {len(matches)} groups ({'; '.join(labels)}); add key=value terms")
+    return matches[0]
+
+
+def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> tuple[float, int]:
+    """One-sided paired t-test of H1: hi's test MSE exceeds lo's, seed by seed (NaN if seeds differ)."""
+    from dropbench.stats import t_sf
+
+    def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
+        members = [r for r in runs if r.get("status") == "ok" and all(key_str(r.get(k)) == g[k] for k in keys)]
+        seeds = {r["seed"] for r in members}
+        return {r["seed"]: float(r["final_test_mse"]) for r in members} if len(seeds) == len(members) else {}
+
+    a, b = per_seed(hi), per_seed(lo)
+    if len(a) < 2 or set(a) != set(b):
+        return math.nan, 0
+    d = [a[s] - b[s] for s in a]
+    mean, sd = sum(d) / len(d), (sum((x - sum(d) / len(d)) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+    if sd == 0.0:
+        return (0.0 if mean > 0 else 1.0), len(d)
+    return t_sf(mean / (sd / math.sqrt(len(d))), len(d) - 1), len(d)
+
+
+def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, alpha: float = 0.01) -> Expectation:
+    """"A < B": group A's mean final test MSE is below B's, significantly at alpha.
+
+    Where both groups ran the same seeds (same data per seed), a one-sided paired t-test on the
+    per-seed differences, as in the summary's paired column: noise shared by a seed cancels.
+    Otherwise Welch's one-sided t-test on the two means.
+    """
+    ops = [op for op in ("<", ">") if op in text]
+    if len(ops) != 1 or text.count(ops[0]) != 1:
+        raise UserError(f"--expect {text!r}: write one comparison, e.g. \"dropout < none\" (lower test MSE is better)")
+    left, right = text.split(ops[0])
+    _keys_present(runs, keys, "the check")
+    summary = summarize(runs, keys)
+    a, b = _select(left, summary, keys, text), _select(right, summary, keys, text)
+    if a is b:
+        raise UserError(f"--expect {text!r}: both sides name the same group")
+    lo, hi = (a, b) if ops[0] == "<" else (b, a)
+    means = f"{a['test_mean']:.4g} vs {b['test_mean']:.4g}"
+    p, pairs = _paired_greater(hi, lo, runs, keys)
+    test = f"paired t-test over {pairs} seeds"
+    if math.isnan(p):
+        p = welch_greater(hi["test_mean"], hi["test_std"], hi["n_seeds"], lo["test_mean"], lo["test_std"], lo["n_seeds"]).p
+        test = "Welch t-test"
+    if math.isnan(p):
+        return Expectation(text, False, p, f"{means}: needs at least 2 successful seeds per group")
+    ok = p < alpha
+    return Expectation(text, ok, p, f"{means}, {test} p={p:.2g} {'<' if ok else '>='} {alpha:g}")
+
+
+# --- JUnit -----------------------------------------------------------------------------------------
+
+def junit_xml(verdicts: Sequence[Verdict], expectations: Sequence[Expectation], baseline: str) -> str:
+    """One testcase per group and per expectation, so CI systems list them."""
+    import xml.etree.ElementTree as ET
+
+    cases = [(f"dropbench.check.{Path(baseline).stem}", v.label, v.passed, f"{v.verdict}: {v.detail}") for v in verdicts]
+    cases += [("dropbench.expect", e.text, e.passed, e.detail) for e in expectations]
+    failures = sum(not ok for *_, ok, _ in cases)
+    suites = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name="dropbench check", tests=str(len(cases)), failures=str(failures), errors="0")
+    for classname, name, ok, detail in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        if ok:
+            ET.SubElement(case, "system-out").text = detail
+        else:
+            ET.SubElement(case, "failure", message=detail).text = detail
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+@dataclass
+class CheckResult:
+    keys: list[str]
+    verdicts: list[Verdict]
+    expectations: list[Expectation]
+    updated: bool
+
+    @property
+    def passed(self) -> bool:
+        return all(v.passed for v in self.verdicts) and all(e.passed for e in self.expectations)
+
+
+def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[str] | None = None, alpha: float = 0.01,
+              rtol: float = 0.05, expectations: Sequence[str] = (), junit: Path | None = None) -> CheckResult:
+    """What `dropbench check` does: everything is validated before any file is written."""
+    from dropbench.results import atomic_write, read_runs
+
+    _check_params(alpha, rtol)
+    runs = read_runs(folder)
+    if update:
+        keys, rows = baseline_rows(runs, by)
+        verdicts: list[Verdict] = []
+    else:
+        if by is not None:
+            raise UserError("--by only applies with --update-baseline; a check groups as its baseline does")
+        keys, rows = read_baseline(baseline)
+        verdicts = compare(runs, keys, rows, alpha, rtol)
+    claims = [expect(runs, keys, e, alpha) for e in expectations]
+    if update:
+        atomic_write(baseline, baseline_csv(keys, rows))
+    if junit is not None:
+        atomic_write(junit, junit_xml(verdicts, claims, str(baseline)))
+    return CheckResult(keys, verdicts, claims, update)

@@ -1,0 +1,43 @@
+"""Shared helpers: results folders written by hand, so statistics can be checked by hand."""
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+RUN_COLUMNS = ["run_id", "data", "model", "reg", "optim", "seed", "p", "epochs",
+               "final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds"]
+
+
+def write_sweep(folder: Path, runs: list[dict[str, Any]], curves: list[dict[str, Any]] | None = None) -> Path:
+    """A results folder in dropbench's layout: runs.csv (+ curves.csv) from the given rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {"data": "noisy_linear", "model": "mlp", "optim": "adam", "p": "", "epochs": 100, "best_test_mse": 0.0,
+            "best_epoch": 100, "status": "ok", "reason": "", "seconds": 0.1}
+    with (folder / "runs.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=RUN_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for i, r in enumerate(runs):
+            w.writerow({**base, "run_id": f"r{i:03d}", **r})
+    with (folder / "curves.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["run_id", "epoch", "train_mse", "test_mse", "train_loss"], lineterminator="\n")
+        w.writeheader()
+        for c in curves or []:
+            w.writerow({"train_loss": 0.0, **c})
+    return folder
+
+
+@pytest.fixture
+def hand_sweep(tmp_path: Path) -> Path:
+    """Final: reg=none test 1, 2, 3 (train .1 .2 .3); reg=dropout p=0.5 test .5 .7 .9 (train .2); seeds 0-2."""
+    runs = [{"reg": "none", "seed": s, "final_train_mse": tr, "final_test_mse": te}
+            for s, (tr, te) in enumerate([(0.1, 1.0), (0.2, 2.0), (0.3, 3.0)])]
+    runs += [{"reg": "dropout", "p": 0.5, "seed": s, "final_train_mse": 0.2, "final_test_mse": te}
+             for s, te in enumerate([0.5, 0.7, 0.9])]
+    # Curves at epochs 50 and 100 (= final). At 50, test MSE is half the final one for reg=none
+    # (so that is its best epoch) and twice it for dropout; train MSE is 0.05 everywhere at 50.
+    half = {"none": 0.5, "dropout": 2.0}
+    curves = [{"run_id": f"r{i:03d}", "epoch": e, "train_mse": r["final_train_mse"] if e == 100 else 0.05,
+               "test_mse": r["final_test_mse"] * (half[r["reg"]] if e == 50 else 1)} for i, r in enumerate(runs) for e in (50, 100)]
+    return write_sweep(tmp_path / "hand", runs, curves)

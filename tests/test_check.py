@@ -1,0 +1,172 @@
+"""dropbench check: baselines, regressions beyond seed noise, claims, JUnit, and bad input."""
+
+import csv
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_sweep
+from dropbench.check import read_baseline
+from dropbench.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep(folder: Path, shift: dict[str, float] | None = None, regs=("none", "l2", "dropout"), seeds: int = 8) -> Path:
+    """A noisy sweep: per seed a shared offset (the data), per group a level; `shift` scales a group."""
+    level = {"none": 0.14, "l2": 0.12, "dropout": 0.11}
+    offsets = [0.011, -0.02, 0.005, 0.017, -0.008, -0.013, 0.02, -0.006, 0.003, -0.011][:seeds]
+    rows = []
+    for reg in regs:
+        for s, off in enumerate(offsets):
+            noise = 0.002 * ((s * 7 + len(reg)) % 5 - 2)
+            te = (level[reg] + off + noise) * (shift or {}).get(reg, 1.0)
+            rows.append({"reg": reg, "p": 0.5 if reg == "dropout" else "", "seed": s, "final_train_mse": 0.03, "final_test_mse": te})
+    return write_sweep(folder, rows)
+
+
+def check(*args: str):
+    return runner.invoke(app, ["check", *args])
+
+
+@pytest.fixture
+def base(tmp_path):
+    """A baseline recorded from the unshifted sweep."""
+    f = tmp_path / "baseline.csv"
+    res = check(str(sweep(tmp_path / "ref")), "--baseline", str(f), "--update-baseline")
+    assert res.exit_code == 0, res.output
+    return f
+
+
+def test_update_baseline_records_every_group(base, tmp_path):
+    rows = list(csv.DictReader(base.open()))
+    assert list(rows[0]) == ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std"]
+    assert [r["reg"] for r in rows] == ["dropout", "l2", "none"]
+    ref = [r for r in csv.DictReader((tmp_path / "ref" / "runs.csv").open()) if r["reg"] == "none"]
+    vals = [float(r["final_test_mse"]) for r in ref]
+    mean = sum(vals) / len(vals)
+    std = (sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5
+    none = rows[2]
+    assert int(none["n_seeds"]) == 8 and float(none["test_mean"]) == pytest.approx(mean) and float(none["test_std"]) == pytest.approx(std)
+
+
+def test_a_sweep_passes_against_its_own_baseline(base, tmp_path):
+    res = check(str(tmp_path / "ref"), "--baseline", str(base))
+    assert res.exit_code == 0, res.output
+    assert "check passed: 3 group(s)" in res.stdout
+
+
+def test_a_worsened_group_fails(base, tmp_path):
+    res = check(str(sweep(tmp_path / "worse", {"l2": 1.3})), "--baseline", str(base))
+    assert res.exit_code == 1
+    assert "WORSE" in res.stdout and "check failed: 1 of 3 group(s) failed (reg=l2: WORSE)" in res.stderr
+
+
+def test_small_or_noisy_changes_pass(base, tmp_path):
+    assert check(str(sweep(tmp_path / "a", {"l2": 1.03})), "--baseline", str(base)).exit_code == 0, "within rtol"
+    # +12% on 3 seeds: beyond the 5% tolerance, but not beyond seed noise at alpha=0.01.
+    res = check(str(sweep(tmp_path / "b", {"l2": 1.12}, seeds=3)), "--baseline", str(base))
+    assert res.exit_code == 0 and "within seed noise" in res.stdout, res.output
+    # ... whereas a tighter tolerance alone never fails a group that Welch cannot tell apart.
+    assert check(str(tmp_path / "b"), "--baseline", str(base), "--rtol", "0").exit_code == 0
+    # and a better group passes with a hint.
+    res = check(str(sweep(tmp_path / "c", {"none": 0.7})), "--baseline", str(base))
+    assert res.exit_code == 0 and "better" in res.stdout
+
+
+def test_missing_groups_fail_and_new_groups_are_listed(base, tmp_path):
+    res = check(str(sweep(tmp_path / "m", regs=("none", "dropout"))), "--baseline", str(base))
+    assert res.exit_code == 1 and "reg=l2: missing" in res.stderr
+    rows = [{"reg": "droppath", "seed": s, "final_train_mse": 0.0, "final_test_mse": 0.1} for s in range(3)]
+    extra = sweep(tmp_path / "n")
+    write_sweep(extra, list(csv.DictReader((extra / "runs.csv").open())) + rows)
+    res = check(str(extra), "--baseline", str(base))
+    assert res.exit_code == 0 and "new" in res.stdout, res.output
+
+
+def test_failed_runs_fail_the_check_and_block_a_baseline(base, tmp_path):
+    d = sweep(tmp_path / "f")
+    rows = list(csv.DictReader((d / "runs.csv").open()))
+    rows[0].update(status="failed", final_test_mse="nan", final_train_mse="nan")
+    write_sweep(d, rows)
+    res = check(str(d), "--baseline", str(base))
+    assert res.exit_code == 1 and "failed runs" in res.stderr
+    res = check(str(d), "--baseline", str(tmp_path / "new.csv"), "--update-baseline")
+    assert res.exit_code == 2 and "cannot record a baseline" in res.stderr and not (tmp_path / "new.csv").exists()
+
+
+def test_expectations(base, tmp_path):
+    d = str(tmp_path / "ref")
+    ok = check(d, "--baseline", str(base), "--expect", "dropout < none", "--expect", "none > reg=l2")
+    assert ok.exit_code == 0 and "2 expectation(s) hold" in ok.stdout and "paired t-test over 8 seeds" in ok.stdout
+    bad = check(d, "--baseline", str(base), "--expect", "none < dropout")
+    assert bad.exit_code == 1 and "1 expectation(s) do not hold (none < dropout)" in bad.stderr
+    for text, says in (("dropout <", "a side is empty"), ("drop < none", "no group matches 'drop'"),
+                       ("dropout = none", "write one comparison"), ("x=1 < none", "x is not a group key"),
+                       ("none < none", "both sides name the same group")):
+        res = check(d, "--baseline", str(base), "--expect", text)
+        assert res.exit_code == 2 and says in res.stderr, (text, res.stderr)
+
+
+def test_an_ambiguous_side_is_an_error(tmp_path):
+    rows = [{"reg": "dropout", "p": p, "seed": s, "final_train_mse": 0.0, "final_test_mse": 0.1 + p + s / 100}
+            for p in (0.1, 0.5) for s in range(3)]
+    rows += [{"reg": "none", "seed": s, "final_train_mse": 0.0, "final_test_mse": 1.0 + s / 50} for s in range(3)]
+    d = write_sweep(tmp_path / "amb", rows)
+    res = check(str(d), "--baseline", str(tmp_path / "b.csv"), "--update-baseline", "--expect", "dropout < none")
+    assert res.exit_code == 2 and "'dropout' matches 2 groups" in res.stderr and not (tmp_path / "b.csv").exists()
+    res = check(str(d), "--baseline", str(tmp_path / "b.csv"), "--update-baseline", "--expect", "p=0.1 < p=0.5",
+                "--expect", "dropout,p=0.5 < none")
+    assert res.exit_code == 0, res.output
+    assert read_baseline(tmp_path / "b.csv")[0] == ["reg", "p"]
+
+
+def test_junit_lists_each_group_and_claim(base, tmp_path):
+    xml = tmp_path / "junit.xml"
+    res = check(str(sweep(tmp_path / "w", {"none": 1.4})), "--baseline", str(base), "--expect", "dropout < none", "--junit", str(xml))
+    assert res.exit_code == 1
+    suite = ET.parse(xml).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == ["reg=dropout", "reg=l2", "reg=none", "dropout < none"]
+    assert [c.find("failure") is not None for c in cases] == [False, False, True, False]
+    assert suite.get("tests") == "4" and suite.get("failures") == "1"
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "not found; create it with"),
+    ("", "is empty"),
+    ("reg,mean\nnone,1\n", "lacks column(s) n_seeds, test_mean, test_std, train_mean, train_std"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std\nnone,3,abc,0.1,0.1,0.1\n", "test_mean='abc' is not a number"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std\nnone,3,0.1,0.1\n", "has 4 fields where the header has 6"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std\nnone,3,0.1,0.1,0.1,0.1\nnone,3,0.1,0.1,0.1,0.1\n", "appears twice"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std\n", "lists no groups"),
+    ("model.width,n_seeds,test_mean,test_std,train_mean,train_std\n64,3,0.1,0.1,0.1,0.1\n", "no column model.width"),
+])
+def test_bad_baselines_exit_2_with_one_line(tmp_path, content, says):
+    d = sweep(tmp_path / "s")
+    f = tmp_path / "b.csv"
+    if content is not None:
+        f.write_text(content)
+    res = check(str(d), "--baseline", str(f), "--junit", str(tmp_path / "j.xml"))
+    assert res.exit_code == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert not (tmp_path / "j.xml").exists(), "nothing is written on unusable input"
+
+
+def test_bad_options(base, tmp_path):
+    d = str(tmp_path / "ref")
+    for args, says in ((["--alpha", "1.5"], "invalid --alpha 1.5"), (["--rtol", "-1"], "invalid --rtol -1.0"),
+                       (["--by", "reg"], "--by only applies with --update-baseline")):
+        res = check(d, "--baseline", str(base), *args)
+        assert res.exit_code == 2 and says in res.stderr, res.stderr
+    assert check(str(tmp_path / "nope"), "--baseline", str(base)).exit_code == 2
+
+
+def test_the_committed_ci_baseline_is_usable():
+    keys, rows = read_baseline(REPO / "results" / "baselines" / "ci_sweep.csv")
+    assert keys == ["reg"] and [r["reg"] for r in rows] == ["dropout", "droppath", "l1", "l2", "none"]
+    assert all(r["n_seeds"] == 20 for r in rows)
+    assert "results/baselines/ci_sweep.csv" in (REPO / "scripts" / "ci_check.sh").read_text()
+    assert "scripts/ci_check.sh" in (REPO / ".ci" / "run").read_text()

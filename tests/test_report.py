@@ -1,0 +1,132 @@
+"""dropbench report: the summary rebuilt from CSVs, against hand computations."""
+
+import csv
+import io
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_sweep
+from dropbench.cli import app
+
+runner = CliRunner()
+T975_2 = 4.302653  # t(0.975, df=2), from tables
+
+
+def report(*args: str) -> list[dict]:
+    res = runner.invoke(app, ["report", *args, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def by_reg(groups: list[dict]) -> dict[str, dict]:
+    return {g["reg"]: g for g in groups}
+
+
+def test_groups_means_intervals_and_paired_difference_by_hand(hand_sweep):
+    g = by_reg(report(str(hand_sweep)))
+    none, drop = g["none"], g["dropout"]
+    assert none["n_seeds"] == 3 and none["failed"] == 0
+    assert none["test_mean"] == pytest.approx(2.0) and none["test_std"] == pytest.approx(1.0)
+    assert none["test_ci"] == pytest.approx(T975_2 * 1.0 / math.sqrt(3), rel=1e-6)
+    assert none["train_mean"] == pytest.approx(0.2) and none["gap"] == pytest.approx(1.8)
+    assert drop["test_mean"] == pytest.approx(0.7) and drop["test_ci"] == pytest.approx(T975_2 * 0.2 / math.sqrt(3), rel=1e-6)
+    assert (drop["rank"], none["rank"]) == (1, 2)
+    # Paired, seed by seed: .5-1, .7-2, .9-3 = -.5, -1.3, -2.1: mean -1.3, s = 0.8.
+    assert drop["n_pairs"] == 3 and drop["paired_diff"] == pytest.approx(-1.3)
+    assert drop["paired_ci"] == pytest.approx(T975_2 * 0.8 / math.sqrt(3), rel=1e-6)
+    assert none["paired_diff"] is None and "p" not in none, "p only varies along with reg: not a key of its own"
+
+
+def test_epoch_best_and_a_recorded_epoch(hand_sweep):
+    best = by_reg(report(str(hand_sweep), "--epoch", "best"))
+    assert best["none"]["test_mean"] == pytest.approx(1.0), "none is best at epoch 50: half of 1, 2, 3"
+    assert best["none"]["train_mean"] == pytest.approx(0.05)
+    assert best["dropout"]["test_mean"] == pytest.approx(0.7), "dropout is best at its final epoch"
+    at50 = by_reg(report(str(hand_sweep), "--epoch", "50"))
+    assert at50["dropout"]["test_mean"] == pytest.approx(1.4) and at50["none"]["rank"] == 1
+    res = runner.invoke(app, ["report", str(hand_sweep), "--epoch", "70"])
+    assert res.exit_code == 2 and "recorded epochs: 50, 100" in res.stderr
+
+
+def test_by_and_sort(hand_sweep):
+    only_seeds = report(str(hand_sweep), "--by", "data")
+    assert len(only_seeds) == 1 and only_seeds[0]["n_seeds"] == 6
+    assert only_seeds[0]["test_mean"] == pytest.approx((6 + 2.1) / 6)
+    assert [g["reg"] for g in report(str(hand_sweep), "--sort", "std")] == ["dropout", "none"]
+    assert [g["reg"] for g in report(str(hand_sweep), "--sort", "gap", "--desc")] == ["none", "dropout"]
+    assert [g["reg"] for g in report(str(hand_sweep), "--sort", "reg")] == ["dropout", "none"]
+    for bad, says in ((["--by", "nope"], "unknown --by key nope"), (["--sort", "speed"], "unknown --sort 'speed'"),
+                      (["--format", "xml"], "unknown --format 'xml'"), (["--epoch", "last"], "invalid --epoch 'last'")):
+        res = runner.invoke(app, ["report", str(hand_sweep), *bad])
+        assert res.exit_code == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_formats(hand_sweep, tmp_path):
+    md = runner.invoke(app, ["report", str(hand_sweep), "--format", "markdown"]).stdout.splitlines()
+    assert md[0].startswith("| reg | seeds |") and md[1].startswith("|---|---:|")
+    assert md[2].startswith("| **dropout** | **3** |"), "the best group is bold"
+    with_p = runner.invoke(app, ["report", str(hand_sweep), "--format", "markdown", "--by", "reg,p"]).stdout.splitlines()
+    assert with_p[2].startswith("| **dropout** | **0.5** | **3** |") and with_p[3].startswith("| none |  | 3 |")
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["report", str(hand_sweep), "--format", "csv"]).stdout)))
+    assert [r["reg"] for r in rows] == ["dropout", "none"] and float(rows[1]["test_mean"]) == pytest.approx(2.0)
+    table = runner.invoke(app, ["report", str(hand_sweep)]).stdout
+    assert "dropout" in table and "vs reg=none" in table
+    res = runner.invoke(app, ["report", str(hand_sweep), "--format", "markdown", "-o", str(tmp_path / "r.md")])
+    assert res.exit_code == 0 and (tmp_path / "r.md").read_text().startswith("| reg |")
+
+
+def test_several_folders_side_by_side(hand_sweep, tmp_path):
+    other = write_sweep(tmp_path / "other", [{"reg": "none", "seed": s, "final_train_mse": 0.1, "final_test_mse": 4.0 + s} for s in range(3)])
+    groups = report(str(hand_sweep), str(other))
+    assert [(g["reg"], g["sweep"]) for g in groups] == [("dropout", "hand"), ("none", "hand"), ("none", "other")]
+    assert groups[2]["test_mean"] == pytest.approx(5.0)
+    assert groups[0]["paired_diff"] == pytest.approx(-1.3), "pairs within its own sweep only"
+
+
+def test_failed_runs_are_counted_not_averaged(tmp_path):
+    d = write_sweep(tmp_path / "f", [{"reg": "none", "seed": 0, "final_train_mse": 0.1, "final_test_mse": 1.0},
+                                     {"reg": "none", "seed": 1, "final_train_mse": "nan", "final_test_mse": "nan", "status": "failed"}])
+    (g,) = report(str(d))
+    assert (g["n_seeds"], g["failed"], g["test_mean"], g["test_ci"]) == (1, 1, 1.0, None)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (None, "no such folder"),
+    ("", "is empty"),
+    ("run_id,reg\nx,none\n", "lacks column(s) seed, final_train_mse, final_test_mse, status"),
+    ("run_id,seed,final_train_mse,final_test_mse,status\nx,0,0.1\n", "line 2 has 3 fields where the header has 5"),
+    ("run_id,seed,final_train_mse,final_test_mse,status\nx,0,0.1,lots,ok\n", "final_test_mse='lots' is not a number"),
+    ("run_id,seed,final_train_mse,final_test_mse,status\n", "lists no runs"),
+    (b"\xff\xfe\x00garbage", "is not a text CSV"),
+])
+def test_bad_folders_give_one_line(tmp_path, damage, says):
+    d = tmp_path / "d"
+    if damage is not None:
+        d.mkdir()
+        (d / "runs.csv").write_bytes(damage if isinstance(damage, bytes) else damage.encode())
+    res = runner.invoke(app, ["report", str(d)])
+    assert res.exit_code == 2 and says in res.stderr and res.stderr.count("\n") == 1, res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_folder_without_runs_csv_suggests_resume(tmp_path):
+    (tmp_path / "d" / "runs").mkdir(parents=True)
+    res = runner.invoke(app, ["report", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "dropbench run --resume" in res.stderr
+
+
+def test_report_imports_neither_torch_nor_matplotlib_nor_pandas(hand_sweep):
+    code = (
+        "import sys\nfrom typer.testing import CliRunner\nfrom dropbench.cli import app\n"
+        f"r = CliRunner().invoke(app, ['report', {str(hand_sweep)!r}, '--epoch', 'best'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "heavy = [m for m in ('torch', 'matplotlib', 'pandas', 'scipy', 'hydra') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
