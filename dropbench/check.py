@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dropbench.errors import UserError
-from dropbench.stats import columns_of, group_keys, key_str, sort_key, summarize, welch_greater
+from dropbench.stats import by_keys, columns_of, group_label, key_str, sort_key, summarize, welch_greater
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
@@ -48,15 +48,11 @@ class Expectation:
     detail: str
 
 
-def group_label(group: Mapping[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in group.items() if v != "") or "all runs"
-
-
 # --- the baseline file -------------------------------------------------------------------------
 
 def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
     """Per group: its keys, the number of seeds, and mean and std of final test and train MSE."""
-    keys = list(by) if by is not None else group_keys(runs)
+    keys = by_keys(runs, by)
     _keys_present(runs, keys, "--by")
     summary = summarize(runs, keys)
     bad = [s for s in summary if s["failed"] or not s["n_seeds"]]

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dropbench.errors import UserError
+from dropbench.stats import at_epoch, by_keys, columns_of, default_reference, group_label, key_str, sort_key, summarize
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -21,8 +22,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _cell(v: Any) -> str:
     """A key's value; empty where the column does not apply to the group (NaN in the CSV)."""
-    from dropbench.stats import key_str
-
     return key_str(v)
 
 
@@ -78,7 +77,7 @@ def _has_paired(summary: Sequence[dict[str, Any]]) -> bool:
 
 
 def _ref_label(reference: dict[str, str] | None) -> str:
-    return " ".join(f"{k}={v}" for k, v in (reference or {"reg": "none"}).items())
+    return group_label(reference or {"reg": "none"})
 
 
 def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: bool = True) -> list[str]:
@@ -132,8 +131,6 @@ def summary_csv(summary: Sequence[dict[str, Any]]) -> str:
     """Every statistic at full precision, one row per group (for scripts)."""
     import csv
     import io
-
-    from dropbench.stats import columns_of
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns_of(summary), lineterminator="\n")
@@ -193,7 +190,6 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
                  descending: bool = False, epoch: int | str = "final") -> Report:
     """The sweep summary from CSVs alone; several folders become one table with a `sweep` column."""
     from dropbench import results
-    from dropbench.stats import columns_of, default_reference, group_keys, sort_key, summarize
 
     if not folders:
         raise UserError("give at least one results folder: dropbench report results/DIR")
@@ -204,21 +200,9 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     for folder, label in zip(folders, labels):
         runs = results.read_runs(Path(folder))
         if epoch != "final":
-            from dropbench.stats import at_epoch
-
             runs = at_epoch(runs, results.read_curves(Path(folder)), epoch)
         rows += [{**r, "sweep": label} for r in runs]
-    columns = columns_of(rows)
-    if by is not None:
-        unknown = [k for k in by if k not in columns]
-        if unknown:
-            from dropbench.stats import NOT_KEYS
-
-            known = ", ".join(c for c in columns if c not in NOT_KEYS)
-            raise UserError(f"unknown --by key {', '.join(unknown)}: the runs have {known}")
-        keys = list(by)
-    else:
-        keys = group_keys(rows)
+    keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
     reference = default_reference(rows, keys)

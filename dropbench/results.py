@@ -36,19 +36,33 @@ RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_ep
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write text to path via a temporary file and a rename: readers see old or new, never half."""
+# mkstemp/mkdtemp create 0600/0700 entries; results are meant to be shared like any file the
+# user writes, so renamed entries get the umask's usual modes. Read once, while importing.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Any]:
+    """A binary handle on a temporary file that replaces `path` by one rename when the block ends
+    without error: readers see the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_file(path) as f:
+        f.write(text.encode())
 
 
 def config_yaml(cfg: "RunConfig") -> str:
@@ -81,6 +95,7 @@ def write_run(out: Path, result: RunResult) -> Path:
     final = runs / result.run_id
     tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}."))
     try:
+        os.chmod(tmp, 0o777 & ~_UMASK)
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
         if result.fit:

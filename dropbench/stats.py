@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
+from dropbench.errors import UserError
+
 Row = dict[str, Any]
 NAN = float("nan")
 RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
@@ -165,6 +167,24 @@ def group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return keys
 
 
+def by_keys(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list[str]:
+    """The grouping keys: `by` when given (every key checked against the runs' config columns,
+    the seed and sweep included), else the swept keys."""
+    if by is None:
+        return group_keys(rows)
+    columns = columns_of(rows)
+    unknown = [k for k in by if k not in columns or k in NOT_KEYS - {"seed", "sweep"}]
+    if unknown:
+        known = ", ".join(c for c in columns if c not in NOT_KEYS - {"seed", "sweep"})
+        raise UserError(f"unknown --by key {', '.join(unknown)}: choose from {known}")
+    return list(by)
+
+
+def group_label(group: Mapping[str, str]) -> str:
+    """reg=dropout p=0.5: the group's key values, empty ones left out."""
+    return " ".join(f"{k}={v}" for k, v in group.items() if v != "") or "all runs"
+
+
 def _ok(r: Mapping[str, Any]) -> bool:
     return r.get("status") == "ok"
 
@@ -236,7 +256,6 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
     epoch: "final" (as stored), "best" (each run at its lowest recorded test MSE: early
     stopping with an oracle), or an epoch number that every successful run recorded.
     """
-    from dropbench.errors import UserError
 
     if epoch == "final":
         return [dict(r) for r in rows]

@@ -1,7 +1,6 @@
 """The batched engine: same initial weights and masks as the reference, agreement, invariance."""
 
 import math
-import resource
 import subprocess
 import sys
 
@@ -145,7 +144,7 @@ def test_cuda_runs_where_available():
     cfgs = cfgs_for("dropout", range(4), "epochs=20", "eval_every=5", "device=cuda", "dtype=float64")
     gpu = list(BatchedEngine().train(cfgs))
     for cfg, g in zip(cfgs, gpu):
-        cpu = train_one(load([f"reg=dropout", f"seed={cfg.seed}", "epochs=20", "eval_every=5", "dtype=float64"]))
+        cpu = train_one(load(["reg=dropout", f"seed={cfg.seed}", "epochs=20", "eval_every=5", "dtype=float64"]))
         assert _max_curve_err(cpu, g) < 1e-6
 
 

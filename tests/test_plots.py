@@ -1,0 +1,197 @@
+"""`dropbench plot`: the three figures, their series, bad input, and the command end to end."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.container import ErrorbarContainer
+
+from conftest import write_sweep
+from dropbench.errors import UserError
+from dropbench.plots import curves_figure, final_test_figure, fit_figure, load_sweep, make_plots
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def dropbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dropbench", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "160"})
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 groups (reg=none, reg=dropout) x seeds 0-2 on the 1-D seed data set."""
+    out = tmp_path_factory.mktemp("plots") / "sweep"
+    p = dropbench("run", "-m", "reg=none,dropout", "seed=range(3)", "epochs=20", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def friedman_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """10-feature data: no fit.csv, hence no fit picture."""
+    out = tmp_path_factory.mktemp("plots") / "friedman"
+    p = dropbench("run", "-m", "data=friedman1", "seed=range(2)", "epochs=10", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def bands(ax) -> list[PolyCollection]:
+    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+
+
+def test_import_is_light():
+    code = "import sys, dropbench.plots; print(sorted(m for m in ('matplotlib', 'numpy', 'torch') if m in sys.modules))"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.stdout.strip() == "[]", p.stderr
+
+
+def test_make_plots_writes_three_valid_pngs(sweep_dir, tmp_path):
+    paths = make_plots(sweep_dir, tmp_path / "figs", None, False, None)
+    assert [p.name for p in paths] == ["curves.png", "final_test.png", "fit.png"]
+    for p in paths:
+        assert p.parent == tmp_path / "figs"
+        assert p.read_bytes()[:8] == PNG_MAGIC
+        img = matplotlib.image.imread(p)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 400
+
+
+def test_default_out_is_folder_plots(sweep_dir):
+    paths = make_plots(sweep_dir, None, None, True, "mean")
+    assert {p.parent for p in paths} == {sweep_dir / "plots"}
+
+
+def test_curves_one_line_and_one_band_per_group(sweep_dir):
+    sweep = load_sweep(sweep_dir)
+    fig = curves_figure(sweep)
+    assert len(fig.axes) == 2
+    for ax, what in zip(fig.axes, ("train MSE", "test MSE")):
+        assert what in ax.get_title()
+        assert [line.get_label() for line in ax.get_lines()] == [f"{g.label} (n=3)" for g in sweep.groups]
+        assert len(bands(ax)) == 2
+        assert list(ax.get_lines()[0].get_xdata()) == [5, 10, 15, 20]
+        assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_yscale()) == ("epoch", "MSE (eval mode)", "linear")
+        assert ax.get_legend() is not None
+    assert {g.label for g in sweep.groups} == {"reg=none", "reg=dropout"}
+    title = fig.get_suptitle()
+    assert "noisy_linear" in title and "mlp hidden=16 depth=2" in title and "3 seeds" in title
+    # Same colour for a group in the curves and the fit picture.
+    fit = fit_figure(sweep)
+    colours = {line.get_label(): line.get_color() for line in fig.axes[1].get_lines()}
+    for line in fit.axes[0].get_lines():
+        label = line.get_label().removesuffix(" fit")
+        assert colours[f"{label} (n=3)"] == line.get_color()
+
+
+def test_curves_log_scale(sweep_dir):
+    fig = curves_figure(load_sweep(sweep_dir), log=True)
+    assert [ax.get_yscale() for ax in fig.axes] == ["log", "log"]
+    lo, hi = fig.axes[0].get_ylim()
+    assert 0 < lo < hi < 10  # clipped band edges do not stretch the axis
+
+
+def test_final_test_one_errorbar_per_group_best_first(sweep_dir):
+    sweep = load_sweep(sweep_dir)
+    fig = final_test_figure(sweep)
+    ax = fig.axes[0]
+    # One errorbar call per group: one ErrorbarContainer each, its data line at (mean, position).
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2
+    means = [float(c.lines[0].get_xdata()[0]) for c in bars]
+    assert means == sorted(means)
+    assert means == pytest.approx([g.stats["test_mean"] for g in sweep.groups])
+    ticks = [t.get_text() for t in ax.get_yticklabels()]
+    assert ticks == [f"{c.get_label()} (n=3)" for c in bars]
+    assert ax.get_ylim()[0] > ax.get_ylim()[1]  # the first (best) group at the top
+    assert "best first" in ax.get_title() and "noisy_linear" in ax.get_title()
+
+
+@pytest.mark.parametrize("seed, in_title", [(None, "seed 0"), ("1", "seed 1"), ("mean", "averaged over seeds")])
+def test_fit_points_and_one_line_per_group(sweep_dir, seed, in_title):
+    fig = fit_figure(load_sweep(sweep_dir), seed)
+    ax = fig.axes[0]
+    points = [c for c in ax.collections if not isinstance(c, PolyCollection)]
+    assert [c.get_label() for c in points] == ["train points (n=20)", "test points (n=20)"]
+    assert len(ax.get_lines()) == 2
+    assert all(len(line.get_xdata()) == 200 for line in ax.get_lines())
+    assert in_title in fig.get_suptitle()
+
+
+def test_fit_seeds_differ_and_mean_is_their_average(sweep_dir):
+    import numpy as np
+
+    sweep = load_sweep(sweep_dir)
+    ys = [np.asarray(fit_figure(sweep, s).axes[0].get_lines()[0].get_ydata()) for s in ("0", "1", "2")]
+    assert not np.allclose(ys[0], ys[1])
+    mean = np.asarray(fit_figure(sweep, "mean").axes[0].get_lines()[0].get_ydata())
+    assert mean == pytest.approx(np.mean(ys, axis=0), abs=1e-6)
+
+
+@pytest.mark.parametrize("seed, msg", [("7", "--seed 7: no successful run has that seed; choose one of 0, 1, 2"),
+                                       ("abc", "--seed 'abc' is not a seed")])
+def test_bad_seed_is_a_user_error(sweep_dir, tmp_path, seed, msg):
+    with pytest.raises(UserError, match=msg.replace("(", r"\(")):
+        make_plots(sweep_dir, tmp_path / "figs", None, False, seed)
+    assert not (tmp_path / "figs").exists()
+
+
+def test_no_fit_for_data_that_is_not_1d(friedman_dir, tmp_path):
+    paths = make_plots(friedman_dir, tmp_path, None, False, None)
+    assert [p.name for p in paths] == ["curves.png", "final_test.png"]
+    assert not (tmp_path / "fit.png").exists()
+    assert fit_figure(load_sweep(friedman_dir)) is None
+
+
+def test_by(sweep_dir, tmp_path):
+    sweep = load_sweep(sweep_dir, ["reg"])
+    assert [g.label for g in sweep.groups] == [g.label for g in load_sweep(sweep_dir).groups]
+    assert len(make_plots(sweep_dir, tmp_path, ["reg"], False, None)) == 3
+    single = curves_figure(load_sweep(sweep_dir, []))
+    assert [line.get_label() for line in single.axes[0].get_lines()] == ["all runs (n=6)"]
+    fit = fit_figure(load_sweep(sweep_dir, []), "0")  # two runs of seed 0 in the one group
+    assert [line.get_label() for line in fit.axes[0].get_lines()] == ["all runs fit (mean of 2 runs)"]
+    with pytest.raises(UserError, match="unknown --by key nope: choose from .*reg"):
+        make_plots(sweep_dir, tmp_path, ["nope"], False, None)
+
+
+def test_failed_runs_are_left_out_and_counted(tmp_path):
+    runs = [{"reg": "none", "seed": s, "final_train_mse": 0.1, "final_test_mse": 1.0 + s} for s in range(3)]
+    runs.append({"reg": "none", "seed": 3, "final_train_mse": "nan", "final_test_mse": "nan", "status": "failed", "reason": "loss is nan"})
+    curves = [{"run_id": f"r{i:03d}", "epoch": e, "train_mse": 0.1, "test_mse": 1.0} for i in range(3) for e in (50, 100)]
+    folder = write_sweep(tmp_path / "hand", runs, curves)
+    sweep = load_sweep(folder)
+    assert sweep.failed == 1 and len(sweep.runs) == 3
+    fig = curves_figure(sweep)
+    assert "1 failed run(s) left out" in fig.get_suptitle()
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["all runs (n=3)"]
+    assert fit_figure(sweep) is None  # hand-written folder: no run folders, no fits
+
+
+def test_cli_plot(sweep_dir, tmp_path):
+    out = tmp_path / "cli"
+    p = dropbench("plot", str(sweep_dir), "--out", str(out), "--by", "reg", "--log")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [str(out / n) for n in ("curves.png", "final_test.png", "fit.png")]
+
+
+def test_cli_plot_bad_folder_is_one_line(tmp_path):
+    p = dropbench("plot", str(tmp_path / "missing"))
+    assert p.returncode == 2
+    assert p.stderr.startswith("dropbench: error: ") and "no such folder" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert p.stdout == ""
+
+
+def test_results_and_pngs_get_the_umask_modes(sweep_dir, tmp_path):
+    """Atomic writes go through mkstemp/mkdtemp (0600/0700); the renamed files must not keep that."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    paths = make_plots(sweep_dir, tmp_path / "figs", None, False, None)
+    run_dir = next(d for d in (sweep_dir / "runs").iterdir() if not d.name.startswith("."))
+    for p in [*paths, sweep_dir / "runs.csv", sweep_dir / "curves.csv", run_dir / "config.yaml"]:
+        assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
+    assert run_dir.stat().st_mode & 0o777 == 0o777 & ~umask
