@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -36,6 +37,39 @@ RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_ep
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
+def _owner() -> str:
+    """host-pid, part of every temporary name: a later process removes a leftover only when the
+    process that made it is gone, never the in-flight files of a concurrent writer."""
+    import socket
+
+    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+
+
+# .<name>.<host>-<pid>.<random>[.tmp]
+_TEMP = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+(\.tmp)?$")
+STALE_SECONDS = 24 * 3600  # a temporary entry this old is a leftover whatever made it
+
+
+def _is_leftover(entry: Path) -> bool:
+    import socket
+    import time
+
+    m = _TEMP.match(entry.name)
+    if m and m["host"] == socket.gethostname().replace(".", "_"):
+        try:
+            os.kill(int(m["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            pass
+        else:
+            return False
+    try:
+        return time.time() - entry.lstat().st_mtime > STALE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
 # mkstemp/mkdtemp create 0600/0700 entries; results are meant to be shared like any file the
 # user writes, so renamed entries get the umask's usual modes. Read once, while importing.
 _UMASK = os.umask(0o022)
@@ -47,7 +81,7 @@ def atomic_file(path: Path) -> Iterator[Any]:
     """A binary handle on a temporary file that replaces `path` by one rename when the block ends
     without error: readers see the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -93,7 +127,7 @@ def write_run(out: Path, result: RunResult) -> Path:
     runs = out / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
     final = runs / result.run_id
-    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}."))
+    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}.{_owner()}."))
     try:
         os.chmod(tmp, 0o777 & ~_UMASK)
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
@@ -125,12 +159,15 @@ def stored_ids(out: Path) -> set[str]:
 
 
 def remove_leftovers(out: Path) -> None:
-    """Temporary folders of runs that a killed process never finished storing."""
+    """Temporary files and run folders that a killed process never finished storing (those of a
+    live writer, on this host or, for a day, on another, are left alone)."""
     runs = out / RUNS_DIR
     for d in runs.glob(".*") if runs.is_dir() else []:
-        shutil.rmtree(d, ignore_errors=True)
+        if _is_leftover(d):
+            shutil.rmtree(d, ignore_errors=True)
     for f in out.glob(".*.tmp"):
-        f.unlink(missing_ok=True)
+        if _is_leftover(f):
+            f.unlink(missing_ok=True)
 
 
 @contextmanager
@@ -238,8 +275,11 @@ def check_out_dir(out: Path) -> None:
     """An existing out folder must be a dropbench results folder (or empty)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"out={out} is a file, not a folder; choose another out=DIR")
-    markers = (out / RUNS_DIR, out / RUNS_CSV, out / "sweep.yaml")
-    if out.is_dir() and any(out.iterdir()) and not any(m.exists() for m in markers):
+    # A concurrent `dropbench run` into the same folder may so far have made only its lock
+    # or the temporary file of its sweep.yaml.
+    ours = {RUNS_DIR, RUNS_CSV, CURVES_CSV, "sweep.yaml", ".lock"}
+    entries = [e.name for e in out.iterdir()] if out.is_dir() else []
+    if entries and not any(e in ours or _TEMP.match(e) for e in entries):
         raise UserError(f"out={out} is a non-empty folder that holds no dropbench results; choose a new or empty folder")
 
 

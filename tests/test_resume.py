@@ -79,7 +79,9 @@ def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     out = tmp_path / "r"
     a = start("run", "-m", "reg=none,l1", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
     b = start("run", "-m", "reg=l1,l2", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
-    assert a.wait(120) == 0 and b.wait(120) == 0, (a.stderr.read(), b.stderr.read())
+    c = start("run", "-m", "reg=l2,none", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
+    codes = [w.wait(120) for w in (a, b, c)]
+    assert codes == [0, 0, 0], [w.stderr.read() for w in (a, b, c)]
     rows = list(csv.DictReader((out / "runs.csv").open()))
     ids = [r["run_id"] for r in rows]
     assert len(ids) == len(set(ids)) == 12, "none, l1, l2 x 4 seeds: each run exactly once"
@@ -131,3 +133,43 @@ def test_out_that_is_not_a_results_folder(tmp_path):
     p = dropbench("run", "epochs=5", f"out={tmp_path}")
     assert p.returncode == 2 and "holds no dropbench results" in p.stderr
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+def test_leftovers_of_dead_writers_go_those_of_live_ones_stay(tmp_path):
+    """A second writer starting in a folder must not delete the first one's in-flight files."""
+    import socket
+
+    from dropbench import results
+
+    host = socket.gethostname().replace(".", "_")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process now
+    runs = tmp_path / "runs"
+    names = {
+        "live": f".abc123.{host}-{os.getpid()}.k2j4h5g6",
+        "dead": f".abc124.{host}-{dead.pid}.k2j4h5g6",
+        "other host, fresh": ".abc125.elsewhere-1.k2j4h5g6",
+        "other host, old": ".abc126.elsewhere-1.k2j4h5g6",
+    }
+    for name in names.values():
+        (runs / name).mkdir(parents=True)
+    old = time.time() - results.STALE_SECONDS - 60
+    os.utime(runs / names["other host, old"], (old, old))
+    (tmp_path / f".runs.csv.{host}-{os.getpid()}.x7y8z9w0.tmp").write_text("half")
+    (tmp_path / f".runs.csv.{host}-{dead.pid}.x7y8z9w0.tmp").write_text("half")
+    results.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in runs.iterdir()) == sorted([names["live"], names["other host, fresh"]])
+    assert [p.name for p in tmp_path.glob(".*.tmp")] == [f".runs.csv.{host}-{os.getpid()}.x7y8z9w0.tmp"]
+
+
+@pytest.mark.parametrize("first", [".lock", ".sweep.yaml.host-1.abcd1234.tmp"])
+def test_a_folder_a_concurrent_run_just_started_is_ours(tmp_path, first):
+    from dropbench import results
+    from dropbench.errors import UserError
+
+    (tmp_path / first).write_text("")
+    results.check_out_dir(tmp_path)  # no error
+    (tmp_path / first).unlink()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="non-empty folder that holds no dropbench results"):
+        results.check_out_dir(tmp_path)
