@@ -135,15 +135,15 @@ def write_run(out: Path, result: RunResult) -> Path:
         if result.fit:
             (tmp / "fit.csv").write_text("x,y_pred\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
         (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
-        if final.exists():  # a re-run of a failed run replaces it
-            shutil.rmtree(final, ignore_errors=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            # Another worker stored this same run a moment ago; its copy is as good as ours.
-            if not (final / "result.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
+        # Under the lock: a CSV rebuild never sees a run folder half replaced.
+        with folder_lock(out):
+            if _status(final) == "ok":
+                # A concurrent writer stored this same run; its numbers are ours (invariance).
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                if final.exists():  # a re-run of a failed run replaces it
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -184,21 +184,20 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _status(run_dir: Path) -> str | None:
+    """A stored run's status; None where there is no readable run."""
+    try:
+        return json.loads((run_dir / "result.json").read_text()).get("status")
+    except (json.JSONDecodeError, OSError, AttributeError):
+        return None
+
+
 def finished_ids(out: Path) -> set[str]:
     """Runs already stored with status ok (a resumed sweep skips them)."""
     runs = out / RUNS_DIR
     if not runs.is_dir():
         return set()
-    done = set()
-    for d in runs.iterdir():
-        f = d / "result.json"
-        if not d.name.startswith(".") and f.is_file():
-            try:
-                if json.loads(f.read_text()).get("status") == "ok":
-                    done.add(d.name)
-            except (json.JSONDecodeError, OSError):
-                continue
-    return done
+    return {d.name for d in runs.iterdir() if not d.name.startswith(".") and _status(d) == "ok"}
 
 
 def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
