@@ -163,3 +163,17 @@ def test_thousand_short_runs_fit_in_memory(tmp_path):
     assert int(peak_mb) < 2048, f"peak RSS {peak_mb} MB"
     rows = (out / "runs.csv").read_text().splitlines()
     assert len(rows) == 1001 and all(r.split(",")[-3] == "ok" for r in rows[1:])
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.7, 0.1, 0.999])
+@pytest.mark.parametrize("shape", [(20, 300), (300, 300), (7, 1)])
+def test_rand_draws_are_bernoullis_draws(keep, shape):
+    """The batched engine draws masks as rand(float64) < keep: the reference's bernoulli_(keep)
+    masks, bit for bit, with the generator left in the same state."""
+    g = torch.Generator()
+    g.manual_seed(3)
+    want = torch.empty(shape).bernoulli_(keep, generator=g)
+    after = torch.rand(4, generator=g)
+    g.manual_seed(3)
+    got = (torch.rand(shape, dtype=torch.float64, generator=g) < keep).float()
+    assert torch.equal(got, want) and torch.equal(torch.rand(4, generator=g), after)
