@@ -86,11 +86,11 @@ def read_csv(path: str, target: str, features: list[str] | None) -> tuple[np.nda
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as e:
         raise UserError(f"data.path={path}: not a readable CSV ({' '.join(str(e).split())[:120]})") from None
     if target not in df.columns:
-        raise UserError(f"data.target={target}: no such column in {path}; columns are {', '.join(map(str, df.columns))}")
+        raise UserError(f"data.target={target}: no such column in {path}; columns are {', '.join(repr(str(c)) for c in df.columns)}")
     cols = features if features is not None else [c for c in df.columns if c != target]
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise UserError(f"data.features: no column {missing[0]!r} in {path}; columns are {', '.join(map(str, df.columns))}")
+        raise UserError(f"data.features: no column {missing[0]!r} in {path}; columns are {', '.join(repr(str(c)) for c in df.columns)}")
     if not cols:
         raise UserError(f"{path} has no feature columns besides the target {target!r}")
     sub = df[list(cols) + [target]]

@@ -92,7 +92,11 @@ def _mean(v: Sequence[float]) -> float:
 
 
 def _std(v: Sequence[float]) -> float:
-    return statistics.stdev(v) if len(v) > 1 else NAN
+    """Sample standard deviation; NaN for fewer than 2 values or any non-finite one (Python 3.11's
+    statistics.stdev raises on NaN instead)."""
+    if len(v) < 2 or not all(map(math.isfinite, v)):
+        return NAN
+    return statistics.stdev(v)
 
 
 def t_halfwidth(values: Sequence[float], level: float = 0.95) -> float:
@@ -100,7 +104,7 @@ def t_halfwidth(values: Sequence[float], level: float = 0.95) -> float:
     n = len(values)
     if n < 2:
         return NAN
-    return t_ppf(0.5 + level / 2.0, n - 1) * statistics.stdev(values) / math.sqrt(n)
+    return t_ppf(0.5 + level / 2.0, n - 1) * _std(values) / math.sqrt(n)
 
 
 @dataclass(frozen=True)

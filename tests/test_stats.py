@@ -84,3 +84,12 @@ def test_paired_difference_is_tighter_than_two_means():
     assert s["dropout"]["paired_ci"] == pytest.approx(t_halfwidth(d))
     assert s["dropout"]["paired_ci"] < s["dropout"]["test_ci"] / 50
     assert s["none"]["n_pairs"] == 0
+
+
+def test_non_finite_values_give_nan_statistics_not_errors():
+    """A damaged runs.csv can hold an ok run with an empty (NaN) or inf MSE."""
+    rows = [{"reg": "none", "seed": s, "status": "ok", "final_train_mse": 0.1, "final_test_mse": v}
+            for s, v in enumerate([0.1, 0.2, math.nan])]
+    s = summarize(rows, ["reg"])[0]
+    assert math.isnan(s["test_std"]) and math.isnan(s["test_ci"]) and math.isnan(s["test_mean"])
+    assert s["train_mean"] == pytest.approx(0.1)
