@@ -22,22 +22,23 @@ def dropbench(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "160"})
 
 
+def run_sweep(factory: pytest.TempPathFactory, name: str, *overrides: str) -> Path:
+    out = factory.mktemp("plots") / name
+    p = dropbench("run", "-m", *overrides, "epochs=20", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
 @pytest.fixture(scope="module")
 def sweep_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2 groups (reg=none, reg=dropout) x seeds 0-2 on the 1-D seed data set."""
-    out = tmp_path_factory.mktemp("plots") / "sweep"
-    p = dropbench("run", "-m", "reg=none,dropout", "seed=range(3)", "epochs=20", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
-    assert p.returncode == 0, p.stderr
-    return out
+    return run_sweep(tmp_path_factory, "sweep", "reg=none,dropout", "seed=range(3)")
 
 
 @pytest.fixture(scope="module")
 def friedman_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10-feature data: no fit.csv, hence no fit picture."""
-    out = tmp_path_factory.mktemp("plots") / "friedman"
-    p = dropbench("run", "-m", "data=friedman1", "seed=range(2)", "epochs=10", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
-    assert p.returncode == 0, p.stderr
-    return out
+    return run_sweep(tmp_path_factory, "friedman", "data=friedman1", "seed=range(2)")
 
 
 def bands(ax) -> list[PolyCollection]:
