@@ -39,6 +39,8 @@ def train_and_store(cfgs: Sequence["RunConfig"], out: str, workers: int | None =
 
 def shares(cfgs: Sequence["RunConfig"], n: int) -> list[list["RunConfig"]]:
     """n near-equal contiguous shares, runs of one program kept together (they batch well)."""
+    if not cfgs:
+        return []
     ordered = sorted(cfgs, key=lambda c: (c.engine, repr(c.model), c.reg.label, repr(c.data), c.epochs))
     n = max(1, min(n, len(ordered)))
     size = math.ceil(len(ordered) / n)

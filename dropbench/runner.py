@@ -146,7 +146,8 @@ def execute(
     t0 = time.perf_counter()
     interrupted = False
     try:
-        launch(todo, out, launcher or LocalLauncher(), stored)
+        if todo:  # a launcher has nothing to share out when every run is finished
+            launch(todo, out, launcher or LocalLauncher(), stored)
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -284,13 +284,16 @@ class Chunk:
         te = (self.forward(self.tx, train=False) - self.ty).pow(2).mean(dim=(1, 2))
         return tr.tolist(), te.tolist()
 
-    def train(self) -> list[RunResult]:
+    def train(self, cancel: threading.Event | None = None) -> list[RunResult]:
+        """Train every member; `cancel` set (Ctrl-C in the main thread) stops within one epoch."""
         t0 = time.perf_counter()
         cfg = self.cfg0
         marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
         results = [RunResult(c) for c in self.cfgs[: self.n_real]]
         alive = [True] * self.n_real
         for epoch in range(1, cfg.epochs + 1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
             loss = self.step(objective=epoch in marks)
             finite = bool(torch.isfinite(loss[: self.n_real]).all())
             if not finite:
@@ -334,11 +337,15 @@ def one_intraop_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _train_chunk(cfgs: Sequence["RunConfig"], size: int) -> list[RunResult]:
+class Cancelled(BaseException):
+    """A worker thread stops training: not an error of its runs (they are not stored)."""
+
+
+def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event | None = None) -> list[RunResult]:
     try:
         with _GLOBAL_RNG:
             chunk = Chunk(cfgs, size)
-        return chunk.train()
+        return chunk.train(cancel)
     except Exception as e:  # noqa: BLE001  e.g. out of memory: these runs fail, the sweep goes on
         return failed_results(cfgs, e)
 
@@ -392,6 +399,7 @@ def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iter
     from collections import deque
 
     todo = deque(chunks)
+    cancel = threading.Event()
     lock = threading.Lock()
     done: queue.Queue[tuple[str, Any]] = queue.Queue()
 
@@ -403,7 +411,7 @@ def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iter
                     break
                 chunk = todo.popleft()
             try:
-                done.put(("results", _train_chunk(*chunk)))
+                done.put(("results", _train_chunk(*chunk, cancel)))
             except BaseException as e:  # handed to the main thread, which re-raises it
                 done.put(("error", e))
                 return
@@ -423,5 +431,11 @@ def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iter
             else:
                 finished += 1
     finally:
+        # On error or Ctrl-C: workers stop within an epoch and are joined here. A worker left
+        # running inside torch while the interpreter shuts down aborts the process
+        # ("terminate called without an active exception") instead of exiting cleanly.
         with lock:
-            todo.clear()  # on error or Ctrl-C: workers stop after their current chunk
+            todo.clear()
+        cancel.set()
+        for t in threads:
+            t.join()
