@@ -42,7 +42,7 @@ def run(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides: key=value, group=option; with -m, sweeps (a,b  range(10)  glob(*)).")] = None,
     multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides into one run each.")] = False,
     cfg: Annotated[bool, typer.Option("--cfg", help="Print the resolved config of each run and exit without running.")] = False,
-    from_run: Annotated[Optional[Path], typer.Option("--from", help="Re-run a stored run: results/DIR/runs/<run_id> (overrides are not allowed).")] = None,
+    from_run: Annotated[Optional[Path], typer.Option("--from", help="Train a stored run again from its saved config: results/DIR/runs/<run_id> (the only override it takes is out=DIR).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish the sweep stored in a results folder: runs only what is missing.")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when some runs failed (they are still listed).")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors.")] = False,
@@ -54,10 +54,10 @@ def run(
 
     overrides = overrides or []
     try:
-        if (from_run is not None or resume is not None) and (overrides or multirun):
-            raise UserError("--from and --resume re-run what a results folder stores; drop the overrides and -m")
+        if resume is not None and (overrides or multirun or from_run is not None):
+            raise UserError("--resume finishes the sweep a results folder stores; drop the overrides, -m and --from")
         if from_run is not None:
-            cfgs, launcher, command = [runner.load_saved(from_run)], None, None
+            cfgs, launcher, command = [runner.reproduce(from_run, overrides, multirun)], None, None
         elif resume is not None:
             cfgs, launcher, command = runner.plan_resume(resume)
         else:

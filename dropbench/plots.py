@@ -138,7 +138,9 @@ def curves_figure(sweep: Sweep, log: bool = False) -> "Figure":
             epochs = sorted(per_epoch)
             mean = np.array([math.fsum(per_epoch[e]) / len(per_epoch[e]) for e in epochs])
             half = np.array([t_halfwidth(per_epoch[e]) for e in epochs])
-            ax.plot(epochs, mean, color=g.colour, label=f"{g.label} (n={len(g.runs)})")
+            # Markers where evaluations are sparse: a curve of one evaluated epoch is a dot, not nothing.
+            marker = "o" if len(epochs) <= 12 else None
+            ax.plot(epochs, mean, color=g.colour, marker=marker, markersize=3, label=f"{g.label} (n={len(g.runs)})")
             shown.extend(mean[mean > 0])
             if len(g.runs) > 1:
                 lower = mean - half

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dropbench.errors import UserError
-from dropbench.stats import at_epoch, by_keys, columns_of, default_reference, group_label, key_str, sort_key, summarize
+from dropbench.stats import at_epoch, by_keys, columns_of, default_reference, group_keys, group_label, key_str, sort_key, summarize
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -26,17 +26,14 @@ def _cell(v: Any) -> str:
 
 
 def _config_label(row: dict[str, Any], varying: Sequence[str]) -> str:
-    return " ".join(f"{k}={_fmt(row.get(k, ''))}" for k in varying)
+    return " ".join(f"{k}={_fmt(v)}" for k in varying if (v := row.get(k)) is not None and v != "")
 
 
 def varying_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Config columns whose value differs between rows (what distinguishes the runs)."""
-    from dropbench.results import RESULT_COLUMNS
-
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys and k not in RESULT_COLUMNS and k != "run_id"]
-    return [k for k in keys if len({str(r.get(k)) for r in rows}) > 1]
+    """What distinguishes the runs: the swept keys (a column that varies only along with an
+    earlier one, such as reg.dropout.p with p, is left out), then the seed if it varies."""
+    keys = group_keys(rows)
+    return keys + (["seed"] if len({r.get("seed") for r in rows}) > 1 else [])
 
 
 def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") -> Table:
@@ -69,7 +66,12 @@ def print_runs(rows: Sequence[dict[str, Any]], console: Console | None = None) -
 
 
 SUMMARY_COLUMNS = ("seeds", "train MSE (mean ± std)", "test MSE (mean ± 95% CI)", "gap", "rank")
-CAPTION = "test: mean ± 95% t-interval over seeds; paired: per-seed difference to the reference group, 95% t-interval"
+CAPTION = "test: mean ± 95% t-interval over seeds"
+PAIRED_CAPTION = "; paired: per-seed difference to the reference group, 95% t-interval"
+
+
+def _caption(paired: bool) -> str:
+    return CAPTION + (PAIRED_CAPTION if paired else "")
 
 
 def _has_paired(summary: Sequence[dict[str, Any]]) -> bool:
@@ -100,12 +102,12 @@ def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: 
 def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title: str = "dropbench sweep summary",
                   reference: dict[str, str] | None = None) -> Table:
     """One line per group (see stats.summarize); the best group (rank 1) is highlighted."""
-    t = Table(title=title, header_style="bold", caption=CAPTION)
+    paired = _has_paired(summary)
+    t = Table(title=title, header_style="bold", caption=_caption(paired))
     for k in keys:
         t.add_column(k)
     for c in SUMMARY_COLUMNS:
         t.add_column(c, justify="right")
-    paired = _has_paired(summary)
     if paired:
         t.add_column(f"vs {_ref_label(reference)} (paired, 95% CI)", justify="right")
     for r in summary:
@@ -124,7 +126,7 @@ def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], ref
         if r["rank"] == 1:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + CAPTION + "\n"
+    return "\n".join(lines) + "\n\n" + _caption(paired) + "\n"
 
 
 def summary_csv(summary: Sequence[dict[str, Any]]) -> str:

@@ -89,6 +89,17 @@ def load_saved(path: str | Path) -> "RunConfig":
     return config_mod.build(d)
 
 
+def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = False) -> "RunConfig":
+    """A stored run's config, to train again: into out=DIR if given, else a new results folder
+    (its own folder would count it finished and skip it)."""
+    import dataclasses
+
+    outs = [o.split("=", 1)[1] for o in overrides if o.startswith("out=")]
+    if multirun or len(outs) != len(overrides) or len(outs) > 1:
+        raise UserError("--from trains the stored run as it was; the only override it takes is out=DIR (drop the others and -m)")
+    return dataclasses.replace(load_saved(path), out=outs[0] if outs else None)
+
+
 def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     """Fail before anything is written: data must load, devices and engines must exist."""
     from dropbench.data import load_dataset

@@ -1,6 +1,7 @@
 """End to end through the `dropbench` command, as a user runs it."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -57,9 +58,16 @@ def test_rerun_from_saved_config_reproduces(tmp_path):
     res = runner.invoke(app, ["run", "reg=droppath", "epochs=10", f"out={tmp_path / 'a'}"])
     assert res.exit_code == 0, res.output
     run_dir = next((tmp_path / "a" / "runs").iterdir())
-    res = runner.invoke(app, ["run", "--from", str(run_dir)])
+    res = runner.invoke(app, ["run", "--from", str(run_dir), f"out={tmp_path / 'b'}"])
     assert res.exit_code == 0, res.output
-    assert "already finished" in res.output
+    assert "already finished" not in res.output
+    a, b = (json.loads(next((tmp_path / d / "runs").iterdir()).joinpath("result.json").read_text()) for d in "ab")
+    assert a.pop("seconds") > 0 and b.pop("seconds") > 0
+    assert a == b  # trained again, the same numbers
+    for bad in (["reg=none"], ["-m", f"out={tmp_path / 'c'}"]):
+        res = runner.invoke(app, ["run", "--from", str(run_dir), *bad])
+        assert res.exit_code == 2 and "the only override it takes is out=DIR" in res.output
+    assert not (tmp_path / "c").exists()
     assert "model:\n  name: mlp\n  hidden: 300\n  depth: 2\n  activation: relu\n  placement: before\n  residual: true" in (run_dir / "config.yaml").read_text()
 
 

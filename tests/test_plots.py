@@ -22,11 +22,16 @@ def dropbench(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "COLUMNS": "160"})
 
 
-def run_sweep(factory: pytest.TempPathFactory, name: str, *overrides: str) -> Path:
-    out = factory.mktemp("plots") / name
-    p = dropbench("run", "-m", *overrides, "epochs=20", "eval_every=5", "model.hidden=16", f"out={out}", "-q")
+def run_sweep_at(folder: Path, *overrides: str) -> Path:
+    """A small sweep (model.hidden=16); later overrides win, so callers can set epochs."""
+    out = folder / "sweep"
+    p = dropbench("run", "-m", "epochs=20", "eval_every=5", "model.hidden=16", *overrides, f"out={out}", "-q")
     assert p.returncode == 0, p.stderr
     return out
+
+
+def run_sweep(factory: pytest.TempPathFactory, name: str, *overrides: str) -> Path:
+    return run_sweep_at(factory.mktemp(name), *overrides)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +201,9 @@ def test_results_and_pngs_get_the_umask_modes(sweep_dir, tmp_path):
     for p in [*paths, sweep_dir / "runs.csv", sweep_dir / "curves.csv", run_dir / "config.yaml"]:
         assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
     assert run_dir.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_a_single_evaluated_epoch_is_drawn_as_a_dot(tmp_path):
+    out = run_sweep_at(tmp_path, "reg=none,dropout", "seed=range(2)", "epochs=5", "eval_every=50")
+    line = curves_figure(load_sweep(out)).axes[0].get_lines()[0]
+    assert list(line.get_xdata()) == [5] and line.get_marker() == "o"

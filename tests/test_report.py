@@ -130,3 +130,19 @@ def test_report_imports_neither_torch_nor_matplotlib_nor_pandas(hand_sweep):
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_runs_table_names_what_distinguishes_each_run():
+    """The swept keys, as the summary groups them (p, varying only along with reg here, adds
+    nothing), and the seed; never p=None for a run without dropout."""
+    from dropbench.reporting import runs_table
+
+    base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok"}
+    rows = [{"run_id": "a", "reg": "none", "p": None, "reg.dropout.p": None, "seed": 0, **base},
+            {"run_id": "b", "reg": "dropout", "p": 0.5, "reg.dropout.p": 0.5, "seed": 0, **base},
+            {"run_id": "c", "reg": "dropout", "p": 0.5, "reg.dropout.p": 0.5, "seed": 1, **base}]
+    labels = list(runs_table(rows).columns[1].cells)
+    assert labels == ["reg=none seed=0", "reg=dropout seed=0", "reg=dropout seed=1"]
+    rows.append({**rows[1], "run_id": "d", "p": 0.2, "reg.dropout.p": 0.2})
+    assert list(runs_table(rows).columns[1].cells)[1:] == ["reg=dropout p=0.5 seed=0", "reg=dropout p=0.5 seed=1",
+                                                           "reg=dropout p=0.2 seed=0"]
