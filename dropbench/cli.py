@@ -252,9 +252,35 @@ def groups() -> None:
     typer.echo("Select with GROUP=OPTION (combine regularizers with reg=[dropout,l2]); see keys with: dropbench run --cfg")
 
 
-def main() -> None:
+def _click_errors() -> tuple[type[Exception], type[Exception]]:
+    """ClickException and UsageError: typer vendors click since 0.22; older ones use click's."""
     try:
-        app()
+        from typer._click import exceptions as ex  # type: ignore[import-not-found]
+    except ImportError:  # pragma: no cover - typer before 0.22
+        from click import exceptions as ex
+    return ex.ClickException, ex.UsageError
+
+
+def main() -> None:
+    click_error, usage_error = _click_errors()
+    try:
+        # Not standalone: click's usage errors come back here, to be said in one line rather
+        # than in a usage box.
+        code = app(standalone_mode=False, prog_name="dropbench")
+    except usage_error as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # plain `dropbench`: the help is the answer
+            typer.echo(e.format_message())  # type: ignore[attr-defined]
+            sys.exit(0)
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "dropbench"
+        typer.echo(f"dropbench: error: {' '.join(e.format_message().split())} (see: {where} --help)", err=True)  # type: ignore[attr-defined]
+        sys.exit(2)
+    except click_error as e:
+        typer.echo(f"dropbench: error: {' '.join(e.format_message().split())}", err=True)  # type: ignore[attr-defined]
+        sys.exit(getattr(e, "exit_code", 1))
+    except typer.Abort:
+        typer.echo("dropbench: error: interrupted", err=True)
+        sys.exit(130)
     except UserError as e:  # pragma: no cover - commands catch their own
         typer.echo(f"dropbench: error: {e}", err=True)
         sys.exit(2)
@@ -263,6 +289,7 @@ def main() -> None:
             raise
         typer.echo(f"dropbench: internal error: {type(e).__name__}: {e} (set DROPBENCH_DEBUG=1 for the traceback)", err=True)
         sys.exit(3)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -89,9 +89,21 @@ def test_bad_input_one_line_no_traceback_no_files(tmp_path, args, msg):
     assert p.returncode != 0
     assert msg in p.stderr
     assert "Traceback" not in p.stderr + p.stdout
-    if "No such option" not in msg:
-        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["check", "somewhere"], "Missing option '--baseline'. (see: dropbench check --help)"),
+    (["plot"], "Missing argument 'folder'. (see: dropbench plot --help)"),
+    (["nosuch"], "No such command 'nosuch'."),
+    (["report", "x", "--desc=maybe"], "Option '--desc' does not take a value."),
+])
+def test_usage_errors_are_one_line(args, msg):
+    p = dropbench(*args)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.startswith("dropbench: error: ") and msg in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
 
 def test_diverging_run_fails_cleanly(tmp_path):
