@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -36,10 +36,19 @@ def varying_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
     return keys + (["seed"] if len({r.get("seed") for r in rows}) > 1 else [])
 
 
+SINGLE_KEYS = ("data", "reg", "p", "seed")  # what names a run when nothing varies
+DROPPATH_NOTE = "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"
+
+
+def droppath_note(regs: Iterable[Any]) -> str | None:
+    """The caption that makes DropPath's switch to residual blocks visible."""
+    return DROPPATH_NOTE if any("droppath" in str(r).split("+") for r in regs) else None
+
+
 def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") -> Table:
     """One line per run: what was run, final train/test MSE, the gap and the best epoch."""
-    varying = varying_keys(rows) or ["reg"]
-    t = Table(title=title, header_style="bold")
+    varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
+    t = Table(title=title, header_style="bold", caption=droppath_note(r.get("reg") for r in rows))
     t.add_column("run_id", style="dim")
     t.add_column("config")
     for c in ("train MSE", "test MSE", "gap (test-train)", "best test MSE", "best epoch"):
@@ -103,7 +112,8 @@ def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title:
                   reference: dict[str, str] | None = None) -> Table:
     """One line per group (see stats.summarize); the best group (rank 1) is highlighted."""
     paired = _has_paired(summary)
-    t = Table(title=title, header_style="bold", caption=_caption(paired))
+    note = droppath_note(r.get("reg") for r in summary)
+    t = Table(title=title, header_style="bold", caption=_caption(paired) + (f"\n{note}" if note else ""))
     for k in keys:
         t.add_column(k)
     for c in SUMMARY_COLUMNS:
@@ -126,7 +136,8 @@ def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], ref
         if r["rank"] == 1:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _caption(paired) + "\n"
+    note = droppath_note(r.get("reg") for r in summary)
+    return "\n".join(lines) + "\n\n" + _caption(paired) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def summary_csv(summary: Sequence[dict[str, Any]]) -> str:

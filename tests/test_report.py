@@ -146,3 +146,19 @@ def test_runs_table_names_what_distinguishes_each_run():
     rows.append({**rows[1], "run_id": "d", "p": 0.2, "reg.dropout.p": 0.2})
     assert list(runs_table(rows).columns[1].cells)[1:] == ["reg=dropout p=0.5 seed=0", "reg=dropout p=0.5 seed=1",
                                                            "reg=dropout p=0.2 seed=0"]
+
+
+def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
+    from dropbench.reporting import DROPPATH_NOTE, runs_table, summary_markdown, summary_table
+    from dropbench.stats import summarize
+
+    base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok",
+            "data": "noisy_linear", "seed": 1}
+    one = [{"run_id": "a", "reg": "dropout+l2", "p": 0.5, **base}]
+    t = runs_table(one)
+    assert list(t.columns[1].cells) == ["data=noisy_linear reg=dropout+l2 p=0.5 seed=1"] and t.caption is None
+    two = [{"run_id": "b", "reg": "droppath", "p": 0.5, **base}, {"run_id": "c", "reg": "none", "p": None, **base}]
+    assert runs_table(two).caption == DROPPATH_NOTE
+    summary = summarize(two, ["reg"])
+    assert DROPPATH_NOTE in summary_table(summary, ["reg"]).caption and DROPPATH_NOTE in summary_markdown(summary, ["reg"])
+    assert DROPPATH_NOTE not in summary_table(summarize(one, ["reg"]), ["reg"]).caption
