@@ -187,9 +187,10 @@ def folder_lock(out: Path) -> Iterator[None]:
 def _status(run_dir: Path) -> str | None:
     """A stored run's status; None where there is no readable run."""
     try:
-        return json.loads((run_dir / "result.json").read_text()).get("status")
-    except (json.JSONDecodeError, OSError, AttributeError):
+        status = json.loads((run_dir / "result.json").read_text()).get("status")
+    except (json.JSONDecodeError, OSError, AttributeError, UnicodeDecodeError):
         return None
+    return status if (run_dir / "curve.csv").is_file() else None
 
 
 def finished_ids(out: Path) -> set[str]:
@@ -201,12 +202,19 @@ def finished_ids(out: Path) -> set[str]:
 
 
 def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """The stored runs' rows. A run folder damaged by hand (unreadable result.json or curve.csv)
+    is left out: it does not count as finished either, so running the sweep again replaces it."""
     rows = {}
     runs = out / RUNS_DIR
     for d in sorted(runs.iterdir()) if runs.is_dir() else []:
-        f = d / "result.json"
-        if not d.name.startswith(".") and f.is_file():
-            rows[d.name] = json.loads(f.read_text())
+        if d.name.startswith(".") or not (d / "curve.csv").is_file():
+            continue
+        try:
+            row = json.loads((d / "result.json").read_text())
+        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+            continue
+        if isinstance(row, dict) and row.get("run_id") == d.name:
+            rows[d.name] = row
     return rows
 
 

@@ -66,7 +66,10 @@ def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", dict
         raise UserError(f"--resume {folder}: no {SWEEP_FILE} there; give a folder written by dropbench run")
     try:
         command = yaml.safe_load(f.read_text())
-        overrides = [o for o in command["overrides"] if not o.startswith("out=")] + [f"out={folder}"]
+        stored = command["overrides"]
+        if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
+            raise TypeError("overrides must be a list of strings")
+        overrides = [o for o in stored if not o.startswith("out=")] + [f"out={folder}"]
         multirun = bool(command["multirun"])
     except (yaml.YAMLError, KeyError, TypeError) as e:
         raise UserError(f"{f}: not a dropbench sweep file ({type(e).__name__}); re-run the original command instead") from None

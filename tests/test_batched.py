@@ -177,3 +177,16 @@ def test_rand_draws_are_bernoullis_draws(keep, shape):
     g.manual_seed(3)
     got = (torch.rand(shape, dtype=torch.float64, generator=g) < keep).float()
     assert torch.equal(got, want) and torch.equal(torch.rand(4, generator=g), after)
+
+
+def test_a_sweep_mixing_engines_groups_them(tmp_path):
+    """engine=torch,batched in one sweep: each run goes to its engine; deterministic runs agree."""
+    from dropbench import runner
+
+    cfgs, launcher = runner.plan(["engine=torch,batched", "reg=none,dropout", "seed=range(2)", "epochs=10",
+                                  "model.hidden=16", f"out={tmp_path / 'r'}"], True)
+    rows = runner.execute(cfgs, launcher).rows
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows)
+    final = {(r["engine"], r["reg"], r["seed"]): r["final_test_mse"] for r in rows}
+    for seed in range(2):
+        assert rel_err(final[("torch", "none", seed)], final[("batched", "none", seed)]) < 1e-4

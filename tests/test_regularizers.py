@@ -178,3 +178,37 @@ def test_bad_p_rejected(p):
             cls(p)
     with pytest.raises(ValueError):
         DropConnectLinear(2, 2, p=p)
+
+
+# --- dropbench's own dropout code: the reference model and the batched engine ----------------
+
+def test_inplace_reaches_the_reference_model_only_when_asked():
+    from dropbench.config import load
+    from dropbench.engines.torch_engine import build_model
+
+    for flag in (False, True):
+        model = build_model(load(["reg=dropout", f"reg.dropout.inplace={str(flag).lower()}"]), 1)
+        drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
+        assert drops and all(d.inplace is flag for d in drops)
+
+
+@pytest.mark.parametrize("reg", ["dropout", "vanilla_dropout"])
+def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
+    """Chunk._drop for member i equals F.dropout (or the vanilla rule) drawn from member i's RNG state;
+    eval mode is the identity (inverted) or a 1-p scale (vanilla)."""
+    from dropbench.config import load
+    from dropbench.engines.batched import Chunk
+
+    chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
+    states = [g.get_state() for g in chunk.gens]
+    z = torch.randn(2, 20, 300)
+    out = chunk._drop(z.clone(), train=True)
+    for i, p in enumerate((0.5, 0.3)):
+        torch.set_rng_state(states[i])
+        if reg == "dropout":
+            want = F.dropout(z[i], p, training=True)
+        else:
+            want = z[i] * torch.empty_like(z[i]).bernoulli_(1 - p)
+        assert torch.equal(out[i], want)
+        scale = 1.0 if reg == "dropout" else 1 - p
+        assert torch.equal(chunk._drop(z, train=False)[i], z[i] * torch.tensor(scale, dtype=z.dtype) if scale != 1 else z[i])

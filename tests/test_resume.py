@@ -193,3 +193,51 @@ def test_ctrl_c_with_worker_threads_exits_cleanly(tmp_path):
     assert proc.returncode == 130, err
     assert err.startswith("dropbench: error: interrupted: ") and "--resume" in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("damage", ["garbage json", "no curve"])
+def test_a_damaged_run_folder_is_trained_again(tmp_path, damage):
+    out = tmp_path / "r"
+    args = ["run", "-m", "reg=none,l1", "seed=range(2)", "epochs=20", "model.hidden=16", f"out={out}", "-q"]
+    assert dropbench(*args).returncode == 0
+    before = without_seconds(out)
+    victim = sorted(d for d in (out / "runs").iterdir() if not d.name.startswith("."))[0]
+    if damage == "garbage json":
+        (victim / "result.json").write_text("{not json")
+    else:
+        (victim / "curve.csv").unlink()
+    p = dropbench(*args[:-1])
+    assert p.returncode == 0, p.stderr
+    assert "3 run(s) were already finished" in p.stdout  # the damaged one is trained again
+    assert without_seconds(out) == before
+
+
+def test_a_damaged_sweep_file_is_a_user_error(tmp_path):
+    out = tmp_path / "r"
+    assert dropbench("run", "-m", "reg=none", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}", "-q").returncode == 0
+    (out / "sweep.yaml").write_text("overrides: [5]\nmultirun: true\n")
+    p = dropbench("run", "--resume", str(out))
+    assert p.returncode == 2 and "not a dropbench sweep file" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "internal error" not in p.stderr
+
+
+def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    """An exception inside training (not a divergence) fails that run's chunk only, with the reason."""
+    from dropbench import runner
+    from dropbench.engines import batched
+
+    train = batched.Chunk.train
+
+    def boom_for_l1(self, *a, **kw):
+        if "l1" in self.kinds:
+            raise RuntimeError("boom in l1")
+        return train(self, *a, **kw)
+
+    monkeypatch.setattr(batched.Chunk, "train", boom_for_l1)
+    cfgs, launcher = runner.plan(["reg=none,l1,l2", "seed=range(2)", "epochs=10", "model.hidden=8", f"out={tmp_path / 'r'}"], True)
+    outcome = runner.execute(cfgs, launcher)
+    status = {(r["reg"], r["seed"]): (r["status"], r["reason"]) for r in outcome.rows}
+    assert len(status) == 6
+    for (reg, _), (st, reason) in status.items():
+        assert (st, reason) == (("failed", "RuntimeError: boom in l1") if reg == "l1" else ("ok", ""))
+    assert len(outcome.failed) == 2
