@@ -474,6 +474,12 @@ def build(d: dict[str, Any]) -> RunConfig:
     # reg=none p=0.2 and reg=none p=0.5 are the same run.
     drops = [getattr(reg, n) for n in DROP_FAMILY if getattr(reg, n) is not None]
     cfg = dataclasses.replace(cfg, p=drops[0].p if drops else None)
+    if cfg.device == "auto":
+        # Saved and hashed as the device that will run it: a GPU run's numbers differ from a
+        # CPU run's, so they must not share a run_id (a resumed sweep would mix them).
+        import torch
+
+        cfg = dataclasses.replace(cfg, device="cuda" if torch.cuda.is_available() else "cpu")
     return dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
 
 

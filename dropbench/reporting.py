@@ -206,6 +206,10 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
 
     if not folders:
         raise UserError("give at least one results folder: dropbench report results/DIR")
+    resolved = [Path(f).resolve() for f in folders]
+    if len(set(resolved)) < len(resolved):
+        twice = next(f for f, r in zip(folders, resolved) if resolved.count(r) > 1)
+        raise UserError(f"{twice} is given twice; give each results folder once")
     labels = [Path(f).name or str(f) for f in folders]
     if len(set(labels)) < len(labels):
         labels = [str(f) for f in folders]

@@ -71,3 +71,11 @@ def test_list_options():
     opts = list_options()
     assert set(opts["reg"]) >= {"none", "l1", "l2", "dropout", "vanilla_dropout", "droppath", "dropconnect"}
     assert set(opts["data"]) >= {"noisy_linear", "noisy_sine", "friedman1", "diabetes", "csv"}
+
+
+def test_device_auto_is_saved_as_the_device_that_runs():
+    import torch
+
+    cfg = load(["device=auto"])
+    assert cfg.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert cfg.run_id == load([f"device={cfg.device}"]).run_id
