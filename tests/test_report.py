@@ -164,11 +164,10 @@ def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
     assert DROPPATH_NOTE not in summary_table(summarize(one, ["reg"]), ["reg"]).caption
 
 
-def test_the_same_folder_twice_is_refused(tmp_path):
-    from conftest import hand_sweep
+def test_the_same_folder_twice_is_refused(hand_sweep):
     from dropbench.errors import UserError
     from dropbench.reporting import build_report
 
-    folder = hand_sweep(tmp_path)
+    folder = hand_sweep
     with pytest.raises(UserError, match="is given twice"):
         build_report([folder, folder.parent / ".." / folder.parent.name / folder.name])
