@@ -29,6 +29,19 @@ app = typer.Typer(
 )
 
 
+LOG_WIDTH = 120  # tables in logs and pipes (CI): wide enough that cells do not wrap
+
+
+def _console(quiet: bool = False) -> "Console":
+    """A rich console; off a terminal (a CI log, a pipe) it is LOG_WIDTH wide unless COLUMNS says."""
+    from rich.console import Console
+
+    console = Console(quiet=quiet)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(quiet=quiet, width=LOG_WIDTH)
+    return console
+
+
 def _fail(msg: str, code: int = 2) -> None:
     typer.echo(f"dropbench: error: {msg}", err=True)
     raise typer.Exit(code)
@@ -48,8 +61,6 @@ def run(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors.")] = False,
 ) -> None:
     """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
-    from rich.console import Console
-
     from dropbench import runner
 
     overrides = overrides or []
@@ -71,7 +82,7 @@ def run(
                     typer.echo(f"# run {i + 1}/{len(cfgs)}: {c.run_id}")
                 typer.echo(config_yaml(c), nl=False)
             return
-        console = Console(quiet=quiet)
+        console = _console(quiet)
         with _progress(console, quiet) as (on_start, on_result):
             outcome = runner.execute(cfgs, launcher, on_start=on_start, on_result=on_result, command=command)
     except UserError as e:
@@ -163,9 +174,7 @@ def report(
         elif isinstance(rendered, str):
             typer.echo(rendered, nl=False)
         else:
-            from rich.console import Console
-
-            Console().print(rendered)
+            _console().print(rendered)
 
 
 @contextmanager
@@ -213,14 +222,12 @@ def check(
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the verdict line.")] = False,
 ) -> None:
     """Fail (exit 1) when a sweep's test MSE regressed against a baseline or a claim does not hold."""
-    from rich.console import Console
-
     from dropbench.check import run_check
     from dropbench.reporting import baseline_table, check_tables
 
     with _user_errors():
         result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit)
-    console = Console(quiet=quiet)
+    console = _console(quiet)
     for table in check_tables(result, str(baseline)):
         console.print(table)
     failed = [v for v in result.verdicts if not v.passed]

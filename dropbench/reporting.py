@@ -50,16 +50,17 @@ def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") ->
     varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
     t = Table(title=title, header_style="bold", caption=droppath_note(r.get("reg") for r in rows))
     t.add_column("run_id", style="dim")
-    t.add_column("config")
-    for c in ("train MSE", "test MSE", "gap (test-train)", "best test MSE", "best epoch"):
+    labels = [_config_label(r, varying) for r in rows]
+    t.add_column("config", ratio=1)
+    for c in ("train MSE", "test MSE", "gap", "best test MSE", "best epoch"):
         t.add_column(c, justify="right")
     t.add_column("status")
-    for r in rows:
+    for r, label in zip(rows, labels):
         gap = r["final_test_mse"] - r["final_train_mse"]
         status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/red]"
         t.add_row(
             r["run_id"],
-            _config_label(r, varying),
+            label,
             _fmt(r["final_train_mse"]),
             _fmt(r["final_test_mse"]),
             _fmt(gap),
