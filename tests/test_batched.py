@@ -190,3 +190,19 @@ def test_a_sweep_mixing_engines_groups_them(tmp_path):
     final = {(r["engine"], r["reg"], r["seed"]): r["final_test_mse"] for r in rows}
     for seed in range(2):
         assert rel_err(final[("torch", "none", seed)], final[("batched", "none", seed)]) < 1e-4
+
+
+def test_chunk_size_follows_the_l2_cache(tmp_path):
+    from dropbench.engines.batched import l2_cache_bytes, max_chunk
+
+    for i, (level, kind, size) in enumerate([("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(level + "\n")
+        (d / "type").write_text(kind + "\n")
+        (d / "size").write_text(size + "\n")
+    assert l2_cache_bytes(str(tmp_path)) == 2 * 2**20
+    assert l2_cache_bytes(str(tmp_path / "none")) is None
+    n = 91_201  # the 1-300-300-1 MLP
+    assert max_chunk(n, 4, 2 * 2**20) == 8 and max_chunk(n, 4, 1 * 2**20) == 4 and max_chunk(n, 8, 2**19) == 2
+    assert max_chunk(10, 4, 2**30) == 32
