@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dropbench.errors import UserError
-from dropbench.stats import by_keys, columns_of, group_label, key_str, sort_key, summarize, welch_greater
+from dropbench.stats import by_keys, columns_of, group_label, key_str, members, sort_key, summarize, welch_greater
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
@@ -201,9 +201,9 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
     from dropbench.stats import t_sf
 
     def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
-        members = [r for r in runs if r.get("status") == "ok" and all(key_str(r.get(k)) == g[k] for k in keys)]
-        seeds = {r["seed"] for r in members}
-        return {r["seed"]: float(r["final_test_mse"]) for r in members} if len(seeds) == len(members) else {}
+        ok = members((r for r in runs if r.get("status") == "ok"), {k: g[k] for k in keys})
+        seeds = {r["seed"] for r in ok}
+        return {r["seed"]: float(r["final_test_mse"]) for r in ok} if len(seeds) == len(ok) else {}
 
     a, b = per_seed(hi), per_seed(lo)
     if len(a) < 2 or set(a) != set(b):

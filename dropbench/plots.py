@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
 from dropbench.results import atomic_file
-from dropbench.stats import by_keys, group_label, key_str, summarize, t_halfwidth
+from dropbench.stats import by_keys, group_label, key_str, members, summarize, t_halfwidth
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -70,8 +70,7 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     groups = []
     for s in summarize(ok, keys):
         values = {k: s[k] for k in keys}
-        members = [r for r in ok if all(key_str(r.get(k)) == v for k, v in values.items())]
-        groups.append(Group(group_label(values), values, members, s))
+        groups.append(Group(group_label(values), values, members(ok, values), s))
     for g, colour in zip(groups, _colours(len(groups))):
         g.colour = colour
     ids = {r["run_id"] for r in ok}
@@ -214,7 +213,7 @@ def _read_fit(path: Path) -> tuple[list[float], list[float]]:
     try:
         return [float(r["x"]) for r in rows], [float(r["y_pred"]) for r in rows]
     except (KeyError, ValueError, TypeError):
-        raise UserError(f"{path} is not an x,y_pred CSV; the run folder is damaged, re-run it with dropbench run --from") from None
+        raise UserError(f"{path} is not an x,y_pred CSV; the run folder is damaged: delete it and train it again with dropbench run --resume {path.parent.parent.parent}") from None
 
 
 def _mean_fit(fits: list[tuple[list[float], list[float]]]) -> tuple[Any, Any]:

@@ -80,8 +80,10 @@ CAPTION = "test: mean ± 95% t-interval over seeds"
 PAIRED_CAPTION = "; paired: per-seed difference to the reference group, 95% t-interval"
 
 
-def _caption(paired: bool) -> str:
-    return CAPTION + (PAIRED_CAPTION if paired else "")
+def _captions(summary: Sequence[dict[str, Any]], paired: bool) -> list[str]:
+    """The summary's caption lines: what the statistics are, and DropPath's residual blocks."""
+    note = droppath_note(r.get("reg") for r in summary)
+    return [CAPTION + (PAIRED_CAPTION if paired else "")] + ([note] if note else [])
 
 
 def _has_paired(summary: Sequence[dict[str, Any]]) -> bool:
@@ -113,8 +115,7 @@ def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title:
                   reference: dict[str, str] | None = None) -> Table:
     """One line per group (see stats.summarize); the best group (rank 1) is highlighted."""
     paired = _has_paired(summary)
-    note = droppath_note(r.get("reg") for r in summary)
-    t = Table(title=title, header_style="bold", caption=_caption(paired) + (f"\n{note}" if note else ""))
+    t = Table(title=title, header_style="bold", caption="\n".join(_captions(summary, paired)))
     for k in keys:
         t.add_column(k)
     for c in SUMMARY_COLUMNS:
@@ -137,8 +138,7 @@ def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], ref
         if r["rank"] == 1:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    note = droppath_note(r.get("reg") for r in summary)
-    return "\n".join(lines) + "\n\n" + _caption(paired) + "\n" + (f"\n{note}\n" if note else "")
+    return "\n".join(lines) + "\n\n" + "\n\n".join(_captions(summary, paired)) + "\n"
 
 
 def summary_csv(summary: Sequence[dict[str, Any]]) -> str:

@@ -37,12 +37,16 @@ RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_ep
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
+def _host() -> str:
+    import socket
+
+    return socket.gethostname().replace(".", "_")  # no dots: the temporary names split on them
+
+
 def _owner() -> str:
     """host-pid, part of every temporary name: a later process removes a leftover only when the
     process that made it is gone, never the in-flight files of a concurrent writer."""
-    import socket
-
-    return f"{socket.gethostname().replace('.', '_')}-{os.getpid()}"
+    return f"{_host()}-{os.getpid()}"
 
 
 # .<name>.<host>-<pid>.<random>[.tmp]
@@ -51,11 +55,10 @@ STALE_SECONDS = 24 * 3600  # a temporary entry this old is a leftover whatever m
 
 
 def _is_leftover(entry: Path) -> bool:
-    import socket
     import time
 
     m = _TEMP.match(entry.name)
-    if m and m["host"] == socket.gethostname().replace(".", "_"):
+    if m and m["host"] == _host():
         try:
             os.kill(int(m["pid"]), 0)
         except ProcessLookupError:
@@ -184,13 +187,21 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _status(run_dir: Path) -> str | None:
-    """A stored run's status; None where there is no readable run."""
-    try:
-        status = json.loads((run_dir / "result.json").read_text()).get("status")
-    except (json.JSONDecodeError, OSError, AttributeError, UnicodeDecodeError):
+def _stored_row(run_dir: Path) -> dict[str, Any] | None:
+    """A stored run's row; None where the folder holds no complete, readable run (a folder
+    damaged by hand then counts as not finished, so running the sweep again replaces it)."""
+    if not (run_dir / "curve.csv").is_file():
         return None
-    return status if (run_dir / "curve.csv").is_file() else None
+    try:
+        row = json.loads((run_dir / "result.json").read_text())
+    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
+        return None
+    return row if isinstance(row, dict) and row.get("run_id") == run_dir.name else None
+
+
+def _status(run_dir: Path) -> str | None:
+    row = _stored_row(run_dir)
+    return row.get("status") if row else None
 
 
 def finished_ids(out: Path) -> set[str]:
@@ -202,20 +213,9 @@ def finished_ids(out: Path) -> set[str]:
 
 
 def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
-    """The stored runs' rows. A run folder damaged by hand (unreadable result.json or curve.csv)
-    is left out: it does not count as finished either, so running the sweep again replaces it."""
-    rows = {}
     runs = out / RUNS_DIR
-    for d in sorted(runs.iterdir()) if runs.is_dir() else []:
-        if d.name.startswith(".") or not (d / "curve.csv").is_file():
-            continue
-        try:
-            row = json.loads((d / "result.json").read_text())
-        except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-            continue
-        if isinstance(row, dict) and row.get("run_id") == d.name:
-            rows[d.name] = row
-    return rows
+    dirs = sorted(d for d in runs.iterdir() if not d.name.startswith(".")) if runs.is_dir() else []
+    return {d.name: row for d in dirs if (row := _stored_row(d)) is not None}
 
 
 def _existing_order(out: Path) -> list[str]:

@@ -176,10 +176,11 @@ def by_keys(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list
     the seed and sweep included), else the swept keys."""
     if by is None:
         return group_keys(rows)
+    results = NOT_KEYS - {"seed", "sweep"}  # run_id and the result columns
     columns = columns_of(rows)
-    unknown = [k for k in by if k not in columns or k in NOT_KEYS - {"seed", "sweep"}]
+    unknown = [k for k in by if k not in columns or k in results]
     if unknown:
-        known = ", ".join(c for c in columns if c not in NOT_KEYS - {"seed", "sweep"})
+        known = ", ".join(c for c in columns if c not in results)
         raise UserError(f"unknown --by key {', '.join(unknown)}: choose from {known}")
     return list(by)
 
@@ -191,6 +192,11 @@ def group_label(group: Mapping[str, str]) -> str:
 
 def _ok(r: Mapping[str, Any]) -> bool:
     return r.get("status") == "ok"
+
+
+def members(rows: Iterable[Mapping[str, Any]], group: Mapping[str, str]) -> list[Any]:
+    """The rows of a group: those whose key values (as key_str spells them) are the group's."""
+    return [r for r in rows if all(key_str(r.get(k)) == v for k, v in group.items())]
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None, reference: Mapping[str, str] | None = None) -> list[Row]:
@@ -229,12 +235,12 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
 
 def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], reference: Mapping[str, str]) -> None:
     """Add paired_diff / paired_ci / n_pairs (a group minus its reference group, seed by seed)."""
-    refs = [r for r in ok if all(key_str(r.get(k)) == v for k, v in reference.items())]
+    refs = members(ok, reference)
     for s in out:
         s.update(paired_diff=NAN, paired_ci=NAN, n_pairs=0)
         if all(s[k] == v for k, v in reference.items()):
             continue
-        mine = [(r["seed"], float(r["final_test_mse"])) for r in ok if all(key_str(r.get(k)) == s[k] for k in keys)]
+        mine = [(r["seed"], float(r["final_test_mse"])) for r in members(ok, {k: s[k] for k in keys})]
         # Match the reference on the other keys, except those that do not apply to it (reg=none
         # has no p): its runs then serve every p. A coarser grouping may leave several reference
         # runs per seed: they are averaged.
@@ -260,7 +266,6 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
     epoch: "final" (as stored), "best" (each run at its lowest recorded test MSE: early
     stopping with an oracle), or an epoch number that every successful run recorded.
     """
-
     if epoch == "final":
         return [dict(r) for r in rows]
     by_run: dict[str, list[Mapping[str, Any]]] = {}
