@@ -235,14 +235,22 @@ def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
 def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
     """Rebuild runs.csv and curves.csv from the run folders.
 
-    Row order: runs the folder already listed (earlier invocations) keep their place, then the
-    current plan's runs in plan order, then any others by id. So a sweep that was interrupted and
-    resumed ends with the same files as one that never stopped.
+    Row order: runs the folder already listed (earlier invocations) keep their place; the
+    current plan's runs go, in plan order, where the first of them was listed (after the listed
+    runs if none was); then any others by id. So a sweep that was interrupted and resumed ends
+    with the same files as one that never stopped, whichever of its runs had finished first.
     """
     stored = _stored_rows(out)
+    in_plan, listed, placed = set(plan), [], False
+    for rid in _existing_order(out):
+        if rid not in in_plan:
+            listed.append(rid)
+        elif not placed:
+            listed += plan
+            placed = True
     order: list[str] = []
     seen: set[str] = set()
-    for rid in [*_existing_order(out), *plan, *sorted(stored)]:
+    for rid in [*listed, *plan, *sorted(stored)]:
         if rid in stored and rid not in seen:
             order.append(rid)
             seen.add(rid)

@@ -241,3 +241,27 @@ def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypat
     for (reg, _), (st, reason) in status.items():
         assert (st, reason) == (("failed", "RuntimeError: boom in l1") if reg == "l1" else ("ok", ""))
     assert len(outcome.failed) == 2
+
+
+def test_rows_follow_the_plan_whichever_runs_finished_first(tmp_path):
+    """An interrupted sweep lists the runs it finished; on resume every run of the plan takes
+    its plan position, and runs of an earlier sweep in the folder keep theirs."""
+    from dropbench.config import load
+    from dropbench.engines.base import RunResult
+    from dropbench.results import consolidate, write_run
+
+    def store(*overrides):
+        r = RunResult(load([*overrides, "epochs=2", "eval_every=1"]))
+        r.curve = [(1, 0.5, 0.6, 0.5), (2, 0.4, 0.5, 0.4)]
+        write_run(tmp_path, r)
+        return r.run_id
+
+    earlier = store("seed=9")
+    consolidate(tmp_path, [earlier])
+    plan = [load([f"reg={r}", f"seed={s}", "epochs=2", "eval_every=1"]).run_id for r in ("none", "dropout") for s in (0, 1)]
+    late = [store("reg=dropout", f"seed={s}") for s in (0, 1)]  # the last two of the plan finished first
+    assert late == plan[2:]
+    consolidate(tmp_path, plan)
+    store("reg=none", "seed=0"), store("reg=none", "seed=1")
+    rows = consolidate(tmp_path, plan)
+    assert [r["run_id"] for r in rows] == [earlier, *plan]
