@@ -202,7 +202,7 @@ def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
     chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
     states = [g.get_state() for g in chunk.gens]
     z = torch.randn(2, 20, 300)
-    out = chunk._drop(z.clone(), train=True)
+    out, _ = chunk._drop(z.clone(), train=True)
     for i, p in enumerate((0.5, 0.3)):
         torch.set_rng_state(states[i])
         if reg == "dropout":
@@ -211,4 +211,4 @@ def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
             want = z[i] * torch.empty_like(z[i]).bernoulli_(1 - p)
         assert torch.equal(out[i], want)
         scale = 1.0 if reg == "dropout" else 1 - p
-        assert torch.equal(chunk._drop(z, train=False)[i], z[i] * torch.tensor(scale, dtype=z.dtype) if scale != 1 else z[i])
+        assert torch.equal(chunk._drop(z, train=False)[0][i], z[i] * torch.tensor(scale, dtype=z.dtype) if scale != 1 else z[i])
