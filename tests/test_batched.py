@@ -100,13 +100,27 @@ def test_a_lone_run_is_padded_to_two_members():
     assert len(members) == 1 and size == 2
 
 
-@pytest.mark.parametrize("n, most, workers", [(1, 8, 2), (2, 8, 2), (3, 8, 2), (10, 8, 2), (50, 8, 2), (37, 16, 4), (9, 4, 1)])
-def test_split_group_sizes(n, most, workers):
-    sizes = split_group(n, most, workers)
-    assert sum(sizes) == n
-    assert all(s <= max(most, 2) for s in sizes)
-    assert n < 2 or all(s >= 2 for s in sizes)
-    assert max(sizes) - min(sizes) <= 1
+@pytest.mark.parametrize("n, most", [(1, 8), (2, 8), (3, 8), (10, 8), (50, 8), (37, 16), (9, 4), (16, 16)])
+def test_split_group_sizes(n, most):
+    sizes = split_group(n, most)
+    assert sum(sizes) == n and max(sizes) <= most
+    assert len(sizes) == -(-n // most) and max(sizes) - min(sizes) <= 1
+
+
+def test_plan_balances_the_workers_with_few_large_chunks():
+    """Five groups of 10 on two workers: one group is halved so each worker trains 10+10+5;
+    on one worker no group is split; a chunk never drops below two runs."""
+    from dropbench.engines.batched import chunk_cost, makespan
+
+    cfgs = [load([f"reg={r}", f"seed={s}"]) for r in ["none", "l1", "l2", "dropout", "droppath"] for s in range(10)]
+    one, two = plan_chunks(cfgs, 1), plan_chunks(cfgs, 2)
+    assert sorted(size for _, size in one) == [10] * 5
+    assert sorted(size for _, size in two) == [5, 5, 10, 10, 10, 10]
+    assert sorted(c.run_id for ms, _ in two for c in ms) == sorted(c.run_id for c in cfgs)
+    cost = lambda plan: makespan([chunk_cost((ms, 1.0)) for ms, _ in plan], 2)  # noqa: E731
+    assert cost(two) < cost(one)
+    small = plan_chunks(cfgs_for("none", range(3)), 4)
+    assert all(size >= 2 for _, size in small)
 
 
 def test_mixed_sweep_groups_and_matches_solo_runs():
@@ -204,7 +218,7 @@ def test_chunk_size_follows_the_l2_cache(tmp_path):
     assert l2_cache_bytes(str(tmp_path)) == 2 * 2**20
     assert l2_cache_bytes(str(tmp_path / "none")) is None
     n = 91_201  # the 1-300-300-1 MLP
-    assert max_chunk(n, 4, 2 * 2**20) == 8 and max_chunk(n, 4, 1 * 2**20) == 4 and max_chunk(n, 8, 2**19) == 2
+    assert max_chunk(n, 4, 2 * 2**20) == 17 and max_chunk(n, 4, 1 * 2**20) == 8 and max_chunk(n, 8, 2**18) == 2
     assert max_chunk(10, 4, 2**30) == 32
 
 
