@@ -222,25 +222,30 @@ def test_a_damaged_sweep_file_is_a_user_error(tmp_path):
 
 
 def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    """An exception inside training (not a divergence) fails that run's chunk only, with the reason."""
+    """An exception inside training (not a divergence) fails that run only, with the reason."""
     from dropbench import runner
     from dropbench.engines import batched
 
     train = batched.Chunk.train
 
-    def boom_for_l1(self, *a, **kw):
-        if "l1" in self.kinds:
+    def boom_for_l1_seed_1(self, *a, **kw):
+        if "l1" in self.kinds and any(c.seed == 1 for c in self.cfgs):
             raise RuntimeError("boom in l1")
         return train(self, *a, **kw)
 
-    monkeypatch.setattr(batched.Chunk, "train", boom_for_l1)
-    cfgs, launcher = runner.plan(["reg=none,l1,l2", "seed=range(2)", "epochs=10", "model.hidden=8", f"out={tmp_path / 'r'}"], True)
+    monkeypatch.setattr(batched.Chunk, "train", boom_for_l1_seed_1)
+    cfgs, launcher = runner.plan(["reg=none,l1,l2", "seed=range(3)", "epochs=10", "model.hidden=8", f"out={tmp_path / 'r'}"], True)
     outcome = runner.execute(cfgs, launcher)
     status = {(r["reg"], r["seed"]): (r["status"], r["reason"]) for r in outcome.rows}
-    assert len(status) == 6
-    for (reg, _), (st, reason) in status.items():
-        assert (st, reason) == (("failed", "RuntimeError: boom in l1") if reg == "l1" else ("ok", ""))
-    assert len(outcome.failed) == 2
+    assert len(status) == 9
+    for (reg, seed), (st, reason) in status.items():
+        assert (st, reason) == (("failed", "RuntimeError: boom in l1") if (reg, seed) == ("l1", 1) else ("ok", ""))
+    assert len(outcome.failed) == 1
+    # the l1 runs that shared the failing chunk were retried alone: their numbers are unchanged
+    monkeypatch.setattr(batched.Chunk, "train", train)
+    alone = {r.cfg.seed: r.curve for r in batched._train_chunk([c for c in cfgs if c.reg.names == ["l1"]][::2], 2)}
+    rows = {(r["reg"], r["seed"]): r["final_test_mse"] for r in outcome.rows}
+    assert rows[("l1", 0)] == alone[0][-1][2] and rows[("l1", 2)] == alone[2][-1][2]
 
 
 def test_rows_follow_the_plan_whichever_runs_finished_first(tmp_path):

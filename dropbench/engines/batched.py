@@ -488,12 +488,17 @@ class Cancelled(BaseException):
 
 
 def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event | None = None) -> list[RunResult]:
+    """Train one chunk. If it raises (e.g. out of memory, or one run's data), each run is tried
+    again on its own, so only the runs that raise alone fail: the others' numbers are the same
+    in any chunk (invariance), so the retry changes nothing but the time taken."""
     try:
         with _GLOBAL_RNG:
             chunk = Chunk(cfgs, size)
         return chunk.train(cancel)
-    except Exception as e:  # noqa: BLE001  e.g. out of memory: these runs fail, the sweep goes on
-        return failed_results(cfgs, e)
+    except Exception as e:  # noqa: BLE001  these runs fail, the sweep goes on
+        if len(cfgs) == 1:
+            return failed_results(cfgs, e)
+    return [r for c in cfgs for r in _train_chunk([c], 2, cancel)]
 
 
 def plan_chunks(cfgs: Sequence["RunConfig"], workers: int = 1) -> list[tuple[list["RunConfig"], int]]:
