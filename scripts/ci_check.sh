@@ -3,7 +3,7 @@
 # 500 epochs) for five regularizers x 20 seeds, checked against the committed baseline.
 #   scripts/ci_check.sh                     check (exit 1 on a regression or a broken claim)
 #   scripts/ci_check.sh --update-baseline   re-record results/baselines/ci_sweep.csv
-# JUNIT=path.xml also writes a JUnit report. About 20 s on a 2-core laptop.
+# JUNIT=path.xml also writes a JUnit report. About 10 s on a 2-core laptop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 baseline=results/baselines/ci_sweep.csv

@@ -2,8 +2,8 @@
 
 Why it is fast: a 1-300-300-1 network on 20 points is a few percent arithmetic and the rest
 Python and dispatch. Stacking C runs into [C, ...] tensors (batched matmuls, per-run p, lambda,
-weight decay and lr as [C, 1, 1] tensors, one foreach optimizer step) pays that overhead once
-per chunk instead of once per run.
+weight decay and lr as [C, 1, 1] tensors, a hand-written backward, one fused optimizer step)
+pays that overhead once per chunk instead of once per run.
 
 Why a run's numbers do not depend on its company:
 - every chunk has at least two members: a batch of one takes other matmul kernels (thin layers
@@ -14,7 +14,8 @@ Why a run's numbers do not depend on its company:
 - a run's dropout masks come from its own generator, started from the global RNG state the
   reference engine is in after building the model under torch.manual_seed(seed); the masks are
   therefore exactly the reference engine's, whatever the chunk, worker or sweep;
-- nothing reduces across runs: the loss is a sum over runs, so each run's gradient is its own.
+- nothing reduces across runs: the backward is that of the sum of the runs' losses, so each
+  run's gradient is its own.
 """
 
 from __future__ import annotations
