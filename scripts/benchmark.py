@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from typing import TYPE_CHECKING
 

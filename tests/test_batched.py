@@ -121,6 +121,7 @@ def test_plan_balances_the_workers_with_few_large_chunks():
     assert cost(two) < cost(one)
     small = plan_chunks(cfgs_for("none", range(3)), 4)
     assert all(size >= 2 for _, size in small)
+    assert plan_chunks([], 2) == [] and list(BatchedEngine(2).train([])) == []
 
 
 def test_mixed_sweep_groups_and_matches_solo_runs():
