@@ -10,6 +10,9 @@ imports, and peak memory is that process tree's largest resident set. Training t
 (network-steps per second) counts only training: each variant reports the seconds it spent
 from its first training step to its last result.
 
+Then the machine bound (sgemm FLOP/s, copy bandwidth) and the kernel floor (the batched matmuls
+and fused Adam alone) for the same work.
+
 Usage:  python scripts/benchmark.py [--seeds 10] [--epochs 500] [--quick]
 """
 
@@ -136,6 +139,34 @@ print(json.dumps({"flops": flops, "bandwidth": bw}))
     return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
+def kernel_floor(hidden: int = 300, n: int = 20, chunk: int = 10) -> float:
+    """Seconds per network-step, on one core, of the work no batched engine can skip: the three
+    hidden x hidden batched matmuls (forward, weight and input gradients) and torch's fused Adam
+    over a chunk's parameters, with nothing else (no activations, masks, losses or Python
+    bookkeeping). Measured, not computed: these kernels run well below sgemm peak at 20 rows."""
+    code = f"""
+import torch, time, json
+torch.set_num_threads(1)
+C, N, H = {chunk}, {n}, {hidden}
+h = torch.randn(C, N, H); W = torch.randn(C, H, H); dz = torch.randn(C, N, H)
+o1, o2, o3 = torch.empty(C, N, H), torch.empty(C, H, H), torch.empty(C, N, H)
+P = [torch.randn(C, 1, H), torch.randn(C, 1, H), W, torch.randn(C, 1, H), torch.randn(C, H, 1), torch.randn(C, 1, 1)]
+views = lambda ts: [t[i] for t in ts for i in range(C)]
+p, g, m, v = views(P), views([torch.randn_like(t) for t in P]), views([torch.zeros_like(t) for t in P]), views([torch.zeros_like(t) for t in P])
+step = torch.zeros(())
+def work():
+    torch.bmm(h, W, out=o1); torch.bmm(h.transpose(1, 2), dz, out=o2); torch.bmm(dz, W.transpose(1, 2), out=o3)
+    step.add_(1)
+    torch._fused_adam_(p, g, m, v, [], [step] * len(p), lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.0,
+                       eps=1e-8, amsgrad=False, maximize=False)
+for _ in range(30): work()
+t = time.perf_counter()
+for _ in range(300): work()
+print(json.dumps((time.perf_counter() - t) / 300 / C))
+"""
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
 def work_per_step(hidden: int = 300, n: int = 20) -> tuple[float, float]:
     """FLOPs and optimizer bytes of one training step of a 1-hidden-hidden-1 MLP on n points.
 
@@ -212,6 +243,11 @@ def main() -> None:
           f"{bounds['bandwidth'] / 1e9:.1f} GB/s (64 MB copy) = {t_bytes:.2f} s")
     bound = max(t_flops, t_bytes)
     print(f"  (c) trained in {c['train']:.2f} s: {100 * bound / c['train']:.0f}% of the tighter bound ({bound:.2f} s)")
+    floor = kernel_floor() * c["steps"]
+    a = results["(a) seed loop, 1 process"]
+    print("\nKernel floor: the 300x300 batched matmuls and fused Adam alone (chunks of 10, one core, measured now):")
+    print(f"  {floor:.2f} s on one core, {floor / 2:.2f} s on two if they scaled perfectly; "
+          f"10x over (a) needs training in {a['train'] / 10:.2f} s, (c) took {c['train']:.2f} s")
 
 
 if __name__ == "__main__":
