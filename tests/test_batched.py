@@ -63,6 +63,31 @@ def _t975(df: int) -> float:
     return float(stats.t.ppf(0.975, df))
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["reg=[droppath,dropout]", "reg.dropout.p=0.1", "reg.droppath.p=0.6"],
+        ["reg=[dropconnect,vanilla_dropout]", "reg.vanilla_dropout.p=0.3", "reg.dropconnect.p=0.05"],
+        ["reg=[droppath,dropout]", "reg.droppath.p=0"],
+        ["reg=[droppath,dropconnect]", "reg.dropconnect.p=0", "reg.droppath.p=0.4"],
+    ],
+)
+def test_each_dropout_family_regularizer_keeps_its_own_p(overrides):
+    """Combined, each regularizer drops with its own p; one with p=0 draws nothing, as the
+    reference's layers do, so the others' masks stay the reference's. Float64, to rounding."""
+    cfgs = [load([*overrides, f"seed={s}", "dtype=float64", "epochs=10", "eval_every=5", "model.hidden=16", "model.depth=3"])
+            for s in range(2)]
+    for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
+        assert _max_curve_err(train_one(cfg), b) < 1e-9
+
+
+def test_members_with_p_zero_and_p_positive_share_a_chunk():
+    cfgs = [load(["reg=[droppath,dropout]", f"reg.droppath.p={p}", "seed=1", "dtype=float64", "epochs=10", "eval_every=5",
+                  "model.hidden=16", "model.depth=3"]) for p in (0.0, 0.4)]
+    for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
+        assert _max_curve_err(train_one(cfg), b) < 1e-9
+
+
 @pytest.mark.parametrize("reg", ["dropout", "vanilla_dropout", "droppath", "dropconnect"])
 def test_dropout_family_mean_final_test_mse_within_ci(reg):
     """Over 20 seeds the two engines' mean final test MSE agree within the 95% CI (float32)."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from dropbench.config import DROP_FAMILY
 from dropbench.data import Dataset, load_dataset
 from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device
 
@@ -153,7 +154,7 @@ def balance(chunks: list[Piece], workers: int) -> list[Piece]:
 class _Hyper:
     """Per-member hyperparameters as [C, 1, 1] tensors."""
 
-    keep: torch.Tensor | None  # 1 - p
+    keep: dict[str, torch.Tensor]  # 1 - p, per dropout-family regularizer: each has its own p
     l1: torch.Tensor | None
     wd: torch.Tensor | None  # coupled weight decay (0 where decoupled)
     decay: torch.Tensor | None  # decoupled factor 1 - lr*wd (1 where coupled)
@@ -165,13 +166,6 @@ def _col(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> t
     return torch.tensor(values, dtype=torch.float64).to(dtype=dtype, device=device).view(-1, 1, 1)
 
 
-def _drop_p(cfg: "RunConfig") -> float:
-    r = cfg.reg
-    for name in ("dropout", "vanilla_dropout", "droppath", "dropconnect"):
-        sub = getattr(r, name)
-        if sub is not None:
-            return sub.p
-    return 0.0
 
 
 @dataclass
@@ -233,16 +227,18 @@ class Chunk:
         col = lambda f: _col([f(c) for c in self.cfgs], dt, dev)  # noqa: E731
         kinds = self.kinds
         l2 = lambda c: c.reg.l2  # noqa: E731
+        # keep in double for drawing masks, as the reference passes 1 - p (a Python float) to
+        # bernoulli_; the factors are the same numbers cast, as _col casts.
+        self.keep64 = {k: torch.tensor([1 - getattr(c.reg, k).p for c in self.cfgs], dtype=torch.float64).view(-1, 1, 1)
+                       for k in DROP_FAMILY if k in kinds}
         self.h = _Hyper(
-            keep=col(lambda c: 1 - _drop_p(c)) if kinds & {"dropout", "vanilla_dropout", "droppath", "dropconnect"} else None,
+            keep={k: v.to(dtype=dt, device=dev) for k, v in self.keep64.items()},
             l1=col(lambda c: c.reg.l1.weight) if "l1" in kinds else None,
             wd=col(lambda c: 0.0 if l2(c).decoupled else l2(c).weight_decay) if "l2" in kinds else None,
             decay=col(lambda c: 1 - c.optim.lr * l2(c).weight_decay if l2(c).decoupled else 1.0) if "l2" in kinds else None,
             lr=col(lambda c: c.optim.lr),
             momentum=col(lambda c: getattr(c.optim, "momentum", 0.0)),
         )
-        # keep in double, as the reference passes 1 - p (a Python float) to bernoulli_
-        self.keep64 = torch.tensor([1 - _drop_p(c) for c in self.cfgs], dtype=torch.float64).view(-1, 1, 1)
         self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2 if c0.optim.name == "adam" else 1)]
         self.step_no = 0
         self.adam_groups = self._adam_groups() if c0.optim.name == "adam" else []
@@ -269,27 +265,35 @@ class Chunk:
         return out
 
     # ---- masks: one generator per member, drawn in the reference engine's order ----------
-    def _bernoulli(self, shape: tuple[int, ...]) -> torch.Tensor:
-        """Each member's `torch.empty(shape).bernoulli_(keep, generator=g)`, bit for bit.
+    def _draws(self, kind: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Each member's torch.rand(shape) from its own generator, or zeros without drawing where
+        its p is 0: the reference's layers return their input then and draw nothing, and a draw
+        here would shift every later mask of the run."""
+        keep = self.keep64[kind].view(-1).tolist()
+        return torch.stack([torch.rand(shape, dtype=dtype, generator=g) if k < 1 else torch.zeros(shape, dtype=dtype)
+                            for g, k in zip(self.gens, keep)])
+
+    def _bernoulli(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        """Each member's `torch.empty(shape).bernoulli_(keep, generator=g)` for the `kind`
+        regularizer's keep, bit for bit (all ones where p is 0, as the reference leaves x alone).
 
         CPU bernoulli_ draws, element by element, one double uniform u (the 53-bit draw torch.rand
         makes in float64) and keeps the element when u < keep. torch.rand in float64 makes the same
         draws in the same order 2.6x faster, leaving the generator in the same state; one
         comparison then serves every member (tests/test_batched.py pins the equality).
         """
-        u = torch.stack([torch.rand(shape, dtype=torch.float64, generator=g) for g in self.gens])
-        return (u < self.keep64).to(device=self.device, dtype=self.dtype)
+        u = self._draws(kind, shape, torch.float64)
+        return (u < self.keep64[kind]).to(device=self.device, dtype=self.dtype)
 
-    def _uniform(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.stack([torch.rand(shape, dtype=self.dtype, generator=g) for g in self.gens]).to(self.device)
+    def _uniform(self, kind: str, shape: tuple[int, ...]) -> torch.Tensor:
+        return self._draws(kind, shape, self.dtype).to(self.device)
 
     # ---- the network ---------------------------------------------------------------------
     def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
         W, b = self.params[2 * i], self.params[2 * i + 1]
-        keep = self.h.keep
         wf = None
-        if train and "dropconnect" in self.kinds:
-            wf = self._bernoulli((W.shape[2], W.shape[1])).transpose(1, 2) / keep  # drawn as [out, in]
+        if train and "dropconnect" in self.kinds:  # drawn as [out, in]
+            wf = self._bernoulli("dropconnect", (W.shape[2], W.shape[1])).transpose(1, 2) / self.h.keep["dropconnect"]
             W = W * wf
         z = torch.baddbmm(b, x, W)
         if self.placement == "before":
@@ -307,9 +311,9 @@ class Chunk:
     def _drop(self, z: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """z with dropout applied, and the factor it was multiplied by (None: untouched)."""
         if "dropout" in self.kinds and train:
-            f = self._bernoulli(tuple(z.shape[1:])) / self.h.keep
+            f = self._bernoulli("dropout", tuple(z.shape[1:])) / self.h.keep["dropout"]
         elif "vanilla_dropout" in self.kinds:
-            f = self._bernoulli(tuple(z.shape[1:])) if train else self.h.keep
+            f = self._bernoulli("vanilla_dropout", tuple(z.shape[1:])) if train else self.h.keep["vanilla_dropout"]
         else:
             return z, None
         return z * f, f
@@ -321,8 +325,8 @@ class Chunk:
             branch = self._hidden(z, i, train, tape)
             if self.residual:
                 if "droppath" in self.kinds and train:
-                    keep = self.h.keep
-                    rt = (keep + self._uniform((z.shape[1], 1))).floor_()
+                    keep = self.h.keep["droppath"]
+                    rt = (keep + self._uniform("droppath", (z.shape[1], 1))).floor_()
                     branch = branch.div(keep) * rt
                     if tape is not None:
                         tape[-1].path = rt
@@ -349,7 +353,7 @@ class Chunk:
             if i < last:  # a hidden layer
                 skip = grad
                 if s.path is not None:  # DropPath: branch.div(keep) * rt
-                    grad = grad * s.path / self.h.keep
+                    grad = grad * s.path / self.h.keep["droppath"]
                 if self.placement == "before":  # act(z * f)
                     grad = self._act_backward(grad, s)
                     grad = grad if s.drop is None else grad * s.drop
