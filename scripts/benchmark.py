@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -136,6 +136,11 @@ for _ in range(n): y.copy_(x)
 bw = 2 * x.numel() * 4 * n / (time.perf_counter() - t)
 print(json.dumps({"flops": flops, "bandwidth": bw}))
 """
+    return _in_child(code)
+
+
+def _in_child(code: str) -> Any:
+    """Run a measurement in a fresh interpreter (its own threads and caches); it prints JSON."""
     return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
@@ -164,7 +169,7 @@ t = time.perf_counter()
 for _ in range(300): work()
 print(json.dumps((time.perf_counter() - t) / 300 / C))
 """
-    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    return _in_child(code)
 
 
 def work_per_step(hidden: int = 300, n: int = 20) -> tuple[float, float]:
