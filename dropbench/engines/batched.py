@@ -138,15 +138,17 @@ def chunk_cost(piece: Piece) -> float:
 def balance(chunks: list[Piece], workers: int) -> list[Piece]:
     """Halve the costliest chunk while that ends the sweep sooner: five groups of 10 on two
     workers train as 10+10+5 on each (27.7 units) rather than 10+10+10 against 10+10 (32.7)."""
+    current = makespan([chunk_cost(c) for c in chunks], workers)
     while workers > 1 and chunks:
         big = max(chunks, key=chunk_cost)
         if len(big[0]) < 4:  # halves of at least 2: a chunk of one is padded to two
             break
         half = len(big[0]) - len(big[0]) // 2
         trial = [c for c in chunks if c is not big] + [(big[0][:half], big[1]), (big[0][half:], big[1])]
-        if makespan([chunk_cost(c) for c in trial], workers) >= makespan([chunk_cost(c) for c in chunks], workers):
+        shorter = makespan([chunk_cost(c) for c in trial], workers)
+        if shorter >= current:
             break
-        chunks = trial
+        chunks, current = trial, shorter
     return chunks
 
 
