@@ -79,3 +79,26 @@ def test_device_auto_is_saved_as_the_device_that_runs():
     cfg = load(["device=auto"])
     assert cfg.device == ("cuda" if torch.cuda.is_available() else "cpu")
     assert cfg.run_id == load([f"device={cfg.device}"]).run_id
+
+
+# Pinned run ids, as the code computed them when this test was written. A run id names a run's
+# folder and decides which runs a resumed or repeated sweep counts as finished, so a schema change
+# that changes ids must be deliberate: update the ids here and say so in the commit message.
+GOLDEN_RUN_IDS = [
+    ([], "5b2c820cfcbb"),
+    (["reg=dropout", "p=0.3"], "820a092d3474"),
+    (["reg=[dropout,l2]"], "233390c80665"),
+    (["reg=droppath", "model.depth=3"], "2690f186733f"),
+    (["data=diabetes", "reg=l1"], "fe1bcd8c3b31"),
+    (["optim=sgd"], "a6c85cdd7fa5"),
+    (["dtype=float64"], "b1bf6c4e1cfd"),
+    (["data=friedman1", "seed=7"], "74acd9d313d6"),
+    (["reg=dropconnect", "model.activation=tanh", "epochs=100"], "8bbbb39b7641"),
+    (["data=noisy_sine", "reg=vanilla_dropout", "engine=torch"], "1ba152172b7d"),
+]
+
+
+@pytest.mark.parametrize("overrides, run_id", GOLDEN_RUN_IDS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_run_ids_are_pinned(overrides, run_id):
+    """A schema change that silently changes every id (and so re-runs every stored sweep) fails here."""
+    assert load(overrides).run_id == run_id
