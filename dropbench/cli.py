@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
@@ -21,12 +22,27 @@ if TYPE_CHECKING:
     from dropbench.runner import RunOutcome
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Overfitting experiments: which regularizer generalises best, and how sure are we?",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dropbench import __version__
+
+        typer.echo(f"dropbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    pass
 
 
 LOG_WIDTH = 120  # tables in logs and pipes (CI): wide enough that cells do not wrap
@@ -56,24 +72,29 @@ def run(
     multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides into one run each.")] = False,
     cfg: Annotated[bool, typer.Option("--cfg", help="Print the resolved config of each run and exit without running.")] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="Train a stored run again from its saved config: results/DIR/runs/<run_id> (the only override it takes is out=DIR).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish the sweep stored in a results folder: runs only what is missing.")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish every sweep recorded in a results folder: runs only what is missing.")] = None,
+    append: Annotated[bool, typer.Option("--append", help="Add this command to an out folder that already holds another sweep (its sweep.yaml then records both).")] = False,
+    allow_mixed_platforms: Annotated[bool, typer.Option("--allow-mixed-platforms", help="Add runs to a folder whose finished runs were computed on another platform (torch version, CPU capability, device, GPU) or on an unrecorded one.")] = False,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when some runs failed (they are still listed).")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")] = False,
 ) -> None:
     """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
     from dropbench import runner
 
     overrides = overrides or []
+    out: Optional[Path] = None
     try:
-        if resume is not None and (overrides or multirun or from_run is not None):
-            raise UserError("--resume finishes the sweep a results folder stores; drop the overrides, -m and --from")
+        if resume is not None and (overrides or multirun or from_run is not None or append):
+            raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
         if from_run is not None:
-            cfgs, launcher, command = [runner.reproduce(from_run, overrides, multirun)], None, None
+            one = runner.reproduce(from_run, overrides, multirun)
+            cfgs, launcher, command = [one], None, runner.from_command(from_run, one)
         elif resume is not None:
-            cfgs, launcher, command = runner.plan_resume(resume)
+            cfgs, launcher, _ = runner.plan_resume(resume)
+            command, out = None, resume  # the folder as given, though planned from recorded directories
         else:
             cfgs, launcher = runner.plan(overrides, multirun)
-            command = {"overrides": list(overrides), "multirun": multirun}
+            command = runner.command_of(overrides, multirun)
         if cfg:
             from dropbench.results import config_yaml
 
@@ -84,7 +105,8 @@ def run(
             return
         console = _console(quiet)
         with _progress(console, quiet) as (on_start, on_result):
-            outcome = runner.execute(cfgs, launcher, on_start=on_start, on_result=on_result, command=command)
+            outcome = runner.execute(cfgs, launcher, out, on_start=on_start, on_result=on_result, command=command,
+                                     append=append, allow_mixed_platforms=allow_mixed_platforms)
     except UserError as e:
         _fail(str(e))
         return
@@ -177,11 +199,44 @@ def report(
             _console().print(rendered)
 
 
+class ProgressLines:
+    """Progress without a bar (piped, or --quiet): a line on stderr now and then, and always a
+    last one. Lines come at most every `interval` seconds, and later ones at most every tenth of
+    the time elapsed, so a long sweep prints tens of lines, not one per run."""
+
+    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] = time.monotonic, interval: float = 2.0) -> None:
+        self.write, self.clock, self.interval = write, clock, interval
+        self.total = self.done = 0
+        self.t0 = self.last = 0.0
+
+    def start(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.t0 = self.last = self.clock()
+
+    def advance(self) -> None:
+        self.done += 1
+        now = self.clock()
+        if self.done < self.total and now - self.last >= max(self.interval, 0.1 * (now - self.t0)):
+            self.last = now
+            elapsed = now - self.t0
+            eta = elapsed / self.done * (self.total - self.done)
+            self.write(f"dropbench: {self.done}/{self.total} runs done, {elapsed:.1f} s, eta {eta:.0f} s")
+
+    def finish(self) -> None:
+        if self.total:  # nothing to train: the summary says so
+            self.write(f"dropbench: {self.done}/{self.total} runs done, {self.clock() - self.t0:.1f} s")
+            self.total = 0
+
+
 @contextmanager
 def _progress(console: "Console", quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[str, str], None]]]:
-    """A rich progress bar on a terminal; nothing when piped or with --quiet."""
+    """A rich progress bar on a terminal; progress lines on stderr when piped or with --quiet."""
     if quiet or not console.is_terminal:
-        yield (lambda n: None), (lambda run_id, status: None)
+        lines = ProgressLines(lambda line: typer.echo(line, err=True))
+        try:
+            yield lines.start, (lambda run_id, status: lines.advance())
+        finally:
+            lines.finish()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -209,7 +264,7 @@ def plot(
             typer.echo(str(path))
 
 
-@app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "dropout < none" --junit check.xml')
+@app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')
 def check(
     folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run.", show_default=False)],
     baseline: Annotated[Path, typer.Option("--baseline", help="Baseline CSV: per group seeds, mean and std of test and train MSE.", show_default=False)],

@@ -23,11 +23,13 @@ import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from dropbench.engines.base import CURVE_COLUMNS, RunResult
 from dropbench.errors import UserError
+from dropbench.provenance import PLATFORM_COLUMNS
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -108,10 +110,20 @@ def config_yaml(cfg: "RunConfig") -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
+@cache
+def _platform(device: str) -> dict[str, str]:
+    from dropbench import provenance
+
+    return provenance.current(device)
+
+
 def row_of(result: RunResult) -> dict[str, Any]:
+    """A run's row: its config, the platform of this process (the one that trained it: a
+    joblib or submitit worker stores its own runs), then its results."""
     cfg = result.cfg
     row: dict[str, Any] = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed}
     row.update({k: v for k, v in cfg.flat().items() if k != "seed"})
+    row.update(_platform(cfg.device))
     row.update(result.summary())
     row.update({"status": result.status, "reason": result.reason, "seconds": round(result.seconds, 4)})
     return row
@@ -212,6 +224,11 @@ def finished_ids(out: Path) -> set[str]:
     return {d.name for d in runs.iterdir() if not d.name.startswith(".") and _status(d) == "ok"}
 
 
+def finished_rows(out: Path) -> list[dict[str, Any]]:
+    """The stored rows of runs finished with status ok (whose numbers a new run would join)."""
+    return [r for r in _stored_rows(out).values() if r.get("status") == "ok"]
+
+
 def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
     runs = out / RUNS_DIR
     dirs = sorted(d for d in runs.iterdir() if not d.name.startswith(".")) if runs.is_dir() else []
@@ -257,8 +274,10 @@ def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
     rows = [stored[r] for r in order]
     columns: list[str] = list(LEAD_COLUMNS)
     for r in rows:
-        columns += [k for k in r if k not in columns and k not in RESULT_COLUMNS]
-    columns += list(RESULT_COLUMNS)
+        columns += [k for k in r if k not in columns and k not in RESULT_COLUMNS and k not in PLATFORM_COLUMNS]
+    # The platform between config and results, always (empty for runs stored before dropbench
+    # recorded it), so the columns do not move with the rows a folder holds.
+    columns += [*PLATFORM_COLUMNS, *RESULT_COLUMNS]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", restval="")
     w.writeheader()

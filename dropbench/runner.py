@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,24 +60,175 @@ def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunCon
     return list(cfgs.values()), launchers[0]
 
 
-def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", dict[str, Any]]:
-    """Re-plan the sweep stored in a results folder, to run what it is missing."""
+# --- the folder's record of the commands that ran into it (sweep.yaml) ----------------------
+#   commands:
+#   - {overrides: [reg=none,l1, seed=range(3)], multirun: true, cwd: /home/me/project}
+#   - {from: /abs/results/a/runs/<id>, config: {...}, cwd: ...}      (dropbench run --from)
+# Folders written before dropbench recorded several commands hold one {overrides, multirun}.
+
+
+def command_of(overrides: Sequence[str], multirun: bool) -> dict[str, Any]:
+    """A `dropbench run [-m] overrides` command as sweep.yaml records it: with its working
+    directory, against which relative paths (data.path) are resolved on --resume."""
+    return {"overrides": list(overrides), "multirun": bool(multirun), "cwd": os.getcwd()}
+
+
+def from_command(path: str | Path, cfg: "RunConfig") -> dict[str, Any]:
+    """A `dropbench run --from RUN` command: the config it trains, so --resume needs no source."""
+    config = {k: v for k, v in cfg.to_dict().items() if k != "out"}
+    return {"from": str(Path(path).resolve()), "config": config, "cwd": os.getcwd()}
+
+
+def _valid_command(c: Any) -> dict[str, Any]:
+    if not isinstance(c, dict):
+        raise TypeError("a command must be a mapping")
+    if not isinstance(c.get("cwd", ""), str):
+        raise TypeError("cwd must be a string")
+    if "from" in c:
+        if not isinstance(c.get("config"), dict):
+            raise TypeError("a --from command needs its config")
+        return c
+    overrides = c["overrides"]
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise TypeError("overrides must be a list of strings")
+    return {**c, "multirun": bool(c["multirun"])}
+
+
+def read_commands(folder: str | Path) -> list[dict[str, Any]] | None:
+    """The commands sweep.yaml records, oldest first; None where the folder has no sweep.yaml."""
     import yaml
 
     f = Path(folder) / SWEEP_FILE
     if not f.is_file():
-        raise UserError(f"--resume {folder}: no {SWEEP_FILE} there; give a folder written by dropbench run")
+        return None
     try:
-        command = yaml.safe_load(f.read_text())
-        stored = command["overrides"]
-        if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
-            raise TypeError("overrides must be a list of strings")
-        overrides = [o for o in stored if not o.startswith("out=")] + [f"out={folder}"]
-        multirun = bool(command["multirun"])
+        d = yaml.safe_load(f.read_text())
+        commands = d["commands"] if isinstance(d, dict) and "commands" in d else [d]
+        if not isinstance(commands, list) or not commands:
+            raise TypeError("commands must be a non-empty list")
+        return [_valid_command(c) for c in commands]
     except (yaml.YAMLError, KeyError, TypeError) as e:
         raise UserError(f"{f}: not a dropbench sweep file ({type(e).__name__}); re-run the original command instead") from None
-    cfgs, launcher = plan(overrides, multirun)
-    return cfgs, launcher, {"overrides": overrides, "multirun": multirun}
+
+
+def _same_key(c: dict[str, Any]) -> tuple:
+    """What makes two commands the same sweep, out= aside (the folder is where they run)."""
+    if "from" in c:
+        return ("from", json.dumps(c["config"], sort_keys=True, default=str))
+    return ("overrides", tuple(o for o in c["overrides"] if not o.startswith("out=")), c["multirun"])
+
+
+def describe_command(c: dict[str, Any]) -> str:
+    if "from" in c:
+        return f"dropbench run --from {c['from']}"
+    return " ".join(["dropbench run", *(["-m"] if c["multirun"] else []), *c["overrides"]])
+
+
+def plan_command(c: dict[str, Any], out: Path) -> tuple[list["RunConfig"], "Launcher"]:
+    """Re-plan one recorded command into `out` (absolute), from the directory it was run in:
+    a relative data.path means what it meant then (the directory is changed while planning only)."""
+    import dataclasses
+
+    from dropbench.config import LocalLauncher
+
+    cwd = c.get("cwd")
+    with contextlib.chdir(cwd) if cwd and Path(cwd).is_dir() else contextlib.nullcontext():
+        if "from" in c:
+            cfg = config_mod.build({**c["config"], "out": str(out)})
+            return [dataclasses.replace(cfg, out=str(out))], LocalLauncher()
+        overrides = [o for o in c["overrides"] if not o.startswith("out=")] + [f"out={out}"]
+        return plan(overrides, c["multirun"])
+
+
+def plan_commands(commands: Sequence[dict[str, Any]], out: Path) -> tuple[list["RunConfig"], "Launcher"]:
+    """Every run of every command, in command order, each once; the latest command's launcher
+    (a launcher never changes a run's numbers)."""
+    cfgs: dict[str, RunConfig] = {}
+    launcher = None
+    for c in commands:
+        planned, launcher = plan_command(c, out)
+        for cfg in planned:
+            cfgs.setdefault(cfg.run_id, cfg)
+    assert launcher is not None
+    return list(cfgs.values()), launcher
+
+
+def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", list[dict[str, Any]]]:
+    """Re-plan every command stored in a results folder, to run what it is missing."""
+    commands = read_commands(folder)
+    if commands is None:
+        raise UserError(f"--resume {folder}: no {SWEEP_FILE} there; give a folder written by dropbench run")
+    cfgs, launcher = plan_commands(commands, Path(folder).resolve())
+    return cfgs, launcher, commands
+
+
+def _is_recorded(command: dict[str, Any], cfgs: Sequence["RunConfig"], recorded: Sequence[dict[str, Any]], out: Path) -> bool:
+    """Whether `command` is one the folder records: the same overrides from the same directory,
+    or from another one where they plan the same runs (no relative path changed meaning)."""
+    for c in recorded:
+        if _same_key(c) != _same_key(command):
+            continue
+        if c.get("cwd", command.get("cwd")) == command.get("cwd"):
+            return True
+        if {x.run_id for x in plan_command(c, out.resolve())[0]} == {x.run_id for x in cfgs}:
+            return True
+    return False
+
+
+def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["RunConfig"], append: bool) -> list[dict[str, Any]] | None:
+    """The commands sweep.yaml should record after `command` runs into `out`; None where it
+    stays as it is. The same command again is a resume; another one is refused unless `append`
+    (a folder is one sweep unless its user says otherwise: report would mix the two)."""
+    from dropbench import results
+
+    if command is None:
+        return None
+    recorded = read_commands(out) if out.is_dir() else None
+    if recorded is None:
+        if out.is_dir() and results.stored_ids(out) and not append:
+            raise UserError(
+                f"out={out} holds runs but no {SWEEP_FILE} (written by --from or an older dropbench); "
+                "run into a new folder, or add --append to add this command to it"
+            )
+        return [command]
+    if _is_recorded(command, cfgs, recorded, out):
+        return None
+    if not append:
+        shown = describe_command(recorded[-1])
+        more = f" and {len(recorded) - 1} other command(s)" if len(recorded) > 1 else ""
+        raise UserError(
+            f"out={out} already holds another sweep ({shown}{more}); run this one into a new folder, "
+            f"or add --append to add it to that folder (dropbench run --resume {out} then finishes both)"
+        )
+    return [*recorded, command]
+
+
+def check_platform(out: Path, todo: Sequence["RunConfig"]) -> None:
+    """Refuse to train runs into a folder whose finished runs were computed on another platform
+    (torch version, CPU capability, device, GPU): their numbers would differ in the last bits,
+    and a comparison across them would measure the platform as well as the regularizer. Runs
+    stored before dropbench recorded platforms count as another, unknown, platform."""
+    from dropbench import provenance, results
+
+    rows = results.finished_rows(out)
+    if not rows or not todo:
+        return
+    here = {d: {**provenance.current(d), "device": d} for d in sorted({c.device for c in todo})}
+    shared = ("torch_version", "cpu_capability")  # the same for every device of one machine
+    any_here = next(iter(here.values()))
+    for r in rows:
+        mine = here.get(str(r.get("device")))
+        differs = (
+            provenance.identity(r) != provenance.identity(mine) if mine is not None
+            else any(str(r.get(k) or "") != any_here[k] for k in shared)
+        )
+        if differs:
+            n = sum(1 for x in rows if provenance.identity(x) == provenance.identity(r))
+            raise UserError(
+                f"out={out} holds {n} finished run(s) computed on another platform ({provenance.describe(r)}) "
+                f"than this one ({provenance.describe(mine or any_here)}), whose numbers differ in the last bits; "
+                "run into a new folder, or add --allow-mixed-platforms to mix them"
+            )
 
 
 def load_saved(path: str | Path) -> "RunConfig":
@@ -125,10 +279,14 @@ def execute(
     on_result: Callable[[str, str], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     command: dict[str, Any] | None = None,
+    append: bool = False,
+    allow_mixed_platforms: bool = False,
 ) -> RunOutcome:
     """Train every planned run not already finished in `out`, store each, rebuild the CSVs.
 
-    `command` (overrides and multirun) is saved as sweep.yaml, so `--resume` can re-plan it.
+    `command` (command_of / from_command) is recorded in sweep.yaml, so `--resume` can re-plan
+    it; a folder that records another command takes it only with `append`. None (--resume, or a
+    caller that records nothing) leaves sweep.yaml as it is.
     """
     import yaml
 
@@ -143,12 +301,18 @@ def execute(
     results.check_out_dir(out)
     if out.is_dir():
         results.remove_leftovers(out)
+    updated_record(out, command, cfgs, append)  # refuse before anything is written
     done = results.finished_ids(out)
     todo = [c for c in cfgs if c.run_id not in done]
+    if not allow_mixed_platforms:
+        check_platform(out, todo)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
     out.mkdir(parents=True, exist_ok=True)
     if command is not None:
-        results.atomic_write(out / SWEEP_FILE, yaml.safe_dump(command, sort_keys=False))
+        with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
+            record = updated_record(out, command, cfgs, append)
+            if record is not None:
+                results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
     if on_start:
         on_start(len(todo))
 
