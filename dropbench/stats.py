@@ -19,11 +19,20 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 from dropbench.errors import UserError
+from dropbench.provenance import PLATFORM_COLUMNS
 
 Row = dict[str, Any]
 NAN = float("nan")
 RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
-NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS}
+# Columns that are not part of a run's config: its id, its seed, its results, the folder label
+# of a multi-folder report and the platform that computed it (reported, never grouped by).
+NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS}
+# Config values that a group choice sets by itself: reg=droppath turns model.residual on.
+SET_BY = {"model.residual": "reg"}
+# Group choices whose options have parameters of their own by nature (noisy_sine has freq,
+# friedman1 n_features; their defaults differ): a sub-key that only changes along with the
+# choice says nothing the choice does not. Regularizers combine, so reg.* is judged by values.
+OWN_PARAMETERS = ("data", "model", "optim")
 
 
 # --- the Student-t distribution ------------------------------------------------------------
@@ -155,20 +164,92 @@ def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return cols
 
 
-def group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """What a sweep swept (the seed aside): config columns that split the runs further.
+def config_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every column that is part of a run's config (all but NOT_KEYS), in column order."""
+    return [c for c in columns_of(rows) if c not in NOT_KEYS]
 
-    A column that only varies along with an earlier one (reg.dropout.p appears whenever
-    reg=dropout does) adds nothing and is left out; p swept within reg=dropout is kept.
+
+def _has_droppath(reg: object) -> bool:
+    return "droppath" in key_str(reg).split("+")
+
+
+def _owner(c: str) -> str | None:
+    """The group choice a column belongs to: reg.dropout.p and p to reg, data.noise to data."""
+    return SET_BY.get(c) or (c.split(".", 1)[0] if "." in c else ("reg" if c == "p" else None))
+
+
+def _implied(c: str, keys: Sequence[str], groups: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether column c, constant within each group, adds nothing to the displayed keys.
+
+    It does not where it merely mirrors a key (reg.dropout.p is p), only exists for one
+    option of a displayed choice (reg.l1.weight, empty for the other regs), is a parameter of a
+    displayed data set or optimizer, or is what reg=droppath sets (model.residual). Anything
+    else that differs between groups (epochs that co-vary with reg in a folder that mixes two
+    sweeps) is shown: the groups would otherwise look alike.
     """
+    values = [key_str(g.get(c)) for g in groups]
+    present = {v for v in values if v != ""}
+    owner = _owner(c)
+    if c in SET_BY and owner in keys:
+        # model.residual: explained by reg only where the groups without droppath agree on it.
+        return len({v for g, v in zip(groups, values) if not _has_droppath(g.get("reg"))}) <= 1
+    if owner in keys and (len(present) <= 1 or owner in OWN_PARAMETERS):
+        return True
+    return any(all(v == "" or v == key_str(g.get(k)) for g, v in zip(groups, values)) for k in keys)
+
+
+def group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The keys that name a sweep's groups (the seed aside): one group per distinct config.
+
+    First the config columns that split the runs further, in column order (a column that only
+    varies along with an earlier one adds no group). Then every other config column whose
+    value differs between those groups, unless it is implied by the keys (see _implied): runs
+    that differ in a config value are never shown as if they did not.
+    """
+    columns = config_columns(rows)
     keys: list[str] = []
     n_groups = 1
-    for c in (c for c in columns_of(rows) if c not in NOT_KEYS):
+    for c in columns:
         n = len({tuple(key_str(r.get(k)) for k in [*keys, c]) for r in rows})
         if n > n_groups:
             keys.append(c)
             n_groups = n
-    return keys
+    first: dict[tuple[str, ...], Mapping[str, Any]] = {}
+    for r in rows:
+        first.setdefault(tuple(key_str(r.get(k)) for k in keys), r)
+    groups = list(first.values())
+    shown = [c for c in columns if c not in keys and len({key_str(g.get(c)) for g in groups}) > 1
+             and not _implied(c, keys, groups)]
+    return [c for c in columns if c in keys or c in shown]
+
+
+def pooled_configs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, list[str]]:
+    """Config columns that differ within a group (a --by coarser than the config) and their
+    values: such groups pool runs of different configs."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(key_str(r.get(k)) for k in keys), []).append(r)
+    out: dict[str, set[str]] = {}
+    for c in config_columns(rows):
+        if c in keys:
+            continue
+        for members_ in groups.values():
+            values = {key_str(r.get(c)) for r in members_}
+            if len(values) > 1:
+                out.setdefault(c, set()).update(values)
+    return {c: sorted(v, key=sort_key) for c, v in out.items()}
+
+
+def pooled_note(pooled: Mapping[str, Sequence[str]], keys: Sequence[str]) -> str | None:
+    """The caption that says a group pools different configs, and how to separate them."""
+    if not pooled:
+        return None
+    what = "; ".join(f"{c} ({', '.join(v or '(unset)' for v in vals[:4])}{', ...' if len(vals) > 4 else ''})"
+                     for c, vals in list(pooled.items())[:4])
+    more = f" and {len(pooled) - 4} more" if len(pooled) > 4 else ""
+    sep = ",".join([*[k for k in keys if k != "sweep"], *list(pooled)[:2]])
+    return (f"groups pool runs of different configs: {what}{more} differ within a group (--by {sep} separates them); "
+            "paired differences still compare runs of equal config")
 
 
 def by_keys(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list[str]:
@@ -204,9 +285,11 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
 
     Failed runs are left out of the statistics and counted in `failed`. With `reference` (e.g.
     {"reg": "none"}), groups whose seeds pair up with the reference group (same other keys, same
-    seeds) also get the mean paired test-MSE difference and its 95% interval: seed-to-seed noise
-    shared by both groups cancels, so it is much tighter than comparing two means.
-    Rows come sorted by rank (best test MSE first), ties and unranked groups by key.
+    seeds, equal config but for the reference key) also get the mean paired test-MSE difference
+    and its 95% interval: seed-to-seed noise shared by both groups cancels, so it is much tighter
+    than comparing two means.
+    Ranks restart for each data set where the groups span several (a `data` key).
+    Rows come sorted by data set, then rank (best test MSE first), ties and unranked groups by key.
     """
     keys = list(by) if by is not None else group_keys(rows)
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
@@ -224,31 +307,53 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
             "test_mean": _mean(test), "test_std": _std(test), "test_ci": t_halfwidth(test),
             "gap": _mean(test) - _mean(train),
         })
-    ranked = sorted((s["test_mean"] for s in out if not math.isnan(s["test_mean"])))
+    # Ranks compare groups of one data set only: MSEs of two data sets are not comparable.
+    part = (lambda s: s["data"]) if "data" in keys else (lambda s: "")  # noqa: E731
     for s in out:
+        ranked = sorted(o["test_mean"] for o in out if part(o) == part(s) and not math.isnan(o["test_mean"]))
         s["rank"] = None if math.isnan(s["test_mean"]) else 1 + ranked.index(s["test_mean"])
     if reference and all(k in keys for k in reference):
         _paired(out, [r for r in rows if _ok(r)], keys, reference)
-    out.sort(key=lambda s: (s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
+    out.sort(key=lambda s: (sort_key(part(s)), s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
     return out
 
 
+def _twin(run: Mapping[str, Any], ref: Mapping[str, Any], columns: Sequence[str], reference: Mapping[str, str]) -> bool:
+    """Whether `ref` is the reference run of the same config as `run`: equal in every config
+    value (and folder) but the reference keys, those that do not apply to the reference (empty
+    there: p for reg=none) and what the run's regularizer sets itself (model.residual)."""
+    for c in columns:
+        if c in reference:
+            continue
+        rv = key_str(ref.get(c))
+        if rv == key_str(run.get(c)):
+            continue
+        if _owner(c) in reference and (rv == "" or (c in SET_BY and _has_droppath(run.get("reg")))):
+            continue  # p of reg=none; model.residual, which reg=droppath turns on
+        return False
+    return True
+
+
 def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], reference: Mapping[str, str]) -> None:
-    """Add paired_diff / paired_ci / n_pairs (a group minus its reference group, seed by seed)."""
+    """Add paired_diff / paired_ci / n_pairs (a group minus its reference, seed by seed).
+
+    Each run is paired with the reference run of its seed and its config (_twin); a run
+    without one is left unpaired, so a group never borrows a reference that ran, say, other
+    epochs. Where a group pools several runs of one seed (a --by coarser than the config), their
+    differences are averaged per seed: the seeds are the independent samples.
+    """
     refs = members(ok, reference)
+    columns = [*config_columns(ok), *(["sweep"] if any("sweep" in r for r in ok) else [])]
     for s in out:
         s.update(paired_diff=NAN, paired_ci=NAN, n_pairs=0)
         if all(s[k] == v for k, v in reference.items()):
             continue
-        mine = [(r["seed"], float(r["final_test_mse"])) for r in members(ok, {k: s[k] for k in keys})]
-        # Match the reference on the other keys, except those that do not apply to it (reg=none
-        # has no p): its runs then serve every p. A coarser grouping may leave several reference
-        # runs per seed: they are averaged.
-        ref: dict[Any, list[float]] = {}
-        for r in refs:
-            if all(key_str(r.get(k)) in ("", s[k]) for k in keys if k not in reference):
-                ref.setdefault(r["seed"], []).append(float(r["final_test_mse"]))
-        d = [v - _mean(ref[seed]) for seed, v in mine if seed in ref]
+        per_seed: dict[Any, list[float]] = {}
+        for r in members(ok, {k: s[k] for k in keys}):
+            twins = [float(t["final_test_mse"]) for t in refs if t["seed"] == r["seed"] and _twin(r, t, columns, reference)]
+            if twins:
+                per_seed.setdefault(r["seed"], []).append(float(r["final_test_mse"]) - _mean(twins))
+        d = [_mean(v) for v in per_seed.values()]
         if d:
             s.update(paired_diff=_mean(d), paired_ci=t_halfwidth(d), n_pairs=len(d))
 
@@ -277,7 +382,8 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
         if _ok(r):
             curve = by_run.get(str(r["run_id"]), [])
             if epoch == "best":
-                pick = min(curve, key=lambda c: float(c["test_mse"]), default=None)
+                # NaN last: a plain min() keeps a NaN it meets first (NaN < x is False).
+                pick = min(curve, key=lambda c: (math.isnan(float(c["test_mse"])), float(c["test_mse"])), default=None)
             else:
                 pick = next((c for c in curve if int(c["epoch"]) == epoch), None)
             if pick is None:
