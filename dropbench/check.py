@@ -10,16 +10,27 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dropbench.errors import UserError
-from dropbench.stats import by_keys, columns_of, group_label, key_str, members, sort_key, summarize, welch_greater
+from dropbench.provenance import IDENTITY_COLUMNS
+from dropbench.stats import (
+    UNRECORDED, by_keys, columns_of, config_columns, group_label, key_str, members, platform_counts, platform_note, sort_key,
+    summarize, welch_greater,
+)
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
+# JSON columns: `config`, every config value the group's runs share (a list where they differ:
+# a --by coarser than the config), and `platform`, the platforms that computed them with their
+# run counts. Baselines written before these columns existed are still read.
+BASELINE_META = ("config", "platform")
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
+OLD_BASELINE_NOTE = ("note: baseline {path} records no config (written by an older dropbench), so the sweep's config "
+                     "was not compared with it; re-record it with --update-baseline")
 
 
 @dataclass(frozen=True)
@@ -50,8 +61,23 @@ class Expectation:
 
 # --- the baseline file -------------------------------------------------------------------------
 
+def group_config(runs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dict[str, Any]:
+    """The config of a group: each column's value where its runs share it, else the sorted list
+    of their values."""
+    out: dict[str, Any] = {}
+    for c in columns:
+        values = sorted({key_str(r.get(c)) for r in runs}, key=sort_key)
+        out[c] = values[0] if len(values) == 1 else values
+    return out
+
+
+def _platforms(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [{**dict(zip(IDENTITY_COLUMNS, i)), "runs": n} for i, n in platform_counts(runs).items() if i != UNRECORDED]
+
+
 def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-    """Per group: its keys, the number of seeds, and mean and std of final test and train MSE."""
+    """Per group: its keys, the number of seeds, mean and std of final test and train MSE, its
+    config and its platforms. Refuses what could not be read back or compared."""
     keys = by_keys(runs, by)
     _keys_present(runs, keys, "--by")
     summary = summarize(runs, keys)
@@ -62,17 +88,36 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
             f"cannot record a baseline: group {group_label({k: s[k] for k in keys})} has {s['failed']} failed run(s); "
             "fix or re-run them (dropbench run --resume DIR) first"
         )
-    rows = [{**{k: s[k] for k in keys}, **{c: s[c] for c in BASELINE_STATS}} for s in summary]
+    columns = [c for c in config_columns(runs) if c not in keys]
+    rows = []
+    for s in summary:
+        group = {k: s[k] for k in keys}
+        mine = [r for r in members(runs, group) if r.get("status") == "ok"]
+        _finite(s, group, mine)
+        rows.append({**group, **{c: s[c] for c in BASELINE_STATS}, "config": group_config(mine, columns), "platform": _platforms(mine)})
     rows.sort(key=lambda r: [sort_key(r[k]) for k in keys])
     return keys, rows
 
 
+def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mapping[str, Any]]) -> None:
+    """A baseline holds finite statistics only (a NaN mean could not be compared, nor read back)."""
+    stats = ("test_mean", "train_mean") + (("test_std", "train_std") if s["n_seeds"] > 1 else ())
+    if all(math.isfinite(s[c]) for c in stats):
+        return
+    col = "final_test_mse" if not all(math.isfinite(s[c]) for c in stats if c.startswith("test")) else "final_train_mse"
+    run = next((r for r in runs if not math.isfinite(float(r[col]))), None)
+    which = f" (run {run['run_id']}: {col}={float(run[col])})" if run is not None else ""
+    raise UserError(f"cannot record a baseline: group {group_label(group)} has a non-finite {col.split('_')[1]} MSE{which}; "
+                    "its training diverged: fix that config (e.g. a lower optim.lr) or leave the group out of the sweep")
+
+
 def baseline_csv(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[*keys, *BASELINE_STATS], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=[*keys, *BASELINE_STATS, *BASELINE_META], lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+        w.writerow({k: (repr(v) if isinstance(v, float) else json.dumps(v, sort_keys=True) if k in BASELINE_META else v)
+                    for k, v in r.items()})
     return buf.getvalue()
 
 
@@ -91,7 +136,7 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     missing = [c for c in BASELINE_STATS if c not in header]
     if missing:
         raise UserError(f"baseline {path} lacks column(s) {', '.join(missing)}; it is not a dropbench baseline ({HOW_TO_CREATE})")
-    keys = [c for c in header if c not in BASELINE_STATS]
+    keys = [c for c in header if c not in BASELINE_STATS and c not in BASELINE_META]
     rows, seen = [], set()
     for line in reader:
         if not line:
@@ -104,8 +149,10 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 row[c] = int(row[c]) if c == "n_seeds" else float(row[c] or "nan")
             except ValueError:
                 raise UserError(f"baseline {path} line {reader.line_num}: {c}={row[c]!r} is not a number") from None
-        if row["n_seeds"] < 1 or math.isnan(row["test_mean"]):
-            raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a test_mean")
+        if row["n_seeds"] < 1 or not math.isfinite(row["test_mean"]):
+            raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a finite test_mean")
+        row["config"] = _json_cell(row, "config", dict, path, reader.line_num)
+        row["platform"] = _json_cell(row, "platform", list, path, reader.line_num)
         key = tuple(row[k] for k in keys)
         if key in seen:
             raise UserError(f"baseline {path} line {reader.line_num}: group {group_label(dict(zip(keys, key)))} appears twice")
@@ -114,6 +161,20 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     if not rows:
         raise UserError(f"baseline {path} lists no groups; {HOW_TO_CREATE}")
     return keys, rows
+
+
+def _json_cell(row: Mapping[str, Any], column: str, kind: type, path: Path, line: int) -> Any:
+    """A JSON column of the baseline (None where the baseline predates it)."""
+    if column not in row:
+        return None
+    try:
+        value = json.loads(row[column])
+    except (json.JSONDecodeError, TypeError):
+        value = None
+    if not isinstance(value, kind) or (kind is list and not all(isinstance(p, dict) for p in value)):
+        raise UserError(f"baseline {path} line {line}: {column} is not a JSON {'object' if kind is dict else 'list'}; "
+                        f"re-record the baseline ({HOW_TO_CREATE})")
+    return value
 
 
 # --- comparing -----------------------------------------------------------------------------------
@@ -132,13 +193,34 @@ def _keys_present(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], source
         raise UserError(f"the runs have no column {', '.join(missing)} that {source} groups by; compare sweeps of the same kind")
 
 
+def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], recorded: Mapping[str, Any], source: str) -> None:
+    """Refuse to compare a group with a baseline recorded for another config (other epochs,
+    another model): its numbers would differ for that reason alone. Columns that only one side
+    has (another dropbench version's) are not compared."""
+    columns = set(config_columns(runs))
+    mine = group_config(members(runs, group), [c for c in recorded if c in columns])
+    for c, base in recorded.items():
+        if c not in mine or mine[c] == base:
+            continue
+        spell = lambda v: ",".join(v) if isinstance(v, list) else (v if v != "" else "null")  # noqa: E731
+        raise UserError(f"group {group_label(dict(group))} ran {c}={spell(mine[c])} but {source} recorded {c}={spell(base)}; "
+                        "run the sweep as recorded, or re-record the baseline with --update-baseline")
+
+
 def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Sequence[Mapping[str, Any]],
-            alpha: float = 0.01, rtol: float = 0.05) -> list[Verdict]:
-    """A verdict per group of the baseline (and per group the baseline lacks, as `new`)."""
+            alpha: float = 0.01, rtol: float = 0.05, source: str = "the baseline") -> list[Verdict]:
+    """A verdict per group of the baseline (and per group the baseline lacks, as `new`).
+
+    A baseline that records its groups' config must match the sweep's (see _same_config)."""
     _check_params(alpha, rtol)
     _keys_present(runs, keys, "the baseline")
     new = {tuple(s[k] for k in keys): s for s in summarize(runs, keys)}
     verdicts = []
+    for b in baseline:
+        key = tuple(key_str(b[k]) for k in keys)
+        group = dict(zip(keys, key))
+        if key in new and b.get("config"):
+            _same_config([r for r in runs if r.get("status") == "ok"] or runs, group, b["config"], source)
     for b in baseline:
         key = tuple(key_str(b[k]) for k in keys)
         group = dict(zip(keys, key))
@@ -160,15 +242,18 @@ def _judge(group: dict[str, str], b: Mapping[str, Any], n: Mapping[str, Any], al
     worse = welch_greater(nm, n["test_std"], n["n_seeds"], bm, b["test_std"], b["n_seeds"])
     better = welch_greater(bm, b["test_std"], b["n_seeds"], nm, n["test_std"], n["n_seeds"])
     testable = not math.isnan(worse.p)
-    change = f"{rel:+.1%}"
+    change, tol = f"{rel:+.1%}", f"{rtol * 100:g}%"
     if rel > rtol and (not testable or worse.p < alpha):
         why = f"Welch p={worse.p:.2g} < {alpha:g}" if testable else "fewer than 2 seeds: tolerance only"
-        return Verdict(group, "WORSE", b, n, worse.p, f"test MSE {change} (> {rtol:.0%}), {why}")
+        return Verdict(group, "WORSE", b, n, worse.p, f"test MSE {change} (more than +{tol}), {why}")
     if rel < -rtol and (not testable or better.p < alpha):
         return Verdict(group, "better", b, n, worse.p, f"test MSE {change}; consider --update-baseline")
     if rel > rtol:
-        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within seed noise (Welch p={worse.p:.2g} >= {alpha:g})")
-    return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within {rtol:.0%}")
+        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, beyond +{tol} but within seed noise (Welch p={worse.p:.2g} >= {alpha:g})")
+    if rel < -rtol:
+        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, lower by more than {tol} but within seed noise "
+                       f"(Welch p={better.p:.2g} >= {alpha:g})")
+    return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within ±{tol}")
 
 
 # --- claims: --expect "dropout < none" -----------------------------------------------------------
@@ -271,6 +356,7 @@ class CheckResult:
     verdicts: list[Verdict]
     expectations: list[Expectation]
     updated: bool
+    notes: list[str] = field(default_factory=list)  # an old baseline, mixed platforms
 
     @property
     def passed(self) -> bool:
@@ -284,6 +370,8 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
 
     _check_params(alpha, rtol)
     runs = read_runs(folder)
+    counts: dict[tuple[str, ...], dict[str, int]] = {i: {"runs of the sweep": n} for i, n in platform_counts(runs).items()}
+    notes = []
     if update:
         keys, rows = baseline_rows(runs, by)
         verdicts: list[Verdict] = []
@@ -291,10 +379,19 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
         if by is not None:
             raise UserError("--by only applies with --update-baseline; a check groups as its baseline does")
         keys, rows = read_baseline(baseline)
-        verdicts = compare(runs, keys, rows, alpha, rtol)
+        verdicts = compare(runs, keys, rows, alpha, rtol, f"baseline {baseline}")
+        if any(r["config"] is None for r in rows):
+            notes.append(OLD_BASELINE_NOTE.format(path=baseline))
+        for r in rows:
+            for p in r["platform"] or []:
+                ident = tuple(key_str(p.get(c)) for c in IDENTITY_COLUMNS)
+                by_source = counts.setdefault(ident, {})
+                by_source["baseline runs"] = by_source.get("baseline runs", 0) + int(p.get("runs") or 0)
+    if note := platform_note(counts):
+        notes.append(note)
     claims = [expect(runs, keys, e, alpha) for e in expectations]
     if update:
         atomic_write(baseline, baseline_csv(keys, rows))
     if junit is not None:
         atomic_write(junit, junit_xml(verdicts, claims, str(baseline)))
-    return CheckResult(keys, verdicts, claims, update)
+    return CheckResult(keys, verdicts, claims, update, notes)

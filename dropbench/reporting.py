@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -11,7 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from dropbench.errors import UserError
-from dropbench.stats import at_epoch, by_keys, columns_of, default_reference, group_keys, group_label, key_str, sort_key, summarize
+from dropbench.stats import (
+    at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
+    platform_note, pooled_configs, pooled_note, sort_key, summarize,
+)
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -36,7 +40,8 @@ def varying_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
     return keys + (["seed"] if len({r.get("seed") for r in rows}) > 1 else [])
 
 
-SINGLE_KEYS = ("data", "reg", "p", "seed")  # what names a run when nothing varies
+SINGLE_KEYS = ("data", "reg", "p", "seed")  # what names a run when its defaults cannot be composed
+CHOICES = ("data", "model", "reg", "optim")
 DROPPATH_NOTE = "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"
 
 
@@ -45,12 +50,90 @@ def droppath_note(regs: Iterable[Any]) -> str | None:
     return DROPPATH_NOTE if any("droppath" in str(r).split("+") for r in regs) else None
 
 
+def _choice_overrides(row: dict[str, Any]) -> tuple[str, ...]:
+    """The group choices of a row as overrides (reg=dropout+l2 as reg=[dropout,l2]); a csv
+    data set also needs its path and target to compose."""
+    out = []
+    for g in CHOICES:
+        v = key_str(row.get(g))
+        if v:
+            out.append(f"reg=[{v.replace('+', ',')}]" if g == "reg" and "+" in v else f"{g}={v}")
+    if key_str(row.get("data")) == "csv":
+        out += [f"data.{k}={key_str(row.get(f'data.{k}'))}" for k in ("path", "target") if key_str(row.get(f"data.{k}"))]
+    return tuple(out)
+
+
+@lru_cache(maxsize=64)
+def _defaults(overrides: tuple[str, ...]) -> dict[str, str] | None:
+    """Every config value of the group choices' defaults, as runs.csv spells it (None where they
+    cannot be composed, e.g. a csv data set whose file is gone). Imports Hydra: never on the
+    path of `report` or `check`."""
+    from dropbench.config import default_options, load
+
+    try:
+        cfg = load(list(overrides))
+    except UserError:
+        return None
+    return {**default_options(), **{k: key_str(v) for k, v in cfg.flat().items()}}
+
+
+def non_default(row: dict[str, Any]) -> dict[str, str] | None:
+    """The config values of a run that differ from the defaults of its group choices, plus the
+    non-default group choices (None where the defaults cannot be composed). A value that only
+    mirrors p (reg.dropout.p) is left out."""
+    defaults = _defaults(_choice_overrides(row))
+    if defaults is None:
+        return None
+    out = {}
+    for c in config_columns([row]):
+        v = key_str(row.get(c))
+        if v == defaults.get(c, "") or (c.startswith("reg.") and c.endswith(".p") and v == key_str(row.get("p"))):
+            continue
+        out[c] = v
+    return out
+
+
+def common_non_default(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The non-default config values every run shares (empty where any run's defaults cannot
+    be composed): what a title or caption must add for the runs to be reproducible."""
+    diffs = [non_default(r) for r in rows]
+    if not diffs or any(d is None for d in diffs):
+        return {}
+    first = diffs[0] or {}
+    return {k: v for k, v in first.items() if all(d.get(k) == v for d in diffs[1:] if d is not None)}
+
+
+def settings_label(values: dict[str, str]) -> str:
+    return " ".join(f"{k}={v if v != '' else 'null'}" for k, v in values.items())
+
+
 def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") -> Table:
-    """One line per run: what was run, final train/test MSE, the gap and the best epoch."""
-    varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
-    t = Table(title=title, header_style="bold", caption=droppath_note(r.get("reg") for r in rows))
+    """One line per run: what was run, final train/test MSE, the gap and the best epoch.
+
+    A single run is named by its data set and regularizer, every config value that differs
+    from the defaults of its group choices (the overrides that made it) and its seed. Several
+    runs are named by what distinguishes them; the caption gives the non-default values they
+    share.
+    """
+    captions = []
+    if len(rows) == 1:
+        r = rows[0]
+        diff = non_default(r)
+        if diff is None:
+            labels = [_config_label(r, [k for k in SINGLE_KEYS if r.get(k) not in (None, "")])]
+        else:
+            named = {k: key_str(r.get(k)) for k in ("data", "reg") if key_str(r.get(k))}
+            labels = [" ".join(filter(None, [settings_label({**named, **diff}), f"seed={r['seed']}" if "seed" in r else ""]))]
+    else:
+        varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
+        labels = [_config_label(r, varying) for r in rows]
+        common = {k: v for k, v in common_non_default(rows).items() if k not in varying}
+        shared = {k: key_str(rows[0].get(k)) for k in ("data", "reg") if k not in varying and key_str(rows[0].get(k))}
+        if common or shared:
+            captions.append("every run: " + settings_label({**shared, **common}))
+    note = droppath_note(r.get("reg") for r in rows)
+    t = Table(title=title, header_style="bold", caption="\n".join([*captions, *([note] if note else [])]) or None)
     t.add_column("run_id", style="dim")
-    labels = [_config_label(r, varying) for r in rows]
     t.add_column("config", ratio=1)
     for c in ("train MSE", "test MSE", "gap", "best test MSE", "best epoch"):
         t.add_column(c, justify="right")
@@ -80,10 +163,22 @@ CAPTION = "test: mean ± 95% t-interval over seeds"
 PAIRED_CAPTION = "; paired: per-seed difference to the reference group, 95% t-interval"
 
 
-def _captions(summary: Sequence[dict[str, Any]], paired: bool) -> list[str]:
-    """The summary's caption lines: what the statistics are, and DropPath's residual blocks."""
+RANK_CAPTION = "; ranks within each data set"
+
+
+def _captions(summary: Sequence[dict[str, Any]], paired: bool, notes: Sequence[str] = ()) -> list[str]:
+    """The summary's caption lines: what the statistics are, DropPath's residual blocks, and
+    notes (pooled configs, mixed platforms)."""
     note = droppath_note(r.get("reg") for r in summary)
-    return [CAPTION + (PAIRED_CAPTION if paired else "")] + ([note] if note else [])
+    ranks = RANK_CAPTION if len({r.get("data") for r in summary if "data" in r}) > 1 else ""
+    return [CAPTION + (PAIRED_CAPTION if paired else "") + ranks] + ([note] if note else []) + list(notes)
+
+
+def _note_markup(note: str) -> str:
+    """A caption line as rich markup: escaped (values may hold brackets), warnings in yellow."""
+    from rich.markup import escape
+
+    return f"[bold yellow]{escape(note)}[/bold yellow]" if note.startswith("WARNING") else escape(note)
 
 
 def _has_paired(summary: Sequence[dict[str, Any]]) -> bool:
@@ -112,10 +207,12 @@ def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: 
 
 
 def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title: str = "dropbench sweep summary",
-                  reference: dict[str, str] | None = None) -> Table:
-    """One line per group (see stats.summarize); the best group (rank 1) is highlighted."""
+                  reference: dict[str, str] | None = None, notes: Sequence[str] = ()) -> Table:
+    """One line per group (see stats.summarize); the best group (rank 1) of each data set is
+    highlighted. A note that starts with WARNING is shown in bold yellow."""
     paired = _has_paired(summary)
-    t = Table(title=title, header_style="bold", caption="\n".join(_captions(summary, paired)))
+    lines = [_note_markup(c) for c in _captions(summary, paired, notes)]
+    t = Table(title=title, header_style="bold", caption="\n".join(lines))
     for k in keys:
         t.add_column(k)
     for c in SUMMARY_COLUMNS:
@@ -127,7 +224,8 @@ def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title:
     return t
 
 
-def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None = None) -> str:
+def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None = None,
+                     notes: Sequence[str] = ()) -> str:
     """A GitHub-flavoured markdown table; the best group in bold."""
     paired = _has_paired(summary)
     head = [*keys, *SUMMARY_COLUMNS] + ([f"vs {_ref_label(reference)} (paired, 95% CI)"] if paired else [])
@@ -138,7 +236,7 @@ def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], ref
         if r["rank"] == 1:
             cells = [f"**{c}**" if c else c for c in cells]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + "\n\n".join(_captions(summary, paired)) + "\n"
+    return "\n".join(lines) + "\n\n" + "\n\n".join(_captions(summary, paired, notes)) + "\n"
 
 
 def summary_csv(summary: Sequence[dict[str, Any]]) -> str:
@@ -186,6 +284,7 @@ class Report:
     keys: list[str]
     reference: dict[str, str] | None
     title: str
+    notes: list[str] = field(default_factory=list)  # caption lines: pooled configs, mixed platforms
 
 
 def parse_epoch(epoch: str) -> int | str:
@@ -225,6 +324,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         keys.append("sweep")
     reference = default_reference(rows, keys)
     summary = summarize(rows, keys, reference)
+    notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys)) if n]
     if sort is not None:
         col = SORT_ALIASES.get(sort, sort)
         if col not in columns_of(summary):
@@ -241,14 +341,29 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
-    return Report(summary, keys, reference, title)
+    return Report(summary, keys, reference, title, notes)
+
+
+def _platform_note(rows: Sequence[dict[str, Any]], summary: list[dict[str, Any]], keys: Sequence[str]) -> str | None:
+    """The caption for a report whose runs come from several platforms; where any run records
+    its platform, each group also gets a `platform` column (csv and json carry it)."""
+    from dropbench.stats import UNRECORDED, describe_platform
+
+    counts = platform_counts(rows)
+    if any(i != UNRECORDED for i in counts):
+        ok = [r for r in rows if r.get("status") == "ok"]
+        for s in summary:
+            mine = platform_counts(members(ok, {k: s[k] for k in keys}))
+            s["platform"] = "; ".join(f"{describe_platform(i).split(' (')[0]}" + (f" ({n})" if len(mine) > 1 else "")
+                                      for i, n in mine.items())
+    return platform_note({i: {"runs": n} for i, n in counts.items()})
 
 
 def render_report(rep: Report, fmt: str) -> "str | Table":
     if fmt == "table":
-        return summary_table(rep.summary, rep.keys, rep.title, rep.reference)
+        return summary_table(rep.summary, rep.keys, rep.title, rep.reference, rep.notes)
     if fmt == "markdown":
-        return summary_markdown(rep.summary, rep.keys, rep.reference)
+        return summary_markdown(rep.summary, rep.keys, rep.reference, rep.notes)
     if fmt == "csv":
         return summary_csv(rep.summary)
     if fmt == "json":
@@ -259,12 +374,20 @@ def render_report(rep: Report, fmt: str) -> "str | Table":
 VERDICT_STYLE = {"ok": "green", "better": "bold green", "new": "cyan", "WORSE": "bold red", "missing": "bold red", "failed runs": "bold red"}
 
 
-def check_tables(result: Any, baseline: str) -> list[Table]:
-    """Every group of a check (baseline, new, change, p, verdict) and every expectation."""
-    tables = []
+
+
+def check_tables(result: Any, baseline: str) -> list[Any]:
+    """Every group of a check (baseline, new, change, p, verdict) and every expectation; the
+    check's notes (an old baseline, mixed platforms) under the first table, or alone."""
+    from rich.text import Text
+
+    tables: list[Any] = []
+    notes = list(getattr(result, "notes", []))
     if result.verdicts:
+        caption = "final test MSE, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is higher"
         t = Table(title=f"dropbench check against {baseline}", header_style="bold",
-                  caption="final test MSE, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is higher")
+                  caption="\n".join([caption, *map(_note_markup, notes)]))
+        notes = []
         for c in ("group", "baseline", "new", "change", "p", "verdict", "why"):
             t.add_column(c, justify="right" if c in ("baseline", "new", "change", "p") else "left", overflow="fold")
         for v in result.verdicts:
@@ -283,6 +406,7 @@ def check_tables(result: Any, baseline: str) -> list[Table]:
             verdict = "[green]holds[/green]" if e.passed else "[bold red]FAILS[/bold red]"
             t.add_row(e.text, verdict, e.detail)
         tables.append(t)
+    tables += [Text.from_markup(_note_markup(n)) for n in notes]
     return tables
 
 

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any, Iterable, Mapping, Sequence
 
 from dropbench.errors import UserError
-from dropbench.provenance import PLATFORM_COLUMNS
+from dropbench.provenance import IDENTITY_COLUMNS, PLATFORM_COLUMNS, describe, identity
 
 Row = dict[str, Any]
 NAN = float("nan")
@@ -164,9 +164,15 @@ def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return cols
 
 
+# Where a csv data set lies: not its config once its contents are recorded (data.sha256), so
+# the same file under another path (another machine, a relative path) is the same data.
+LOCATION_COLUMNS = {"data.path": "data.sha256"}
+
+
 def config_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every column that is part of a run's config (all but NOT_KEYS), in column order."""
-    return [c for c in columns_of(rows) if c not in NOT_KEYS]
+    cols = columns_of(rows)
+    return [c for c in cols if c not in NOT_KEYS and LOCATION_COLUMNS.get(c) not in cols]
 
 
 def _has_droppath(reg: object) -> bool:
@@ -395,3 +401,45 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
             r["final_train_mse"], r["final_test_mse"] = float(pick["train_mse"]), float(pick["test_mse"])
         out.append(r)
     return out
+
+
+# --- platforms ---------------------------------------------------------------------------------
+
+UNRECORDED = ("",) * len(IDENTITY_COLUMNS)
+
+
+def platform_of(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """A run's platform identity; UNRECORDED for rows written before dropbench recorded it."""
+    ident = identity(row)
+    torch_v, cap = ident[IDENTITY_COLUMNS.index("torch_version")], ident[IDENTITY_COLUMNS.index("cpu_capability")]
+    return ident if torch_v or cap else UNRECORDED
+
+
+def platform_counts(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, ...], int]:
+    """How many of the (ok) rows each platform computed."""
+    counts: dict[tuple[str, ...], int] = {}
+    for r in rows:
+        if _ok(r):
+            counts[platform_of(r)] = counts.get(platform_of(r), 0) + 1
+    return counts
+
+
+def describe_platform(ident: Sequence[str]) -> str:
+    return describe(dict(zip(IDENTITY_COLUMNS, ident)))
+
+
+def platform_note(counts: Mapping[tuple[str, ...], Mapping[str, int]]) -> str | None:
+    """A warning where the runs come from several recorded platforms (their numbers are not
+    comparable to the last bits: other kernels); a note where some runs do not record theirs.
+
+    counts: platform identity -> {source (e.g. "sweep", "baseline", "runs"): number of runs}.
+    """
+    if len(counts) < 2:
+        return None
+    parts = "; ".join(f"{describe_platform(i).split(' (')[0]}: " + ", ".join(f"{n} {src}" for src, n in by.items())
+                      for i, by in sorted(counts.items(), key=lambda kv: -sum(kv[1].values())))
+    recorded = [i for i in counts if i != UNRECORDED]
+    if len(recorded) > 1:
+        return (f"WARNING: these numbers come from {len(recorded)} platforms ({parts}); "
+                "the same config and seed give other numbers on another platform")
+    return f"note: some runs do not record their platform ({parts})"
