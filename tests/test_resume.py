@@ -1,7 +1,9 @@
 """Never lose a run: kill and resume, concurrent writers, failures inside a sweep, launchers."""
 
 import csv
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,9 +42,10 @@ def uninterrupted(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("when", ["at-start", "after-first-run", "mid-sweep"])
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when, sig):
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["at-start", "mid-sweep"])
+def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when):
+    """kill -9 at any moment: whatever it hit, the resumed folder is the uninterrupted one."""
     out = tmp_path / "r"
     proc = start("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
     deadline = time.time() + 60
@@ -50,17 +53,10 @@ def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when, s
         while not (out / "sweep.yaml").exists() and time.time() < deadline:
             time.sleep(0.01)
     else:
-        need = 1 if when == "after-first-run" else 6
-        while stored(out) < need and time.time() < deadline and proc.poll() is None:
+        while stored(out) < 6 and time.time() < deadline and proc.poll() is None:
             time.sleep(0.01)
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
-    if sig == signal.SIGINT:
-        assert proc.returncode in (0, 130), err  # 0: the sweep had finished; never an abort
-        if proc.returncode == 130:
-            assert "--resume" in err and "Traceback" not in err
-    n_before = stored(out)
-    assert n_before < 12 or proc.returncode == 0
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
     p = dropbench("run", "--resume", str(out), "-q")
     assert p.returncode == 0, p.stderr
     assert (out / "curves.csv").read_bytes() == (uninterrupted / "curves.csv").read_bytes()
@@ -68,22 +64,195 @@ def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when, s
     assert not [d for d in (out / "runs").iterdir() if d.name.startswith(".")], "no leftovers"
 
 
-def test_same_command_again_skips_finished_runs(tmp_path, uninterrupted):
+class CtrlC(Exception):
+    pass
+
+
+@pytest.mark.parametrize("after", [1, 7])
+def test_ctrl_c_after_n_runs_then_resume_gives_identical_csvs(tmp_path, uninterrupted, after):
+    """Ctrl-C delivered exactly after the n-th stored run (no timing): exactly n runs are kept,
+    and --resume ends with the files of a sweep that never stopped."""
+    from dropbench import runner
+
     out = tmp_path / "r"
-    assert dropbench("run", *SWEEP[:2], "seed=range(3)", *SWEEP[3:], f"out={out}", "-q").returncode == 0
-    p = dropbench("run", *SWEEP, f"out={out}")
+    overrides = [*SWEEP[1:], "launcher.workers=1", f"out={out}"]
+    cfgs, launcher = runner.plan(overrides, multirun=True)
+    seen = []
+
+    def on_result(run_id: str, status: str) -> None:
+        seen.append(run_id)
+        if len(seen) == after:
+            raise KeyboardInterrupt
+
+    with pytest.raises(runner.Interrupted) as e:
+        runner.execute(cfgs, launcher, on_result=on_result, command=runner.command_of(overrides, True))
+    assert (e.value.stored, e.value.total) == (after, 12) and stored(out) == after
+    assert len(without_seconds(out)) == 1 + after
+    cfgs, launcher, _ = runner.plan_resume(out)
+    outcome = runner.execute(cfgs, launcher, out)
+    assert (outcome.trained, outcome.skipped) == (12 - after, after)
+    assert (out / "curves.csv").read_bytes() == (uninterrupted / "curves.csv").read_bytes()
+    assert without_seconds(out) == without_seconds(uninterrupted)
+    assert not [d for d in (out / "runs").iterdir() if d.name.startswith(".")], "no leftovers"
+
+
+@pytest.mark.slow
+def test_sigint_mid_sweep_exits_130_with_the_sweep_unfinished(tmp_path):
+    """A real SIGINT, sent only once a run is stored, while the other run has millions of epochs
+    to go (so the sweep cannot have finished): exit 130, one error line, worker threads joined
+    (a worker left inside torch at exit aborts the interpreter), nothing half written."""
+    out = tmp_path / "r"
+    proc = start("run", "-m", "epochs=5,10000000", "model.hidden=8", "launcher.workers=2", f"out={out}", "-q")
+    deadline = time.time() + 60
+    while stored(out) < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("dropbench: error: interrupted: 1 of 2 runs are stored") and "--resume" in lines[-1], err
+    assert [ln for ln in lines if "error" in ln] == [lines[-1]] and "Traceback" not in err
+    assert stored(out) == 1 and not [d for d in (out / "runs").iterdir() if d.name.startswith(".")]
+    assert len(without_seconds(out)) == 2
+
+
+def test_same_command_again_is_a_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    out = tmp_path / "r"
+    args = ["run", "-m", "reg=none,l1", "seed=range(2)", "epochs=10", "model.hidden=8", f"out={out}"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    record = (out / "sweep.yaml").read_bytes()
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "4 run(s) were already finished" in res.output
+    assert (out / "sweep.yaml").read_bytes() == record
+
+
+def test_another_sweep_into_a_folder_is_refused_unless_appended(tmp_path, monkeypatch):
+    """cp -r sweepA mix; dropbench run -m reg=l1 ... out=mix silently mixed 100- and 200-epoch
+    runs and overwrote sweep.yaml: now it is refused, or with --append recorded beside the
+    first command, and --resume (from anywhere) finishes both."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    first = ["-m", "reg=none", "seed=range(2)", "epochs=10", "model.hidden=8", "out=mix"]
+    second = ["-m", "reg=l1", "seed=range(2)", "epochs=5", "model.hidden=8", "out=mix"]
+    assert CliRunner().invoke(app, ["run", *first]).exit_code == 0
+    before = {f: (work / "mix" / f).read_bytes() for f in ("sweep.yaml", "runs.csv")}
+    res = CliRunner().invoke(app, ["run", *second])
+    assert res.exit_code == 2
+    line = res.output.strip()
+    assert line.startswith("dropbench: error: out=mix already holds another sweep (dropbench run -m reg=none") and "--append" in line
+    assert len(line.splitlines()) == 1
+    assert {f: (work / "mix" / f).read_bytes() for f in before} == before and stored(work / "mix") == 2
+    res = CliRunner().invoke(app, ["run", *second, "--append"])
+    assert res.exit_code == 0, res.output
+    commands = yaml.safe_load((work / "mix" / "sweep.yaml").read_text())["commands"]
+    assert [(c["overrides"], c["multirun"], c["cwd"]) for c in commands] == [(first[1:], True, str(work)), (second[1:], True, str(work))]
+    # Each command again is a resume of the folder; a third one still needs --append.
+    for again in (first, second):
+        res = CliRunner().invoke(app, ["run", *again])
+        assert res.exit_code == 0 and "4 run(s) were already finished" not in res.output and "2 run(s) were already finished" in res.output
+    assert CliRunner().invoke(app, ["run", "reg=l2", "epochs=5", "model.hidden=8", "out=mix"]).exit_code == 2
+    # --resume re-plans every recorded command, from another directory too.
+    for d in sorted((work / "mix" / "runs").iterdir())[::2]:
+        shutil.rmtree(d)
+    monkeypatch.chdir(elsewhere)
+    res = CliRunner().invoke(app, ["run", "--resume", str(work / "mix")])
+    assert res.exit_code == 0, res.output
+    assert stored(work / "mix") == 4 and "2 run(s) were already finished" in res.output
+    rows = list(csv.DictReader((work / "mix" / "runs.csv").open()))
+    assert sorted((r["reg"], r["epochs"]) for r in rows) == [("l1", "5"), ("l1", "5"), ("none", "10"), ("none", "10")]
+    assert not (elsewhere / "mix").exists()
+
+
+def test_resume_reads_a_single_command_sweep_file(tmp_path):
+    """Folders written before sweep.yaml listed commands hold one {overrides, multirun}."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    out = tmp_path / "r"
+    args = ["reg=none,l1", "epochs=5", "model.hidden=8", f"out={out}"]
+    assert CliRunner().invoke(app, ["run", "-m", *args]).exit_code == 0
+    (out / "sweep.yaml").write_text(yaml.safe_dump({"overrides": args, "multirun": True}))
+    shutil.rmtree(sorted((out / "runs").iterdir())[0])
+    res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 0 and "1 run(s) were already finished" in res.output, res.output
+    assert stored(out) == 2
+    res = CliRunner().invoke(app, ["run", "-m", *args])  # the recorded command: a resume
+    assert res.exit_code == 0 and "2 run(s) were already finished" in res.output
+    res = CliRunner().invoke(app, ["run", "reg=l2", "epochs=5", "model.hidden=8", f"out={out}", "--append"])
+    assert res.exit_code == 0, res.output
+    commands = yaml.safe_load((out / "sweep.yaml").read_text())["commands"]
+    assert [c["overrides"] for c in commands] == [args, ["reg=l2", "epochs=5", "model.hidden=8", f"out={out}"]]
+
+
+def test_from_into_a_folder_follows_the_same_rule(tmp_path):
+    """--from into a folder holding another sweep: refused unless --append, then recorded (with
+    its config, so --resume needs not the source folder) and re-planned by --resume."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert CliRunner().invoke(app, ["run", "reg=l1", "epochs=5", "model.hidden=8", f"out={a}"]).exit_code == 0
+    assert CliRunner().invoke(app, ["run", "reg=none", "epochs=5", "model.hidden=8", f"out={b}"]).exit_code == 0
+    src = next((a / "runs").iterdir())
+    res = CliRunner().invoke(app, ["run", "--from", str(src), f"out={b}"])
+    assert res.exit_code == 2 and "already holds another sweep" in res.output and stored(b) == 1
+    res = CliRunner().invoke(app, ["run", "--from", str(src), f"out={b}", "--append"])
+    assert res.exit_code == 0 and stored(b) == 2, res.output
+    commands = yaml.safe_load((b / "sweep.yaml").read_text())["commands"]
+    assert commands[1]["from"] == str(src) and commands[1]["config"]["reg"] == {"l1": {"weight": 0.0001}}
+    res = CliRunner().invoke(app, ["run", "--from", str(src), f"out={b}"])  # the same --from again
+    assert res.exit_code == 0 and "1 run(s) were already finished" in res.output
+    shutil.rmtree(a)
+    shutil.rmtree(b / "runs" / src.name)
+    res = CliRunner().invoke(app, ["run", "--resume", str(b)])
+    assert res.exit_code == 0 and stored(b) == 2, res.output
+
+
+def test_resume_finds_a_relative_data_path_from_another_directory(tmp_path):
+    """data.path=data.csv means the CSV beside the command that ran, also when --resume runs
+    from elsewhere: sweep.yaml records the working directory and planning happens there."""
+    proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    proj.mkdir(), elsewhere.mkdir()
+    (proj / "data.csv").write_text("x,y\n" + "".join(f"{i / 10},{(i % 7) / 7}\n" for i in range(40)))
+    (elsewhere / "data.csv").write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(40)))  # not this one
+    out = tmp_path / "r"
+    p = dropbench("run", "-m", "data=csv", "data.path=data.csv", "data.target=y", "seed=range(2)", "epochs=5",
+                  "model.hidden=8", f"out={out}", "-q", cwd=proj)
     assert p.returncode == 0, p.stderr
-    assert "6 run(s) were already finished" in p.stdout  # none,dropout x seeds 0-2
-    assert len(without_seconds(out)) == 13  # header + 2 regs x 6 seeds
+    before = without_seconds(out)
+    shutil.rmtree(sorted((out / "runs").iterdir())[0])
+    p = dropbench("run", "--resume", str(out), "-q", cwd=elsewhere)
+    assert p.returncode == 0, p.stderr
+    assert without_seconds(out) == before
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     out = tmp_path / "r"
-    a = start("run", "-m", "reg=none,l1", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
-    b = start("run", "-m", "reg=l1,l2", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
-    c = start("run", "-m", "reg=l2,none", "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q")
-    codes = [w.wait(120) for w in (a, b, c)]
-    assert codes == [0, 0, 0], [w.stderr.read() for w in (a, b, c)]
+    import yaml
+
+    regs = ["reg=none,l1", "reg=l1,l2", "reg=l2,none"]
+    writers = [start("run", "-m", r, "seed=range(4)", "epochs=40", "model.hidden=32", f"out={out}", "-q", "--append") for r in regs]
+    codes = [w.wait(120) for w in writers]
+    assert codes == [0, 0, 0], [w.stderr.read() for w in writers]
+    commands = yaml.safe_load((out / "sweep.yaml").read_text())["commands"]
+    assert sorted(c["overrides"][0] for c in commands) == sorted(regs), "each command recorded once"
     rows = list(csv.DictReader((out / "runs.csv").open()))
     ids = [r["run_id"] for r in rows]
     assert len(ids) == len(set(ids)) == 12, "none, l1, l2 x 4 seeds: each run exactly once"
@@ -103,6 +272,7 @@ def test_diverging_run_inside_a_sweep(tmp_path):
     assert p.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_give_the_same_rows(tmp_path, launcher):
     args = ["-m", "reg=none,droppath", "seed=range(3)", "epochs=20", "model.hidden=32"]
@@ -181,20 +351,6 @@ def test_a_folder_a_concurrent_run_just_started_is_ours(tmp_path, first):
         results.check_out_dir(tmp_path)
 
 
-def test_ctrl_c_with_worker_threads_exits_cleanly(tmp_path):
-    """Worker threads inside torch at exit abort the interpreter; Ctrl-C must join them first."""
-    out = tmp_path / "r"
-    proc = start("run", *SWEEP[:2], "seed=range(40)", "epochs=400", "model.hidden=64", "launcher.workers=2", f"out={out}", "-q")
-    deadline = time.time() + 60
-    while stored(out) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert err.startswith("dropbench: error: interrupted: ") and "--resume" in err
-    assert len(err.strip().splitlines()) == 1, err
-
-
 @pytest.mark.parametrize("damage", ["garbage json", "no curve"])
 def test_a_damaged_run_folder_is_trained_again(tmp_path, damage):
     out = tmp_path / "r"
@@ -270,3 +426,95 @@ def test_rows_follow_the_plan_whichever_runs_finished_first(tmp_path):
     store("reg=none", "seed=0"), store("reg=none", "seed=1")
     rows = consolidate(tmp_path, plan)
     assert [r["run_id"] for r in rows] == [earlier, *plan]
+
+
+def _finished_folder(out: Path) -> list[Path]:
+    """A finished 3-run sweep with one run folder removed (so resuming has a run to train)."""
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    res = CliRunner().invoke(app, ["run", "-m", "seed=range(3)", "epochs=5", "model.hidden=8", f"out={out}"])
+    assert res.exit_code == 0, res.output
+    dirs = sorted(d for d in (out / "runs").iterdir())
+    shutil.rmtree(dirs[0])
+    return dirs[1:]
+
+
+def _edit(run_dir: Path, **changes) -> None:
+    f = run_dir / "result.json"
+    row = json.loads(f.read_text())
+    for k, v in changes.items():
+        if v is None:
+            row.pop(k)
+        else:
+            row[k] = v
+    f.write_text(json.dumps(row))
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"torch_version": "1.13.1"}, "(torch 1.13.1, CPU capability"),
+    ({"cpu_capability": "NO_AVX"}, "CPU capability NO_AVX, cpu) than"),
+    ({"device": "cuda", "gpu": "NVIDIA A100"}, None),  # a cuda run beside cpu ones: same host, allowed
+    ({k: None for k in ("dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu")}, "unrecorded"),
+])
+def test_resume_refuses_to_mix_platforms(tmp_path, changes, named):
+    """Finished runs computed on another platform (or on an unrecorded one): --resume and the same
+    command again refuse to add runs, naming both platforms, unless --allow-mixed-platforms."""
+    import torch
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    out = tmp_path / "r"
+    kept = _finished_folder(out)
+    _edit(kept[0], **changes)
+    res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    if named is None:
+        assert res.exit_code == 0, res.output
+        return
+    line = res.output.strip()
+    assert res.exit_code == 2 and len(line.splitlines()) == 1, res.output
+    here = f"this one (torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, cpu)"
+    assert "holds 1 finished run(s) computed on another platform (" in line and named in line and here in line
+    assert "--allow-mixed-platforms" in line and stored(out) == 2
+    res = CliRunner().invoke(app, ["run", "-m", "seed=range(3)", "epochs=5", "model.hidden=8", f"out={out}"])
+    assert res.exit_code == 2 and "another platform" in res.output and stored(out) == 2
+    res = CliRunner().invoke(app, ["run", "--resume", str(out), "--allow-mixed-platforms"])
+    assert res.exit_code == 0 and stored(out) == 3, res.output
+
+
+def test_another_cpu_model_of_the_same_platform_mixes_and_a_finished_sweep_is_listed(tmp_path):
+    """Only what changes the kernels counts (the CPU model name does not), and a folder with
+    nothing left to train is listed on any platform."""
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    out = tmp_path / "r"
+    kept = _finished_folder(out)
+    _edit(kept[0], cpu="Some Other CPU", dropbench_version="0.0.1")
+    res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 0 and stored(out) == 3, res.output
+    _edit(kept[1], torch_version="1.13.1")
+    res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 0 and "3 run(s) were already finished" in res.output
+
+
+def test_each_run_records_its_platform(tmp_path):
+    """result.json and runs.csv carry the platform, between the config and the results."""
+    import torch
+
+    from dropbench import __version__, runner
+
+    cfgs, launcher = runner.plan(["epochs=5", "model.hidden=8", f"out={tmp_path}"])
+    runner.execute(cfgs, launcher)
+    header = next(csv.reader((tmp_path / "runs.csv").open()))
+    platform = ["dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu"]
+    start = header.index("dropbench_version")
+    assert header[start : start + 5] == platform and header[start + 5] == "final_train_mse"
+    assert header.index("dtype") < start and header.index("device") < start
+    row = json.loads(next((tmp_path / "runs").iterdir()).joinpath("result.json").read_text())
+    assert (row["dropbench_version"], row["torch_version"], row["cpu_capability"], row["gpu"], row["device"]) == (
+        __version__, torch.__version__, torch.backends.cpu.get_cpu_capability(), "", "cpu")
+    assert row["cpu"]
