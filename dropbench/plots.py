@@ -6,9 +6,14 @@ backend alone, and are freed like any object, so nothing has to be closed. matpl
 torch are imported inside functions, keeping `import dropbench.plots` (and `dropbench --help`)
 instant.
 
-Groups are the summary's groups (every swept key but the seed, or --by), in rank order (best
-mean test MSE first); a group has the same colour in every figure. Only runs with status ok are
-drawn; failed ones are counted in the titles.
+Groups are the summary's groups (one per distinct config, or --by), in rank order (best mean
+test MSE first); a group has the same colour in every figure, and groups that differ only in
+their data set share it. Where the runs span several data sets, every figure has one panel per
+data set (a row of panels for the curves): MSEs of two data sets never share an axis. Only
+runs with status ok are drawn; failed ones are counted in the titles.
+
+MSE is never negative, so the lower ends of intervals (mean - t·s/√n can fall below zero with
+few seeds) are clipped at 0, or on a log axis at its lower edge, and the figure says so.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
 from dropbench.results import atomic_file
-from dropbench.stats import by_keys, group_label, key_str, members, summarize, t_halfwidth
+from dropbench.stats import by_keys, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,10 +56,21 @@ class Sweep:
     groups: list[Group]
     failed: int
     curves: list[Row]
+    pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
 
     @property
     def runs(self) -> list[Row]:
         return [r for g in self.groups for r in g.runs]
+
+    def facets(self) -> list[tuple[str, list[Group]]]:
+        """(data set, its groups in rank order): one panel each; a single ("", all) where the
+        groups do not differ in their data set."""
+        if "data" not in self.keys:
+            return [("", self.groups)]
+        out: dict[str, list[Group]] = {}
+        for g in self.groups:
+            out.setdefault(g.values["data"], []).append(g)
+        return list(out.items())
 
 
 def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
@@ -71,11 +87,15 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     for s in summarize(ok, keys):
         values = {k: s[k] for k in keys}
         groups.append(Group(group_label(values), values, members(ok, values), s))
-    for g, colour in zip(groups, _colours(len(groups))):
-        g.colour = colour
+    # One colour per group across data sets: reg=dropout is the same colour in every panel.
+    hue = [group_label({k: v for k, v in g.values.items() if k != "data"}) for g in groups]
+    distinct = list(dict.fromkeys(hue))
+    palette = dict(zip(distinct, _colours(len(distinct))))
+    for g, h in zip(groups, hue):
+        g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
     curves = [c for c in read_curves(folder) if c["run_id"] in ids]
-    return Sweep(folder, keys, groups, len(rows) - len(ok), curves)
+    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys))
 
 
 def _colours(n: int) -> list[Any]:
@@ -113,6 +133,31 @@ def describe(sweep: Sweep) -> str:
     return ", ".join(parts)
 
 
+def settings(sweep: Sweep) -> str:
+    """The config values every run shares that differ from the defaults of their group choices
+    (activation, optimizer, learning rate, ...), not already in describe(): the rest of what it
+    takes to reproduce the figure. Empty where there are none."""
+    from dropbench.reporting import common_non_default, settings_label
+
+    said = {"data", "model", "model.hidden", "model.depth", "epochs", "reg", *sweep.keys}
+    common = {k: v for k, v in common_non_default(sweep.runs).items() if k not in said}
+    return f"settings: {settings_label(common)}" if common else ""
+
+
+def subtitle(sweep: Sweep, *extra: str) -> str:
+    """describe(), the shared settings and notes, wrapped to fit a figure's width."""
+    lines = [describe(sweep), settings(sweep), sweep.pooled or "", *extra]
+    return "\n".join(textwrap.fill(line, 110) for line in lines if line)
+
+
+CLIP_NOTE = "intervals clipped at 0 (MSE >= 0)"
+CLIP_NOTE_LOG = "intervals clipped at the log axis' lower edge (MSE > 0)"
+
+
+def _facet_title(data: str, text: str) -> str:
+    return f"data={data}: {text}" if data else text
+
+
 def curves_figure(sweep: Sweep, log: bool = False) -> "Figure":
     """Train and test MSE against epoch: per group the mean over seeds and a 95% t-interval band.
 
@@ -122,42 +167,51 @@ def curves_figure(sweep: Sweep, log: bool = False) -> "Figure":
     import numpy as np
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    facets = sweep.facets()
+    fig = Figure(figsize=(12, 1 + 4 * len(facets)), layout="constrained")
+    grid = fig.subplots(len(facets), 2, sharey="row", squeeze=False)
     by_run: dict[str, list[Row]] = {}
     for c in sweep.curves:
         by_run.setdefault(c["run_id"], []).append(c)
-    shown: list[float] = []  # means and positive band edges: the range a log axis has to show
-    for ax, metric, name in zip(axes, ("train_mse", "test_mse"), ("train MSE", "test MSE")):
-        for g in sweep.groups:
-            per_epoch: dict[int, list[float]] = {}
-            for r in g.runs:
-                for c in by_run.get(r["run_id"], []):
-                    per_epoch.setdefault(c["epoch"], []).append(float(c[metric]))
-            epochs = sorted(per_epoch)
-            mean = np.array([math.fsum(per_epoch[e]) / len(per_epoch[e]) for e in epochs])
-            half = np.array([t_halfwidth(per_epoch[e]) for e in epochs])
-            # Markers where evaluations are sparse: a curve of one evaluated epoch is a dot, not nothing.
-            marker = "o" if len(epochs) <= 12 else None
-            ax.plot(epochs, mean, color=g.colour, marker=marker, markersize=3, label=f"{g.label} (n={len(g.runs)})")
-            shown.extend(mean[mean > 0])
-            if len(g.runs) > 1:
-                lower = mean - half
-                shown.extend([*lower[lower > 0], *(mean + half)])
-                if log:  # a band reaching to zero or below runs off the bottom of the log axis
-                    lower = np.where(lower > 0, lower, np.finfo(float).tiny)
-                ax.fill_between(epochs, lower, mean + half, color=g.colour, alpha=0.2, linewidth=0)
-        ax.set_title(f"{name}: mean over seeds, shaded 95% CI")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(MSE_LABEL)
-        if log:
-            ax.set_yscale("log")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
-    axes[1].yaxis.set_tick_params(labelleft=True)
-    if log:  # the clipped band edges would otherwise stretch the autoscaled range over 600 decades
-        axes[0].set_ylim(min(shown) / 1.5, max(shown) * 1.5)
-    fig.suptitle(f"Learning curves: {describe(sweep)}")
+    clipped = False
+    for axes, (data, groups) in zip(grid, facets):
+        shown: list[float] = []  # means and positive band edges: the range a log axis has to show
+        bands = []
+        for ax, metric, name in zip(axes, ("train_mse", "test_mse"), ("train MSE", "test MSE")):
+            for g in groups:
+                per_epoch: dict[int, list[float]] = {}
+                for r in g.runs:
+                    for c in by_run.get(r["run_id"], []):
+                        per_epoch.setdefault(c["epoch"], []).append(float(c[metric]))
+                epochs = sorted(per_epoch)
+                mean = np.array([math.fsum(per_epoch[e]) / len(per_epoch[e]) for e in epochs])
+                half = np.array([t_halfwidth(per_epoch[e]) for e in epochs])
+                # Markers where evaluations are sparse: a curve of one evaluated epoch is a dot, not nothing.
+                marker = "o" if len(epochs) <= 12 else None
+                ax.plot(epochs, mean, color=g.colour, marker=marker, markersize=3, label=f"{g.label} (n={len(g.runs)})")
+                shown.extend(mean[mean > 0])
+                if len(g.runs) > 1:
+                    lower = mean - half
+                    shown.extend([*lower[lower > 0], *(mean + half)])
+                    bands.append((ax, epochs, lower, mean + half, g.colour))
+            ax.set_title(_facet_title(data, f"{name}: mean over seeds, shaded 95% CI"))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(MSE_LABEL)
+            if log:
+                ax.set_yscale("log")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+        # An interval of MSE ends at 0; on a log axis at the axis' lower edge, which the
+        # means and the positive band edges fix (a band to 1e-308 would fill the axis).
+        floor = min(shown) / 1.5 if log and shown else 0.0
+        for ax, epochs, lower, upper, colour in bands:
+            clipped |= bool(np.any(np.isfinite(lower) & (lower < floor)))
+            ax.fill_between(epochs, np.where(lower < floor, floor, lower), upper, color=colour, alpha=0.2, linewidth=0)
+        axes[1].yaxis.set_tick_params(labelleft=True)
+        if log and shown:
+            axes[0].set_ylim(floor, max(shown) * 1.5)
+    note = (CLIP_NOTE_LOG if log else CLIP_NOTE) if clipped else ""
+    fig.suptitle(f"Learning curves: {subtitle(sweep, note)}")
     return fig
 
 
@@ -166,21 +220,39 @@ def final_test_figure(sweep: Sweep, log: bool = False) -> "Figure":
     (one errorbar call, hence one ErrorbarContainer, per group) and each seed as a faint dot."""
     from matplotlib.figure import Figure
 
-    n = len(sweep.groups)
-    fig = Figure(figsize=(9, 1.5 + 0.45 * n), layout="constrained")
-    ax = fig.add_subplot()
-    for i, g in enumerate(sweep.groups):
-        ci = g.stats["test_ci"]
-        ax.errorbar([g.stats["test_mean"]], [i], xerr=None if math.isnan(ci) else [[ci], [ci]], fmt="o",
-                    color=g.colour, capsize=4, label=g.label)
-        ax.scatter([float(r["final_test_mse"]) for r in g.runs], [i] * len(g.runs), color=g.colour, alpha=0.35, s=12)
-    ax.set_yticks(range(n), [f"{g.label} (n={len(g.runs)})" for g in sweep.groups])
-    ax.set_ylim(n - 0.5, -0.5)  # best first, at the top
-    ax.set_xlabel(f"final test {MSE_LABEL}: mean and 95% CI over seeds (dots: single seeds)")
-    if log:
-        ax.set_xscale("log")
-    ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(textwrap.fill(f"Final test MSE per group, best first: {describe(sweep)}", 90), fontsize="medium")
+    facets = sweep.facets()
+    fig = Figure(figsize=(9, 1.5 * len(facets) + 0.45 * len(sweep.groups) + 0.5), layout="constrained")
+    axes = fig.subplots(len(facets), 1, squeeze=False, height_ratios=[len(gs) + 1 for _, gs in facets])[:, 0]
+    clipped = False
+    for ax, (data, groups) in zip(axes, facets):
+        values = [float(r["final_test_mse"]) for g in groups for r in g.runs]
+        means = [g.stats["test_mean"] for g in groups]
+        # A log axis ends at the smallest positive value drawn, with some room; intervals stop there.
+        floor = min(v for v in [*values, *means] if v > 0) / 1.5 if log and any(v > 0 for v in [*values, *means]) else 0.0
+        for i, g in enumerate(groups):
+            mean, ci = g.stats["test_mean"], g.stats["test_ci"]
+            xerr = None
+            if not math.isnan(ci):
+                below = min(ci, max(mean - floor, 0.0))
+                clipped |= below < ci
+                xerr = [[below], [ci]]
+            ax.errorbar([mean], [i], xerr=xerr, fmt="o", color=g.colour, capsize=4, label=g.label)
+            ax.scatter([float(r["final_test_mse"]) for r in g.runs], [i] * len(g.runs), color=g.colour, alpha=0.35, s=12)
+        ax.set_yticks(range(len(groups)), [f"{g.label} (n={len(g.runs)})" for g in groups])
+        ax.set_ylim(len(groups) - 0.5, -0.5)  # best first, at the top
+        ax.set_xlabel(f"final test {MSE_LABEL}: mean and 95% CI over seeds (dots: single seeds)")
+        if log:
+            ax.set_xscale("log")
+            ax.set_xlim(left=floor)
+        ax.grid(True, axis="x", alpha=0.3)
+        if data:
+            ax.set_title(f"data={data}", fontsize="medium", loc="left")
+    note = (CLIP_NOTE_LOG if log else CLIP_NOTE) if clipped else ""
+    title = f"Final test MSE per group, best first: {subtitle(sweep, note)}"
+    if len(facets) == 1:
+        axes[0].set_title(title, fontsize="medium")
+    else:
+        fig.suptitle(title, fontsize="medium")
     return fig
 
 
@@ -238,9 +310,9 @@ def fit_figure(sweep: Sweep, seed: str | None = None) -> "Figure | None":
     seed: None (the smallest seed), a seed of the sweep, or "mean" (each group's fit averaged
     over its seeds, drawn over the points of the smallest seed). A group holding several runs of
     one seed (a coarse --by) gets their mean fit. Returns None where the data is
-    not 1-D (no run folder holds a fit.csv). Where the drawn runs use different data configs (a
-    sweep over data sets), the points are those of the first (best) group's data and the title
-    says so: one picture cannot hold several data sets' points without confusing them.
+    not 1-D (no run folder holds a fit.csv). One panel per 1-D data set, with its own points;
+    where a panel's runs still use different data configs (a swept data.noise), the points
+    are those of its first (best) group's data and the title says so.
     """
     from matplotlib.figure import Figure
 
@@ -249,37 +321,46 @@ def fit_figure(sweep: Sweep, seed: str | None = None) -> "Figure | None":
 
     chosen = parse_seed(sweep, seed)
     runs_dir = sweep.folder / "runs"
-    fits: list[tuple[Group, list[Row]]] = []
-    for g in sweep.groups:
-        drawn = [r for r in g.runs if (runs_dir / r["run_id"] / "fit.csv").is_file() and (chosen is None or r["seed"] == chosen)]
-        if drawn:
-            fits.append((g, drawn))
-    if not fits:
+    panels: list[tuple[str, list[tuple[Group, list[Row]]]]] = []
+    for data, groups in sweep.facets():
+        fits: list[tuple[Group, list[Row]]] = []
+        for g in groups:
+            drawn = [r for r in g.runs if (runs_dir / r["run_id"] / "fit.csv").is_file() and (chosen is None or r["seed"] == chosen)]
+            if drawn:
+                fits.append((g, drawn))
+        if fits:
+            panels.append((data, fits))
+    if not panels:
         return None
-    first = min(fits[0][1], key=lambda r: r["seed"])
-    data = load_dataset(load_saved(runs_dir / first["run_id"]))
-    fig = Figure(figsize=(9, 6), layout="constrained")
-    ax = fig.add_subplot()
-    ax.scatter(data.x_train[:, 0].tolist(), data.y_train[:, 0].tolist(), color="black", s=22, zorder=3,
-               label=f"train points (n={len(data.x_train)})")
-    ax.scatter(data.x_test[:, 0].tolist(), data.y_test[:, 0].tolist(), color="0.55", marker="x", s=22, zorder=3,
-               label=f"test points (n={len(data.x_test)})")
-    for g, drawn in fits:
-        curves = [_read_fit(runs_dir / r["run_id"] / "fit.csv") for r in drawn]
-        x, y = _mean_fit(curves) if len(curves) > 1 else curves[0]
-        ax.plot(x, y, color=g.colour, linewidth=2, label=f"{g.label} fit" + (f" (mean of {len(curves)} runs)" if len(curves) > 1 else ""))
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
-    what = f"fits of seed {chosen}" if chosen is not None else f"fits averaged over seeds, points of seed {first['seed']}"
-    notes = []
-    if len({_data_config(r) for _, drawn in fits for r in drawn}) > 1:
-        notes.append(f"points: data of {fits[0][0].label} only (the runs use several data configs)")
-    drawn_labels = {g.label for g, _ in fits}
+    fig = Figure(figsize=(9, 1 + 5 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    notes, first_seeds = [], set()
+    for ax, (data, fits) in zip(axes, panels):
+        first = min(fits[0][1], key=lambda r: r["seed"])
+        first_seeds.add(first["seed"])
+        points = load_dataset(load_saved(runs_dir / first["run_id"]))
+        ax.scatter(points.x_train[:, 0].tolist(), points.y_train[:, 0].tolist(), color="black", s=22, zorder=3,
+                   label=f"train points (n={len(points.x_train)})")
+        ax.scatter(points.x_test[:, 0].tolist(), points.y_test[:, 0].tolist(), color="0.55", marker="x", s=22, zorder=3,
+                   label=f"test points (n={len(points.x_test)})")
+        for g, drawn in fits:
+            curves = [_read_fit(runs_dir / r["run_id"] / "fit.csv") for r in drawn]
+            x, y = _mean_fit(curves) if len(curves) > 1 else curves[0]
+            ax.plot(x, y, color=g.colour, linewidth=2, label=f"{g.label} fit" + (f" (mean of {len(curves)} runs)" if len(curves) > 1 else ""))
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        if data:
+            ax.set_title(f"data={data}", loc="left")
+        if len({_data_config(r) for _, drawn in fits for r in drawn}) > 1:
+            notes.append(f"points: data of {fits[0][0].label} only (the runs use several data configs)")
+    what = (f"fits of seed {chosen}" if chosen is not None
+            else f"fits averaged over seeds, points of seed {', '.join(map(str, sorted(first_seeds)))}")
+    drawn_labels = {g.label for _, fits in panels for g, _ in fits}
     if missing := [g.label for g in sweep.groups if g.label not in drawn_labels]:
         notes.append(f"no fit for {', '.join(missing)}")
-    fig.suptitle(f"Fit in eval mode, {what}\n{describe(sweep)}" + "".join(f"\n{n}" for n in notes))
+    fig.suptitle(f"Fit in eval mode, {what}\n{subtitle(sweep, *notes)}")
     return fig
 
 
