@@ -272,7 +272,7 @@ def check(
     by: Annotated[Optional[str], typer.Option("--by", help="With --update-baseline: group by these keys (default: every swept key but the seed).")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the Welch t-tests.")] = 0.01,
     rtol: Annotated[float, typer.Option("--rtol", help="Relative rise of mean test MSE tolerated before a group can fail.")] = 0.05,
-    expect: Annotated[Optional[list[str]], typer.Option("--expect", help='A claim on group order, e.g. "dropout < none" (repeatable).')] = None,
+    expect: Annotated[Optional[list[str]], typer.Option("--expect", help='A claim on group order, e.g. "l2 < none" (repeatable).')] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the verdict line.")] = False,
 ) -> None:

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,11 +28,14 @@ def test_run_writes_results(tmp_path):
     p = dropbench("run", "reg=dropout", "p=0.5", "epochs=20", "eval_every=5", f"out={out}")
     assert p.returncode == 0, p.stderr
     assert "results:" in p.stdout and "test MSE" in p.stdout
+    assert p.stdout.splitlines()[-1] == f"results: {out}"
+    assert re.fullmatch(r"dropbench: 1/1 runs done, \d+\.\d s", p.stderr.strip()), p.stderr  # piped: a progress line
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert len(rows) == 1
     r = rows[0]
     for col in ("run_id", "data", "model", "reg", "optim", "seed", "final_train_mse", "final_test_mse",
-                "best_test_mse", "best_epoch", "status", "seconds", "reg.dropout.p", "optim.lr", "epochs"):
+                "best_test_mse", "best_epoch", "status", "seconds", "reg.dropout.p", "optim.lr", "epochs",
+                "device", "dtype", "dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu"):
         assert col in r, col
     assert (r["reg"], r["status"], r["reg.dropout.p"]) == ("dropout", "ok", "0.5")
     curves = list(csv.DictReader((out / "curves.csv").open()))
@@ -132,3 +136,61 @@ def test_help_does_not_import_torch():
     code = "import sys; from dropbench.cli import app; from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.strip() == "False", p.stderr
+
+
+def test_version():
+    p = dropbench("--version")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "dropbench 0.1.0\n", "")
+
+
+def test_shell_completion():
+    """--show-completion prints a script (the shell named, as detection needs a real shell), and
+    the completion protocol it installs completes commands and options."""
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    p = subprocess.run([sys.executable, "-m", "dropbench", "--show-completion", "bash"], capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and "_dropbench_completion()" in p.stdout and "_DROPBENCH_COMPLETE=complete_bash" in p.stdout, p.stderr
+    assert "--install-completion" in dropbench("--help").stdout
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        env = {**os.environ, "_DROPBENCH_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(len(words) - 1)}
+        p = subprocess.run([sys.executable, "-m", "dropbench"], capture_output=True, text=True, env=env)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.split()
+
+    assert complete("dropbench re") == ["report"]
+    assert sorted(complete("dropbench run --allow")) == ["--allow-failures", "--allow-mixed-platforms"]
+
+
+def test_progress_lines_are_rate_limited():
+    """Without a bar: a line at most every interval, later at most every tenth of the elapsed
+    time, and always a last one; 1000 runs over 100 s give tens of lines, not 1000."""
+    from dropbench.cli import ProgressLines
+
+    now = [0.0]
+    lines: list[str] = []
+    prog = ProgressLines(lines.append, clock=lambda: now[0], interval=2.0)
+    prog.start(1000)
+    for _ in range(1000):
+        now[0] += 0.1
+        prog.advance()
+    prog.finish()
+    assert 10 < len(lines) < 40, lines
+    assert lines[0] == "dropbench: 20/1000 runs done, 2.0 s, eta 98 s"
+    assert lines[-1] == "dropbench: 1000/1000 runs done, 100.0 s"
+    gaps = [float(b.split(", ")[1][:-2]) - float(a.split(", ")[1][:-2]) for a, b in zip(lines, lines[1:-1])]
+    assert all(g >= 2.0 - 1e-9 for g in gaps)
+    lines.clear()
+    prog.start(0)  # nothing to train: no line
+    prog.finish()
+    prog.start(24)  # interrupted after 5: the last line says how far it got
+    now[0] += 1
+    for _ in range(5):
+        prog.advance()
+    prog.finish()
+    assert lines == ["dropbench: 5/24 runs done, 1.0 s"]
+
+
+def test_check_example_in_help_is_a_claim_that_holds_everywhere():
+    p = dropbench("check", "--help")
+    assert '--expect "l2 < none"' in p.stdout and "dropout < none" not in p.stdout
