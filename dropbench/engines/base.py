@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -17,10 +18,13 @@ FIT_POINTS = 200
 
 
 def fit_grid(x_train: "torch.Tensor") -> "torch.Tensor":
-    """Where a 1-D model's fitted curve is drawn: FIT_POINTS over the training x range, [n, 1]."""
+    """Where a 1-D model's fitted curve is drawn: FIT_POINTS over the training x range, [n, 1],
+    in x_train's dtype and on its device (the model's). The ends stay tensors: no copy to the
+    host, and the same values float() ends would give."""
     import torch
 
-    return torch.linspace(float(x_train.min()), float(x_train.max()), FIT_POINTS, dtype=x_train.dtype).unsqueeze(1)
+    lo, hi = x_train.min(), x_train.max()
+    return torch.linspace(lo, hi, FIT_POINTS, dtype=x_train.dtype, device=x_train.device).unsqueeze(1)
 
 
 @dataclass
@@ -61,8 +65,28 @@ def failed_results(cfgs: Sequence["RunConfig"], error: Exception) -> list[RunRes
     return [RunResult(c, status="failed", reason=reason) for c in cfgs]
 
 
-def diverged_reason(epoch: int, loss: float) -> str:
-    return f"diverged at epoch {epoch} (training loss {loss}); lower optim.lr or the regularizer strength"
+def diverged_reason(epoch: int, loss: float | str) -> str:
+    """Why a run failed: `loss` is the non-finite training loss, or a phrase naming what was."""
+    what = f"training loss {loss}" if isinstance(loss, float) else loss
+    return f"diverged at epoch {epoch} ({what}); lower optim.lr or the regularizer strength"
+
+
+def settle(result: RunResult) -> RunResult:
+    """The last check every engine makes on a finished run: an evaluation that is not finite
+    means the run diverged, even when no training loss showed it (the last step's update, whose
+    loss was measured before it). Such a run fails; its curve keeps the finite evaluations before
+    that one. A failed run has no fitted curve: its weights are not a model of anything."""
+    for i, (epoch, train, test, _) in enumerate(result.curve):
+        if not (math.isfinite(train) and math.isfinite(test)):
+            result.curve = result.curve[:i]
+            result.status = "failed"
+            result.reason = diverged_reason(epoch, f"evaluated after it: train MSE {train}, test MSE {test}")
+            break
+    if result.status == "ok" and not all(math.isfinite(y) for _, y in result.fit):
+        result.status, result.reason = "failed", diverged_reason(result.cfg.epochs, "fitted curve is not finite")
+    if result.status != "ok":
+        result.fit = []
+    return result
 
 
 class Engine(Protocol):

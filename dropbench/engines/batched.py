@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from dropbench.config import DROP_FAMILY
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device, settle
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -71,8 +71,23 @@ def l2_cache_bytes(root: str = "/sys/devices/system/cpu/cpu0/cache") -> int | No
     return None
 
 
-def max_chunk(n_params: int, dtype_bytes: int, l2: int | None = None) -> int:
-    """Most members per chunk, from the optimizer's working set and the core's L2 cache.
+@dataclass(frozen=True)
+class MachineFacts:
+    """What the chunk planner reads about the machine, so that tests can simulate any machine.
+    The plan changes only the speed, never a run's numbers (invariance)."""
+
+    workers: int = 1  # worker threads, one chunk each at a time
+    l2_bytes: int | None = None  # one core's L2 cache; None: unknown, DEFAULT_L2 is assumed
+
+    @classmethod
+    def detect(cls, workers: int | None = None) -> "MachineFacts":
+        """This machine: `workers` (default one per core) and its L2 size from sysfs."""
+        return cls(workers if workers is not None else (os.cpu_count() or 1), l2_cache_bytes())
+
+
+def max_chunk(n_params: int, dtype_bytes: int, l2: int | None) -> int:
+    """Most members per chunk, from the optimizer's working set and a core's L2 cache (None:
+    unknown, DEFAULT_L2 is assumed).
 
     Measured on a 2-core Xeon with 2 MB L2 per core (1-300-300-1 MLP, 1.5 MB of Adam state per
     member), two chunks training at once: reg=none 0.155, 0.145, 0.117, 0.114, 0.122, 0.127 ms
@@ -81,7 +96,7 @@ def max_chunk(n_params: int, dtype_bytes: int, l2: int | None = None) -> int:
     run's numbers (invariance), only the speed.
     """
     per_member = 4 * n_params * dtype_bytes  # param, grad, exp_avg, exp_avg_sq
-    budget = L2_MULTIPLE * (l2 or l2_cache_bytes() or DEFAULT_L2)
+    budget = L2_MULTIPLE * (l2 or DEFAULT_L2)
     return max(2, min(32, budget // max(per_member, 1)))
 
 
@@ -207,7 +222,8 @@ class Chunk:
         stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
         self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
-        self.grid = torch.stack([fit_grid(d.x_train) for d in datasets]).to(device=dev, dtype=dt) if datasets[0].n_features == 1 else None
+        # From the data in the run's dtype, on its device, as the reference engine draws it.
+        self.grid = torch.stack([fit_grid(x) for x in self.x]) if datasets[0].n_features == 1 else None
 
         # Initial weights and mask generators: exactly the reference engine's, per member.
         weights: list[list[torch.Tensor]] = []
@@ -470,7 +486,7 @@ class Chunk:
         secs = (time.perf_counter() - t0) / self.n_real
         for r in results:
             r.seconds = secs
-        return results
+        return [settle(r) for r in results]
 
 
 # Building initial weights goes through the global RNG (torch.manual_seed, as the reference engine
@@ -508,8 +524,10 @@ def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event
     return [r for c in cfgs for r in _train_chunk([c], 2, cancel)]
 
 
-def plan_chunks(cfgs: Sequence["RunConfig"], workers: int = 1) -> list[tuple[list["RunConfig"], int]]:
-    """Group runs by program and cut each group into chunks (size >= 2, padded if alone)."""
+def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tuple[list["RunConfig"], int]]:
+    """Group runs by program and cut each group into chunks of at most max_chunk members for
+    `machine`'s L2, balanced over its workers; each chunk is (members, size), size >= 2 (a lone
+    run is padded with a copy of itself), largest cost first."""
     groups: dict[tuple, list[RunConfig]] = {}
     for c in cfgs:
         groups.setdefault(group_key(c, load_dataset(c)), []).append(c)
@@ -518,15 +536,16 @@ def plan_chunks(cfgs: Sequence["RunConfig"], workers: int = 1) -> list[tuple[lis
         c = members[0]
         n_params, work = step_work(c, *key[0])
         start = 0
-        for size in split_group(len(members), max_chunk(n_params, 8 if c.dtype == "float64" else 4)):
+        for size in split_group(len(members), max_chunk(n_params, 8 if c.dtype == "float64" else 4, machine.l2_bytes)):
             chunks.append((members[start : start + size], work * c.epochs))
             start += size
     # Largest first, so the last chunks to finish are short ones.
-    return [(ms, max(len(ms), 2)) for ms, _ in sorted(balance(chunks, workers), key=lambda ch: -chunk_cost(ch))]
+    return [(ms, max(len(ms), 2)) for ms, _ in sorted(balance(chunks, machine.workers), key=lambda ch: -chunk_cost(ch))]
 
 
 class BatchedEngine:
-    """Trains chunks on `workers` threads (default: one per core).
+    """Trains chunks on `workers` threads (default: one per core), planned for `machine`
+    (default: this one, detected).
 
     Threads, not processes: torch releases the GIL inside its kernels, and threads start at
     once where a spawned process spends ~2 s importing torch (measured: 50-run sweep, 2 cores,
@@ -535,11 +554,12 @@ class BatchedEngine:
 
     name = "batched"
 
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+    def __init__(self, workers: int | None = None, machine: MachineFacts | None = None) -> None:
+        self.machine = machine if machine is not None else MachineFacts.detect(workers)
+        self.workers = self.machine.workers
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
-        chunks = plan_chunks(cfgs, self.workers)
+        chunks = plan_chunks(cfgs, self.machine)
         on_gpu = any(resolve_device(c.device).type == "cuda" for c in cfgs)
         with one_intraop_thread():
             if self.workers <= 1 or len(chunks) <= 1 or on_gpu:

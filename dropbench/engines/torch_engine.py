@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from dropbench.data import load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device, settle
 from dropbench.models import build_mlp
 from dropbench.regularizers import l1_penalty
 
@@ -75,13 +75,13 @@ def train_one(cfg: "RunConfig") -> RunResult:
                 train_mse = mse(model(data.x_train), data.y_train).item()
                 test_mse = mse(model(data.x_test), data.y_test).item()
             result.curve.append((epoch, train_mse, test_mse, train_loss))
-    if data.n_features == 1:
+    if data.n_features == 1 and result.status == "ok":
         model.eval()
         with torch.no_grad():
             grid = fit_grid(data.x_train)
             result.fit = list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))
     result.seconds = time.perf_counter() - t0
-    return result
+    return settle(result)
 
 
 class TorchEngine:
