@@ -128,9 +128,8 @@ def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") ->
         varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
         labels = [_config_label(r, varying) for r in rows]
         common = {k: v for k, v in common_non_default(rows).items() if k not in varying}
-        shared = {k: key_str(rows[0].get(k)) for k in ("data", "reg") if k not in varying and key_str(rows[0].get(k))}
-        if common or shared:
-            captions.append("every run: " + settings_label({**shared, **common}))
+        if common:
+            captions.append("every run: " + settings_label(common))
     note = droppath_note(r.get("reg") for r in rows)
     t = Table(title=title, header_style="bold", caption="\n".join([*captions, *([note] if note else [])]) or None)
     t.add_column("run_id", style="dim")

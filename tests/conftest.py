@@ -15,8 +15,12 @@ def write_sweep(folder: Path, runs: list[dict[str, Any]], curves: list[dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     base = {"data": "noisy_linear", "model": "mlp", "optim": "adam", "p": "", "epochs": 100, "best_test_mse": 0.0,
             "best_epoch": 100, "status": "ok", "reason": "", "seconds": 0.1}
+    # Columns beyond RUN_COLUMNS (model.activation, the platform columns, ...) go before the results.
+    extra = [k for r in runs for k in r if k not in RUN_COLUMNS]
+    split = RUN_COLUMNS.index("final_train_mse")
+    fields = [*RUN_COLUMNS[:split], *dict.fromkeys(extra), *RUN_COLUMNS[split:]]
     with (folder / "runs.csv").open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=RUN_COLUMNS, lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
         w.writeheader()
         for i, r in enumerate(runs):
             w.writerow({**base, "run_id": f"r{i:03d}", **r})
@@ -26,6 +30,11 @@ def write_sweep(folder: Path, runs: list[dict[str, Any]], curves: list[dict[str,
         for c in curves or []:
             w.writerow({"train_loss": 0.0, **c})
     return folder
+
+
+def platform(torch_version: str = "2.13.0", capability: str = "AVX512", cpu: str = "Some CPU") -> dict[str, str]:
+    """The platform columns a run of this dropbench records (dropbench/provenance.py)."""
+    return {"dropbench_version": "0.1.0", "torch_version": torch_version, "cpu": cpu, "cpu_capability": capability, "gpu": ""}
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_sweep
+from conftest import platform, write_sweep
 from dropbench.cli import app
 
 runner = CliRunner()
@@ -156,7 +156,7 @@ def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
             "data": "noisy_linear", "seed": 1}
     one = [{"run_id": "a", "reg": "dropout+l2", "p": 0.5, **base}]
     t = runs_table(one)
-    assert list(t.columns[1].cells) == ["data=noisy_linear reg=dropout+l2 p=0.5 seed=1"] and t.caption is None
+    assert list(t.columns[1].cells) == ["data=noisy_linear reg=dropout+l2 seed=1"] and t.caption is None, "p=0.5 is the default"
     two = [{"run_id": "b", "reg": "droppath", "p": 0.5, **base}, {"run_id": "c", "reg": "none", "p": None, **base}]
     assert runs_table(two).caption == DROPPATH_NOTE
     summary = summarize(two, ["reg"])
@@ -171,3 +171,72 @@ def test_the_same_folder_twice_is_refused(hand_sweep):
     folder = hand_sweep
     with pytest.raises(UserError, match="is given twice"):
         build_report([folder, folder.parent / ".." / folder.parent.name / folder.name])
+
+
+def test_a_single_run_shows_the_overrides_that_made_it():
+    """Everything that differs from the defaults of its group choices, and nothing else."""
+    from dropbench.config import load
+    from dropbench.reporting import runs_table
+
+    cfg = load(["reg=dropout", "p=0.3", "model.activation=tanh", "model.hidden=64", "optim=sgd", "optim.lr=0.05", "epochs=40", "seed=2"])
+    row = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed, **{k: v for k, v in cfg.flat().items() if k != "seed"},
+           "final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok"}
+    (label,) = runs_table([row]).columns[1].cells
+    assert label == "data=noisy_linear reg=dropout optim=sgd model.hidden=64 model.activation=tanh optim.lr=0.05 epochs=40 p=0.3 seed=2"
+    # Several runs: what tells them apart, and a caption with what they share.
+    rows = [row, {**row, "run_id": "b", "seed": 3}]
+    t = runs_table(rows)
+    assert list(t.columns[1].cells) == ["seed=2", "seed=3"]
+    assert t.caption == "every run: reg=dropout optim=sgd model.hidden=64 model.activation=tanh optim.lr=0.05 epochs=40 p=0.3"
+
+
+MIX = [{"reg": reg, "seed": s, "epochs": 100 if reg == "l1" else 200, "final_train_mse": 0.1,
+        "final_test_mse": 1.0 + s + {"none": 0.5, "l1": 0.1, "l2": 0.3}[reg]} for reg in ("none", "l1", "l2") for s in range(3)]
+
+
+def test_a_folder_that_mixes_epochs_shows_them_and_pairs_within_them(tmp_path):
+    """The issue's `cp -r sweepA mix; dropbench run reg=l1 epochs=100 out=mix`."""
+    d = write_sweep(tmp_path / "mix", MIX)
+    g = by_reg(report(str(d)))
+    assert (g["l1"]["epochs"], g["l2"]["epochs"]) == (100, 200), "epochs is a key of its own"
+    assert g["l1"]["n_pairs"] == 0 and g["l1"]["paired_diff"] is None, "no reg=none run of 100 epochs"
+    assert g["l2"]["n_pairs"] == 3 and g["l2"]["paired_diff"] == pytest.approx(-0.2)
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout
+    assert md.startswith("| reg | epochs |") and "pool" not in md
+    # An explicit, coarser --by: groups pool configs, and the caption says so.
+    res = runner.invoke(app, ["report", str(d), "--by", "reg", "--format", "markdown"])
+    assert "groups pool runs of different configs: epochs (100, 200)" not in res.stdout, "each reg ran one epochs value"
+    write_sweep(d, MIX + [{**r, "epochs": 100, "final_test_mse": r["final_test_mse"] + 1} for r in MIX if r["reg"] == "none"])
+    res = runner.invoke(app, ["report", str(d), "--by", "reg", "--format", "markdown"])
+    assert "groups pool runs of different configs: epochs (100, 200)" in res.stdout
+    assert by_reg(report(str(d), "--by", "reg"))["l1"]["paired_diff"] == pytest.approx(-1.4), "l1 pairs with none at 100 epochs"
+
+
+def test_ranks_restart_per_data_set_and_the_best_of_each_is_bold(tmp_path):
+    rows = [{**r, "data": data, "final_test_mse": r["final_test_mse"] * scale} for data, scale in (("noisy_sine", 1), ("friedman1", 10))
+            for r in MIX if r["reg"] != "l1"]
+    d = write_sweep(tmp_path / "two", rows)
+    groups = report(str(d))
+    assert [(g["data"], g["reg"], g["rank"]) for g in groups] == [
+        ("friedman1", "l2", 1), ("friedman1", "none", 2), ("noisy_sine", "l2", 1), ("noisy_sine", "none", 2)]
+    assert groups[0]["paired_diff"] == pytest.approx(-2.0) and groups[2]["paired_diff"] == pytest.approx(-0.2)
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout.splitlines()
+    assert [line.startswith("| **") for line in md[2:6]] == [True, False, True, False]
+    assert "ranks within each data set" in "\n".join(md)
+
+
+def test_a_folder_that_mixes_platforms_says_so(tmp_path):
+    rows = [{**r, **platform(capability="AVX512" if r["seed"] < 2 else "AVX2")} for r in MIX]
+    d = write_sweep(tmp_path / "plat", rows)
+    table = runner.invoke(app, ["report", str(d)], env={"COLUMNS": "300"}).stdout
+    assert "WARNING: these numbers come from 2 platforms" in table and "AVX512, cpu: 6 runs" in table
+    assert "AVX2, cpu: 3 runs" in table
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout
+    assert "WARNING: these numbers come from 2 platforms" in md
+    g = by_reg(report(str(d)))
+    assert g["none"]["platform"] == "torch 2.13.0, CPU capability AVX512, cpu (2); torch 2.13.0, CPU capability AVX2, cpu (1)"
+    # One platform, or an old folder that records none: nothing to say.
+    one = write_sweep(tmp_path / "one", [{**r, **platform()} for r in MIX])
+    assert "WARNING" not in runner.invoke(app, ["report", str(one), "--format", "markdown"]).stdout
+    old = write_sweep(tmp_path / "old", MIX)
+    assert "platform" not in runner.invoke(app, ["report", str(old), "--format", "markdown"]).stdout

@@ -5,7 +5,11 @@ import math
 import pytest
 from scipy import stats as sps
 
-from dropbench.stats import betainc, group_keys, summarize, t_halfwidth, t_ppf, t_sf, welch_greater
+from dropbench.provenance import IDENTITY_COLUMNS
+from dropbench.stats import (
+    UNRECORDED, at_epoch, betainc, group_keys, platform_counts, platform_note, pooled_configs, pooled_note, summarize, t_halfwidth,
+    t_ppf, t_sf, welch_greater,
+)
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 19, 29.3, 100, 2500])
@@ -93,3 +97,80 @@ def test_non_finite_values_give_nan_statistics_not_errors():
     s = summarize(rows, ["reg"])[0]
     assert math.isnan(s["test_std"]) and math.isnan(s["test_ci"]) and math.isnan(s["test_mean"])
     assert s["train_mean"] == pytest.approx(0.1)
+
+
+def default_sweep(regs=("none", "l2", "l1", "dropout", "droppath"), seeds=3, **extra):
+    """Rows as dropbench writes them for reg=...: p and reg.<name>.* only where they apply,
+    model.residual turned on by droppath. Test MSE: 1 + seed + a level per reg."""
+    level = {"none": 0.5, "l2": 0.3, "l1": 0.4, "dropout": 0.2, "droppath": 0.1}
+    rows = []
+    for reg in regs:
+        for s in range(seeds):
+            rows.append({"run_id": f"{reg}{s}", "reg": reg, "seed": s, "epochs": "200", "model.residual": str(reg == "droppath"),
+                         "p": "0.5" if reg in ("dropout", "droppath") else "", "reg.dropout.p": "0.5" if reg == "dropout" else "",
+                         "reg.l1.weight": "0.0001" if reg == "l1" else "", "final_train_mse": 0.1,
+                         "final_test_mse": 1.0 + s + level[reg], **extra})
+    return runs(rows)
+
+
+def test_implied_columns_are_not_keys():
+    """p, reg.dropout.p and reg.l1.weight only exist for some regs; droppath sets model.residual."""
+    assert group_keys(default_sweep()) == ["reg"]
+    rows = [{**r, "p": "0.3", "reg.dropout.p": "0.3"} if r["reg"] == "dropout" else r for r in default_sweep()]
+    assert group_keys(rows) == ["reg", "p"], "dropout at 0.3, droppath at 0.5: p tells them apart, reg.dropout.p mirrors it"
+
+
+def test_a_config_value_that_co_varies_with_reg_is_a_key_and_pairs_stay_within_a_config():
+    """The issue's mixed folder: reg=l1 ran 100 epochs, the other regs 200."""
+    rows = [{**r, "epochs": "100"} if r["reg"] == "l1" else r for r in default_sweep()]
+    keys = group_keys(rows)
+    assert keys == ["reg", "epochs"], "the 100-epoch l1 group must not look like the others"
+    s = {g["reg"]: g for g in summarize(rows, keys, {"reg": "none"})}
+    assert s["l1"]["n_pairs"] == 0 and math.isnan(s["l1"]["paired_diff"]), "no reg=none run of 100 epochs to pair with"
+    assert s["l2"]["n_pairs"] == 3 and s["l2"]["paired_diff"] == pytest.approx(-0.2)
+    assert s["droppath"]["n_pairs"] == 3, "model.residual differs from reg=none's because droppath sets it"
+    # With reg=none at 100 epochs too, l1 pairs with it, and only with it.
+    extra = [{**r, "run_id": r["run_id"] + "e", "epochs": "100", "final_test_mse": r["final_test_mse"] + 5}
+             for r in default_sweep(("none",))]
+    rows += extra
+    s = {(g["reg"], g["epochs"]): g for g in summarize(rows, group_keys(rows), {"reg": "none"})}
+    assert s[("l1", "100")]["n_pairs"] == 3 and s[("l1", "100")]["paired_diff"] == pytest.approx(-0.1 - 5)
+    # A --by coarser than the config pools both epochs in one group, but each run still pairs
+    # with the reference run of its own config; pooled_configs says what the groups mix.
+    s = {g["reg"]: g for g in summarize(rows, ["reg"], {"reg": "none"})}
+    assert s["l1"]["n_pairs"] == 3 and s["l1"]["paired_diff"] == pytest.approx(-0.1 - 5)
+    assert pooled_configs(rows, ["reg"]) == {"epochs": ["100", "200"]}
+    assert "epochs (100, 200)" in pooled_note(pooled_configs(rows, ["reg"]), ["reg"])
+    assert pooled_configs(rows, group_keys(rows)) == {}
+
+
+def test_ranks_and_pairs_stay_within_a_data_set():
+    rows = default_sweep(("none", "l2"), data="noisy_sine") + [
+        {**r, "run_id": r["run_id"] + "f", "data": "friedman1", "final_test_mse": r["final_test_mse"] * 10}
+        for r in default_sweep(("none", "l2"))]
+    keys = group_keys(rows)
+    assert keys == ["data", "reg"]
+    s = summarize(rows, keys, {"reg": "none"})
+    assert [(g["data"], g["reg"], g["rank"]) for g in s] == [
+        ("friedman1", "l2", 1), ("friedman1", "none", 2), ("noisy_sine", "l2", 1), ("noisy_sine", "none", 2)]
+    assert s[0]["paired_diff"] == pytest.approx(-2.0) and s[2]["paired_diff"] == pytest.approx(-0.2)
+
+
+def test_epoch_best_never_picks_a_nan_epoch():
+    rows = runs([{"run_id": "a", "reg": "none", "seed": 0, "final_train_mse": 0.1, "final_test_mse": 0.3}])
+    curves = [{"run_id": "a", "epoch": 50, "train_mse": math.nan, "test_mse": math.nan},
+              {"run_id": "a", "epoch": 100, "train_mse": 0.2, "test_mse": 0.4},
+              {"run_id": "a", "epoch": 150, "train_mse": 0.1, "test_mse": 0.3}]
+    (r,) = at_epoch(rows, curves, "best")
+    assert (r["final_train_mse"], r["final_test_mse"]) == (0.1, 0.3)
+
+
+def test_platform_note_warns_for_two_recorded_platforms_only():
+    a, b = ("2.13.0", "AVX512", "cpu", ""), ("2.13.0", "AVX2", "cpu", "")
+    assert platform_note({a: {"runs": 5}}) is None and platform_note({UNRECORDED: {"runs": 5}}) is None
+    warning = platform_note({a: {"runs": 3}, b: {"runs": 2}})
+    assert warning.startswith("WARNING: these numbers come from 2 platforms") and "AVX2, cpu: 2 runs" in warning
+    assert "AVX512, cpu: 3 runs" in warning
+    assert platform_note({a: {"runs": 3}, UNRECORDED: {"runs": 2}}).startswith("note: some runs do not record")
+    rows = [{"status": "ok", **dict(zip(IDENTITY_COLUMNS, a))}, {"status": "ok", "device": "cpu"}, {"status": "failed"}]
+    assert platform_counts(rows) == {a: 1, UNRECORDED: 1}
