@@ -1,13 +1,16 @@
 """dropbench check: baselines, regressions beyond seed noise, claims, JUnit, and bad input."""
 
 import csv
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_sweep
+import json
+
+from conftest import platform, write_sweep
 from dropbench.check import read_baseline
 from dropbench.cli import app
 
@@ -15,7 +18,7 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sweep(folder: Path, shift: dict[str, float] | None = None, regs=("none", "l2", "dropout"), seeds: int = 8) -> Path:
+def sweep(folder: Path, shift: dict[str, float] | None = None, regs=("none", "l2", "dropout"), seeds: int = 8, **extra) -> Path:
     """A noisy sweep: per seed a shared offset (the data), per group a level; `shift` scales a group."""
     level = {"none": 0.14, "l2": 0.12, "dropout": 0.11}
     offsets = [0.011, -0.02, 0.005, 0.017, -0.008, -0.013, 0.02, -0.006, 0.003, -0.011][:seeds]
@@ -24,7 +27,7 @@ def sweep(folder: Path, shift: dict[str, float] | None = None, regs=("none", "l2
         for s, off in enumerate(offsets):
             noise = 0.002 * ((s * 7 + len(reg)) % 5 - 2)
             te = (level[reg] + off + noise) * (shift or {}).get(reg, 1.0)
-            rows.append({"reg": reg, "p": 0.5 if reg == "dropout" else "", "seed": s, "final_train_mse": 0.03, "final_test_mse": te})
+            rows.append({"reg": reg, "p": 0.5 if reg == "dropout" else "", "seed": s, "final_train_mse": 0.03, "final_test_mse": te, **extra})
     return write_sweep(folder, rows)
 
 
@@ -43,7 +46,9 @@ def base(tmp_path):
 
 def test_update_baseline_records_every_group(base, tmp_path):
     rows = list(csv.DictReader(base.open()))
-    assert list(rows[0]) == ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std"]
+    assert list(rows[0]) == ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std", "config", "platform"]
+    assert json.loads(rows[0]["config"]) == {"data": "noisy_linear", "model": "mlp", "optim": "adam", "p": "0.5", "epochs": "100"}
+    assert json.loads(rows[2]["config"])["p"] == "" and json.loads(rows[0]["platform"]) == [], "hand-made runs record none"
     assert [r["reg"] for r in rows] == ["dropout", "l2", "none"]
     ref = [r for r in csv.DictReader((tmp_path / "ref" / "runs.csv").open()) if r["reg"] == "none"]
     vals = [float(r["final_test_mse"]) for r in ref]
@@ -170,3 +175,57 @@ def test_the_committed_ci_baseline_is_usable():
     assert all(r["n_seeds"] == 20 for r in rows)
     assert "results/baselines/ci_sweep.csv" in (REPO / "scripts" / "ci_check.sh").read_text()
     assert "scripts/ci_check.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_a_sweep_of_another_config_is_refused(base, tmp_path):
+    """The issue's 200-epoch sweep checked against a 500-epoch baseline (here 100)."""
+    res = check(str(sweep(tmp_path / "e", epochs=200)), "--baseline", str(base), "--junit", str(tmp_path / "j.xml"))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "group reg=dropout ran epochs=200 but baseline" in res.stderr and "recorded epochs=100" in res.stderr
+    assert "--update-baseline" in res.stderr and not (tmp_path / "j.xml").exists()
+
+
+def test_an_old_baseline_without_config_is_read_with_a_note(base, tmp_path):
+    rows = list(csv.DictReader(base.open()))
+    old = tmp_path / "old.csv"
+    old.write_text("reg,n_seeds,test_mean,test_std,train_mean,train_std\n"
+                   + "".join(f"{r['reg']},{r['n_seeds']},{r['test_mean']},{r['test_std']},{r['train_mean']},{r['train_std']}\n" for r in rows))
+    keys, read = read_baseline(old)
+    assert keys == ["reg"] and read[0]["config"] is None and read[0]["platform"] is None
+    res = check(str(sweep(tmp_path / "e", epochs=200)), "--baseline", str(old))
+    assert res.exit_code == 0 and "records no config" in res.stdout, res.output
+
+
+def test_a_nan_score_cannot_become_a_baseline(tmp_path):
+    d = sweep(tmp_path / "nan")
+    rows = list(csv.DictReader((d / "runs.csv").open()))
+    rows[3].update(final_test_mse="nan")  # stored ok, as a run whose loss became NaN at the end
+    write_sweep(d, rows)
+    res = check(str(d), "--baseline", str(tmp_path / "b.csv"), "--update-baseline")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "group reg=none has a non-finite test MSE (run r003: final_test_mse=nan)" in res.stderr
+    assert not (tmp_path / "b.csv").exists()
+
+
+def test_a_change_beyond_the_tolerance_is_never_called_within(base, tmp_path):
+    from dropbench.check import run_check
+
+    details = {v.label: (v.verdict, v.detail) for v in run_check(sweep(tmp_path / "lower", {"l2": 0.91}, seeds=3), base).verdicts}
+    verdict, detail = details["reg=l2"]
+    assert verdict == "ok" and "within 5%" not in detail and "±" not in detail, detail
+    assert re.fullmatch(r"test MSE -1\d\.\d%, lower by more than 5% but within seed noise \(Welch p=0\.\d+ >= 0\.01\)", detail), detail
+    small = {v.label: v.detail for v in run_check(sweep(tmp_path / "small", {"l2": 1.02}), base).verdicts}
+    assert small["reg=l2"] == "test MSE +2.0%, within ±5%"
+
+
+def test_a_check_across_platforms_warns(tmp_path):
+    f = tmp_path / "b.csv"
+    assert check(str(sweep(tmp_path / "a", **platform(capability="AVX512"))), "--baseline", str(f), "--update-baseline").exit_code == 0
+    assert json.loads(next(csv.DictReader(f.open()))["platform"]) == [
+        {"torch_version": "2.13.0", "cpu_capability": "AVX512", "device": "", "gpu": "", "runs": 8}]
+    same = check(str(tmp_path / "a"), "--baseline", str(f))
+    assert same.exit_code == 0 and "WARNING" not in same.stdout
+    other = check(str(sweep(tmp_path / "b", **platform(capability="AVX2"))), "--baseline", str(f), "--junit", str(tmp_path / "j.xml"))
+    out = " ".join(other.stdout.split())
+    assert other.exit_code == 0 and "WARNING: these numbers come from 2 platforms" in out, other.output
+    assert "AVX2, cpu: 24 runs of the sweep" in out and "AVX512, cpu: 24 baseline runs" in out
