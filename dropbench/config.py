@@ -8,8 +8,12 @@ what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
+import itertools
 import json
+import os
+import time
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +30,10 @@ REG_ORDER = ("dropout", "vanilla_dropout", "droppath", "dropconnect", "l1", "l2"
 DROP_FAMILY = ("dropout", "vanilla_dropout", "droppath", "dropconnect")
 # Keys that say where results go or how they are shown, never what is computed.
 UNHASHED_KEYS = ("out",)
+# A CSV enters the run id through its contents (data.sha256), never through where it lies.
+UNHASHED_DATA_KEYS = ("path",)
+# Every seed consumer accepts this range: torch.manual_seed, numpy default_rng, sklearn random_state.
+SEED_MAX = 2**32 - 1
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
@@ -43,6 +51,11 @@ def _positive(key: str, v: float) -> None:
 
 def _fraction(key: str, v: float) -> None:
     _check(0.0 < v < 1.0, key, v, "in (0, 1)")
+
+
+def _seed(key: str, v: int | None) -> None:
+    if v is not None:
+        _check(0 <= v <= SEED_MAX, key, v, f"in [0, {SEED_MAX}] (2**32 - 1: the range numpy, scikit-learn and torch all accept)")
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -63,6 +76,7 @@ class NoisyLinear:
         _positive(f"{k}.n_test", self.n_test)
         _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
         _check(self.x_max > self.x_min, f"{k}.x_max", self.x_max, f"> data.x_min ({self.x_min})")
+        _seed(f"{k}.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class Friedman1:
         _positive(f"{k}.n_test", self.n_test)
         _check(self.n_features >= 5, f"{k}.n_features", self.n_features, ">= 5 (friedman1 uses 5 informative features)")
         _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
+        _seed(f"{k}.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class Diabetes:
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
+        _seed(f"{k}.seed", self.seed)
 
 
 @dataclass(frozen=True)
@@ -116,9 +132,17 @@ class Csv:
     test_fraction: float = 0.25
     standardize: bool = True
     seed: int | None = None
+    # The file's contents, filled by build(): the run id hashes this, not the path, so an edited
+    # file is a new run and one file at two paths is one run. Given by the user (a saved
+    # config.yaml does), it must match the file.
+    sha256: str | None = None
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
+        _seed(f"{k}.seed", self.seed)
+        if self.sha256 is not None:
+            ok = len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256)
+            _check(ok, f"{k}.sha256", self.sha256, "64 lowercase hex digits (or null: computed from the file)")
 
 
 DATA = {c.name: c for c in (NoisyLinear, NoisySine, Friedman1, Diabetes)} | {"csv": Csv}
@@ -319,7 +343,7 @@ class RunConfig:
         _positive("eval_every", self.eval_every)
         if self.p is not None:
             _prob("p", self.p)
-        _check(self.seed >= 0, "seed", self.seed, ">= 0")
+        _seed("seed", self.seed)
 
     @property
     def data_seed(self) -> int:
@@ -332,6 +356,10 @@ class RunConfig:
     def run_id(self) -> str:
         """Stable hash of everything that determines the run's numbers."""
         d = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        if isinstance(self.data, Csv):
+            if self.data.sha256 is None:
+                raise ValueError("a csv config gets its sha256 from build(); construct it with build()")
+            d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -426,7 +454,7 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     unknown = sorted(set(d) - set(fields))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise UserError(f"unknown key {key}: known keys here are {', '.join(fields)}")
+        raise UserError(f"unknown key {key}{_did_you_mean(unknown[0], fields)}: known keys here are {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -446,12 +474,57 @@ def _select(table: dict[str, type], group: str, d: Any) -> Any:
         raise UserError(f"invalid value {group}={d!r}: must be a mapping with a name (one of {', '.join(table)})")
     name = d.get("name")
     if not isinstance(name, str) or name not in table:
-        raise UserError(f"unknown option {group}={name}: choose from {', '.join(table)}")
+        raise _unknown_option_error(group, str(name), list(table))
     return from_dict(table[name], d, group)
 
 
 def build_launcher(d: dict[str, Any]) -> "Launcher":
     return _select(LAUNCHERS, "launcher", d.get("launcher") or {"name": "local"})
+
+
+# path -> (stat key, sha256) of files that had not changed for a while when hashed (see _file_sha256).
+_SHA_CACHE: dict[str, tuple[tuple[int, ...], str]] = {}
+_SETTLE_NS = 2_000_000_000
+
+
+def _file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, hashed once per process while the file is unchanged.
+
+    A sweep builds one config per run, so a large CSV would be re-read per run. A cached hash is
+    trusted only while the file's inode, size, mtime and ctime are the same, and is kept only
+    when the file had not changed for _SETTLE_NS before it was read (as git does for "racily
+    clean" files): an edit within one timestamp tick of the hashing cannot go unseen.
+    """
+    try:
+        st = os.stat(path)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _SHA_CACHE.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        started = time.time_ns()
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    except FileNotFoundError:
+        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
+    except IsADirectoryError:
+        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
+    except OSError as e:
+        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if max(st.st_mtime_ns, st.st_ctime_ns) < started - _SETTLE_NS:
+        _SHA_CACHE[path] = (key, digest)
+    return digest
+
+
+def _pin_csv(data: Csv) -> Csv:
+    """Make the path absolute (a saved config works from any folder) and record the contents' hash."""
+    path = os.path.abspath(os.path.expanduser(data.path))
+    digest = _file_sha256(path)
+    if data.sha256 is not None and data.sha256 != digest:
+        raise UserError(
+            f"data.sha256={data.sha256} does not match {path} (now sha256 {digest}): the file changed since this "
+            "config was saved; restore it, or drop data.sha256 to use the file as it is now"
+        )
+    return dataclasses.replace(data, path=path, sha256=digest)
 
 
 def build(d: dict[str, Any]) -> RunConfig:
@@ -461,6 +534,8 @@ def build(d: dict[str, Any]) -> RunConfig:
     d = dict(d)
     d.pop("launcher", None)
     data = _select(DATA, "data", d.pop("data", {}))
+    if isinstance(data, Csv):
+        data = _pin_csv(data)
     model = _select(MODELS, "model", d.pop("model", {}))
     optim = _select(OPTIMS, "optim", d.pop("optim", {}))
     reg = from_dict(Reg, d.pop("reg", None) or {}, "reg")
@@ -511,22 +586,65 @@ def _hydra_ready() -> None:
     initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dropbench")
 
 
-def _friendly_hydra_error(e: Exception, overrides: list[str]) -> UserError:
+def _did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _dotted_keys(d: Any, prefix: str = "") -> list[str]:
+    if not isinstance(d, dict):
+        return [prefix[:-1]] if prefix else []
+    return [k for key, v in d.items() for k in _dotted_keys(v, f"{prefix}{key}.")]
+
+
+def _close_key(key: str, known: list[str]) -> str:
+    """A did-you-mean for a dotted key: a sibling first (a shared prefix is no likeness), then any key
+    whose last part is close (hidden -> model.hidden)."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {siblings[close[0]]}?)"
+    others = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] != parent and not k.startswith("launcher.")}
+    close = difflib.get_close_matches(leaf, list(others), n=1, cutoff=0.8)
+    return f" (did you mean {others[close[0]]}?)" if close else ""
+
+
+def _unknown_key_error(key: str, composed: dict[str, Any] | None) -> UserError:
+    known = _dotted_keys(composed) if composed else []
+    hint = _close_key(key, known)
+    if key.startswith("launcher.") and composed and isinstance(composed.get("launcher"), dict):
+        # `run --cfg` shows the run's config, which has no launcher keys: list them here.
+        name = composed["launcher"].get("name")
+        cls = LAUNCHERS.get(name)
+        if cls is not None:
+            takes = ", ".join(f.name for f in dataclasses.fields(cls) if f.name != "name") or "no keys"
+            return UserError(f"unknown key {key}{hint}; launcher={name} takes: {takes}")
+    if key == "optim.weight_decay":
+        hint = " (weight decay is the l2 regularizer: use reg=l2 reg.l2.weight_decay=VALUE)"
+    elif key.startswith("reg.") and not any(k.startswith(".".join(key.split(".")[:2]) + ".") for k in known):
+        hint = " (a regularizer's keys exist only when it is selected, e.g. reg=l1 reg.l1.weight=1e-3)"
+    return UserError(f"unknown key {key}{hint}; list the keys with: dropbench run --cfg")
+
+
+def _unknown_option_error(group: str, bad: str, opts: list[str]) -> UserError:
+    names = [n.strip() for n in bad.strip("[]").split(",") if n.strip()]
+    wrong = next((n for n in names if n not in opts), bad)
+    return UserError(f"unknown option {group}={bad}{_did_you_mean(wrong, opts)}: choose from {', '.join(opts)}")
+
+
+def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str, Any] | None = None) -> UserError:
+    """One line for a Hydra error; `composed` (the config the overrides apply to) gives the known keys."""
     msg = " ".join(str(e).split())
     options = list_options()
     for g, opts in options.items():
         if f"'{g}/" in msg or f"config group '{g}'" in msg or f"In '{g}/" in msg:
             if "Could not find" in msg or "Could not load" in msg:
                 bad = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == g), "?")
-                return UserError(f"unknown option {g}={bad}: choose from {', '.join(opts)}")
+                return _unknown_option_error(g, bad, opts)
     if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
         key = msg.split("'")[1] if "'" in msg else "?"
-        hint = ""
-        if key == "optim.weight_decay":
-            hint = " (weight decay is the l2 regularizer: use reg=l2 reg.l2.weight_decay=VALUE)"
-        elif key.startswith("reg."):
-            hint = " (a regularizer's keys exist only when it is selected, e.g. reg=l1 reg.l1.weight=1e-3)"
-        return UserError(f"unknown key {key}{hint}; list the keys with: dropbench run --cfg")
+        return _unknown_key_error(key, composed)
     if "Ambiguous value" in msg or "sweep" in msg.lower():
         arg = next((o for o in overrides if "," in o or "(" in o), " ".join(overrides))
         return UserError(f"{arg} lists several values: to sweep over them add -m (dropbench run -m {arg})")
@@ -564,8 +682,10 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 
     groups = tuple(o for o in overrides if _is_group_override(o))
     values = [o for o in overrides if not _is_group_override(o)]
+    composed = None
     try:
         cfg = OmegaConf.create(_compose_groups(groups))  # a copy: the cached one stays pristine
+        composed = OmegaConf.to_container(cfg, resolve=False)
         OmegaConf.set_struct(cfg, True)
         parsed = OverridesParser.create().parse_overrides(values)
         if any(p.is_sweep_override() for p in parsed):
@@ -573,7 +693,7 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise _friendly_hydra_error(e, list(overrides)) from None
+        raise _friendly_hydra_error(e, list(overrides), composed) from None
 
 
 def _missing(d: Any, prefix: str = "") -> str | None:
@@ -602,19 +722,104 @@ def load(overrides: list[str]) -> RunConfig:
 
 
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """Expand Hydra sweep grammar (a,b / range() / choice() / glob()) into one override list per run."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """Expand Hydra sweep grammar (a,b / range() / choice() / glob()) into one override list per run.
+
+    Refused with one line, before anything runs: a sweep that expands to no values, a sweep over
+    `out` or the launcher (one per invocation), a key given twice next to a sweep of it, and a
+    swept key whose values change no run's config (`-m p=0.1,0.5 reg=dropout reg.dropout.p=0.3`
+    would otherwise run 2 runs where 4 were asked for). A sweep that changes only some runs is
+    fine: in `-m reg=none,dropout p=0.2,0.5` the two reg=none runs are one run (p is unused there).
+    """
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     _hydra_ready()
-    from hydra.core.global_hydra import GlobalHydra
-
     try:
         # The config loader lets glob() see each group's options in conf/.
         loader = GlobalHydra.instance().config_loader()
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
-        batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+        # As Hydra's BasicSweeper: one dimension per key, in order; a repeated key replaces it.
+        dims: dict[str, tuple[str, str, list[str]]] = {}  # key -> (name, override as typed, "key=value"s)
+        swept: set[str] = set()
+        for o in parsed:
+            key, name, line = o.get_key_element(), o.key_or_group, o.input_line
+            if o.is_sweep_override():
+                if not o.is_discrete_sweep():
+                    raise UserError(f"{line}: only lists, range(), choice() and glob() can be swept; an interval cannot")
+                values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+                _check_sweepable(name, line, values)
+            else:
+                values = [f"{key}={o.get_value_element_as_str()}"]
+            earlier = next((d for d in dims.values() if d[0] == name), None)
+            if earlier is not None and (name in swept or o.is_sweep_override()):
+                raise UserError(f"{name} is given twice ({earlier[1]} and {line}) in a sweep; give it once")
+            if o.is_sweep_override():
+                swept.add(name)
+            dims[key] = (name, line or f"{key}=...", values)
     except HydraException as e:
         raise _friendly_hydra_error(e, list(overrides)) from None
-    return [list(job) for batch in batches for job in batch]
+    except ValueError as e:  # e.g. range(1,5,0)
+        raise UserError(f"cannot expand the sweep {' '.join(overrides)!r}: {e}") from None
+    dim_list = list(dims.values())
+    _check_sweeps_change_runs(dim_list)
+    return [list(job) for job in itertools.product(*(d[2] for d in dim_list))]
+
+
+def _check_sweepable(name: str, line: str, values: list[str]) -> None:
+    if not values:
+        opts = list_options().get(name)
+        fix = f"options of {name} are {', '.join(opts)}" if opts else "give at least one value"
+        raise UserError(f"{line} expands to no values, so the sweep has no runs; {fix}")
+    if name == "out":
+        raise UserError(f"out= takes one folder per invocation; do not sweep over out ({line})")
+    if name == "launcher" or name.startswith("launcher.") or name.startswith("launcher/"):
+        raise UserError(f"launcher= takes one launcher per invocation; do not sweep over it ({line})")
+
+
+def _run_ids(dims: list[tuple[str, str, list[str]]], i: int, combo: tuple[str, ...]) -> tuple[set[str], list["RunConfig"]]:
+    """The run ids of dimension i's values with the other dimensions fixed at `combo`, stopping at two."""
+    ids: set[str] = set()
+    cfgs = []
+    for v in dims[i][2]:
+        cfg = load_job([*combo[:i], v, *combo[i:]])[0]
+        ids.add(cfg.run_id)
+        cfgs.append(cfg)
+        if len(ids) > 1:
+            break
+    return ids, cfgs
+
+
+def _check_sweeps_change_runs(dims: list[tuple[str, str, list[str]]]) -> None:
+    """Refuse a swept key none of whose values changes a run; usually two configs per swept key decide it."""
+    for i, (name, line, values) in enumerate(dims):
+        if len(set(values)) < 2:
+            continue
+        others = [d[2] for j, d in enumerate(dims) if j != i]
+        seen: list[RunConfig] = []
+        for combo in itertools.product(*others):
+            ids, cfgs = _run_ids(dims, i, combo)
+            if len(ids) > 1:
+                break
+            seen += cfgs
+        else:
+            raise UserError(_no_change_message(dims, i, seen))
+
+
+def _no_change_message(dims: list[tuple[str, str, list[str]]], i: int, seen: list["RunConfig"]) -> str:
+    name = dims[i][0]
+    for j, (other, line, values) in enumerate(dims):
+        # Which fixed value override pins it? Drop each in turn and see if the sweep then matters.
+        if j == i or len(values) != 1 or other in GROUPS or other == "out":
+            continue
+        rest = dims[:j] + dims[j + 1 :]
+        k = i - (j < i)
+        try:
+            combos = itertools.islice(itertools.product(*(d[2] for m, d in enumerate(rest) if m != k)), 8)
+            if any(len(_run_ids(rest, k, c)[0]) > 1 for c in combos):
+                return f"sweeping {name} changes no run: {line} overrides it; drop one of them"
+        except UserError:
+            continue
+    if name == "p" and all(c.p is None for c in seen):
+        return "sweeping p changes no run: no run has a dropout-family regularizer for p to act on (add e.g. reg=dropout)"
+    return f"sweeping {name} ({dims[i][1]}) changes no run: every value gives the same config; drop it from the sweep"

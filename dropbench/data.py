@@ -56,11 +56,18 @@ def _standardize(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndar
     return (xtr - mx) / sx, (ytr - my) / sy, (xte - mx) / sx, (yte - my) / sy
 
 
+# Fewer training rows than this cannot show over- or underfitting (one point is fit exactly).
+MIN_TRAIN_ROWS = 2
+
+
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
     n = len(x)
     n_test = max(1, int(round(n * test_fraction)))
-    if n - n_test < 1:
-        raise UserError(f"data has {n} rows: too few to split with test_fraction={test_fraction}; add rows or lower data.test_fraction")
+    if n - n_test < MIN_TRAIN_ROWS:
+        raise UserError(
+            f"data has {n} rows: data.test_fraction={test_fraction} leaves {n - n_test} training and {n_test} test row(s), "
+            f"and a run needs at least {MIN_TRAIN_ROWS} training rows and 1 test row; add rows or lower data.test_fraction"
+        )
     perm = np.random.default_rng(seed).permutation(n)
     te, tr = perm[:n_test], perm[n_test:]
     return x[tr], y[tr], x[te], y[te]
@@ -75,15 +82,31 @@ def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray,
     return Dataset(t(xtr), t(ytr).reshape(-1, 1), t(xte), t(yte).reshape(-1, 1))
 
 
-def read_csv(path: str, target: str, features: list[str] | None) -> tuple[np.ndarray, np.ndarray]:
-    """Load a user's CSV with checks that turn every problem into a one-line UserError."""
+def read_csv(path: str, target: str, features: list[str] | None, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load a user's CSV with checks that turn every problem into a one-line UserError.
+
+    With `sha256` (the config's), the bytes parsed are the bytes the run id was computed from: a
+    file edited after the run was planned is refused, not trained on under the old id.
+    """
+    import hashlib
+    import io
+
     import pandas as pd
 
     try:
-        df = pd.read_csv(path)
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, IsADirectoryError) as e:
+    except IsADirectoryError:
+        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
+    except OSError as e:
+        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
+        raise UserError(f"data.path={path}: the file changed after the run was planned (its sha256 is no longer {sha256}); run the command again")
+    try:
+        df = pd.read_csv(io.BytesIO(raw))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise UserError(f"data.path={path}: not a readable CSV ({' '.join(str(e).split())[:120]})") from None
     if target not in df.columns:
         raise UserError(f"data.target={target}: no such column in {path}; columns are {', '.join(repr(str(c)) for c in df.columns)}")
@@ -94,14 +117,14 @@ def read_csv(path: str, target: str, features: list[str] | None) -> tuple[np.nda
     if not cols:
         raise UserError(f"{path} has no feature columns besides the target {target!r}")
     sub = df[list(cols) + [target]]
+    if len(sub) == 0:
+        raise UserError(f"{path}: has a header but no data rows; add rows of numbers below the header")
     bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c]) or pd.api.types.is_bool_dtype(sub[c])]
     if bad:
         raise UserError(f"{path}: column {bad[0]!r} is not numeric; dropbench needs numeric columns (drop it or set data.features)")
     if sub.isna().any().any() or not np.isfinite(sub.to_numpy(dtype=float)).all():
         col = sub.columns[(sub.isna() | ~np.isfinite(sub.astype(float))).any()][0]
         raise UserError(f"{path}: column {col!r} has missing or infinite values; clean the file first")
-    if len(sub) < 2:
-        raise UserError(f"{path}: has {len(sub)} data rows; need at least 2")
     return sub[list(cols)].to_numpy(dtype=float), sub[target].to_numpy(dtype=float)
 
 
@@ -125,6 +148,6 @@ def load_dataset(cfg: "RunConfig") -> Dataset:
         x, y = load_diabetes(return_X_y=True)
         return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
     if d.name == "csv":
-        x, y = read_csv(d.path, d.target, d.features)
+        x, y = read_csv(d.path, d.target, d.features, d.sha256)
         return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
     raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it

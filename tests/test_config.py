@@ -102,3 +102,158 @@ GOLDEN_RUN_IDS = [
 def test_run_ids_are_pinned(overrides, run_id):
     """A schema change that silently changes every id (and so re-runs every stored sweep) fails here."""
     assert load(overrides).run_id == run_id
+
+
+# ---- seeds ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["seed=18446744073709551616"], "seed=18446744073709551616"),
+        (["data=friedman1", "seed=4294967296"], "seed=4294967296"),
+        (["data=diabetes", "data.seed=-1"], "data.seed=-1"),
+        (["data=friedman1", "data.seed=4294967296"], "data.seed=4294967296"),
+        (["data=noisy_sine", "data.seed=-3"], "data.seed=-3"),
+    ],
+)
+def test_seeds_outside_what_every_rng_accepts_are_refused(overrides, key):
+    with pytest.raises(UserError, match=rf"invalid value {key}: must be in \[0, 4294967295\]"):
+        load(overrides)
+
+
+def test_the_largest_seed_reaches_every_data_set():
+    from dropbench.data import load_dataset
+
+    for data in ("noisy_linear", "friedman1", "diabetes"):
+        assert load_dataset(load([f"data={data}", "seed=4294967295"])).n_features > 0
+
+
+# ---- sweeps --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, msg",
+    [
+        (["seed=range(0)"], "seed=range(0) expands to no values"),
+        (["reg=glob(xyz*)", "seed=1,2"], "reg=glob(xyz*) expands to no values, so the sweep has no runs; options of reg are"),
+        (["reg=l1", "out=A,B"], "do not sweep over out (out=A,B)"),
+        (["launcher=local,joblib"], "do not sweep over it (launcher=local,joblib)"),
+        (["launcher.workers=1,2"], "do not sweep over it (launcher.workers=1,2)"),
+        (["p=0.1,0.5", "reg=dropout", "reg.dropout.p=0.3"], "sweeping p changes no run: reg.dropout.p=0.3 overrides it"),
+        (["reg=[dropout,l2]", "p=0.1,0.3", "reg.dropout.p=0.2"], "sweeping p changes no run: reg.dropout.p=0.2 overrides it"),
+        (["reg=none", "p=0.2,0.5"], "sweeping p changes no run: no run has a dropout-family regularizer"),
+        (["p=0.1,0.5", "p=0.3", "reg=dropout"], "p is given twice (p=0.1,0.5 and p=0.3)"),
+        (["seed=range(1,5,0)"], "cannot expand the sweep"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors(overrides, msg):
+    with pytest.raises(UserError) as e:
+        expand_sweep(overrides)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_sweep_that_changes_only_some_runs_is_fine():
+    # p changes the dropout runs; reg=none's two p values are one run (p is unused there).
+    jobs = expand_sweep(["reg=none,dropout", "p=0.2,0.5"])
+    assert len(jobs) == 4
+    assert len({load(j).run_id for j in jobs}) == 3
+    # The explicit key pins only the data's seed; the swept seed still changes the model's.
+    assert len({load(j).run_id for j in expand_sweep(["seed=1,2", "data.seed=5"])}) == 2
+
+
+# ---- did you mean --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "overrides, msg",
+    [
+        (["epoch=3"], "unknown key epoch (did you mean epochs?); list the keys with: dropbench run --cfg"),
+        (["reg=dropout", "reg.dropout.pp=0.1"], "unknown key reg.dropout.pp (did you mean reg.dropout.p?)"),
+        (["data.n_trian=3"], "unknown key data.n_trian (did you mean data.n_train?)"),
+        (["hidden=3"], "unknown key hidden (did you mean model.hidden?)"),
+        (["reg=dropot"], "unknown option reg=dropot (did you mean dropout?): choose from"),
+        (["reg=[l2,dropot]"], "unknown option reg=[l2,dropot] (did you mean dropout?)"),
+        (["launcher.worker=2"], "unknown key launcher.worker (did you mean launcher.workers?); launcher=local takes: workers"),
+        (["launcher=joblib", "launcher.workers=2"], "unknown key launcher.workers; launcher=joblib takes: n_jobs"),
+        (["+epoch=3"], "unknown key epoch (did you mean epochs?): known keys here are"),
+    ],
+)
+def test_unknown_keys_and_options_suggest_the_closest(overrides, msg):
+    with pytest.raises(UserError) as e:
+        load(overrides)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_no_suggestion_when_nothing_is_close():
+    with pytest.raises(UserError) as e:
+        load(["+foo=1"])
+    assert "did you mean" not in str(e.value)
+
+
+# ---- data=csv: the run id covers the file's contents, not its path ---------------------------
+CSV_TEXT = "a,b,t\n" + "".join(f"{i},{i % 3},{2 * i - 1}\n" for i in range(12))
+
+
+def _csv(path, text=CSV_TEXT, *extra):
+    path.write_text(text)
+    return load(["data=csv", f"data.path={path}", "data.target=t", *extra])
+
+
+def test_csv_run_id_is_pinned(tmp_path):
+    """Pinned like GOLDEN_RUN_IDS; it changed on purpose when the id began to hash the contents."""
+    cfg = _csv(tmp_path / "d.csv")
+    assert cfg.data.sha256 == "4747421312ad106ccad7c1ca52f809108a5c802a0eb3208dbf672c4def356875"
+    assert cfg.run_id == "47f6078def19"
+
+
+def test_editing_the_csv_changes_the_run_id(tmp_path):
+    f = tmp_path / "d.csv"
+    before = _csv(f)
+    after = _csv(f, CSV_TEXT.replace("0,0,-1", "0,0,-2"))  # same size: only the contents differ
+    assert after.run_id != before.run_id and after.data.sha256 != before.data.sha256
+
+
+def test_one_file_at_two_paths_is_one_run(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    a = _csv(tmp_path / "d.csv")
+    monkeypatch.chdir(tmp_path / "sub")
+    b = _csv(tmp_path / "sub" / "copy.csv")
+    c = load(["data=csv", "data.path=../sub/./copy.csv", "data.target=t"])
+    assert a.run_id == b.run_id == c.run_id
+    assert a.data.path != b.data.path
+
+
+def test_a_relative_csv_path_is_saved_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = _csv(tmp_path / "d.csv")
+    rel = load(["data=csv", "data.path=d.csv", "data.target=t"])
+    assert rel.data.path == str(tmp_path / "d.csv")
+    monkeypatch.chdir("/")
+    assert build(rel.to_dict()) == rel == cfg  # the saved config works from any folder
+
+
+def test_a_saved_csv_config_refuses_an_edited_file(tmp_path):
+    f = tmp_path / "d.csv"
+    saved = _csv(f).to_dict()
+    f.write_text(CSV_TEXT + "99,0,197\n")
+    with pytest.raises(UserError, match=r"data.sha256=474742\w+ does not match .*d.csv .*the file changed since this config was saved"):
+        build(saved)
+    with pytest.raises(UserError, match="does not match"):
+        load(["data=csv", f"data.path={f}", "data.target=t", f"data.sha256={saved['data']['sha256']}"])
+    with pytest.raises(UserError, match="data.sha256='abc': must be 64 lowercase hex digits"):
+        load(["data=csv", f"data.path={f}", "data.target=t", "data.sha256=abc"])
+
+
+@pytest.mark.parametrize("make, msg", [(lambda p: None, "no such file"), (lambda p: p.mkdir(), "is a folder")])
+def test_an_unreadable_csv_is_one_line(tmp_path, make, msg):
+    make(tmp_path / "d.csv")
+    with pytest.raises(UserError, match=f"data.path=.*d.csv: {msg}"):
+        load(["data=csv", f"data.path={tmp_path / 'd.csv'}", "data.target=t"])
+
+
+def test_a_cached_csv_hash_still_sees_an_edit(tmp_path, monkeypatch):
+    import dropbench.config as config_mod
+
+    # Trust a file however recently it changed, so the cache is used; an edit of the same size
+    # must still be seen (it changes the file's ctime).
+    monkeypatch.setattr(config_mod, "_SETTLE_NS", -10**15)
+    monkeypatch.setattr(config_mod, "_SHA_CACHE", {})
+    f = tmp_path / "d.csv"
+    before = _csv(f)
+    assert config_mod._SHA_CACHE and load(["data=csv", f"data.path={f}", "data.target=t"]) == before
+    assert _csv(f, CSV_TEXT.replace("0,0,-1", "0,0,-2")).run_id != before.run_id

@@ -69,6 +69,9 @@ def test_csv_dataset(tmp_path):
         ("a,t\n1,\n2,3\n", "missing"),
         ("", "not a readable CSV"),
         ('a,t\n1,2\n"3,4\n', "not a readable CSV"),
+        ("a,t\n", "has a header but no data rows"),
+        ("a,t\n1,2\n3,4\n", "data has 2 rows: data.test_fraction=0.25 leaves 1 training and 1 test row"),
+        ("a,t\n1,2\n", "data has 1 rows: data.test_fraction=0.25 leaves 0 training and 1 test row"),
     ],
 )
 def test_bad_csv_gives_user_error(tmp_path, text, msg):
@@ -76,3 +79,24 @@ def test_bad_csv_gives_user_error(tmp_path, text, msg):
     f.write_text(text)
     with pytest.raises(UserError, match=msg):
         load_dataset(load(["data=csv", f"data.path={f}", "data.target=t"]))
+
+
+def test_too_small_to_split_says_how_to_fix_it(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,t\n" + "".join(f"{i},{i}\n" for i in range(6)))
+    with pytest.raises(UserError, match=r"6 rows: .*leaves 1 training and 5 test.* at least 2 training rows and 1 test row; add rows or lower data.test_fraction"):
+        load_dataset(load(["data=csv", f"data.path={f}", "data.target=t", "data.test_fraction=0.8"]))
+    d = load_dataset(load(["data=csv", f"data.path={f}", "data.target=t", "data.test_fraction=0.5"]))
+    assert (len(d.x_train), len(d.x_test)) == (3, 3)
+    with pytest.raises(UserError, match="data has 442 rows: .*leaves 0 training"):
+        load_dataset(load(["data=diabetes", "data.test_fraction=0.999"]))
+
+
+def test_a_csv_edited_after_planning_is_refused(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,t\n" + "".join(f"{i},{i}\n" for i in range(8)))
+    cfg = load(["data=csv", f"data.path={f}", "data.target=t"])
+    assert len(load_dataset(cfg).x_train) == 6
+    f.write_text("a,t\n" + "".join(f"{i},{-i}\n" for i in range(8)))
+    with pytest.raises(UserError, match="the file changed after the run was planned"):
+        load_dataset(cfg)
