@@ -67,10 +67,14 @@ VALID = {  # what dropbench writes in each column; the fuzzer damages about one 
     "seed": st.integers(0, 3).map(str), "status": st.sampled_from(["ok", "ok", "failed"]), "p": st.sampled_from(["", "0.5", "0.2"]),
     "final_train_mse": st.floats(0, 2).map(repr), "final_test_mse": st.floats(0, 2).map(repr), "junk": CELL,
     "seeds": st.integers(0, 5).map(str), "test_mean": st.floats(0, 2).map(repr), "test_std": st.floats(0, 1).map(repr),
-    "train_mean": st.floats(0, 2).map(repr), "train_std": st.floats(0, 1).map(repr),
+    "train_mean": st.floats(0, 2).map(repr), "train_std": st.floats(0, 1).map(repr), "n_seeds": st.integers(0, 5).map(str),
+    # The JSON columns of a baseline, CSV-quoted as dropbench writes them (a config that may
+    # disagree with the runs, a platform list), or damaged.
+    "config": st.sampled_from(['"{""reg"": ""none""}"', '"{""p"": """"}"', '"{""junk"": [""a"", ""b""]}"', '"{}"', '"[1]"', "{", '""']),
+    "platform": st.sampled_from(['"[]"', '"[{""torch_version"": ""2.13.0"", ""cpu_capability"": ""AVX2"", ""runs"": 3}]"', '"[1]"', '"{}"']),
 }
 RUN_COLUMNS = ["run_id", "reg", "seed", "final_train_mse", "final_test_mse", "status", "p", "junk"]
-BASELINE_COLUMNS = ["reg", "seeds", "test_mean", "test_std", "train_mean", "train_std", "p"]
+BASELINE_COLUMNS = ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std", "p", "config", "platform"]
 
 
 def _damaged(columns: list[str]) -> st.SearchStrategy[list[list[str]]]:
@@ -85,7 +89,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.permutations(RUN_COLUMNS).flatmap(lambda cols: st.integers(len(cols) - 2, len(cols)).map(lambda n: cols[:n]))
        .flatmap(lambda h: st.tuples(st.just(h), _damaged(h))),
-       st.permutations(BASELINE_COLUMNS).flatmap(lambda cols: st.integers(len(cols) - 1, len(cols)).map(lambda n: cols[:n]))
+       st.permutations(BASELINE_COLUMNS).flatmap(lambda cols: st.integers(len(cols) - 3, len(cols)).map(lambda n: cols[:n]))
        .flatmap(lambda h: st.tuples(st.just(h), _damaged(h))))
 def test_report_and_check_read_damaged_results_cleanly(tmp_path, runs, baseline):
     """report and check on a damaged runs.csv and baseline: a result or a one-line UserError."""
@@ -97,8 +101,15 @@ def test_report_and_check_read_damaged_results_cleanly(tmp_path, runs, baseline)
     (folder / "runs.csv").write_text(_table(*runs))
     base = tmp_path / "base.csv"
     base.write_text(_table(*baseline))
-    for call in (lambda: build_report([folder]), lambda: run_check(folder, base)):
+    from dropbench.check import read_baseline
+
+    new = tmp_path / "new.csv"
+    new.unlink(missing_ok=True)
+    for call in (lambda: build_report([folder]), lambda: run_check(folder, base), lambda: run_check(folder, new, update=True)):
         try:
             call()
         except UserError as e:
             assert "\n" not in str(e)
+    if new.exists():  # a baseline that was written reads back, and a sweep passes against its own baseline
+        read_baseline(new)
+        assert run_check(folder, new).passed

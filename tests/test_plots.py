@@ -207,3 +207,53 @@ def test_a_single_evaluated_epoch_is_drawn_as_a_dot(tmp_path):
     out = run_sweep_at(tmp_path, "reg=none,dropout", "seed=range(2)", "epochs=5", "eval_every=50")
     line = curves_figure(load_sweep(out)).axes[0].get_lines()[0]
     assert list(line.get_xdata()) == [5] and line.get_marker() == "o"
+
+
+def spread_sweep(folder: Path, datasets=("noisy_linear",)) -> Path:
+    """3 seeds whose MSEs spread so widely that mean - t·s/√n < 0 (t(0.975, 2) = 4.3)."""
+    runs, curves, i = [], [], 0
+    for data in datasets:
+        for reg in ("none", "dropout"):
+            for s, v in enumerate((0.01, 0.02, 0.9)):
+                runs.append({"data": data, "reg": reg, "seed": s, "model.activation": "tanh", "final_train_mse": v, "final_test_mse": v})
+                curves += [{"run_id": f"r{i:03d}", "epoch": e, "train_mse": v, "test_mse": v} for e in (50, 100)]
+                i += 1
+    return write_sweep(folder, runs, curves)
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_intervals_of_mse_stay_at_or_above_zero(tmp_path, log):
+    from dropbench.plots import CLIP_NOTE, CLIP_NOTE_LOG
+
+    sweep = load_sweep(spread_sweep(tmp_path / "s"))
+    assert all(g.stats["test_mean"] - g.stats["test_ci"] < 0 for g in sweep.groups), "the raw intervals reach below zero"
+    fig = curves_figure(sweep, log)
+    floor = fig.axes[0].get_ylim()[0] if log else 0.0
+    for ax in fig.axes:
+        for band in bands(ax):
+            ys = band.get_paths()[0].vertices[:, 1]
+            assert ys.min() == pytest.approx(floor) and ys.min() >= (0 if not log else 1e-3)
+    assert (CLIP_NOTE_LOG if log else CLIP_NOTE) in fig.get_suptitle()
+    fig = final_test_figure(sweep, log)
+    ax = fig.axes[0]
+    left = ax.get_xlim()[0] if log else 0.0
+    for c in (c for c in ax.containers if isinstance(c, ErrorbarContainer)):
+        xs = c[2][0].get_segments()[0][:, 0]  # the horizontal bar: (lower, y), (upper, y)
+        assert xs.min() == pytest.approx(left) and xs.max() == pytest.approx(c.lines[0].get_xdata()[0] + sweep.groups[0].stats["test_ci"])
+    assert (CLIP_NOTE_LOG if log else CLIP_NOTE) in ax.get_title()
+
+
+def test_data_sets_get_a_panel_each_and_titles_show_shared_settings(tmp_path):
+    sweep = load_sweep(spread_sweep(tmp_path / "two", ("noisy_sine", "friedman1")))
+    fig = curves_figure(sweep)
+    assert len(fig.axes) == 4
+    for ax, data in zip(fig.axes, ("friedman1", "friedman1", "noisy_sine", "noisy_sine")):
+        assert ax.get_title().startswith(f"data={data}:")
+        assert [line.get_label() for line in ax.get_lines()] == [f"data={data} reg={r} (n=3)" for r in ("dropout", "none")]
+    colours = [[line.get_color() for line in ax.get_lines()] for ax in fig.axes]
+    assert colours[0] == colours[2], "reg=dropout has one colour in both panels"
+    assert "settings: model.activation=tanh" in fig.get_suptitle()
+    final = final_test_figure(sweep)
+    assert [ax.get_title(loc="left") for ax in final.axes] == ["data=friedman1", "data=noisy_sine"]
+    assert [len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) for ax in final.axes] == [2, 2]
+    assert "settings: model.activation=tanh" in final.get_suptitle()
