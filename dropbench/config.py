@@ -354,7 +354,8 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        """Stable hash of everything that determines the run's numbers."""
+        """Stable hash of everything that determines the run's numbers: a CSV by its contents
+        (data.sha256), never by its path. tests/test_config.py pins ids: change them deliberately."""
         d = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
         if isinstance(self.data, Csv):
             if self.data.sha256 is None:
