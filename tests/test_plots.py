@@ -145,6 +145,7 @@ def test_bad_seed_is_a_user_error(sweep_dir, tmp_path, seed, msg):
     assert not (tmp_path / "figs").exists()
 
 
+@pytest.mark.slow  # trains a sweep (a few seconds on 2 cores)
 def test_no_fit_for_data_that_is_not_1d(friedman_dir, tmp_path):
     paths = make_plots(friedman_dir, tmp_path, None, False, None)
     assert [p.name for p in paths] == ["curves.png", "final_test.png"]
@@ -177,6 +178,7 @@ def test_failed_runs_are_left_out_and_counted(tmp_path):
     assert fit_figure(sweep) is None  # hand-written folder: no run folders, no fits
 
 
+@pytest.mark.slow  # trains a sweep (a few seconds on 2 cores)
 def test_cli_plot(sweep_dir, tmp_path):
     out = tmp_path / "cli"
     p = dropbench("plot", str(sweep_dir), "--out", str(out), "--by", "reg", "--log")
@@ -203,6 +205,7 @@ def test_results_and_pngs_get_the_umask_modes(sweep_dir, tmp_path):
     assert run_dir.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
+@pytest.mark.slow  # trains a sweep (a few seconds on 2 cores)
 def test_a_single_evaluated_epoch_is_drawn_as_a_dot(tmp_path):
     out = run_sweep_at(tmp_path, "reg=none,dropout", "seed=range(2)", "epochs=5", "eval_every=50")
     line = curves_figure(load_sweep(out)).axes[0].get_lines()[0]
