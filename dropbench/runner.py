@@ -108,7 +108,9 @@ def read_commands(folder: str | Path) -> list[dict[str, Any]] | None:
             raise TypeError("commands must be a non-empty list")
         return [_valid_command(c) for c in commands]
     except (yaml.YAMLError, KeyError, TypeError) as e:
-        raise UserError(f"{f}: not a dropbench sweep file ({type(e).__name__}); re-run the original command instead") from None
+        raise UserError(
+            f"{f}: not a dropbench sweep file ({type(e).__name__}); delete it and run the sweep's command again with --append"
+        ) from None
 
 
 def _same_key(c: dict[str, Any]) -> tuple:

@@ -19,6 +19,16 @@ def dropbench(*args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dropbench", *args], capture_output=True, text=True, **kw)
 
 
+def cli(*args: str):
+    """`dropbench ARGS` in this process (no interpreter start, no torch import): exit_code, output
+    (stdout and stderr)."""
+    from typer.testing import CliRunner
+
+    from dropbench.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
 def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dropbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -37,8 +47,8 @@ def stored(folder: Path) -> int:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("full") / "r"
-    p = dropbench("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
-    assert p.returncode == 0, p.stderr
+    res = cli("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
+    assert res.exit_code == 0, res.output
     return out
 
 
@@ -224,7 +234,7 @@ def test_from_into_a_folder_follows_the_same_rule(tmp_path):
     assert res.exit_code == 0 and stored(b) == 2, res.output
 
 
-def test_resume_finds_a_relative_data_path_from_another_directory(tmp_path):
+def test_resume_finds_a_relative_data_path_from_another_directory(tmp_path, monkeypatch):
     """data.path=data.csv means the CSV beside the command that ran, also when --resume runs
     from elsewhere: sweep.yaml records the working directory and planning happens there."""
     proj, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
@@ -232,14 +242,15 @@ def test_resume_finds_a_relative_data_path_from_another_directory(tmp_path):
     (proj / "data.csv").write_text("x,y\n" + "".join(f"{i / 10},{(i % 7) / 7}\n" for i in range(40)))
     (elsewhere / "data.csv").write_text("x,y\n" + "".join(f"{i},{i}\n" for i in range(40)))  # not this one
     out = tmp_path / "r"
-    p = dropbench("run", "-m", "data=csv", "data.path=data.csv", "data.target=y", "seed=range(2)", "epochs=5",
-                  "model.hidden=8", f"out={out}", "-q", cwd=proj)
-    assert p.returncode == 0, p.stderr
+    monkeypatch.chdir(proj)
+    res = cli("run", "-m", "data=csv", "data.path=data.csv", "data.target=y", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}")
+    assert res.exit_code == 0, res.output
     before = without_seconds(out)
     shutil.rmtree(sorted((out / "runs").iterdir())[0])
-    p = dropbench("run", "--resume", str(out), "-q", cwd=elsewhere)
-    assert p.returncode == 0, p.stderr
-    assert without_seconds(out) == before
+    monkeypatch.chdir(elsewhere)
+    res = cli("run", "--resume", str(out))
+    assert res.exit_code == 0 and "1 run(s) were already finished" in res.output, res.output
+    assert without_seconds(out) == before and Path.cwd() == elsewhere
 
 
 @pytest.mark.slow
@@ -262,14 +273,14 @@ def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
 
 def test_diverging_run_inside_a_sweep(tmp_path):
     out = tmp_path / "r"
-    p = dropbench("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}")
-    assert p.returncode == 1
-    assert "2 of 4 run(s) failed" in p.stderr and "Traceback" not in p.stderr
+    res = cli("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}")
+    assert res.exit_code == 1
+    assert "2 of 4 run(s) failed" in res.output
     rows = list(csv.DictReader((out / "runs.csv").open()))
     assert sorted(r["status"] for r in rows) == ["failed", "failed", "ok", "ok"]
     assert all("diverged" in r["reason"] for r in rows if r["status"] == "failed")
-    p = dropbench("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}", "--allow-failures")
-    assert p.returncode == 0
+    res = cli("run", "-m", "optim=sgd", "optim.lr=0.01,1e6", "seed=range(2)", "epochs=30", f"out={out}", "--allow-failures")
+    assert res.exit_code == 0 and "2 run(s) were already finished" in res.output  # the failed ones are tried again
 
 
 @pytest.mark.slow
@@ -277,15 +288,15 @@ def test_diverging_run_inside_a_sweep(tmp_path):
 def test_launchers_give_the_same_rows(tmp_path, launcher):
     args = ["-m", "reg=none,droppath", "seed=range(3)", "epochs=20", "model.hidden=32"]
     local, other = tmp_path / "local", tmp_path / launcher
-    assert dropbench("run", *args, f"out={local}", "-q").returncode == 0
+    assert cli("run", *args, f"out={local}", "-q").exit_code == 0
     p = dropbench("run", *args, f"launcher={launcher}", f"out={other}", "-q")
     assert p.returncode == 0, p.stderr
     assert without_seconds(local) == without_seconds(other)
     assert (local / "curves.csv").read_bytes() == (other / "curves.csv").read_bytes()
     # Again into the finished folder: nothing left to share out, nothing trained.
-    p = dropbench("run", *args, f"launcher={launcher}", f"out={other}")
-    assert p.returncode == 0, p.stderr
-    assert "6 run(s) were already finished" in p.stdout
+    res = cli("run", *args, f"launcher={launcher}", f"out={other}")
+    assert res.exit_code == 0, res.output
+    assert "6 run(s) were already finished" in res.output
 
 
 @pytest.mark.parametrize(
@@ -306,8 +317,8 @@ def test_bad_launcher_and_resume_input(tmp_path, args, msg):
 
 def test_out_that_is_not_a_results_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    p = dropbench("run", "epochs=5", f"out={tmp_path}")
-    assert p.returncode == 2 and "holds no dropbench results" in p.stderr
+    res = cli("run", "epochs=5", f"out={tmp_path}")
+    assert res.exit_code == 2 and "holds no dropbench results" in res.output
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
 
 
@@ -355,26 +366,28 @@ def test_a_folder_a_concurrent_run_just_started_is_ours(tmp_path, first):
 def test_a_damaged_run_folder_is_trained_again(tmp_path, damage):
     out = tmp_path / "r"
     args = ["run", "-m", "reg=none,l1", "seed=range(2)", "epochs=20", "model.hidden=16", f"out={out}", "-q"]
-    assert dropbench(*args).returncode == 0
+    assert cli(*args).exit_code == 0
     before = without_seconds(out)
     victim = sorted(d for d in (out / "runs").iterdir() if not d.name.startswith("."))[0]
     if damage == "garbage json":
         (victim / "result.json").write_text("{not json")
     else:
         (victim / "curve.csv").unlink()
-    p = dropbench(*args[:-1])
-    assert p.returncode == 0, p.stderr
-    assert "3 run(s) were already finished" in p.stdout  # the damaged one is trained again
+    res = cli(*args[:-1])
+    assert res.exit_code == 0, res.output
+    assert "3 run(s) were already finished" in res.output  # the damaged one is trained again
     assert without_seconds(out) == before
 
 
 def test_a_damaged_sweep_file_is_a_user_error(tmp_path):
     out = tmp_path / "r"
-    assert dropbench("run", "-m", "reg=none", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}", "-q").returncode == 0
-    (out / "sweep.yaml").write_text("overrides: [5]\nmultirun: true\n")
-    p = dropbench("run", "--resume", str(out))
-    assert p.returncode == 2 and "not a dropbench sweep file" in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and "internal error" not in p.stderr
+    assert cli("run", "-m", "reg=none", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}", "-q").exit_code == 0
+    for damage in ("overrides: [5]\nmultirun: true\n", "commands: []\n", "commands: [{from: x}]\n", "[1, 2\n"):
+        (out / "sweep.yaml").write_text(damage)
+        for args in (["--resume", str(out)], ["-m", "reg=none", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}"]):
+            res = cli("run", *args)
+            assert res.exit_code == 2 and "not a dropbench sweep file" in res.output, (damage, res.output)
+            assert len(res.output.strip().splitlines()) == 1 and "internal error" not in res.output
 
 
 def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypatch):
