@@ -172,8 +172,11 @@ def _is_recorded(command: dict[str, Any], cfgs: Sequence["RunConfig"], recorded:
             continue
         if c.get("cwd", command.get("cwd")) == command.get("cwd"):
             return True
-        if {x.run_id for x in plan_command(c, out.resolve())[0]} == {x.run_id for x in cfgs}:
-            return True
+        try:
+            if {x.run_id for x in plan_command(c, out.resolve())[0]} == {x.run_id for x in cfgs}:
+                return True
+        except UserError:  # e.g. its relative data.path is gone: it cannot be the same runs
+            pass
     return False
 
 

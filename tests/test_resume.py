@@ -251,6 +251,19 @@ def test_resume_finds_a_relative_data_path_from_another_directory(tmp_path, monk
     res = cli("run", "--resume", str(out))
     assert res.exit_code == 0 and "1 run(s) were already finished" in res.output, res.output
     assert without_seconds(out) == before and Path.cwd() == elsewhere
+    # The same words from elsewhere name another CSV: another sweep, not a resume.
+    res = cli("run", "-m", "data=csv", "data.path=data.csv", "data.target=y", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={out}")
+    assert res.exit_code == 2 and "already holds another sweep" in res.output and stored(out) == 2
+
+
+def test_the_same_command_from_another_directory_is_a_resume(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    args = ["run", "-m", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={tmp_path / 'r'}"]
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli(*args).exit_code == 0
+    monkeypatch.chdir(tmp_path / "b")
+    res = cli(*args)
+    assert res.exit_code == 0 and "2 run(s) were already finished" in res.output, res.output
 
 
 @pytest.mark.slow
