@@ -75,3 +75,80 @@ def test_placement_commutes_for_relu():
 def test_placement_matters_for_tanh_and_gelu(act):
     before, after = _shared_mask_outputs(act)
     assert not torch.allclose(before, after)
+
+
+# ---- the whole network against a forward pass written out by hand -----------------------------
+# The masks are drawn here explicitly, in the order the layers run, from the same global generator
+# state the model starts from: a model that places, scales or draws a regularizer differently fails.
+ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
+
+
+def hand_forward(model: nn.Module, x: torch.Tensor, reg: str, p: float, act: str, placement: str, train: bool,
+                 residual: bool = False) -> torch.Tensor:
+    """Linear layers from `model`'s weights; everything else (masks, scaling, order) written here."""
+    f, keep = ACT[act], 1.0 - p
+    lins = [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+    def linear(h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+        W = lin.weight
+        if reg == "dropconnect" and train and p > 0:  # seed 004: mask W (one mask for all samples), not the bias
+            W = W * (torch.empty_like(W).bernoulli_(keep) / keep)
+        return h @ W.T + lin.bias
+
+    def drop(z: torch.Tensor) -> torch.Tensor:
+        if reg == "dropout":  # inverted: x * mask / keep while training, identity in eval
+            return z * (torch.empty_like(z).bernoulli_(keep) / keep) if train and p > 0 else z
+        if reg == "vanilla_dropout":  # vanilla: x * mask while training, x * keep in eval
+            return (z * torch.empty_like(z).bernoulli_(keep) if p > 0 else z) if train else z * keep
+        return z
+
+    def hidden(h: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+        z = linear(h, lin)
+        return f(drop(z)) if placement == "before" else drop(f(z))
+
+    h = hidden(x, lins[0])
+    for lin in lins[1:-1]:
+        branch = hidden(h, lin)
+        if not residual:
+            h = branch
+        elif reg == "droppath" and train and p > 0:  # seed 001: per sample, U >= p keeps branch / keep
+            u = torch.rand((h.shape[0], 1), dtype=h.dtype)
+            h = h + torch.where(u >= p, branch / keep, torch.zeros_like(branch))
+        else:
+            h = h + branch
+    return h @ lins[-1].weight.T + lins[-1].bias
+
+
+CASES = [
+    ("dropout", 0.5, "relu", "before"), ("dropout", 0.3, "tanh", "after"), ("dropout", 0.0, "relu", "before"),
+    ("vanilla_dropout", 0.4, "gelu", "before"), ("vanilla_dropout", 0.25, "relu", "after"),
+    ("dropconnect", 0.5, "relu", "before"), ("droppath", 0.4, "tanh", "before"), ("none", 0.5, "relu", "before"),
+]
+
+
+@pytest.mark.parametrize("reg, p, act, placement", CASES)
+@pytest.mark.parametrize("train", [True, False])
+def test_model_is_the_hand_written_forward(reg, p, act, placement, train):
+    depth = 3
+    cfg = load([f"reg={reg}", f"p={p}", f"model.activation={act}", f"model.placement={placement}",
+                "model.hidden=16", f"model.depth={depth}"])
+    model = build_model(cfg, 1).double().train(train)
+    x = torch.linspace(-1, 1, 20, dtype=torch.float64).unsqueeze(1)
+    torch.manual_seed(7)
+    got = model(x)
+    got_next = torch.rand(4, dtype=torch.float64)
+    torch.manual_seed(7)
+    with torch.no_grad():
+        want = hand_forward(model, x, reg, p, act, placement, train, residual=cfg.model.residual)
+    assert torch.equal(torch.rand(4, dtype=torch.float64), got_next), "the same draws, no more, no fewer"
+    torch.testing.assert_close(got.detach(), want, rtol=1e-12, atol=1e-12)
+
+
+def test_inplace_dropout_changes_no_value_of_the_model():
+    x = torch.linspace(-1, 1, 20).unsqueeze(1)
+    outs = []
+    for flag in ("false", "true"):
+        model = build_model(load(["reg=dropout", f"reg.dropout.inplace={flag}", "model.hidden=16"]), 1).train()
+        torch.manual_seed(3)
+        outs.append(model(x))
+    assert torch.equal(*outs)

@@ -1,4 +1,10 @@
-"""Each regularizer against its definition in the source documents and against torch."""
+"""dropbench's regularizer layers against independent references written from the seeds' intent.
+
+Each reference below is written here from the source notes (/work/shared/seeds), not copied from
+dropbench: masks are drawn explicitly from the same generator state, so a layer that scales,
+draws, masks or mutates differently from its definition fails. The layers under test are the ones
+dropbench builds (dropbench.models.hidden_layer for the dropout layer a model gets).
+"""
 
 import math
 
@@ -7,138 +13,253 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dropbench.config import load
+from dropbench.models import hidden_layer
 from dropbench.regularizers import DropConnectLinear, DropPath, VanillaDropout, drop_path, l1_penalty
 
-
-def _mask_from_torch(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
-    torch.manual_seed(seed)
-    return (F.dropout(torch.ones_like(x), p, training=True) != 0).to(x.dtype)  # 0/1 keep mask
+F64 = torch.float64
 
 
-def test_inverted_dropout_equals_definition_given_same_mask():
-    x = torch.randn(64, 33, dtype=torch.float64)
-    p = 0.3
-    keep = _mask_from_torch(x, p, seed=5)
+def model_drop_layer(reg: str, p: float, inplace: bool = False) -> nn.Module:
+    """The dropout-family layer dropbench puts in a hidden layer for `reg` (placement=before:
+    Linear, drop, activation)."""
+    overrides = [f"reg={reg}", f"p={p}", "model.placement=before"]
+    if reg == "dropout":
+        overrides.append(f"reg.dropout.inplace={str(inplace).lower()}")
+    cfg = load(overrides)
+    layer = hidden_layer(3, 3, cfg.model, cfg.reg)[1]
+    assert not isinstance(layer, (nn.Linear, nn.ReLU)), "placement=before puts the drop layer second"
+    return layer
+
+
+def rng_after(fn) -> torch.Tensor:
+    """What the global generator draws next after fn() from seed 0: equal iff fn drew the same."""
+    torch.manual_seed(0)
+    fn()
+    return torch.rand(4, dtype=F64)
+
+
+def keep_mask(shape, keep: float, dtype=F64) -> torch.Tensor:
+    """A Bernoulli(keep) 0/1 mask, drawn as torch's dropout draws it (bernoulli_ on a fresh tensor)."""
+    return torch.empty(shape, dtype=dtype).bernoulli_(keep)
+
+
+# ---- inverted dropout (seeds 000, 002): train x * mask / (1-p), eval identity ----------------
+
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.8])
+def test_inverted_dropout_is_x_times_mask_over_keep(p):
+    x = torch.randn(64, 33, dtype=F64)
+    layer = model_drop_layer("dropout", p).train()
     torch.manual_seed(5)
-    ours = nn.Dropout(p)(x)  # dropbench's inverted dropout is nn.Dropout itself
-    # torch scales the mask, then multiplies: x * (mask / (1 - p)), bit for bit.
-    assert torch.equal(ours, x * (keep / (1 - p)))
+    got = layer(x)
+    after = torch.rand(4, dtype=F64)
     torch.manual_seed(5)
-    assert torch.equal(ours, F.dropout(x, p, training=True))
+    mask = keep_mask(x.shape, 1 - p)
+    assert torch.equal(got, x * (mask / (1 - p))), "inverted scaling: kept values divided by keep"
+    assert torch.equal(torch.rand(4, dtype=F64), after), "one draw per element, nothing more"
 
 
-def test_eval_mode_is_identity():
-    x = torch.randn(10, 7)
-    m = nn.Dropout(0.5).eval()
-    assert torch.equal(m(x), x)
-    assert torch.equal(DropPath(0.5).eval()(x), x)
+def test_inverted_dropout_eval_is_identity_and_draws_nothing():
+    x = torch.randn(10, 7, dtype=F64)
+    layer = model_drop_layer("dropout", 0.5).eval()
+    assert torch.equal(layer(x), x)
+    assert torch.equal(rng_after(lambda: layer(x)), rng_after(lambda: None))
+
+
+@pytest.mark.parametrize("reg", ["dropout", "vanilla_dropout"])
+def test_p_zero_is_identity_and_draws_nothing(reg):
+    x = torch.randn(10, 7, dtype=F64)
+    layer = model_drop_layer(reg, 0.0).train()
+    assert torch.equal(layer(x), x)
+    assert torch.equal(rng_after(lambda: layer(x)), rng_after(lambda: None))
 
 
 def test_seed_002_worked_example_kept_values_exactly_doubled():
-    x = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=torch.float64).unsqueeze(0)
+    """Seed 002: the 3x3 tensor 1..9 with p=0.5 keeps exactly doubled values; the input stays."""
+    x = torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]], dtype=F64).unsqueeze(0)
     orig = x.clone()
+    layer = model_drop_layer("dropout", 0.5).train()
     torch.manual_seed(0)
-    out = nn.Dropout(p=0.5)(x)
+    out = layer(x)
     kept = out != 0
     assert kept.any() and (~kept).any()
     assert torch.equal(out[kept], 2 * orig[kept])
     assert torch.equal(x, orig), "inplace=False must leave the input untouched"
+    assert out.data_ptr() != x.data_ptr()
 
 
-def test_inplace_only_when_asked():
-    x = torch.arange(1.0, 10.0, dtype=torch.float64).reshape(1, 3, 3)
+def test_inplace_overwrites_the_input_only_when_asked():
+    """reg.dropout.inplace=true: the layer writes its result into its input (seed 002); the values
+    are the same as without it, from the same draws."""
+    x0 = torch.arange(1.0, 10.0, dtype=F64).reshape(1, 3, 3)
     torch.manual_seed(0)
-    out = nn.Dropout(p=0.5, inplace=True)(x)
-    assert out.data_ptr() == x.data_ptr()
-    assert torch.equal(x, out) and (x == 0).any()
+    want = model_drop_layer("dropout", 0.5, inplace=False).train()(x0.clone())
+    x = x0.clone()
+    torch.manual_seed(0)
+    out = model_drop_layer("dropout", 0.5, inplace=True).train()(x)
+    assert out.data_ptr() == x.data_ptr() and torch.equal(x, want) and (x == 0).any()
+    y = x0.clone()
+    model_drop_layer("dropout", 0.5, inplace=True).eval()(y)
+    assert torch.equal(y, x0), "eval mode changes nothing, in place or not"
 
 
-@pytest.mark.parametrize("p", [0.2, 0.5, 0.8])
+@pytest.mark.parametrize("p", [0.2, 0.8])
 def test_inverted_dropout_preserves_expectation(p):
-    # Mean of n iid draws of x*mask/(1-p): std = sqrt(p/(1-p))/sqrt(n); 6 sigma is never flaky.
-    n = 400_000
-    g = torch.manual_seed(123)
-    out = nn.Dropout(p)(torch.ones(n, dtype=torch.float64))
-    tol = 6 * math.sqrt(p / (1 - p)) / math.sqrt(n)
-    assert abs(out.mean().item() - 1.0) < tol
+    # Mean of n iid draws of mask/(1-p): std = sqrt(p/(1-p))/sqrt(n); 6 sigma is never flaky.
+    n = 200_000
+    torch.manual_seed(123)
+    out = model_drop_layer("dropout", p).train()(torch.ones(n, dtype=F64))
+    assert abs(out.mean().item() - 1.0) < 6 * math.sqrt(p / (1 - p)) / math.sqrt(n)
     assert abs((out == 0).double().mean().item() - p) < 6 * math.sqrt(p * (1 - p) / n)
-    del g
 
 
-def test_vanilla_dropout_no_scaling_in_train_and_scales_by_keep_in_eval():
-    x = torch.arange(1.0, 1001.0, dtype=torch.float64)
-    m = VanillaDropout(0.25)
+# ---- vanilla dropout (seed 000): train x * mask (no rescaling), eval x * (1-p) ----------------
+
+def test_vanilla_dropout_is_x_times_mask_in_train_and_x_times_keep_in_eval():
+    x = torch.arange(1.0, 1001.0, dtype=F64)
+    layer = model_drop_layer("vanilla_dropout", 0.25)
+    assert isinstance(layer, VanillaDropout)
     torch.manual_seed(1)
-    out = m(x)
-    kept = out != 0
-    assert torch.equal(out[kept], x[kept]), "vanilla dropout keeps values unscaled while training"
-    m.eval()
-    assert torch.equal(m(x), x * 0.75)
+    out = layer.train()(x)
+    after = torch.rand(4, dtype=F64)
+    torch.manual_seed(1)
+    assert torch.equal(out, x * keep_mask(x.shape, 0.75)), "kept values are not rescaled while training"
+    assert torch.equal(torch.rand(4, dtype=F64), after)
+    layer.eval()
+    assert torch.equal(layer(x), x * 0.75)
+    assert torch.equal(rng_after(lambda: layer(x)), rng_after(lambda: None))
 
 
 def test_vanilla_dropout_train_expectation_matches_eval_output():
-    n, p = 400_000, 0.4
+    n, p = 200_000, 0.4
     torch.manual_seed(7)
-    out = VanillaDropout(p)(torch.ones(n, dtype=torch.float64))
+    out = VanillaDropout(p)(torch.ones(n, dtype=F64))
     assert abs(out.mean().item() - (1 - p)) < 6 * math.sqrt(p * (1 - p) / n)
 
 
-def test_droppath_zeroes_whole_samples_and_rescales_survivors():
-    x = torch.randn(200, 4, 5, dtype=torch.float64) + 3.0  # no exact zeros in the input
+# ---- DropPath (seed 001): one draw per sample, the whole sample dropped or divided by keep -------
+
+def droppath_reference(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Seed 001's intent, one sample at a time: a uniform U per sample; the sample survives when
+    floor(keep + U) = 1, i.e. U >= p, and is then divided by keep; otherwise it is zero."""
+    keep = 1.0 - p
+    rows = []
+    for b in range(x.shape[0]):
+        u = torch.rand((), dtype=x.dtype).item()
+        rows.append(x[b] / keep if u >= p else torch.zeros_like(x[b]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("p", [0.3, 0.6])
+def test_droppath_matches_a_per_sample_reference(p):
+    x = torch.randn(50, 4, 3, dtype=F64)
+    torch.manual_seed(11)
+    got = DropPath(p).train()(x)
+    after = torch.rand(4, dtype=F64)
+    torch.manual_seed(11)
+    want = droppath_reference(x, p)
+    assert torch.equal(got, want)
+    assert torch.equal(torch.rand(4, dtype=F64), after), "exactly one draw per sample"
+
+
+def test_droppath_zeroes_whole_samples_and_divides_survivors_by_keep_exactly():
+    x = torch.randn(200, 4, 5) + 3.0  # float32, no exact zeros in the input
     torch.manual_seed(3)
     out = drop_path(x, 0.4, training=True)
-    per_sample_zero = (out == 0).flatten(1)
-    all_zero, any_zero = per_sample_zero.all(1), per_sample_zero.any(1)
-    assert torch.equal(all_zero, any_zero), "a sample is dropped entirely or not at all"
-    assert 0 < all_zero.sum() < 200
-    survivors = ~all_zero
-    assert torch.allclose(out[survivors], x[survivors] / 0.6, rtol=0, atol=1e-12)
+    dropped = (out == 0).flatten(1).all(1)
+    assert 0 < dropped.sum() < 200
+    assert torch.equal(out[dropped], torch.zeros_like(out[dropped]))
+    assert torch.equal(out[~dropped], x[~dropped] / 0.6), "survivors exactly x / keep"
 
 
-def test_droppath_matches_seed_001_formula():
-    x = torch.randn(8, 3)
-    torch.manual_seed(11)
-    ours = DropPath(0.3)(x)
-    torch.manual_seed(11)
-    keep = 0.7
-    rt = (keep + torch.rand((8, 1), dtype=x.dtype)).floor_()
-    assert torch.equal(ours, x.div(keep) * rt)
+def test_droppath_drop_rate_and_expectation():
+    n, p = 100_000, 0.3
+    x = torch.full((n, 2), 5.0, dtype=F64)
+    torch.manual_seed(4)
+    out = DropPath(p).train()(x)
+    rate = (out[:, 0] == 0).double().mean().item()
+    assert abs(rate - p) < 6 * math.sqrt(p * (1 - p) / n)
+    assert abs(out.mean().item() - 5.0) < 6 * 5.0 * math.sqrt(p / (1 - p)) / math.sqrt(n)
 
 
-def test_dropconnect_masks_weights_not_activations():
+def test_droppath_eval_and_p_zero_are_identity_and_draw_nothing():
+    x = torch.randn(10, 7, dtype=F64)
+    for layer in (DropPath(0.5).eval(), DropPath(0.0).train()):
+        assert torch.equal(layer(x), x)
+        assert torch.equal(rng_after(lambda: layer(x)), rng_after(lambda: None))
+
+
+# ---- DropConnect (seed 004's MyLinear): inverted dropout on W; the bias untouched ---------------
+
+def masked_weight_linear(x: torch.Tensor, W: torch.Tensor, b: torch.Tensor, p: float) -> torch.Tensor:
+    """Seed 004's intent, written out: one Bernoulli(1-p) mask over W's elements, shared by every
+    sample; W * mask / (1-p); the bias as it is."""
+    mask = keep_mask(W.shape, 1 - p, W.dtype)
+    return x @ (W * (mask / (1 - p))).T + b
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5, 0.9])
+def test_dropconnect_is_a_masked_weight_linear(p):
     torch.manual_seed(0)
-    layer = DropConnectLinear(50, 40, p=0.5)
-    x = torch.randn(16, 50)
+    layer = DropConnectLinear(50, 40, p=p).double().train()
+    x = torch.randn(16, 50, dtype=F64)
     torch.manual_seed(9)
-    out = layer(x)
+    got = layer(x)
+    after = torch.rand(4, dtype=F64)
+    W, b = layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_()
     torch.manual_seed(9)
-    w = F.dropout(layer.weight, 0.5, training=True)
-    assert torch.equal(out, F.linear(x, w, layer.bias))
-    # All samples share one weight mask: a weight-level mask is not an activation-level one.
-    dropped = (w == 0)
-    assert 0 < dropped.float().mean() < 1
-    # Activation dropout would zero whole outputs; with masked weights no output is exactly bias.
-    assert not torch.any(out == layer.bias)
-    layer.eval()
-    assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
+    want = masked_weight_linear(x, W, b, p)
+    assert torch.equal(torch.rand(4, dtype=F64), after), "one draw per weight, none per sample"
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    g = torch.randn_like(got)
+    got.backward(g)
+    want.backward(g)
+    torch.testing.assert_close(layer.weight.grad, W.grad, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(layer.bias.grad, g.sum(0), rtol=1e-12, atol=1e-12)  # the bias is never masked
 
 
-def test_l1_penalty_value_and_gradient():
+def test_dropconnect_eval_and_p_zero_use_the_plain_weights_and_draw_nothing():
+    torch.manual_seed(0)
+    x = torch.randn(16, 5, dtype=F64)
+    for layer in (DropConnectLinear(5, 4, p=0.5).double().eval(), DropConnectLinear(5, 4, p=0.0).double().train()):
+        with torch.no_grad():
+            want = x @ layer.weight.T + layer.bias
+            torch.testing.assert_close(layer(x), want, rtol=1e-12, atol=1e-12)
+            assert torch.equal(rng_after(lambda: layer(x)), rng_after(lambda: None))
+
+
+# ---- L1 (seed 003): sum of |w| over every parameter, biases included --------------------------
+
+def test_l1_penalty_is_the_sum_of_abs_over_every_named_parameter():
+    """Each parameter of dropbench's residual model is set to its own constant c_i, so the penalty
+    is sum numel_i * |c_i|, with numel_i counted from the architecture by hand."""
+    from dropbench.engines.torch_engine import build_model
+
+    model = build_model(load(["reg=[l1,droppath]", "model.depth=3", "model.hidden=7"]), 2).double()
+    h, n_in = 7, 2
+    by_hand = [n_in * h, h] + [h * h, h] * 2 + [h, 1]  # weights and biases, layer by layer
+    named = list(model.named_parameters())
+    assert [p.numel() for _, p in named] == by_hand
+    with torch.no_grad():
+        for i, (_, p) in enumerate(named):
+            p.fill_((-1) ** i * (i + 1) / 4)
+    assert l1_penalty(model).item() == sum(n * (i + 1) / 4 for i, n in enumerate(by_hand))
+
+
+def test_l1_penalty_gradient_is_sign():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
     lam = 0.01
-    pen = lam * l1_penalty(model)
-    expected = lam * sum(p.abs().sum() for p in model.parameters())
-    assert torch.allclose(pen, expected)
-    pen.backward()
+    (lam * l1_penalty(model)).backward()
     for p in model.parameters():
         assert torch.equal(p.grad, lam * torch.sign(p.detach()))
 
 
+# ---- L2 (seed 003): the optimizer's weight decay ----------------------------------------------
+
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_l2_matches_optimizer_weight_decay(opt_name):
     """reg=l2 is the optimizer's weight_decay: identical to adding wd*w to the gradient."""
-    from dropbench.config import load
     from dropbench.engines.torch_engine import make_optimizer
 
     cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.1"])
@@ -162,7 +283,6 @@ def test_l2_matches_optimizer_weight_decay(opt_name):
 
 
 def test_l2_decoupled_is_adamw():
-    from dropbench.config import load
     from dropbench.engines.torch_engine import make_optimizer
 
     cfg = load(["reg=l2", "reg.l2.decoupled=true", "reg.l2.weight_decay=0.1"])
@@ -180,23 +300,12 @@ def test_bad_p_rejected(p):
         DropConnectLinear(2, 2, p=p)
 
 
-# --- dropbench's own dropout code: the reference model and the batched engine ----------------
-
-def test_inplace_reaches_the_reference_model_only_when_asked():
-    from dropbench.config import load
-    from dropbench.engines.torch_engine import build_model
-
-    for flag in (False, True):
-        model = build_model(load(["reg=dropout", f"reg.dropout.inplace={str(flag).lower()}"]), 1)
-        drops = [m for m in model.modules() if isinstance(m, nn.Dropout)]
-        assert drops and all(d.inplace is flag for d in drops)
-
+# --- the batched engine's dropout ---------------------------------------------------------------
 
 @pytest.mark.parametrize("reg", ["dropout", "vanilla_dropout"])
 def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
     """Chunk._drop for member i equals F.dropout (or the vanilla rule) drawn from member i's RNG state;
     eval mode is the identity (inverted) or a 1-p scale (vanilla)."""
-    from dropbench.config import load
     from dropbench.engines.batched import Chunk
 
     chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
