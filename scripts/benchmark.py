@@ -230,8 +230,12 @@ def main() -> None:
     t_flops = c["steps"] * flops / bounds["flops"]
     t_bytes = c["steps"] * nbytes / bounds["bandwidth"]
     n_runs = len(jobs)
+    from dropbench.engines.batched import MachineFacts
+
+    machine = MachineFacts.detect()  # what (c)'s chunk planner read: the numbers depend on it
+    l2 = f"{machine.l2_bytes // 1024} KB L2 per core" if machine.l2_bytes else "L2 size unknown"
     print(f"\nBenchmark: {n_runs} runs (reg={','.join(REGS)} x {args.seeds} seeds), noisy_linear, hidden 300, "
-          f"{args.epochs} epochs; {os.cpu_count()} cores\n")
+          f"{args.epochs} epochs; {os.cpu_count()} cores, {l2}\n")
     hdr = f"{'variant':34} {'wall s':>8} {'train s':>8} {'net-steps/s':>12} {'peak MB':>8} {'wall vs (c)':>12} {'thru (c)/x':>11}"
     print(hdr)
     print("-" * len(hdr))

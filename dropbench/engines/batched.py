@@ -8,8 +8,9 @@ pays that overhead once per chunk instead of once per run.
 Why a run's numbers do not depend on its company:
 - every chunk has at least two members: a batch of one takes other matmul kernels (thin layers
   such as (20,300)@(300,1) then give different last bits), while batches of 2..37 members, at
-  any position, give bit-identical results on this CPU (tests/test_batched.py pins this);
-  a lone run is therefore padded with a copy of itself;
+  any position, gave bit-identical results on every CPU tried (an AVX-512 Xeon, AMD EPYCs;
+  tests/test_batched.py checks it on the machine it runs on); a lone run is therefore padded
+  with a copy of itself;
 - each worker computes with one thread, so no kernel splits work differently;
 - a run's dropout masks come from its own generator, started from the global RNG state the
   reference engine is in after building the model under torch.manual_seed(seed); the masks are
@@ -78,6 +79,10 @@ class MachineFacts:
 
     workers: int = 1  # worker threads, one chunk each at a time
     l2_bytes: int | None = None  # one core's L2 cache; None: unknown, DEFAULT_L2 is assumed
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
 
     @classmethod
     def detect(cls, workers: int | None = None) -> "MachineFacts":
