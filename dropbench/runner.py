@@ -123,7 +123,8 @@ def _same_key(c: dict[str, Any]) -> tuple:
 def describe_command(c: dict[str, Any]) -> str:
     if "from" in c:
         return f"dropbench run --from {c['from']}"
-    return " ".join(["dropbench run", *(["-m"] if c["multirun"] else []), *c["overrides"]])
+    overrides = [o for o in c["overrides"] if not o.startswith("out=")]  # the folder may have moved
+    return " ".join(["dropbench run", *(["-m"] if c["multirun"] else []), *overrides])
 
 
 def plan_command(c: dict[str, Any], out: Path) -> tuple[list["RunConfig"], "Launcher"]:
