@@ -30,8 +30,9 @@ REG_ORDER = ("dropout", "vanilla_dropout", "droppath", "dropconnect", "l1", "l2"
 DROP_FAMILY = ("dropout", "vanilla_dropout", "droppath", "dropconnect")
 # Keys that say where results go or how they are shown, never what is computed.
 UNHASHED_KEYS = ("out",)
-# A CSV enters the run id through its contents (data.sha256), never through where it lies.
-UNHASHED_DATA_KEYS = ("path",)
+# Where data lie, never what they are: a CSV enters the run id through its contents (data.sha256),
+# a UCI split through its name (its files are verified against dropbench/uci.py's manifest).
+UNHASHED_DATA_KEYS = ("path", "root")
 # Every seed consumer accepts this range: torch.manual_seed, numpy default_rng, sklearn random_state.
 SEED_MAX = 2**32 - 1
 
@@ -145,7 +146,27 @@ class Csv:
             _check(ok, f"{k}.sha256", self.sha256, "64 lowercase hex digits (or null: computed from the file)")
 
 
-DATA = {c.name: c for c in (NoisyLinear, NoisySine, Friedman1, Diabetes)} | {"csv": Csv}
+@dataclass(frozen=True)
+class Uci:
+    """A UCI regression data set with one of its standard splits (dropbench/uci.py)."""
+
+    dataset: str
+    name: Literal["uci"] = "uci"
+    split: int = 0
+    # The folder holding the files (null: $DROPBENCH_UCI_DIR, else the download cache); made
+    # absolute by build(). Not in the run id: the files are verified, so dataset + split say what.
+    root: str | None = None
+
+    def validate(self, k: str) -> None:
+        from dropbench import uci
+
+        uci.folder_of(self.dataset)  # one of uci.DATASETS, with a did-you-mean
+        n = uci.n_splits(self.dataset)
+        _check(0 <= self.split < n, f"{k}.split", self.split, f"in 0..{n - 1} ({self.dataset} has {n} standard splits)")
+        _check(self.root is None or self.root.strip() != "", f"{k}.root", self.root, "a folder (or null)")
+
+
+DATA = {c.name: c for c in (NoisyLinear, NoisySine, Friedman1, Diabetes)} | {"csv": Csv, "uci": Uci}
 
 
 # ---- model --------------------------------------------------------------------------------
@@ -325,7 +346,7 @@ Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlur
 # ---- the whole run ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunConfig:
-    data: NoisyLinear | NoisySine | Friedman1 | Diabetes | Csv = field(default_factory=NoisyLinear)
+    data: NoisyLinear | NoisySine | Friedman1 | Diabetes | Csv | Uci = field(default_factory=NoisyLinear)
     model: MLP = field(default_factory=MLP)
     reg: Reg = field(default_factory=Reg)
     optim: Adam | SGD = field(default_factory=Adam)
@@ -347,7 +368,8 @@ class RunConfig:
 
     @property
     def data_seed(self) -> int:
-        return self.seed if self.data.seed is None else self.data.seed
+        seed = getattr(self.data, "seed", None)  # data=uci has fixed splits, no seed
+        return self.seed if seed is None else seed
 
     def to_dict(self) -> dict[str, Any]:
         return _prune(dataclasses.asdict(self))
@@ -355,12 +377,12 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         """Stable hash of everything that determines the run's numbers: a CSV by its contents
-        (data.sha256), never by its path. tests/test_config.py pins ids: change them deliberately."""
+        (data.sha256), never by its path; a UCI split by name, never by its folder.
+        tests/test_config.py pins ids: change them deliberately."""
         d = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
-        if isinstance(self.data, Csv):
-            if self.data.sha256 is None:
-                raise ValueError("a csv config gets its sha256 from build(); construct it with build()")
-            d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
+        if isinstance(self.data, Csv) and self.data.sha256 is None:
+            raise ValueError("a csv config gets its sha256 from build(); construct it with build()")
+        d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -537,6 +559,8 @@ def build(d: dict[str, Any]) -> RunConfig:
     data = _select(DATA, "data", d.pop("data", {}))
     if isinstance(data, Csv):
         data = _pin_csv(data)
+    if isinstance(data, Uci) and data.root is not None:
+        data = dataclasses.replace(data, root=os.path.abspath(os.path.expanduser(data.root)))
     model = _select(MODELS, "model", d.pop("model", {}))
     optim = _select(OPTIMS, "optim", d.pop("optim", {}))
     reg = from_dict(Reg, d.pop("reg", None) or {}, "reg")

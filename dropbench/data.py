@@ -23,13 +23,19 @@ class Dataset:
     y_train: "torch.Tensor"
     x_test: "torch.Tensor"
     y_test: "torch.Tensor"
+    # The target's training mean and SD when y is standardised for training (data=uci), so that
+    # predictions and metrics go back to original units: y = y_std * y_standardised + y_mean.
+    # 0/1 for the other data sets, whose metrics stay in the units they train in.
+    y_mean: float = 0.0
+    y_std: float = 1.0
 
     @property
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 
     def to(self, dtype: "torch.dtype", device: Any = "cpu") -> "Dataset":
-        return Dataset(*(t.to(device=device, dtype=dtype) for t in (self.x_train, self.y_train, self.x_test, self.y_test)))
+        moved = (t.to(device=device, dtype=dtype) for t in (self.x_train, self.y_train, self.x_test, self.y_test))
+        return Dataset(*moved, y_mean=self.y_mean, y_std=self.y_std)
 
 
 def _linspace_noise(cfg: Any, seed: int, f: Any) -> Dataset:
@@ -150,4 +156,8 @@ def load_dataset(cfg: "RunConfig") -> Dataset:
     if d.name == "csv":
         x, y = read_csv(d.path, d.target, d.features, d.sha256)
         return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
+    if d.name == "uci":
+        from dropbench import uci
+
+        return uci.load_dataset(d.dataset, d.split, d.root)
     raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it
