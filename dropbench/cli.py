@@ -195,6 +195,9 @@ def report(
             typer.echo(f"report: {output}")
         elif isinstance(rendered, str):
             typer.echo(rendered, nl=False)
+            if fmt in ("csv", "json"):  # machine-readable output has no caption: warnings go to stderr
+                for note in rep.notes:
+                    typer.echo(f"dropbench: {note}", err=True)
         else:
             _console().print(rendered)
 

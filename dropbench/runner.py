@@ -46,18 +46,13 @@ def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunCon
     """The validated configs of every run the overrides ask for (duplicates removed), and the
     launcher that will run them."""
     jobs = config_mod.expand_sweep(list(overrides)) if multirun else [list(overrides)]
+    # expand_sweep refuses a swept out= or launcher and a sweep of no runs, so every job shares
+    # one folder and one launcher.
+    loaded = [config_mod.load_job(job) for job in jobs]
     cfgs: dict[str, RunConfig] = {}
-    launchers: list[Launcher] = []
-    for job in jobs:
-        cfg, launcher = config_mod.load_job(job)
+    for cfg, _ in loaded:
         cfgs.setdefault(cfg.run_id, cfg)
-        if launcher not in launchers:
-            launchers.append(launcher)
-    if len({c.out for c in cfgs.values()}) > 1:
-        raise UserError("out= takes one folder per invocation; do not sweep over out")
-    if len(launchers) > 1:
-        raise UserError("launcher= takes one launcher per invocation; do not sweep over it")
-    return list(cfgs.values()), launchers[0]
+    return list(cfgs.values()), loaded[0][1]
 
 
 # --- the folder's record of the commands that ran into it (sweep.yaml) ----------------------

@@ -233,6 +233,9 @@ def test_a_folder_that_mixes_platforms_says_so(tmp_path):
     assert "AVX2, cpu: 3 runs" in table
     md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout
     assert "WARNING: these numbers come from 2 platforms" in md
+    for fmt in ("csv", "json"):  # no caption there: the warning goes to stderr, the data stays clean
+        res = runner.invoke(app, ["report", str(d), "--format", fmt])
+        assert "WARNING: these numbers come from 2 platforms" in res.stderr and "WARNING" not in res.stdout
     g = by_reg(report(str(d)))
     assert g["none"]["platform"] == "torch 2.13.0, CPU capability AVX512, cpu (2); torch 2.13.0, CPU capability AVX2, cpu (1)"
     # One platform, or an old folder that records none: nothing to say.
