@@ -60,6 +60,24 @@ def test_agrees_with_reference_float64_to_rounding(reg, optim):
         assert _max_curve_err(train_one(cfg), b) < 1e-9
 
 
+def test_reference_engine_numbers_do_not_depend_on_the_thread_count():
+    """The torch engine trains with one intra-op thread, as the batched engine does: with the
+    machine's threads, the L1 sum over 91k weights was split over threads and its last bits
+    (the train_loss column) depended on the core count."""
+    cfg = load(["reg=l1", "epochs=10", "eval_every=5", "engine=torch"])
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            (r,) = list(get_engine("torch").train([cfg]))
+            assert torch.get_num_threads() == threads, "the caller's setting is restored"
+            runs.append((r.curve, r.fit))
+    finally:
+        torch.set_num_threads(before)
+    assert runs[0] == runs[1] == runs[2]
+
+
 def test_fit_agrees_with_reference_in_float64():
     """fit.csv of a float64 run: the grid is drawn from the float64 data in both engines (it was
     drawn from float32 data in the batched one, 1e-7 off), and the predictions agree to rounding."""

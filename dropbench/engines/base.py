@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -87,6 +88,22 @@ def settle(result: RunResult) -> RunResult:
     if result.status != "ok":
         result.fit = []
     return result
+
+
+@contextmanager
+def one_intraop_thread() -> Iterator[None]:
+    """Every run computes with one intra-op thread, whatever the machine's core count: the same
+    kernels, so the same bits (a reduction split over threads, such as the L1 sum, rounds
+    differently), and no threads spinning over ops too small to share. Parallelism comes from
+    running different runs at once."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class Engine(Protocol):

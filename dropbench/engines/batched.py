@@ -25,7 +25,6 @@ import math
 import os
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -34,7 +33,9 @@ import torch.nn.functional as F
 
 from dropbench.config import DROP_FAMILY
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device, settle
+from dropbench.engines.base import (
+    RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, one_intraop_thread, resolve_device, settle,
+)
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -497,18 +498,6 @@ class Chunk:
 # Building initial weights goes through the global RNG (torch.manual_seed, as the reference engine
 # does); worker threads take turns there.
 _GLOBAL_RNG = threading.Lock()
-
-
-@contextmanager
-def one_intraop_thread() -> Iterator[None]:
-    """Every chunk computes with one intra-op thread, whichever worker runs it: the same kernels,
-    so the same bits. Parallelism comes from workers running different chunks."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Cancelled(BaseException):

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 
 from dropbench.data import load_dataset
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, resolve_device, settle
+from dropbench.engines.base import (
+    RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, one_intraop_thread, resolve_device, settle,
+)
 from dropbench.models import build_mlp
 from dropbench.regularizers import l1_penalty
 
@@ -43,6 +45,12 @@ def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
 
 
 def train_one(cfg: "RunConfig") -> RunResult:
+    """One run, on one intra-op thread whatever the core count (see one_intraop_thread)."""
+    with one_intraop_thread():
+        return _train_one(cfg)
+
+
+def _train_one(cfg: "RunConfig") -> RunResult:
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
@@ -90,6 +98,8 @@ class TorchEngine:
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
         for cfg in cfgs:
             try:
-                yield train_one(cfg)
+                result = train_one(cfg)
             except Exception as e:  # noqa: BLE001  one failing run must not end the sweep
                 yield from failed_results([cfg], e)
+            else:
+                yield result
