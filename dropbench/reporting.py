@@ -58,9 +58,17 @@ def _choice_overrides(row: dict[str, Any]) -> tuple[str, ...]:
         v = key_str(row.get(g))
         if v:
             out.append(f"reg=[{v.replace('+', ',')}]" if g == "reg" and "+" in v else f"{g}={v}")
-    if key_str(row.get("data")) == "csv":
-        out += [f"data.{k}={key_str(row.get(f'data.{k}'))}" for k in ("path", "target") if key_str(row.get(f"data.{k}"))]
+    out += [f"{c}={key_str(row.get(c))}" for c in _required(row) if key_str(row.get(c))]
     return tuple(out)
+
+
+# Data keys without a default (??? in conf/data/): the defaults compose only with them given,
+# and they are always among the overrides that made a run.
+REQUIRED_DATA_KEYS = {"csv": ("data.path", "data.target"), "uci": ("data.dataset",)}
+
+
+def _required(row: dict[str, Any]) -> tuple[str, ...]:
+    return REQUIRED_DATA_KEYS.get(key_str(row.get("data")), ())
 
 
 @lru_cache(maxsize=64)
@@ -85,9 +93,10 @@ def non_default(row: dict[str, Any]) -> dict[str, str] | None:
     if defaults is None:
         return None
     out = {}
+    required = _required(row)
     for c in config_columns([row]):
         v = key_str(row.get(c))
-        if v == defaults.get(c, "") or (c.startswith("reg.") and c.endswith(".p") and v == key_str(row.get("p"))):
+        if c not in required and v == defaults.get(c, "") or (c.startswith("reg.") and c.endswith(".p") and v == key_str(row.get("p"))):
             continue
         out[c] = v
     return out

@@ -190,6 +190,17 @@ def test_a_single_run_shows_the_overrides_that_made_it():
     assert t.caption == "every run: reg=dropout optim=sgd model.hidden=64 model.activation=tanh optim.lr=0.05 epochs=40 p=0.3"
 
 
+def test_a_single_run_names_the_required_data_keys(tmp_path):
+    """Keys without a default (a CSV's path and target, a UCI set's name) are overrides too."""
+    from dropbench.reporting import runs_table
+
+    row = {"run_id": "a", "data": "uci", "model": "mlp", "reg": "none", "optim": "adam", "seed": 1, "data.dataset": "yacht",
+           "data.split": 3, "data.root": "", "final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2,
+           "best_epoch": 10, "status": "ok"}
+    (label,) = runs_table([row]).columns[1].cells
+    assert label == "data=uci reg=none data.dataset=yacht data.split=3 seed=1"
+
+
 MIX = [{"reg": reg, "seed": s, "epochs": 100 if reg == "l1" else 200, "final_train_mse": 0.1,
         "final_test_mse": 1.0 + s + {"none": 0.5, "l1": 0.1, "l2": 0.3}[reg]} for reg in ("none", "l1", "l2") for s in range(3)]
 
