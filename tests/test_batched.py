@@ -55,7 +55,8 @@ def test_agrees_with_reference_float64_to_rounding(reg, optim):
     ([l2] is decoupled weight decay.) Float64 with a tolerance, not float32 bits: the two engines
     take different kernels, whose float32 rounding differs from one CPU to another."""
     extra = ["reg.l2.decoupled=true"] if reg == "[l2]" else []
-    cfgs = cfgs_for(reg, range(2), "epochs=20", "eval_every=5", "dtype=float64", f"optim={optim}", "optim.lr=0.05", *extra)
+    cfgs = cfgs_for(reg, range(2), "epochs=20", "eval_every=5", "dtype=float64", f"optim={optim}", "optim.lr=0.05",
+                    "model.hidden=64", *extra)
     for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
         assert _max_curve_err(train_one(cfg), b) < 1e-9
 
@@ -148,10 +149,14 @@ def _signature(results):
     return {r.run_id: (r.curve, r.fit, r.status) for r in results}
 
 
-@pytest.mark.parametrize("reg", ["none", "l1", "dropout", "droppath", "dropconnect", "vanilla_dropout"])
+@pytest.mark.parametrize("reg", ["none", "l1", "dropout", "droppath", pytest.param("dropconnect", marks=pytest.mark.slow),
+                                 "vanilla_dropout"])
 def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
-    target = load([f"reg={reg}", "seed=3", "epochs=12", "eval_every=4", "model.activation=gelu"])
-    others = [load([f"reg={reg}", f"seed={s}", "epochs=12", "eval_every=4", "model.activation=gelu"]) for s in range(100, 137)]
+    """A run's numbers do not depend on its company (default 1-300-300-1 network, whose thin
+    layers are where a batch of one took other kernels). This is a property of the kernels of
+    the CPU it runs on: it held on every CPU tried, and this test checks it on this one."""
+    target = load([f"reg={reg}", "seed=3", "epochs=6", "eval_every=3", "model.activation=gelu"])
+    others = [replace(target, seed=s) for s in range(100, 137)]
     want = _signature(BatchedEngine(workers=1).train([target]))[target.run_id]
     for size, pos in [(2, 1), (5, 0), (13, 12), (37, 20)]:
         members = others[: size - 1]
