@@ -149,8 +149,7 @@ def _signature(results):
     return {r.run_id: (r.curve, r.fit, r.status) for r in results}
 
 
-@pytest.mark.parametrize("reg", ["none", "l1", "dropout", "droppath", pytest.param("dropconnect", marks=pytest.mark.slow),
-                                 "vanilla_dropout"])
+@pytest.mark.parametrize("reg", ["none", "l1", "dropout", "droppath", "dropconnect", "vanilla_dropout"])
 def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     """A run's numbers do not depend on its company (default 1-300-300-1 network, whose thin
     layers are where a batch of one took other kernels). This is a property of the kernels of
