@@ -18,10 +18,11 @@ from typing import Any, Mapping
 # Columns of runs.csv / keys of result.json that describe the platform, not the config. The
 # config's own `device` and `dtype` columns complete the picture.
 PLATFORM_COLUMNS = ("dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu")
-# What must agree for two platforms to compute the same numbers for the same config. The CPU's
-# model name is recorded but not compared: one instruction set on two CPU models runs the same
-# kernels.
-IDENTITY_COLUMNS = ("torch_version", "cpu_capability", "device", "gpu")
+# What must agree for two platforms to compute the same numbers for the same config. The CPU
+# model counts as well as its instruction set: an AVX-512 Xeon and an AVX-512 EPYC, same torch,
+# gave different last bits (the BLAS picks kernels and blockings by vendor and cache sizes).
+# dropbench's own version is recorded, not compared.
+IDENTITY_COLUMNS = ("torch_version", "cpu", "cpu_capability", "device", "gpu")
 
 
 @cache
@@ -62,9 +63,9 @@ def identity(row: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def describe(row: Mapping[str, Any]) -> str:
-    """A platform in a few words: 'torch 2.13.0, AVX512, cpu' (or 'unrecorded')."""
-    torch_v, cap, device, gpu = identity(row)
+    """A platform in a few words: 'torch 2.13.0, AMD EPYC, CPU capability AVX512, cpu'."""
+    torch_v, cpu, cap, device, gpu = identity(row)
     if not (torch_v or cap):
         return "unrecorded (written before dropbench recorded platforms)"
     where = gpu if device == "cuda" and gpu else device or "cpu"
-    return f"torch {torch_v or '?'}, CPU capability {cap or '?'}, {where}"
+    return f"torch {torch_v or '?'}, {cpu or 'unknown CPU'}, CPU capability {cap or '?'}, {where}"

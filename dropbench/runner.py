@@ -206,7 +206,7 @@ def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["Ru
 
 def check_platform(out: Path, todo: Sequence["RunConfig"]) -> None:
     """Refuse to train runs into a folder whose finished runs were computed on another platform
-    (torch version, CPU capability, device, GPU): their numbers would differ in the last bits,
+    (torch version, CPU model and capability, device, GPU): their numbers would differ in the last bits,
     and a comparison across them would measure the platform as well as the regularizer. Runs
     stored before dropbench recorded platforms count as another, unknown, platform."""
     from dropbench import provenance, results
@@ -215,7 +215,7 @@ def check_platform(out: Path, todo: Sequence["RunConfig"]) -> None:
     if not rows or not todo:
         return
     here = {d: {**provenance.current(d), "device": d} for d in sorted({c.device for c in todo})}
-    shared = ("torch_version", "cpu_capability")  # the same for every device of one machine
+    shared = ("torch_version", "cpu", "cpu_capability")  # the same for every device of one machine
     any_here = next(iter(here.values()))
     for r in rows:
         mine = here.get(str(r.get("device")))

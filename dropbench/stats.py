@@ -436,7 +436,7 @@ def platform_note(counts: Mapping[tuple[str, ...], Mapping[str, int]]) -> str | 
     """
     if len(counts) < 2:
         return None
-    parts = "; ".join(f"{describe_platform(i).split(' (')[0]}: " + ", ".join(f"{n} {src}" for src, n in by.items())
+    parts = "; ".join(f"{'unrecorded' if i == UNRECORDED else describe_platform(i)}: " + ", ".join(f"{n} {src}" for src, n in by.items())
                       for i, by in sorted(counts.items(), key=lambda kv: -sum(kv[1].values())))
     recorded = [i for i in counts if i != UNRECORDED]
     if len(recorded) > 1:

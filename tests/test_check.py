@@ -222,7 +222,7 @@ def test_a_check_across_platforms_warns(tmp_path):
     f = tmp_path / "b.csv"
     assert check(str(sweep(tmp_path / "a", **platform(capability="AVX512"))), "--baseline", str(f), "--update-baseline").exit_code == 0
     assert json.loads(next(csv.DictReader(f.open()))["platform"]) == [
-        {"torch_version": "2.13.0", "cpu_capability": "AVX512", "device": "", "gpu": "", "runs": 8}]
+        {"torch_version": "2.13.0", "cpu": "Some CPU", "cpu_capability": "AVX512", "device": "", "gpu": "", "runs": 8}]
     same = check(str(tmp_path / "a"), "--baseline", str(f))
     assert same.exit_code == 0 and "WARNING" not in same.stdout
     other = check(str(sweep(tmp_path / "b", **platform(capability="AVX2"))), "--baseline", str(f), "--junit", str(tmp_path / "j.xml"))

@@ -248,7 +248,7 @@ def test_a_folder_that_mixes_platforms_says_so(tmp_path):
         res = runner.invoke(app, ["report", str(d), "--format", fmt])
         assert "WARNING: these numbers come from 2 platforms" in res.stderr and "WARNING" not in res.stdout
     g = by_reg(report(str(d)))
-    assert g["none"]["platform"] == "torch 2.13.0, CPU capability AVX512, cpu (2); torch 2.13.0, CPU capability AVX2, cpu (1)"
+    assert g["none"]["platform"] == "torch 2.13.0, Some CPU, CPU capability AVX512, cpu (2); torch 2.13.0, Some CPU, CPU capability AVX2, cpu (1)"
     # One platform, or an old folder that records none: nothing to say.
     one = write_sweep(tmp_path / "one", [{**r, **platform()} for r in MIX])
     assert "WARNING" not in runner.invoke(app, ["report", str(one), "--format", "markdown"]).stdout

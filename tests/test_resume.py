@@ -479,7 +479,7 @@ def _edit(run_dir: Path, **changes) -> None:
 
 
 @pytest.mark.parametrize("changes, named", [
-    ({"torch_version": "1.13.1"}, "(torch 1.13.1, CPU capability"),
+    ({"torch_version": "1.13.1"}, "(torch 1.13.1, "),
     ({"cpu_capability": "NO_AVX"}, "CPU capability NO_AVX, cpu) than"),
     ({"device": "cuda", "gpu": "NVIDIA A100"}, None),  # a cuda run beside cpu ones: same host, allowed
     ({k: None for k in ("dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu")}, "unrecorded"),
@@ -501,7 +501,9 @@ def test_resume_refuses_to_mix_platforms(tmp_path, changes, named):
         return
     line = res.output.strip()
     assert res.exit_code == 2 and len(line.splitlines()) == 1, res.output
-    here = f"this one (torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, cpu)"
+    from dropbench.provenance import cpu_model
+
+    here = f"this one (torch {torch.__version__}, {cpu_model()}, CPU capability {torch.backends.cpu.get_cpu_capability()}, cpu)"
     assert "holds 1 finished run(s) computed on another platform (" in line and named in line and here in line
     assert "--allow-mixed-platforms" in line and stored(out) == 2
     res = CliRunner().invoke(app, ["run", "-m", "seed=range(3)", "epochs=5", "model.hidden=8", f"out={out}"])
@@ -510,17 +512,24 @@ def test_resume_refuses_to_mix_platforms(tmp_path, changes, named):
     assert res.exit_code == 0 and stored(out) == 3, res.output
 
 
-def test_another_cpu_model_of_the_same_platform_mixes_and_a_finished_sweep_is_listed(tmp_path):
-    """Only what changes the kernels counts (the CPU model name does not), and a folder with
-    nothing left to train is listed on any platform."""
+def test_another_cpu_model_is_another_platform_and_a_finished_sweep_is_listed(tmp_path):
+    """Two CPU models of one instruction set gave different last bits (Xeon and EPYC, both
+    AVX-512), so the model counts; dropbench's own version does not. A folder with nothing left
+    to train is listed on any platform."""
     from typer.testing import CliRunner
 
     from dropbench.cli import app
 
     out = tmp_path / "r"
     kept = _finished_folder(out)
-    _edit(kept[0], cpu="Some Other CPU", dropbench_version="0.0.1")
+    _edit(kept[0], dropbench_version="0.0.1")
     res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 0 and stored(out) == 3, res.output
+    shutil.rmtree(kept[0])  # something to train again, beside a run of another CPU model
+    _edit(kept[1], cpu="Some Other CPU")
+    res = CliRunner().invoke(app, ["run", "--resume", str(out)])
+    assert res.exit_code == 2 and "Some Other CPU" in res.output, res.output
+    res = CliRunner().invoke(app, ["run", "--resume", str(out), "--allow-mixed-platforms"])
     assert res.exit_code == 0 and stored(out) == 3, res.output
     _edit(kept[1], torch_version="1.13.1")
     res = CliRunner().invoke(app, ["run", "--resume", str(out)])

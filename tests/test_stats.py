@@ -166,7 +166,7 @@ def test_epoch_best_never_picks_a_nan_epoch():
 
 
 def test_platform_note_warns_for_two_recorded_platforms_only():
-    a, b = ("2.13.0", "AVX512", "cpu", ""), ("2.13.0", "AVX2", "cpu", "")
+    a, b = ("2.13.0", "Some CPU", "AVX512", "cpu", ""), ("2.13.0", "Some CPU", "AVX2", "cpu", "")
     assert platform_note({a: {"runs": 5}}) is None and platform_note({UNRECORDED: {"runs": 5}}) is None
     warning = platform_note({a: {"runs": 3}, b: {"runs": 2}})
     assert warning.startswith("WARNING: these numbers come from 2 platforms") and "AVX2, cpu: 2 runs" in warning
