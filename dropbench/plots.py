@@ -248,7 +248,7 @@ def final_test_figure(sweep: Sweep, log: bool = False) -> "Figure":
         if data:
             ax.set_title(f"data={data}", fontsize="medium", loc="left")
     note = (CLIP_NOTE_LOG if log else CLIP_NOTE) if clipped else ""
-    title = f"Final test MSE per group, best first: {subtitle(sweep, note)}"
+    title = f"Final test MSE per group, best first\n{subtitle(sweep, note)}"
     if len(facets) == 1:
         axes[0].set_title(title, fontsize="medium")
     else:
