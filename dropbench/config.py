@@ -17,10 +17,11 @@ import time
 import types
 import typing
 from dataclasses import dataclass, field
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 from dropbench.errors import UserError
 
@@ -510,6 +511,19 @@ _SHA_CACHE: dict[str, tuple[tuple[int, ...], str]] = {}
 _SETTLE_NS = 2_000_000_000
 
 
+@contextmanager
+def csv_read_errors(path: str) -> Iterator[None]:
+    """Reading the user's CSV: a missing file, a folder or an unreadable one is one line."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
+    except IsADirectoryError:
+        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
+    except OSError as e:
+        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+
+
 def _file_sha256(path: str) -> str:
     """The sha256 of a file's bytes, hashed once per process while the file is unchanged.
 
@@ -518,7 +532,7 @@ def _file_sha256(path: str) -> str:
     when the file had not changed for _SETTLE_NS before it was read (as git does for "racily
     clean" files): an edit within one timestamp tick of the hashing cannot go unseen.
     """
-    try:
+    with csv_read_errors(path):
         st = os.stat(path)
         key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         hit = _SHA_CACHE.get(path)
@@ -527,12 +541,6 @@ def _file_sha256(path: str) -> str:
         started = time.time_ns()
         with open(path, "rb") as f:
             digest = hashlib.file_digest(f, "sha256").hexdigest()
-    except FileNotFoundError:
-        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
-    except IsADirectoryError:
-        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
-    except OSError as e:
-        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
     if max(st.st_mtime_ns, st.st_ctime_ns) < started - _SETTLE_NS:
         _SHA_CACHE[path] = (key, digest)
     return digest

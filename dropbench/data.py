@@ -99,15 +99,10 @@ def read_csv(path: str, target: str, features: list[str] | None, sha256: str | N
 
     import pandas as pd
 
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
-    except IsADirectoryError:
-        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
-    except OSError as e:
-        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+    from dropbench.config import csv_read_errors
+
+    with csv_read_errors(path), open(path, "rb") as fh:
+        raw = fh.read()
     if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
         raise UserError(f"data.path={path}: the file changed after the run was planned (its sha256 is no longer {sha256}); run the command again")
     try:
