@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
 from dropbench.results import atomic_file
-from dropbench.stats import by_keys, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth
+from dropbench.stats import (
+    DATA_SET_KEYS, by_keys, data_set, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -64,12 +66,12 @@ class Sweep:
 
     def facets(self) -> list[tuple[str, list[Group]]]:
         """(data set, its groups in rank order): one panel each; a single ("", all) where the
-        groups do not differ in their data set."""
-        if "data" not in self.keys:
-            return [("", self.groups)]
+        groups do not differ in their data set. A data set is named by every grouping key that
+        tells data sets apart (data=uci data.dataset=yacht), not only by `data`."""
         out: dict[str, list[Group]] = {}
         for g in self.groups:
-            out.setdefault(g.values["data"], []).append(g)
+            label = " ".join(f"{k}={v}" for k, v in zip([k for k in self.keys if k in DATA_SET_KEYS], data_set(g.values, self.keys)))
+            out.setdefault(label, []).append(g)
         return list(out.items())
 
 
@@ -88,7 +90,7 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
         values = {k: s[k] for k in keys}
         groups.append(Group(group_label(values), values, members(ok, values), s))
     # One colour per group across data sets: reg=dropout is the same colour in every panel.
-    hue = [group_label({k: v for k, v in g.values.items() if k != "data"}) for g in groups]
+    hue = [group_label({k: v for k, v in g.values.items() if k not in DATA_SET_KEYS}) for g in groups]
     distinct = list(dict.fromkeys(hue))
     palette = dict(zip(distinct, _colours(len(distinct))))
     for g, h in zip(groups, hue):
@@ -155,7 +157,7 @@ CLIP_NOTE_LOG = "intervals clipped at the log axis' lower edge (MSE > 0)"
 
 
 def _facet_title(data: str, text: str) -> str:
-    return f"data={data}: {text}" if data else text
+    return f"{data}: {text}" if data else text
 
 
 def curves_figure(sweep: Sweep, log: bool = False) -> "Figure":
@@ -246,7 +248,7 @@ def final_test_figure(sweep: Sweep, log: bool = False) -> "Figure":
             ax.set_xlim(left=floor)
         ax.grid(True, axis="x", alpha=0.3)
         if data:
-            ax.set_title(f"data={data}", fontsize="medium", loc="left")
+            ax.set_title(data, fontsize="medium", loc="left")
     note = (CLIP_NOTE_LOG if log else CLIP_NOTE) if clipped else ""
     title = f"Final test MSE per group, best first\n{subtitle(sweep, note)}"
     if len(facets) == 1:
@@ -352,7 +354,7 @@ def fit_figure(sweep: Sweep, seed: str | None = None) -> "Figure | None":
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
         if data:
-            ax.set_title(f"data={data}", loc="left")
+            ax.set_title(data, loc="left")
         if len({_data_config(r) for _, drawn in fits for r in drawn}) > 1:
             notes.append(f"points: data of {fits[0][0].label} only (the runs use several data configs)")
     what = (f"fits of seed {chosen}" if chosen is not None

@@ -13,8 +13,8 @@ from rich.table import Table
 
 from dropbench.errors import UserError
 from dropbench.stats import (
-    at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
-    platform_note, pooled_configs, pooled_note, sort_key, summarize,
+    DATA_SET_KEYS, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
+    data_set, platform_note, pooled_configs, pooled_note, sort_key, summarize,
 )
 
 
@@ -178,7 +178,8 @@ def _captions(summary: Sequence[dict[str, Any]], paired: bool, notes: Sequence[s
     """The summary's caption lines: what the statistics are, DropPath's residual blocks, and
     notes (pooled configs, mixed platforms)."""
     note = droppath_note(r.get("reg") for r in summary)
-    ranks = RANK_CAPTION if len({r.get("data") for r in summary if "data" in r}) > 1 else ""
+    keys = [k for k in DATA_SET_KEYS if any(k in r for r in summary)]
+    ranks = RANK_CAPTION if len({data_set(r, keys) for r in summary}) > 1 else ""
     return [CAPTION + (PAIRED_CAPTION if paired else "") + ranks] + ([note] if note else []) + list(notes)
 
 

@@ -167,12 +167,23 @@ def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 # Where a csv data set lies: not its config once its contents are recorded (data.sha256), so
 # the same file under another path (another machine, a relative path) is the same data.
 LOCATION_COLUMNS = {"data.path": "data.sha256"}
+# Where a UCI set's verified files were read from: never part of what was computed.
+WHERE_COLUMNS = ("data.root",)
+# What makes two runs' data different data sets, whose MSEs are not comparable: ranks restart
+# and plots get a panel for each. A split, a data seed or a size is not among them: runs over
+# those compare (and pair) like seeds.
+DATA_SET_KEYS = ("data", "data.dataset", "data.path", "data.sha256", "data.target", "data.features")
 
 
 def config_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every column that is part of a run's config (all but NOT_KEYS), in column order."""
     cols = columns_of(rows)
-    return [c for c in cols if c not in NOT_KEYS and LOCATION_COLUMNS.get(c) not in cols]
+    return [c for c in cols if c not in NOT_KEYS and c not in WHERE_COLUMNS and LOCATION_COLUMNS.get(c) not in cols]
+
+
+def data_set(values: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
+    """A group's data set, as far as the grouping keys tell data sets apart."""
+    return tuple(key_str(values.get(k)) for k in keys if k in DATA_SET_KEYS)
 
 
 def _has_droppath(reg: object) -> bool:
@@ -314,13 +325,13 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
             "gap": _mean(test) - _mean(train),
         })
     # Ranks compare groups of one data set only: MSEs of two data sets are not comparable.
-    part = (lambda s: s["data"]) if "data" in keys else (lambda s: "")  # noqa: E731
+    part = lambda s: data_set(s, keys)  # noqa: E731
     for s in out:
         ranked = sorted(o["test_mean"] for o in out if part(o) == part(s) and not math.isnan(o["test_mean"]))
         s["rank"] = None if math.isnan(s["test_mean"]) else 1 + ranked.index(s["test_mean"])
     if reference and all(k in keys for k in reference):
         _paired(out, [r for r in rows if _ok(r)], keys, reference)
-    out.sort(key=lambda s: (sort_key(part(s)), s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
+    out.sort(key=lambda s: ([sort_key(v) for v in part(s)], s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
     return out
 
 

@@ -236,6 +236,19 @@ def test_ranks_restart_per_data_set_and_the_best_of_each_is_bold(tmp_path):
     assert "ranks within each data set" in "\n".join(md)
 
 
+def test_a_data_set_named_by_a_sub_key_ranks_apart_and_where_its_files_lie_is_no_key(tmp_path):
+    """data=uci data.dataset=yacht,energy keeps `data` constant: the data sets still rank and
+    pair apart; data.root (where the verified files were read) splits nothing."""
+    rows = [{**r, "data": "uci", "data.dataset": ds, "data.root": f"/copy{r['seed'] % 2}",
+             "final_test_mse": r["final_test_mse"] * scale} for ds, scale in (("yacht", 1), ("energy", 10))
+            for r in MIX if r["reg"] != "l1"]
+    d = write_sweep(tmp_path / "uci", rows)
+    groups = report(str(d))
+    assert [(g["data.dataset"], g["reg"], g["rank"], g["n_seeds"]) for g in groups] == [
+        ("energy", "l2", 1, 3), ("energy", "none", 2, 3), ("yacht", "l2", 1, 3), ("yacht", "none", 2, 3)]
+    assert "data.root" not in groups[0] and groups[2]["paired_diff"] == pytest.approx(-0.2)
+
+
 def test_a_folder_that_mixes_platforms_says_so(tmp_path):
     rows = [{**r, **platform(capability="AVX512" if r["seed"] < 2 else "AVX2")} for r in MIX]
     d = write_sweep(tmp_path / "plat", rows)
