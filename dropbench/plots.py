@@ -340,11 +340,16 @@ def fit_figure(sweep: Sweep, seed: str | None = None) -> "Figure | None":
     for ax, (data, fits) in zip(axes, panels):
         first = min(fits[0][1], key=lambda r: r["seed"])
         first_seeds.add(first["seed"])
-        points = load_dataset(load_saved(runs_dir / first["run_id"]))
-        ax.scatter(points.x_train[:, 0].tolist(), points.y_train[:, 0].tolist(), color="black", s=22, zorder=3,
-                   label=f"train points (n={len(points.x_train)})")
-        ax.scatter(points.x_test[:, 0].tolist(), points.y_test[:, 0].tolist(), color="0.55", marker="x", s=22, zorder=3,
-                   label=f"test points (n={len(points.x_test)})")
+        try:
+            points = load_dataset(load_saved(runs_dir / first["run_id"]))
+        except UserError as e:  # e.g. the run's CSV was edited or moved: its fits are still the run's
+            points = None
+            notes.append(f"no data points: {e}")
+        if points is not None:
+            ax.scatter(points.x_train[:, 0].tolist(), points.y_train[:, 0].tolist(), color="black", s=22, zorder=3,
+                       label=f"train points (n={len(points.x_train)})")
+            ax.scatter(points.x_test[:, 0].tolist(), points.y_test[:, 0].tolist(), color="0.55", marker="x", s=22, zorder=3,
+                       label=f"test points (n={len(points.x_test)})")
         for g, drawn in fits:
             curves = [_read_fit(runs_dir / r["run_id"] / "fit.csv") for r in drawn]
             x, y = _mean_fit(curves) if len(curves) > 1 else curves[0]

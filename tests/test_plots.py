@@ -260,3 +260,18 @@ def test_data_sets_get_a_panel_each_and_titles_show_shared_settings(tmp_path):
     assert [ax.get_title(loc="left") for ax in final.axes] == ["data=friedman1", "data=noisy_sine"]
     assert [len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) for ax in final.axes] == [2, 2]
     assert "settings: model.activation=tanh" in final.get_suptitle()
+
+
+def test_a_csv_edited_after_the_run_still_plots_its_fits(tmp_path):
+    """The points of an edited file are not the run's: the fit picture says so and is still drawn,
+    and the other figures are written too (it used to refuse all three)."""
+    from dropbench import runner
+
+    f = tmp_path / "d.csv"
+    f.write_text("x,y\n" + "".join(f"{i},{2 * i + 1}\n" for i in range(8)))
+    cfgs, launcher = runner.plan([f"data.path={f}", "data.target=y", "data=csv", "epochs=5", "model.hidden=8", f"out={tmp_path / 'r'}"])
+    runner.execute(cfgs, launcher)
+    f.write_text(f.read_text() + "9,19\n")
+    fig = fit_figure(load_sweep(tmp_path / "r"))
+    assert "no data points" in fig.get_suptitle() and fig.axes[0].get_lines(), fig.get_suptitle()
+    assert [p.name for p in make_plots(tmp_path / "r", tmp_path / "png")] == ["curves.png", "final_test.png", "fit.png"]
