@@ -553,3 +553,22 @@ def test_each_run_records_its_platform(tmp_path):
     assert (row["dropbench_version"], row["torch_version"], row["cpu_capability"], row["gpu"], row["device"]) == (
         __version__, torch.__version__, torch.backends.cpu.get_cpu_capability(), "", "cpu")
     assert row["cpu"]
+
+
+def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
+    """The platform check compares with the host that trains: locally it refuses, for SLURM
+    (whose nodes this host does not know) it leaves the warning to report and check."""
+    from dropbench import launchers, runner
+    from dropbench.config import LocalLauncher, SubmititSlurmLauncher
+    from dropbench.errors import UserError
+
+    out = tmp_path / "r"
+    kept = _finished_folder(out)
+    _edit(kept[0], cpu="Some Other CPU")
+    cfgs, _ = runner.plan_resume(out)[:2]
+    with pytest.raises(UserError, match="another platform"):
+        runner.execute(cfgs, LocalLauncher(), out)
+    launched = []
+    monkeypatch.setattr(launchers, "launch", lambda todo, *a: launched.extend(todo))
+    runner.execute(cfgs, SubmititSlurmLauncher(), out)
+    assert len(launched) == 1
