@@ -23,7 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-from dropbench.errors import UserError
+from dropbench.errors import UserError, did_you_mean
 
 GROUPS = ("data", "model", "reg", "optim", "launcher")
 # Canonical order for naming combined regularizers ("dropout+l2").
@@ -161,9 +161,7 @@ class Uci:
     def validate(self, k: str) -> None:
         from dropbench import uci
 
-        uci.folder_of(self.dataset)  # one of uci.DATASETS, with a did-you-mean
-        n = uci.n_splits(self.dataset)
-        _check(0 <= self.split < n, f"{k}.split", self.split, f"in 0..{n - 1} ({self.dataset} has {n} standard splits)")
+        uci.check_split(self.dataset, self.split)  # a known data set (with a did-you-mean), a split it has
         _check(self.root is None or self.root.strip() != "", f"{k}.root", self.root, "a folder (or null)")
 
 
@@ -478,7 +476,7 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     unknown = sorted(set(d) - set(fields))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise UserError(f"unknown key {key}{_did_you_mean(unknown[0], fields)}: known keys here are {', '.join(fields)}")
+        raise UserError(f"unknown key {key}{did_you_mean(unknown[0], fields)}: known keys here are {', '.join(fields)}")
     kwargs = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -619,11 +617,6 @@ def _hydra_ready() -> None:
     initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dropbench")
 
 
-def _did_you_mean(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
 def _dotted_keys(d: Any, prefix: str = "") -> list[str]:
     if not isinstance(d, dict):
         return [prefix[:-1]] if prefix else []
@@ -663,7 +656,7 @@ def _unknown_key_error(key: str, composed: dict[str, Any] | None) -> UserError:
 def _unknown_option_error(group: str, bad: str, opts: list[str]) -> UserError:
     names = [n.strip() for n in bad.strip("[]").split(",") if n.strip()]
     wrong = next((n for n in names if n not in opts), bad)
-    return UserError(f"unknown option {group}={bad}{_did_you_mean(wrong, opts)}: choose from {', '.join(opts)}")
+    return UserError(f"unknown option {group}={bad}{did_you_mean(wrong, opts)}: choose from {', '.join(opts)}")
 
 
 def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str, Any] | None = None) -> UserError:

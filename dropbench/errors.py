@@ -1,7 +1,18 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The one exception type the CLI turns into a one-line message and a non-zero exit, and the
+did-you-mean hint such messages carry."""
+
+from typing import Iterable
 
 
 class UserError(Exception):
     """Bad input from the user: the message says what was wrong and how to fix it."""
 
     exit_code = 2
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """' (did you mean epochs?)' for the closest known spelling; '' where none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dropbench.errors import UserError
+from dropbench.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,11 +74,8 @@ def folder_of(dataset: str) -> str:
     try:
         return DATASETS[dataset]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(dataset, list(DATASETS), n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UserError(f"invalid value data.dataset={dataset!r}{hint}: must be one of {', '.join(DATASETS)}") from None
+        raise UserError(f"invalid value data.dataset={dataset!r}{did_you_mean(dataset, DATASETS)}: "
+                        f"must be one of {', '.join(DATASETS)}") from None
 
 
 def n_splits(dataset: str, manifest: Mapping[str, str] | None = None) -> int:
