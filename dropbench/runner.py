@@ -160,20 +160,22 @@ def plan_resume(folder: str | Path) -> tuple[list["RunConfig"], "Launcher", list
     return cfgs, launcher, commands
 
 
-def _is_recorded(command: dict[str, Any], cfgs: Sequence["RunConfig"], recorded: Sequence[dict[str, Any]], out: Path) -> bool:
-    """Whether `command` is one the folder records: the same overrides from the same directory,
-    or from another one where they plan the same runs (no relative path changed meaning)."""
+def _is_recorded(command: dict[str, Any], recorded: Sequence[dict[str, Any]]) -> bool:
+    """Whether the folder records `command` as typed: the same overrides from the same directory."""
+    return any(_same_key(c) == _same_key(command) and c.get("cwd", command.get("cwd")) == command.get("cwd") for c in recorded)
+
+
+def _is_covered(cfgs: Sequence["RunConfig"], recorded: Sequence[dict[str, Any]], out: Path) -> bool:
+    """Whether the recorded commands already plan every run of `cfgs`: the same sweep typed
+    otherwise (seed=0,1 for seed=range(2), another order, another directory where no relative
+    path changed meaning), or a part of it."""
+    planned: set[str] = set()
     for c in recorded:
-        if _same_key(c) != _same_key(command):
-            continue
-        if c.get("cwd", command.get("cwd")) == command.get("cwd"):
-            return True
         try:
-            if {x.run_id for x in plan_command(c, out.resolve())[0]} == {x.run_id for x in cfgs}:
-                return True
+            planned |= {x.run_id for x in plan_command(c, out.resolve())[0]}
         except UserError:  # e.g. its relative data.path is gone: it cannot be the same runs
             pass
-    return False
+    return {x.run_id for x in cfgs} <= planned
 
 
 def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["RunConfig"], append: bool) -> list[dict[str, Any]] | None:
@@ -192,9 +194,11 @@ def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["Ru
                 "run into a new folder, or add --append to add this command to it"
             )
         return [command]
-    if _is_recorded(command, cfgs, recorded, out):
+    if _is_recorded(command, recorded):
         return None
     if not append:
+        if _is_covered(cfgs, recorded, out):  # a resume typed otherwise: nothing new to record
+            return None
         shown = describe_command(recorded[-1])
         more = f" and {len(recorded) - 1} other command(s)" if len(recorded) > 1 else ""
         raise UserError(

@@ -572,3 +572,18 @@ def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
     monkeypatch.setattr(launchers, "launch", lambda todo, *a: launched.extend(todo))
     runner.execute(cfgs, SubmititSlurmLauncher(), out)
     assert len(launched) == 1
+
+
+def test_the_same_runs_typed_otherwise_are_a_resume_and_new_runs_are_not(tmp_path):
+    """seed=0,1 after seed=range(2), or the overrides in another order, plan no new run: a
+    resume. One new run makes it another sweep, refused without --append."""
+    out = f"out={tmp_path / 'r'}"
+    assert cli("run", "-m", "reg=none,l1", "seed=range(2)", "epochs=5", "model.hidden=8", out).exit_code == 0
+    for args in (["seed=0,1", "reg=none,l1"], ["reg=l1", "seed=1"]):
+        res = cli("run", "-m", *args, "model.hidden=8", "epochs=5", out)
+        assert res.exit_code == 0 and "already finished" in res.output, res.output
+    res = cli("run", "-m", "reg=none,l1", "seed=range(3)", "epochs=5", "model.hidden=8", out)
+    assert res.exit_code == 2 and "already holds another sweep" in res.output
+    import yaml
+
+    assert len(yaml.safe_load((tmp_path / "r" / "sweep.yaml").read_text())["commands"]) == 1
