@@ -216,16 +216,9 @@ def _status(run_dir: Path) -> str | None:
     return row.get("status") if row else None
 
 
-def finished_ids(out: Path) -> set[str]:
-    """Runs already stored with status ok (a resumed sweep skips them)."""
-    runs = out / RUNS_DIR
-    if not runs.is_dir():
-        return set()
-    return {d.name for d in runs.iterdir() if not d.name.startswith(".") and _status(d) == "ok"}
-
-
 def finished_rows(out: Path) -> list[dict[str, Any]]:
-    """The stored rows of runs finished with status ok (whose numbers a new run would join)."""
+    """The stored rows of runs finished with status ok: a resumed sweep skips them, and a new run
+    would join their numbers."""
     return [r for r in _stored_rows(out).values() if r.get("status") == "ok"]
 
 

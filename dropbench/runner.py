@@ -208,14 +208,14 @@ def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["Ru
     return [*recorded, command]
 
 
-def check_platform(out: Path, todo: Sequence["RunConfig"]) -> None:
+def check_platform(out: Path, rows: Sequence[dict[str, Any]], todo: Sequence["RunConfig"]) -> None:
     """Refuse to train runs into a folder whose finished runs were computed on another platform
     (torch version, CPU model and capability, device, GPU): their numbers would differ in the last bits,
     and a comparison across them would measure the platform as well as the regularizer. Runs
-    stored before dropbench recorded platforms count as another, unknown, platform."""
-    from dropbench import provenance, results
+    stored before dropbench recorded platforms count as another, unknown, platform. `rows`: the
+    folder's finished rows (results.finished_rows)."""
+    from dropbench import provenance
 
-    rows = results.finished_rows(out)
     if not rows or not todo:
         return
     here = {d: {**provenance.current(d), "device": d} for d in sorted({c.device for c in todo})}
@@ -307,12 +307,13 @@ def execute(
     if out.is_dir():
         results.remove_leftovers(out)
     updated_record(out, command, cfgs, append)  # refuse before anything is written
-    done = results.finished_ids(out)
+    finished = results.finished_rows(out)  # one read of the run folders serves both checks
+    done = {r["run_id"] for r in finished}
     todo = [c for c in cfgs if c.run_id not in done]
     # On SLURM the runs train on nodes whose platform this login host does not know; each run
     # records its node's, and report/check warn of a mix afterwards.
     if not allow_mixed_platforms and not (launcher is not None and launcher.name == "submitit_slurm"):
-        check_platform(out, todo)
+        check_platform(out, finished, todo)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
     out.mkdir(parents=True, exist_ok=True)
     if command is not None:
