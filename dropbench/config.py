@@ -747,15 +747,43 @@ def load(overrides: list[str]) -> RunConfig:
     return load_job(overrides)[0]
 
 
+Dim = tuple[str, str, list[str]]  # a sweep dimension: key, the override as typed, its "key=value"s
+
+
 def expand_sweep(overrides: list[str]) -> list[list[str]]:
     """Expand Hydra sweep grammar (a,b / range() / choice() / glob()) into one override list per run.
 
-    Refused with one line, before anything runs: a sweep that expands to no values, a sweep over
-    `out` or the launcher (one per invocation), a key given twice next to a sweep of it, and a
-    swept key whose values change no run's config (`-m p=0.1,0.5 reg=dropout reg.dropout.p=0.3`
-    would otherwise run 2 runs where 4 were asked for). A sweep that changes only some runs is
-    fine: in `-m reg=none,dropout p=0.2,0.5` the two reg=none runs are one run (p is unused there).
+    Refused with one line: a sweep that expands to no values, a sweep over `out` or the launcher
+    (one per invocation) and a key given twice next to a sweep of it.
     """
+    return [list(job) for job in itertools.product(*(d[2] for d in _sweep_dims(overrides)))]
+
+
+def load_sweep(overrides: list[str]) -> list[tuple["RunConfig", "Launcher"]]:
+    """Every job of a sweep, composed and validated once, in expansion order.
+
+    Refused beside expand_sweep's errors: a swept key whose values change no run's config
+    (`-m p=0.1,0.5 reg=dropout reg.dropout.p=0.3` would otherwise run 2 runs where 4 were asked
+    for). A sweep that changes only some runs is fine: in `-m reg=none,dropout p=0.2,0.5` the two
+    reg=none runs are one run (p is unused there). The check reads the run ids of the jobs
+    loaded anyway, so it costs no composition of its own.
+    """
+    dims = _sweep_dims(overrides)
+    combos = list(itertools.product(*(range(len(d[2])) for d in dims)))
+    loaded = [load_job([d[2][k] for d, k in zip(dims, combo)]) for combo in combos]
+    for i, (name, line, values) in enumerate(dims):
+        if len(set(values)) < 2:
+            continue
+        by_rest: dict[tuple[int, ...], set[str]] = {}
+        for combo, (cfg, _) in zip(combos, loaded):
+            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(cfg.run_id)
+        if all(len(ids) == 1 for ids in by_rest.values()):
+            raise UserError(_no_change_message(dims, i, [cfg for cfg, _ in loaded]))
+    return loaded
+
+
+def _sweep_dims(overrides: list[str]) -> list[Dim]:
+    """One dimension per key, in order, as Hydra's BasicSweeper forms them."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -766,7 +794,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
         loader = GlobalHydra.instance().config_loader()
         parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
         # As Hydra's BasicSweeper: one dimension per key, in order; a repeated key replaces it.
-        dims: dict[str, tuple[str, str, list[str]]] = {}  # key -> (name, override as typed, "key=value"s)
+        dims: dict[str, Dim] = {}
         swept: set[str] = set()
         for o in parsed:
             key, name, line = o.get_key_element(), o.key_or_group, o.input_line
@@ -787,9 +815,7 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
         raise _friendly_hydra_error(e, list(overrides)) from None
     except ValueError as e:  # e.g. range(1,5,0)
         raise UserError(f"cannot expand the sweep {' '.join(overrides)!r}: {e}") from None
-    dim_list = list(dims.values())
-    _check_sweeps_change_runs(dim_list)
-    return [list(job) for job in itertools.product(*(d[2] for d in dim_list))]
+    return list(dims.values())
 
 
 def _check_sweepable(name: str, line: str, values: list[str]) -> None:
@@ -803,36 +829,18 @@ def _check_sweepable(name: str, line: str, values: list[str]) -> None:
         raise UserError(f"launcher= takes one launcher per invocation; do not sweep over it ({line})")
 
 
-def _run_ids(dims: list[tuple[str, str, list[str]]], i: int, combo: tuple[str, ...]) -> tuple[set[str], list["RunConfig"]]:
+def _run_ids(dims: list[Dim], i: int, combo: tuple[str, ...]) -> set[str]:
     """The run ids of dimension i's values with the other dimensions fixed at `combo`, stopping at two."""
     ids: set[str] = set()
-    cfgs = []
     for v in dims[i][2]:
-        cfg = load_job([*combo[:i], v, *combo[i:]])[0]
-        ids.add(cfg.run_id)
-        cfgs.append(cfg)
+        ids.add(load_job([*combo[:i], v, *combo[i:]])[0].run_id)
         if len(ids) > 1:
             break
-    return ids, cfgs
+    return ids
 
 
-def _check_sweeps_change_runs(dims: list[tuple[str, str, list[str]]]) -> None:
-    """Refuse a swept key none of whose values changes a run; usually two configs per swept key decide it."""
-    for i, (name, line, values) in enumerate(dims):
-        if len(set(values)) < 2:
-            continue
-        others = [d[2] for j, d in enumerate(dims) if j != i]
-        seen: list[RunConfig] = []
-        for combo in itertools.product(*others):
-            ids, cfgs = _run_ids(dims, i, combo)
-            if len(ids) > 1:
-                break
-            seen += cfgs
-        else:
-            raise UserError(_no_change_message(dims, i, seen))
-
-
-def _no_change_message(dims: list[tuple[str, str, list[str]]], i: int, seen: list["RunConfig"]) -> str:
+def _no_change_message(dims: list[Dim], i: int, seen: list["RunConfig"]) -> str:
+    """Why sweeping dimension i changes no run (composes configs: only on the error path)."""
     name = dims[i][0]
     for j, (other, line, values) in enumerate(dims):
         # Which fixed value override pins it? Drop each in turn and see if the sweep then matters.
@@ -842,7 +850,7 @@ def _no_change_message(dims: list[tuple[str, str, list[str]]], i: int, seen: lis
         k = i - (j < i)
         try:
             combos = itertools.islice(itertools.product(*(d[2] for m, d in enumerate(rest) if m != k)), 8)
-            if any(len(_run_ids(rest, k, c)[0]) > 1 for c in combos):
+            if any(len(_run_ids(rest, k, c)) > 1 for c in combos):
                 return f"sweeping {name} changes no run: {line} overrides it; drop one of them"
         except UserError:
             continue

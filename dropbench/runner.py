@@ -45,10 +45,9 @@ class Interrupted(Exception):
 def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunConfig"], "Launcher"]:
     """The validated configs of every run the overrides ask for (duplicates removed), and the
     launcher that will run them."""
-    jobs = config_mod.expand_sweep(list(overrides)) if multirun else [list(overrides)]
-    # expand_sweep refuses a swept out= or launcher and a sweep of no runs, so every job shares
-    # one folder and one launcher.
-    loaded = [config_mod.load_job(job) for job in jobs]
+    # A sweep refuses a swept out= or launcher and a sweep of no runs, so every job shares one
+    # folder and one launcher.
+    loaded = config_mod.load_sweep(list(overrides)) if multirun else [config_mod.load_job(list(overrides))]
     cfgs: dict[str, RunConfig] = {}
     for cfg, _ in loaded:
         cfgs.setdefault(cfg.run_id, cfg)

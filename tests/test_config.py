@@ -1,6 +1,6 @@
 import pytest
 
-from dropbench.config import build, expand_sweep, list_options, load
+from dropbench.config import build, expand_sweep, list_options, load, load_sweep
 from dropbench.errors import UserError
 
 
@@ -145,7 +145,7 @@ def test_the_largest_seed_reaches_every_data_set():
 )
 def test_bad_sweeps_are_one_line_errors(overrides, msg):
     with pytest.raises(UserError) as e:
-        expand_sweep(overrides)
+        load_sweep(overrides)
     assert msg in str(e.value) and "\n" not in str(e.value)
 
 
