@@ -282,13 +282,14 @@ def _select(side: str, summary: Sequence[Mapping[str, Any]], keys: Sequence[str]
 
 
 def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> tuple[float, int]:
-    """One-sided paired t-test of H1: hi's test MSE exceeds lo's, seed by seed (NaN if seeds differ)."""
-    from dropbench.stats import t_sf
+    """One-sided paired t-test of H1: hi's test MSE exceeds lo's, repetition by repetition (seed,
+    and split where the runs span several; NaN if the repetitions differ)."""
+    from dropbench.stats import repetition, t_sf
 
     def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
         ok = members((r for r in runs if r.get("status") == "ok"), {k: g[k] for k in keys})
-        seeds = {r["seed"] for r in ok}
-        return {r["seed"]: float(r["final_test_mse"]) for r in ok} if len(seeds) == len(ok) else {}
+        seeds = {repetition(r) for r in ok}
+        return {repetition(r): float(r["final_test_mse"]) for r in ok} if len(seeds) == len(ok) else {}
 
     a, b = per_seed(hi), per_seed(lo)
     if len(a) < 2 or set(a) != set(b):

@@ -6,8 +6,15 @@ Runs are plain rows (dicts, as in runs.csv) and everything here is standard libr
 regularized incomplete beta function (Numerical Recipes' continued fraction); tests pin it to
 scipy.stats.t to 1e-9.
 
-Intervals are 95% Student-t intervals over seeds: mean ± t(0.975, n-1) · s / √n, with s the
-sample standard deviation (ddof=1).
+A group's repetitions are its runs over the REPETITION_KEYS (seed, data.split, data.seed):
+a UCI sweep over 20 splits and one seed has 20 repetitions per group, which pair with the
+reference group's run of the same seed and split. Three spreads are computed for the test metric
+(and the paired differences):
+- ci: the half-width of the 95% Student-t interval, t(0.975, n-1) · s / √n, s the sample SD (ddof=1);
+- se: the standard error as the UCI literature computes it, SD / √n with numpy's population SD
+  (ddof=0; PROTOCOL.md of the UCI splits): so dropbench's ± equals the published tables' for the
+  same numbers. It is √((n-1)/n) times the sample-SD version (2.5% smaller at n = 20);
+- std: the sample SD (ddof=1).
 """
 
 from __future__ import annotations
@@ -116,6 +123,107 @@ def t_halfwidth(values: Sequence[float], level: float = 0.95) -> float:
     return t_ppf(0.5 + level / 2.0, n - 1) * _std(values) / math.sqrt(n)
 
 
+def std_error(values: Sequence[float]) -> float:
+    """The literature's standard error: population SD (ddof=0) / √n. NaN for fewer than 2 values
+    (one split says nothing of the spread) or any non-finite one."""
+    n = len(values)
+    if n < 2 or not all(map(math.isfinite, values)):
+        return NAN
+    return statistics.pstdev(values) / math.sqrt(n)
+
+
+# The spreads a report can show after ±: summary field suffix and wording.
+INTERVALS = {"ci95": "ci", "se": "se", "std": "std"}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """All three spreads of values: std (ddof=1), se (ddof=0, /√n) and ci (95% t half-width)."""
+    return {"std": _std(values), "se": std_error(values), "ci": t_halfwidth(values)}
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+# A metric whose name ends so is better when higher (log-likelihood, R², accuracy); every
+# other one (MSE, RMSE, NLL, ...) when lower.
+HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "accuracy")
+WORDS = {"mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
+# Columns that are never metrics, whatever they hold.
+NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What the summary's test statistics are computed from, and which way is better."""
+
+    name: str  # as given: test_mse
+    test: str  # its runs.csv column: final_test_mse
+    train: str | None  # the train counterpart's column (final_train_mse), None where runs lack one
+    higher: bool  # higher is better (log-likelihood)
+
+    @property
+    def label(self) -> str:
+        return metric_label(self.name)
+
+    @property
+    def train_label(self) -> str:
+        return metric_label(self.name.replace("test", "train", 1))
+
+    @property
+    def curve(self) -> str:
+        """Its column in curves.csv: test_mse for final_test_mse."""
+        return self.test.removeprefix("final_")
+
+
+def metric_label(name: str) -> str:
+    """test_mse -> "test MSE", test_ll -> "test log-likelihood"."""
+    return " ".join(WORDS.get(w, w) for w in name.removeprefix("final_").split("_"))
+
+
+def higher_is_better(name: str) -> bool:
+    return name.lower().endswith(HIGHER_IS_BETTER_SUFFIXES)
+
+
+DEFAULT_METRIC = "test_mse"
+
+
+def metric_choices(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The metrics the rows carry: final_X as X, other numeric result columns as they are."""
+    config = set(config_columns(rows)) | set(WHERE_COLUMNS) | set(LOCATION_COLUMNS)
+    out = []
+    for c in columns_of(rows):
+        if c in NOT_METRICS or c in config:
+            continue
+        out.append(c.removeprefix("final_"))
+    return out
+
+
+def _metric_column(rows: Sequence[Mapping[str, Any]], name: str) -> str | None:
+    cols = set(columns_of(rows))
+    for c in (f"final_{name}", name):
+        if c in cols and c not in NOT_METRICS and c not in config_columns(rows):
+            return c
+    return None
+
+
+def resolve_metric(rows: Sequence[Mapping[str, Any]], name: str = DEFAULT_METRIC, better: str | None = None) -> Metric:
+    """The metric `name` (test_mse, test_rmse, test_ll, best_test_mse, ...) as the rows carry it:
+    column final_NAME, else NAME. better: "higher", "lower" or None (by the name: a log-likelihood
+    is better higher, see HIGHER_IS_BETTER_SUFFIXES)."""
+    if better not in (None, "higher", "lower"):
+        raise UserError(f"unknown --better {better!r}: choose higher or lower (default: by the metric's name)")
+    column = _metric_column(rows, name)
+    if column is None:
+        raise UserError(f"unknown --metric {name!r}: these runs carry {', '.join(metric_choices(rows)) or 'no metric'}")
+    train = _metric_column(rows, name.replace("test", "train", 1)) if "test" in name else None
+    for r in rows:
+        if r.get("status") == "ok":
+            try:
+                float(r.get(column))  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                raise UserError(f"--metric {name}: run {r.get('run_id')} has {column}={r.get(column)!r}, not a number; choose a numeric column") from None
+    return Metric(name, column, train, higher_is_better(name) if better is None else better == "higher")
+
+
 @dataclass(frozen=True)
 class Welch:
     """Welch's unequal-variance t-test of H1: mean(a) > mean(b), from summary statistics."""
@@ -173,6 +281,25 @@ WHERE_COLUMNS = ("data.root",)
 # and plots get a panel for each. A split, a data seed or a size is not among them: runs over
 # those compare (and pair) like seeds.
 DATA_SET_KEYS = ("data", "data.dataset", "data.path", "data.sha256", "data.target", "data.features")
+# Keys whose values repeat one experiment rather than make another: runs that differ only in
+# them pool into one group (its n counts them) and pair with the reference run of the same
+# values. `--by data.split` still groups by a split explicitly.
+REPETITION_KEYS = ("seed", "data.split", "data.seed")
+
+
+def repetition(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """A run's repetition: its (seed, data.split, data.seed) values."""
+    return tuple(key_str(row.get(k)) for k in REPETITION_KEYS)
+
+
+def repeated_over(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> list[str]:
+    """The repetition keys that vary within some group of `rows` grouped by `keys`: what a
+    group's n counts ("seed", "data.split" or both)."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(key_str(r.get(k)) for k in keys), []).append(r)
+    return [k for k in REPETITION_KEYS if k not in keys
+            and any(len({key_str(r.get(k)) for r in g}) > 1 for g in groups.values())]
 
 
 def config_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -223,7 +350,7 @@ def group_keys(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     value differs between those groups, unless it is implied by the keys (see _implied): runs
     that differ in a config value are never shown as if they did not.
     """
-    columns = config_columns(rows)
+    columns = [c for c in config_columns(rows) if c not in REPETITION_KEYS]
     keys: list[str] = []
     n_groups = 1
     for c in columns:
@@ -248,7 +375,7 @@ def pooled_configs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> di
         groups.setdefault(tuple(key_str(r.get(k)) for k in keys), []).append(r)
     out: dict[str, set[str]] = {}
     for c in config_columns(rows):
-        if c in keys:
+        if c in keys or c in REPETITION_KEYS:
             continue
         for members_ in groups.values():
             values = {key_str(r.get(c)) for r in members_}
@@ -297,17 +424,23 @@ def members(rows: Iterable[Mapping[str, Any]], group: Mapping[str, str]) -> list
     return [r for r in rows if all(key_str(r.get(k)) == v for k, v in group.items())]
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None, reference: Mapping[str, str] | None = None) -> list[Row]:
-    """One row per group: seeds, train/test mean and std, the test CI, the gap and a rank.
+def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None, reference: Mapping[str, str] | None = None,
+              metric: Metric | None = None) -> list[Row]:
+    """One row per group: its repetitions, train/test mean and spreads, the gap and a rank.
 
-    Failed runs are left out of the statistics and counted in `failed`. With `reference` (e.g.
-    {"reg": "none"}), groups whose seeds pair up with the reference group (same other keys, same
-    seeds, equal config but for the reference key) also get the mean paired test-MSE difference
-    and its 95% interval: seed-to-seed noise shared by both groups cancels, so it is much tighter
-    than comparing two means.
-    Ranks restart for each data set where the groups span several (a `data` key).
-    Rows come sorted by data set, then rank (best test MSE first), ties and unranked groups by key.
+    Failed runs are left out of the statistics and counted in `failed`; `n_seeds` counts the
+    group's successful runs, its repetitions (seeds, or (seed, split) pairs: REPETITION_KEYS).
+    test_std / test_se / test_ci are the three spreads (see the module docstring). With
+    `reference` (e.g. {"reg": "none"}), groups whose repetitions pair up with the reference
+    group's (same seed and split, equal config but for the reference key) also get the mean
+    paired difference and its spreads: noise shared by a seed or a split cancels, so it is much
+    tighter than comparing two means.
+    metric (default test MSE) says which columns are "test" and "train" and which way is better:
+    rank 1 is the lowest mean, or the highest for a higher-is-better metric.
+    Ranks restart for each data set where the groups span several (DATA_SET_KEYS).
+    Rows come sorted by data set, then rank, ties and unranked groups by key.
     """
+    metric = metric or Metric(DEFAULT_METRIC, "final_test_mse", "final_train_mse", False)
     keys = list(by) if by is not None else group_keys(rows)
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in rows:
@@ -315,22 +448,25 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
     out: list[Row] = []
     for key, members in groups.items():
         good = [r for r in members if _ok(r)]
-        test = [float(r["final_test_mse"]) for r in good]
-        train = [float(r["final_train_mse"]) for r in good]
+        test = [float(r[metric.test]) for r in good]
+        train = [float(r[metric.train]) for r in good] if metric.train else []
+        sp = spread(test)
         out.append({
             **dict(zip(keys, key)),
             "n_seeds": len(good), "failed": len(members) - len(good),
             "train_mean": _mean(train), "train_std": _std(train),
-            "test_mean": _mean(test), "test_std": _std(test), "test_ci": t_halfwidth(test),
+            "test_mean": _mean(test), "test_std": sp["std"], "test_ci": sp["ci"],
             "gap": _mean(test) - _mean(train),
         })
+        out[-1].update(test_se=sp["se"], metric=metric.name, higher_is_better=metric.higher)
     # Ranks compare groups of one data set only: MSEs of two data sets are not comparable.
     part = lambda s: data_set(s, keys)  # noqa: E731
+    sign = -1.0 if metric.higher else 1.0
     for s in out:
-        ranked = sorted(o["test_mean"] for o in out if part(o) == part(s) and not math.isnan(o["test_mean"]))
-        s["rank"] = None if math.isnan(s["test_mean"]) else 1 + ranked.index(s["test_mean"])
+        ranked = sorted(sign * o["test_mean"] for o in out if part(o) == part(s) and not math.isnan(o["test_mean"]))
+        s["rank"] = None if math.isnan(s["test_mean"]) else 1 + ranked.index(sign * s["test_mean"])
     if reference and all(k in keys for k in reference):
-        _paired(out, [r for r in rows if _ok(r)], keys, reference)
+        _paired(out, [r for r in rows if _ok(r)], keys, reference, metric.test)
     out.sort(key=lambda s: ([sort_key(v) for v in part(s)], s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
     return out
 
@@ -338,7 +474,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
 def _twin(run: Mapping[str, Any], ref: Mapping[str, Any], columns: Sequence[str], reference: Mapping[str, str]) -> bool:
     """Whether `ref` is the reference run of the same config as `run`: equal in every config
     value (and folder) but the reference keys, those that do not apply to the reference (empty
-    there: p for reg=none) and what the run's regularizer sets itself (model.residual)."""
+    there: p for reg=none) and what the run's regularizer sets itself (model.residual). The
+    split (data.split) is a config value: runs pair within a split."""
     for c in columns:
         if c in reference:
             continue
@@ -351,28 +488,32 @@ def _twin(run: Mapping[str, Any], ref: Mapping[str, Any], columns: Sequence[str]
     return True
 
 
-def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], reference: Mapping[str, str]) -> None:
-    """Add paired_diff / paired_ci / n_pairs (a group minus its reference, seed by seed).
+def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], reference: Mapping[str, str],
+            column: str = "final_test_mse") -> None:
+    """Add paired_diff / paired_ci / paired_se / paired_std / n_pairs (a group minus its
+    reference, repetition by repetition).
 
-    Each run is paired with the reference run of its seed and its config (_twin); a run
-    without one is left unpaired, so a group never borrows a reference that ran, say, other
-    epochs. Where a group pools several runs of one seed (a --by coarser than the config), their
-    differences are averaged per seed: the seeds are the independent samples.
+    Each run is paired with the reference run of its seed and its config (_twin), split
+    included; a run without one is left unpaired, so a group never borrows a reference that
+    ran, say, other epochs. Where a group pools several runs of one repetition (a --by coarser
+    than the config), their differences are averaged per repetition: the (seed, split) pairs
+    are the independent samples.
     """
     refs = members(ok, reference)
     columns = [*config_columns(ok), *(["sweep"] if any("sweep" in r for r in ok) else [])]
     for s in out:
-        s.update(paired_diff=NAN, paired_ci=NAN, n_pairs=0)
+        s.update(paired_diff=NAN, paired_ci=NAN, n_pairs=0, paired_se=NAN, paired_std=NAN)
         if all(s[k] == v for k, v in reference.items()):
             continue
-        per_seed: dict[Any, list[float]] = {}
+        per_rep: dict[tuple[str, ...], list[float]] = {}
         for r in members(ok, {k: s[k] for k in keys}):
-            twins = [float(t["final_test_mse"]) for t in refs if t["seed"] == r["seed"] and _twin(r, t, columns, reference)]
+            twins = [float(t[column]) for t in refs if t["seed"] == r["seed"] and _twin(r, t, columns, reference)]
             if twins:
-                per_seed.setdefault(r["seed"], []).append(float(r["final_test_mse"]) - _mean(twins))
-        d = [_mean(v) for v in per_seed.values()]
+                per_rep.setdefault(repetition(r), []).append(float(r[column]) - _mean(twins))
+        d = [_mean(v) for v in per_rep.values()]
         if d:
-            s.update(paired_diff=_mean(d), paired_ci=t_halfwidth(d), n_pairs=len(d))
+            sp = spread(d)
+            s.update(paired_diff=_mean(d), paired_ci=sp["ci"], n_pairs=len(d), paired_se=sp["se"], paired_std=sp["std"])
 
 
 def default_reference(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, str] | None:
@@ -382,17 +523,25 @@ def default_reference(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) ->
     return None
 
 
-def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, Any]], epoch: int | str) -> list[Row]:
-    """Runs with final_train_mse / final_test_mse taken at another point of their curves.
+def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, Any]], epoch: int | str,
+             metric: Metric | None = None) -> list[Row]:
+    """Runs with their final_X columns taken at another point of their curves (every curve
+    column X that the runs also carry as final_X: train_mse, test_mse, ...).
 
-    epoch: "final" (as stored), "best" (each run at its lowest recorded test MSE: early
-    stopping with an oracle), or an epoch number that every successful run recorded.
+    epoch: "final" (as stored), "best" (each run at its best recorded value of the metric,
+    default test MSE: early stopping with an oracle), or an epoch number that every successful
+    run recorded.
     """
     if epoch == "final":
         return [dict(r) for r in rows]
+    pick_by = metric.curve if metric else "test_mse"
+    sign = -1.0 if metric and metric.higher else 1.0
     by_run: dict[str, list[Mapping[str, Any]]] = {}
     for c in curves:
         by_run.setdefault(str(c["run_id"]), []).append(c)
+    if curves and pick_by not in curves[0]:
+        raise UserError(f"--epoch {epoch}: curves.csv records no {pick_by}; use --epoch final with --metric {metric.name if metric else pick_by}")
+    copied = [c for c in columns_of(curves[:1]) if f"final_{c}" in columns_of(rows[:1])]
     out = []
     for r in rows:
         r = dict(r)
@@ -400,7 +549,7 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
             curve = by_run.get(str(r["run_id"]), [])
             if epoch == "best":
                 # NaN last: a plain min() keeps a NaN it meets first (NaN < x is False).
-                pick = min(curve, key=lambda c: (math.isnan(float(c["test_mse"])), float(c["test_mse"])), default=None)
+                pick = min(curve, key=lambda c: (math.isnan(float(c[pick_by])), sign * float(c[pick_by])), default=None)
             else:
                 pick = next((c for c in curve if int(c["epoch"]) == epoch), None)
             if pick is None:
@@ -409,7 +558,8 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
                     f"--epoch {epoch}: run {r['run_id']} has no curve point there (recorded epochs: {recorded}); "
                     "choose a recorded epoch, final or best"
                 )
-            r["final_train_mse"], r["final_test_mse"] = float(pick["train_mse"]), float(pick["test_mse"])
+            for c in copied:
+                r[f"final_{c}"] = float(pick[c])
         out.append(r)
     return out
 
