@@ -175,12 +175,16 @@ def report(
     epoch: Annotated[str, typer.Option("--epoch", help="final, best (each run at its lowest test MSE) or an evaluated epoch number.")] = "final",
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
+    interval: Annotated[str, typer.Option("--interval", help="What follows ±: ci95 (95% t-interval), se (standard error, SD ddof=0 / √n, as the UCI literature) or std (sample SD).")] = "ci95",
+    layout: Annotated[str, typer.Option("--layout", help="long (a line per group) or wide (the literature's table: a row per data set, a column per regularizer, plus paired differences).")] = "long",
+    metric: Annotated[str, typer.Option("--metric", help="The result column to compare (test_mse; any column runs.csv carries, final_ prefix optional).")] = "test_mse",
+    better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll, log-likelihood, is higher).")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
     from dropbench.reporting import build_report, parse_epoch, render_report
 
     with _user_errors():
-        rep = build_report(folders, _split_keys(by), sort, desc, parse_epoch(epoch))
+        rep = build_report(folders, _split_keys(by), sort, desc, parse_epoch(epoch), interval, layout, metric, better)
         rendered = render_report(rep, fmt)
         if output is not None:
             from rich.console import Console

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from dropbench.errors import UserError
 from dropbench.stats import (
-    DATA_SET_KEYS, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
+    DATA_SET_KEYS, DEFAULT_METRIC, REPETITION_KEYS, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
     data_set, platform_note, pooled_configs, pooled_note, sort_key, summarize,
 )
 
@@ -172,15 +172,75 @@ PAIRED_CAPTION = "; paired: per-seed difference to the reference group, 95% t-in
 
 
 RANK_CAPTION = "; ranks within each data set"
+INTERVALS = ("ci95", "se", "std")
+# interval -> (header text, caption text, summary field suffix)
+INTERVAL_TEXT = {
+    "ci95": ("95% CI", "95% t-interval", "ci"),
+    "se": ("SE", "standard error (SD with ddof=0 / √n, as the UCI literature's tables)", "se"),
+    "std": ("std", "sample standard deviation", "std"),
+}
+LAYOUTS = ("long", "wide")
 
 
-def _captions(summary: Sequence[dict[str, Any]], paired: bool, notes: Sequence[str] = ()) -> list[str]:
+def check_interval(interval: str) -> str:
+    if interval not in INTERVAL_TEXT:
+        raise UserError(f"unknown --interval {interval!r}: choose from {', '.join(INTERVALS)}")
+    return interval
+
+
+def _repeats(summary: Sequence[dict[str, Any]]) -> list[str]:
+    """The repetition keys any group's runs span (seed, data.split, ...)."""
+    found = {k for r in summary for k in str(r.get("repeats") or "").split("+") if k}
+    return [k for k in REPETITION_KEYS if k in found] or ["seed"]
+
+
+def _over(summary: Sequence[dict[str, Any]]) -> tuple[str, str, str]:
+    """(the n column's header, "over ..." for the caption, "per-... difference") from what the
+    groups repeat over: seeds, splits, or runs of both."""
+    rep = _repeats(summary)
+    if rep == ["seed"]:
+        return "seeds", "seeds", "per-seed"
+    if rep == ["data.split"]:
+        return "splits", "splits", "per-split"
+    if rep == ["data.seed"]:
+        return "data seeds", "data seeds", "per-data-seed"
+    both = " × ".join(rep)
+    return "runs", f"runs ({both})", f"per-run ({both})"
+
+
+def _metric(summary: Sequence[dict[str, Any]]) -> Metric:
+    name = next((r["metric"] for r in summary if r.get("metric")), DEFAULT_METRIC)
+    higher = next((bool(r["higher_is_better"]) for r in summary if "higher_is_better" in r), False)
+    has_train = any(not (isinstance(r.get("train_mean"), float) and math.isnan(r["train_mean"])) for r in summary) or not summary
+    return Metric(name, f"final_{name}", "train" if has_train else None, higher)
+
+
+def summary_columns(summary: Sequence[dict[str, Any]], interval: str = "ci95") -> list[str]:
+    m = _metric(summary)
+    n = _over(summary)[0]
+    train = [f"{m.train_label} (mean ± std)"] if m.train else []
+    return [n, *train, f"{m.label} (mean ± {INTERVAL_TEXT[interval][0]})", *(["gap"] if m.train else []), "rank"]
+
+
+def _paired_header(reference: dict[str, str] | None, interval: str) -> str:
+    return f"vs {_ref_label(reference)} (paired, {INTERVAL_TEXT[interval][0]})"
+
+
+def _captions(summary: Sequence[dict[str, Any]], paired: bool, notes: Sequence[str] = (), interval: str = "ci95") -> list[str]:
     """The summary's caption lines: what the statistics are, DropPath's residual blocks, and
     notes (pooled configs, mixed platforms)."""
     note = droppath_note(r.get("reg") for r in summary)
     keys = [k for k in DATA_SET_KEYS if any(k in r for r in summary)]
     ranks = RANK_CAPTION if len({data_set(r, keys) for r in summary}) > 1 else ""
-    return [CAPTION + (PAIRED_CAPTION if paired else "") + ranks] + ([note] if note else []) + list(notes)
+    m = _metric(summary)
+    _, over, per = _over(summary)
+    what = INTERVAL_TEXT[interval][1]
+    first = f"{'test' if m.name == DEFAULT_METRIC else m.label}: mean ± {what} over {over}"
+    if paired:
+        first += f"; paired: {per} difference to the reference group, {what}"
+    if m.higher:
+        first += "; higher is better (rank 1: the highest mean)"
+    return [first + ranks] + ([note] if note else []) + list(notes)
 
 
 def _note_markup(note: str) -> str:
@@ -198,54 +258,68 @@ def _ref_label(reference: dict[str, str] | None) -> str:
     return group_label(reference or {"reg": "none"})
 
 
-def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: bool = True) -> list[str]:
+def _pm(mean: float, spread: float) -> str:
+    return f"{_fmt(mean)} ± {_fmt(spread, 2)}"
+
+
+def summary_cells(r: dict[str, Any], keys: Sequence[str], paired: bool, markup: bool = True, interval: str = "ci95",
+                  train: bool = True) -> list[str]:
     """A summary row as display strings (rich markup optional, for markdown)."""
     failed = f" ({r['failed']} failed)" if r["failed"] else ""
     if markup and failed:
         failed = f" [red]{failed.strip()}[/red]"
-    cells = [_cell(r[k]) for k in keys] + [
-        f"{r['n_seeds']}{failed}",
-        f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}",
-        f"{_fmt(r['test_mean'])} ± {_fmt(r['test_ci'], 2)}",
-        _fmt(r["gap"]),
-        "-" if r["rank"] is None else str(r["rank"]),
-    ]
+    field_ = INTERVAL_TEXT[interval][2]
+    cells = [_cell(r[k]) for k in keys] + [f"{r['n_seeds']}{failed}"]
+    if train:
+        cells.append(_pm(r["train_mean"], r["train_std"]))
+    cells.append(_pm(r["test_mean"], r[f"test_{field_}"]))
+    if train:
+        cells.append(_fmt(r["gap"]))
+    cells.append("-" if r["rank"] is None else str(r["rank"]))
     if paired:
-        cells.append(f"{r['paired_diff']:+.4g} ± {_fmt(r['paired_ci'], 2)}" if r.get("n_pairs") else "")
+        cells.append(f"{r['paired_diff']:+.4g} ± {_fmt(r[f'paired_{field_}'], 2)}" if r.get("n_pairs") else "")
     return cells
 
 
 def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title: str = "dropbench sweep summary",
-                  reference: dict[str, str] | None = None, notes: Sequence[str] = ()) -> Table:
+                  reference: dict[str, str] | None = None, notes: Sequence[str] = (), interval: str = "ci95") -> Table:
     """One line per group (see stats.summarize); the best group (rank 1) of each data set is
     highlighted. A note that starts with WARNING is shown in bold yellow."""
     paired = _has_paired(summary)
-    lines = [_note_markup(c) for c in _captions(summary, paired, notes)]
+    lines = [_note_markup(c) for c in _captions(summary, paired, notes, interval)]
     t = Table(title=title, header_style="bold", caption="\n".join(lines))
     for k in keys:
         t.add_column(k)
-    for c in SUMMARY_COLUMNS:
+    for c in summary_columns(summary, interval):
         t.add_column(c, justify="right")
     if paired:
-        t.add_column(f"vs {_ref_label(reference)} (paired, 95% CI)", justify="right")
+        t.add_column(_paired_header(reference, interval), justify="right")
+    train = bool(_metric(summary).train)
     for r in summary:
-        t.add_row(*summary_cells(r, keys, paired), style="bold green" if r["rank"] == 1 else None)
+        t.add_row(*summary_cells(r, keys, paired, interval=interval, train=train), style="bold green" if r["rank"] == 1 else None)
     return t
 
 
+def _esc(c: str) -> str:
+    return c.replace("|", "\\|")
+
+
+def _markdown(head: Sequence[str], rows: Sequence[Sequence[str]], n_left: int) -> list[str]:
+    lines = ["| " + " | ".join(map(_esc, head)) + " |", "|" + "|".join("---" if i < n_left else "---:" for i in range(len(head))) + "|"]
+    return lines + ["| " + " | ".join(map(_esc, r)) + " |" for r in rows]
+
+
 def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None = None,
-                     notes: Sequence[str] = ()) -> str:
+                     notes: Sequence[str] = (), interval: str = "ci95") -> str:
     """A GitHub-flavoured markdown table; the best group in bold."""
     paired = _has_paired(summary)
-    head = [*keys, *SUMMARY_COLUMNS] + ([f"vs {_ref_label(reference)} (paired, 95% CI)"] if paired else [])
-    esc = lambda c: c.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(esc, head)) + " |", "|" + "|".join("---" if i < len(keys) else "---:" for i in range(len(head))) + "|"]
+    head = [*keys, *summary_columns(summary, interval)] + ([_paired_header(reference, interval)] if paired else [])
+    train = bool(_metric(summary).train)
+    rows = []
     for r in summary:
-        cells = [esc(c) for c in summary_cells(r, keys, paired, markup=False)]
-        if r["rank"] == 1:
-            cells = [f"**{c}**" if c else c for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + "\n\n".join(_captions(summary, paired, notes)) + "\n"
+        cells = summary_cells(r, keys, paired, markup=False, interval=interval, train=train)
+        rows.append([f"**{c}**" if c else c for c in cells] if r["rank"] == 1 else cells)
+    return "\n".join(_markdown(head, rows, len(keys))) + "\n\n" + "\n\n".join(_captions(summary, paired, notes, interval)) + "\n"
 
 
 def summary_csv(summary: Sequence[dict[str, Any]]) -> str:
@@ -283,7 +357,152 @@ def summary_json(summary: Sequence[dict[str, Any]]) -> str:
     return json.dumps(clean, indent=2) + "\n"
 
 
-SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "seeds": "n_seeds", "paired": "paired_diff"}
+# --- the wide layout: the literature's table -------------------------------------------------
+
+@dataclass
+class Wide:
+    """Rows data sets, columns the other groups (regularizers): what papers print."""
+
+    row_head: str
+    rows: list[str]  # data set labels
+    cols: list[str]  # group labels
+    cells: dict[tuple[str, str], dict[str, Any]]  # (row, col) -> the summary row
+
+
+def wide(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None = None) -> Wide:
+    """Pivot the summary: a row per data set (DATA_SET_KEYS among the keys), a column per
+    value of the other keys (the reference group first, then in key order)."""
+    data_keys = [k for k in keys if k in DATA_SET_KEYS]
+    other = [k for k in keys if k not in DATA_SET_KEYS]
+    row_of = lambda r: " ".join(v for k in data_keys if (v := _cell(r[k]))) or "all runs"  # noqa: E731
+
+    def col_of(r: dict[str, Any]) -> str:
+        if len(other) == 1:
+            return _cell(r[other[0]]) or f"{other[0]}=(unset)"
+        return group_label({k: _cell(r[k]) for k in other})
+
+    is_ref = lambda r: bool(reference) and all(_cell(r.get(k)) == v for k, v in (reference or {}).items())  # noqa: E731
+    ordered = sorted(summary, key=lambda r: (not is_ref(r), [sort_key(r[k]) for k in other]))
+    cols = list(dict.fromkeys(col_of(r) for r in ordered))
+    rows = list(dict.fromkeys(row_of(r) for r in summary))  # the summary's data set order
+    return Wide("data set", rows, cols, {(row_of(r), col_of(r)): r for r in summary})
+
+
+def _mean_ranks(w: Wide) -> list[str]:
+    out = []
+    for c in w.cols:
+        ranks = [w.cells[(r, c)]["rank"] for r in w.rows if (r, c) in w.cells and w.cells[(r, c)]["rank"] is not None]
+        out.append(f"{sum(ranks) / len(ranks):.2g}" if ranks else "")
+    return out
+
+
+def wide_grid(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict[str, str] | None, interval: str,
+              bold: str = "**") -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """The main table (head, rows: mean ± interval (rank), best bold) and the paired one (head,
+    rows: difference to the reference ± interval, * where its 95% t-interval excludes 0)."""
+    w = wide(summary, keys, reference)
+    field_ = INTERVAL_TEXT[interval][2]
+    head = [w.row_head, *w.cols]
+    rows = []
+    for row in w.rows:
+        cells = [row]
+        for c in w.cols:
+            r = w.cells.get((row, c))
+            if r is None:
+                cells.append("")
+                continue
+            text = _pm(r["test_mean"], r[f"test_{field_}"]) + ("" if r["rank"] is None else f" ({r['rank']})")
+            cells.append(f"{bold}{text}{bold}" if r["rank"] == 1 and bold else text)
+        rows.append(cells)
+    if len(w.rows) > 1:
+        rows.append(["mean rank", *_mean_ranks(w)])
+    p_head: list[str] = []
+    p_rows: list[list[str]] = []
+    if _has_paired(summary):
+        p_cols = [c for c in w.cols if any(w.cells.get((row, c), {}).get("n_pairs") for row in w.rows)]
+        p_head = [w.row_head, *[f"{c} − {_ref_label(reference)}" for c in p_cols]]
+        for row in w.rows:
+            cells = [row]
+            for c in p_cols:
+                r = w.cells.get((row, c))
+                if not r or not r.get("n_pairs"):
+                    cells.append("")
+                    continue
+                ci = r["paired_ci"]
+                sig = "*" if not math.isnan(ci) and abs(r["paired_diff"]) > ci else ""
+                cells.append(f"{r['paired_diff']:+.4g} ± {_fmt(r[f'paired_{field_}'], 2)}{sig}")
+            p_rows.append(cells)
+    return head, rows, p_head, p_rows
+
+
+def _wide_captions(summary: Sequence[dict[str, Any]], reference: dict[str, str] | None, interval: str,
+                   notes: Sequence[str]) -> tuple[str, str]:
+    m = _metric(summary)
+    _, over, per = _over(summary)
+    what = INTERVAL_TEXT[interval][1]
+    best = "highest" if m.higher else "lowest"
+    main = (f"{m.label}: mean ± {what} over {over}; (k): rank within the data set, bold: the best ({best} mean); "
+            "mean rank: over data sets")
+    paired = (f"paired: {per} difference of {m.label} to {_ref_label(reference)}, mean ± {what}; "
+              "*: its 95% t-interval excludes 0")
+    note = droppath_note(r.get("reg") for r in summary)
+    return "\n\n".join([main, *([note] if note else []), *notes]), paired
+
+
+def wide_markdown(rep: "Report") -> str:
+    head, rows, p_head, p_rows = wide_grid(rep.summary, rep.keys, rep.reference, rep.interval)
+    main, paired = _wide_captions(rep.summary, rep.reference, rep.interval, rep.notes)
+    out = "\n".join(_markdown(head, rows, 1)) + "\n\n" + main + "\n"
+    if p_head:
+        out += "\n" + "\n".join(_markdown(p_head, p_rows, 1)) + "\n\n" + paired + "\n"
+    return out
+
+
+def wide_tables(rep: "Report") -> Any:
+    from rich.console import Group
+
+    head, rows, p_head, p_rows = wide_grid(rep.summary, rep.keys, rep.reference, rep.interval, bold="")
+    main, paired = _wide_captions(rep.summary, rep.reference, rep.interval, rep.notes)
+    w = wide(rep.summary, rep.keys, rep.reference)
+    t = Table(title=rep.title, header_style="bold", caption="\n".join(_note_markup(c) for c in main.split("\n\n")))
+    for i, h in enumerate(head):
+        t.add_column(h, justify="left" if i == 0 else "right")
+    for cells in rows:
+        styled = [c if i == 0 or (cells[0], head[i]) not in w.cells or w.cells[(cells[0], head[i])]["rank"] != 1
+                  else f"[bold green]{c}[/bold green]" for i, c in enumerate(cells)]
+        t.add_row(*styled)
+    if not p_head:
+        return t
+    pt = Table(title="paired differences", header_style="bold", caption=_note_markup(paired))
+    for i, h in enumerate(p_head):
+        pt.add_column(h, justify="left" if i == 0 else "right")
+    for cells in p_rows:
+        pt.add_row(*cells)
+    return Group(t, pt)
+
+
+def wide_records(rep: "Report") -> list[dict[str, Any]]:
+    """One record per data set: per group its statistics, every spread at full precision."""
+    w = wide(rep.summary, rep.keys, rep.reference)
+    stats = ("n_seeds", "failed", "test_mean", "test_std", "test_se", "test_ci", "test_interval", "rank",
+             "paired_diff", "paired_std", "paired_se", "paired_ci", "paired_interval", "n_pairs")
+    out = []
+    for row in w.rows:
+        first = next(r for (rr, _), r in w.cells.items() if rr == row)
+        rec: dict[str, Any] = {k: first[k] for k in rep.keys if k in DATA_SET_KEYS}
+        rec.update(metric=_metric(rep.summary).name, interval=rep.interval)
+        for c in w.cols:
+            r = w.cells.get((row, c))
+            if r is not None:
+                for k in stats:
+                    if k in r:
+                        rec[f"{c} {k}"] = r[k]
+        out.append(rec)
+    return out
+
+
+SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "se": "test_se", "seeds": "n_seeds",
+                "paired": "paired_diff"}
 FORMATS = ("table", "markdown", "csv", "json")
 
 
@@ -294,6 +513,8 @@ class Report:
     reference: dict[str, str] | None
     title: str
     notes: list[str] = field(default_factory=list)  # caption lines: pooled configs, mixed platforms
+    interval: str = "ci95"
+    layout: str = "long"
 
 
 def parse_epoch(epoch: str) -> int | str:
@@ -309,10 +530,19 @@ def parse_epoch(epoch: str) -> int | str:
 
 
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
-                 descending: bool = False, epoch: int | str = "final") -> Report:
-    """The sweep summary from CSVs alone; several folders become one table with a `sweep` column."""
+                 descending: bool = False, epoch: int | str = "final", interval: str = "ci95", layout: str = "long",
+                 metric: str = DEFAULT_METRIC, better: str | None = None) -> Report:
+    """The sweep summary from CSVs alone; several folders become one table with a `sweep` column.
+
+    interval: what follows ± (ci95, se, std); the JSON and CSV carry all three and the chosen
+    one as test_interval. layout: long (a line per group) or wide (a row per data set, a
+    column per regularizer). metric: the result column the test statistics and ranks use.
+    """
     from dropbench import results
 
+    check_interval(interval)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     if not folders:
         raise UserError("give at least one results folder: dropbench report results/DIR")
     resolved = [Path(f).resolve() for f in folders]
@@ -324,20 +554,29 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         labels = [str(f) for f in folders]
     rows: list[dict[str, Any]] = []
     for folder, label in zip(folders, labels):
-        runs = results.read_runs(Path(folder))
-        if epoch != "final":
-            runs = at_epoch(runs, results.read_curves(Path(folder)), epoch)
-        rows += [{**r, "sweep": label} for r in runs]
+        rows += [{**r, "sweep": label} for r in results.read_runs(Path(folder))]
+    chosen = resolve_metric(rows, metric, better)
+    if epoch != "final":
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_label.setdefault(r["sweep"], []).append(r)
+        rows = [r for folder, label in zip(folders, labels)
+                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen)]
     keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
     reference = default_reference(rows, keys)
-    summary = summarize(rows, keys, reference)
+    summary = summarize(rows, keys, reference, chosen)
+    field_ = INTERVAL_TEXT[interval][2]
+    for s in summary:
+        s.update(interval=interval, test_interval=s[f"test_{field_}"])
+        if "paired_diff" in s:
+            s["paired_interval"] = s[f"paired_{field_}"]
     notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys)) if n]
     if sort is not None:
         col = SORT_ALIASES.get(sort, sort)
         if col not in columns_of(summary):
-            choices = ", ".join(["rank", "test", "train", "gap", "std", "ci", "seeds"] + (["paired"] if reference else []) + keys)
+            choices = ", ".join(["rank", "test", "train", "gap", "std", "se", "ci", "seeds"] + (["paired"] if reference else []) + keys)
             raise UserError(f"unknown --sort {sort!r}: choose from {choices}")
         numeric = lambda v: v is None or isinstance(v, (int, float))  # noqa: E731
         if all(numeric(r[col]) for r in summary):
@@ -350,7 +589,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
-    return Report(summary, keys, reference, title, notes)
+    return Report(summary, keys, reference, title, notes, interval, layout)
 
 
 def _platform_note(rows: Sequence[dict[str, Any]], summary: list[dict[str, Any]], keys: Sequence[str]) -> str | None:
@@ -368,16 +607,23 @@ def _platform_note(rows: Sequence[dict[str, Any]], summary: list[dict[str, Any]]
     return platform_note({i: {"runs": n} for i, n in counts.items()})
 
 
-def render_report(rep: Report, fmt: str) -> "str | Table":
+def render_report(rep: Report, fmt: str) -> "str | Any":
+    if fmt not in FORMATS:
+        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if rep.layout == "wide":
+        if fmt == "table":
+            return wide_tables(rep)
+        if fmt == "markdown":
+            return wide_markdown(rep)
+        records = wide_records(rep)
+        return summary_csv(records) if fmt == "csv" else summary_json(records)
     if fmt == "table":
-        return summary_table(rep.summary, rep.keys, rep.title, rep.reference, rep.notes)
+        return summary_table(rep.summary, rep.keys, rep.title, rep.reference, rep.notes, rep.interval)
     if fmt == "markdown":
-        return summary_markdown(rep.summary, rep.keys, rep.reference, rep.notes)
+        return summary_markdown(rep.summary, rep.keys, rep.reference, rep.notes, rep.interval)
     if fmt == "csv":
         return summary_csv(rep.summary)
-    if fmt == "json":
-        return summary_json(rep.summary)
-    raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+    return summary_json(rep.summary)
 
 
 VERDICT_STYLE = {"ok": "green", "better": "bold green", "new": "cyan", "WORSE": "bold red", "missing": "bold red", "failed runs": "bold red"}
