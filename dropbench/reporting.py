@@ -374,7 +374,7 @@ def wide(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict
     value of the other keys (the reference group first, then in key order)."""
     data_keys = [k for k in keys if k in DATA_SET_KEYS]
     other = [k for k in keys if k not in DATA_SET_KEYS]
-    row_of = lambda r: " ".join(v for k in data_keys if (v := _cell(r[k]))) or "all runs"  # noqa: E731
+    row_of = lambda r: _data_set_label({k: _cell(r[k]) for k in data_keys}) or "all runs"  # noqa: E731
 
     def col_of(r: dict[str, Any]) -> str:
         if len(other) == 1:
@@ -386,6 +386,15 @@ def wide(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict
     cols = list(dict.fromkeys(col_of(r) for r in ordered))
     rows = list(dict.fromkeys(row_of(r) for r in summary))  # the summary's data set order
     return Wide("data set", rows, cols, {(row_of(r), col_of(r)): r for r in summary})
+
+
+def _data_set_label(values: dict[str, str]) -> str:
+    """yacht for data=uci data.dataset=yacht, the file's name for a csv: what a paper calls the
+    data set (the data= choice only where it is the whole name)."""
+    named = values.get("data.dataset") or values.get("data.path")
+    parts = [Path(named).name if named else values.get("data", "")]
+    parts += [f"{k.split('.')[-1]}={v}" for k, v in values.items() if k in ("data.target", "data.features") and v]
+    return " ".join(p for p in parts if p)
 
 
 def _mean_ranks(w: Wide) -> list[str]:
@@ -565,6 +574,9 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
+    if layout == "wide":  # a row names its data set even where the sweep has only one
+        keys += [k for k in DATA_SET_KEYS if k not in keys and any(key_str(r.get(k)) for r in rows)
+                 and len({key_str(r.get(k)) for r in rows}) == 1]
     reference = default_reference(rows, keys)
     summary = summarize(rows, keys, reference, chosen)
     field_ = INTERVAL_TEXT[interval][2]

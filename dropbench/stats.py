@@ -34,6 +34,14 @@ RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_ep
 # Columns that are not part of a run's config: its id, its seed, its results, the folder label
 # of a multi-folder report and the platform that computed it (reported, never grouped by).
 NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS}
+# Result columns beyond RESULT_COLUMNS (final_test_rmse, final_test_ll, best_val_ll, ...) are
+# known by their prefix, so a new metric never becomes a grouping key.
+RESULT_PREFIXES = ("final_", "best_")
+
+
+def is_result(column: str) -> bool:
+    """Whether a runs.csv column is a result (not config, not the seed or the sweep label)."""
+    return (column in NOT_KEYS and column not in ("seed", "sweep")) or column.startswith(RESULT_PREFIXES)
 # Config values that a group choice sets by itself: reg=droppath turns model.residual on.
 SET_BY = {"model.residual": "reg"}
 # Group choices whose options have parameters of their own by nature (noisy_sine has freq,
@@ -305,7 +313,7 @@ def repeated_over(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> lis
 def config_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Every column that is part of a run's config (all but NOT_KEYS), in column order."""
     cols = columns_of(rows)
-    return [c for c in cols if c not in NOT_KEYS and c not in WHERE_COLUMNS and LOCATION_COLUMNS.get(c) not in cols]
+    return [c for c in cols if c not in NOT_KEYS and not is_result(c) and c not in WHERE_COLUMNS and LOCATION_COLUMNS.get(c) not in cols]
 
 
 def data_set(values: Mapping[str, Any], keys: Sequence[str]) -> tuple[str, ...]:
@@ -401,11 +409,10 @@ def by_keys(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list
     the seed and sweep included), else the swept keys."""
     if by is None:
         return group_keys(rows)
-    results = NOT_KEYS - {"seed", "sweep"}  # run_id and the result columns
     columns = columns_of(rows)
-    unknown = [k for k in by if k not in columns or k in results]
+    unknown = [k for k in by if k not in columns or is_result(k)]
     if unknown:
-        known = ", ".join(c for c in columns if c not in results)
+        known = ", ".join(c for c in columns if not is_result(c))
         raise UserError(f"unknown --by key {', '.join(unknown)}: choose from {known}")
     return list(by)
 
@@ -458,7 +465,8 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
             "test_mean": _mean(test), "test_std": sp["std"], "test_ci": sp["ci"],
             "gap": _mean(test) - _mean(train),
         })
-        out[-1].update(test_se=sp["se"], metric=metric.name, higher_is_better=metric.higher)
+        repeats = [k for k in REPETITION_KEYS if k not in keys and len({key_str(r.get(k)) for r in good}) > 1]
+        out[-1].update(test_se=sp["se"], metric=metric.name, higher_is_better=metric.higher, repeats="+".join(repeats))
     # Ranks compare groups of one data set only: MSEs of two data sets are not comparable.
     part = lambda s: data_set(s, keys)  # noqa: E731
     sign = -1.0 if metric.higher else 1.0

@@ -267,3 +267,121 @@ def test_a_folder_that_mixes_platforms_says_so(tmp_path):
     assert "WARNING" not in runner.invoke(app, ["report", str(one), "--format", "markdown"]).stdout
     old = write_sweep(tmp_path / "old", MIX)
     assert "platform" not in runner.invoke(app, ["report", str(old), "--format", "markdown"]).stdout
+
+
+# --- UCI splits: repetitions like seeds; --interval; --metric; --layout wide ----------------------
+
+def uci_rows(seeds=(0,), scale_of=(("yacht", 1.0), ("energy", 10.0))) -> list[dict]:
+    """data=uci over 3 splits: reg=none tests 1, 2, 3 and reg=l2 0.1, 0.2, 0.3 lower (times the
+    data set's scale; each further seed adds 0.5 to both)."""
+    rows = []
+    for ds, scale in scale_of:
+        for seed in seeds:
+            for split, te in enumerate([1.0, 2.0, 3.0]):
+                base = {"data": "uci", "data.dataset": ds, "data.split": split, "seed": seed}
+                rows.append({**base, "reg": "none", "final_train_mse": 0.1, "final_test_mse": (te + 0.5 * seed) * scale})
+                rows.append({**base, "reg": "l2", "final_train_mse": 0.2, "final_test_mse": (te + 0.5 * seed - 0.1 * (split + 1)) * scale})
+    return rows
+
+
+def test_splits_are_repetitions_that_pair_like_seeds(tmp_path):
+    d = write_sweep(tmp_path / "uci", uci_rows())
+    groups = report(str(d))
+    assert [(g["data.dataset"], g["reg"], g["n_seeds"], g["rank"]) for g in groups] == [
+        ("energy", "l2", 3, 1), ("energy", "none", 3, 2), ("yacht", "l2", 3, 1), ("yacht", "none", 3, 2)]
+    assert "data.split" not in groups[0] and groups[0]["repeats"] == "data.split"
+    yacht_l2 = groups[2]
+    # Per split: -.1, -.2, -.3: mean -.2, sample SD .1.
+    assert yacht_l2["n_pairs"] == 3 and yacht_l2["paired_diff"] == pytest.approx(-0.2)
+    assert yacht_l2["paired_ci"] == pytest.approx(T975_2 * 0.1 / math.sqrt(3), rel=1e-6)
+    assert groups[0]["paired_diff"] == pytest.approx(-2.0)
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout
+    assert md.startswith("| reg | data.dataset | splits |") and "over splits; paired: per-split difference" in md
+    per_split = report(str(d), "--by", "reg,data.dataset,data.split")
+    assert len(per_split) == 12 and {g["n_seeds"] for g in per_split} == {1}
+
+
+def test_seeds_and_splits_pair_on_both(tmp_path):
+    """Two seeds x three splits: six runs per group, each paired with reg=none's run of the
+    same seed and split (not averaged over the seed's splits)."""
+    d = write_sweep(tmp_path / "both", uci_rows(seeds=(0, 1), scale_of=(("yacht", 1.0),)))
+    g = by_reg(report(str(d)))
+    assert g["l2"]["n_seeds"] == 6 and g["l2"]["repeats"] == "seed+data.split"
+    assert g["l2"]["n_pairs"] == 6 and g["l2"]["paired_diff"] == pytest.approx(-0.2)
+    # diffs -.1 -.2 -.3 twice: sample SD sqrt(0.04/5).
+    assert g["l2"]["paired_std"] == pytest.approx(math.sqrt(0.04 / 5))
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown"]).stdout
+    assert md.startswith("| reg | runs |") and "over runs (seed × data.split)" in md
+
+
+def test_interval_se_ci95_std(tmp_path, hand_sweep):
+    d = write_sweep(tmp_path / "uci", uci_rows())
+    g = {(x["data.dataset"], x["reg"]): x for x in report(str(d), "--interval", "se")}
+    none = g[("yacht", "none")]
+    # tests 1, 2, 3: population SD sqrt(2/3), as numpy's default (PROTOCOL.md of the UCI splits).
+    assert none["test_se"] == pytest.approx(math.sqrt(2 / 3) / math.sqrt(3))
+    assert none["test_std"] == pytest.approx(1.0) and none["test_ci"] == pytest.approx(T975_2 / math.sqrt(3), rel=1e-6)
+    assert none["interval"] == "se" and none["test_interval"] == none["test_se"]
+    assert g[("yacht", "l2")]["paired_interval"] == pytest.approx(math.sqrt(0.02 / 3) / math.sqrt(3))
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown", "--interval", "se"]).stdout
+    assert "test MSE (mean ± SE)" in md and "vs reg=none (paired, SE)" in md and "ddof=0" in md
+    assert "| 2 ± 0.47 |" in md.replace("**", ""), md
+    md = runner.invoke(app, ["report", str(d), "--format", "markdown", "--interval", "std"]).stdout
+    assert "test MSE (mean ± std)" in md and "| 2 ± 1 |" in md and "sample standard deviation" in md
+    # The default is today's output, to the character.
+    default = runner.invoke(app, ["report", str(hand_sweep), "--format", "markdown"]).stdout
+    assert default.splitlines()[0] == ("| reg | seeds | train MSE (mean ± std) | test MSE (mean ± 95% CI) | gap | rank "
+                                       "| vs reg=none (paired, 95% CI) |")
+    assert default.splitlines()[-1] == ("test: mean ± 95% t-interval over seeds; paired: per-seed difference to the "
+                                        "reference group, 95% t-interval")
+    res = runner.invoke(app, ["report", str(d), "--interval", "sem"])
+    assert res.exit_code == 2 and "unknown --interval 'sem': choose from ci95, se, std" in res.stderr
+
+
+def test_wide_layout_is_the_literature_table(tmp_path):
+    rows = uci_rows()
+    # reg=dropout: 1, 1.1, 1.2 below reg=none (times the scale): a paired interval clear of 0.
+    rows += [{**r, "reg": "dropout", "final_test_mse": r["final_test_mse"] - (1.0 + 0.1 * r["data.split"]) * (10.0 if r["data.dataset"] == "energy" else 1.0)}
+             for r in rows if r["reg"] == "none"]
+    d = write_sweep(tmp_path / "uci", rows)
+    md = runner.invoke(app, ["report", str(d), "--layout", "wide", "--interval", "se", "--format", "markdown"]).stdout
+    lines = md.splitlines()
+    assert lines[0] == "| data set | none | dropout | l2 |", "the reference group first"
+    assert lines[2] == "| energy | 20 ± 4.7 (3) | **9 ± 4.2 (1)** | 18 ± 4.2 (2) |"
+    assert lines[3] == "| yacht | 2 ± 0.47 (3) | **0.9 ± 0.42 (1)** | 1.8 ± 0.42 (2) |"
+    assert lines[4] == "| mean rank | 3 | 1 | 2 |"
+    assert "over splits" in md and "standard error" in md
+    paired = lines[lines.index("| data set | dropout − reg=none | l2 − reg=none |"):]
+    # l2's differences -.1, -.2, -.3 have a 95% t-interval of ±.25: no star; dropout's ±.025 has.
+    assert paired[2] == "| energy | -11 ± 0.47* | -2 ± 0.47 |" and paired[3] == "| yacht | -1.1 ± 0.047* | -0.2 ± 0.047 |"
+    records = json.loads(runner.invoke(app, ["report", str(d), "--layout", "wide", "--format", "json"]).stdout)
+    assert [r["data.dataset"] for r in records] == ["energy", "yacht"]
+    assert records[1]["l2 test_mean"] == pytest.approx(1.8) and records[1]["l2 rank"] == 2
+    assert records[1]["none test_se"] == pytest.approx(math.sqrt(2 / 3) / math.sqrt(3)) and records[1]["interval"] == "ci95"
+    table = runner.invoke(app, ["report", str(d), "--layout", "wide"], env={"COLUMNS": "200"}).stdout
+    assert "mean rank" in table and "paired differences" in table
+    res = runner.invoke(app, ["report", str(d), "--layout", "tall"])
+    assert res.exit_code == 2 and "unknown --layout 'tall'" in res.stderr
+
+
+def test_metric_chooses_a_column_and_a_log_likelihood_ranks_highest_first(tmp_path):
+    rows = uci_rows(scale_of=(("yacht", 1.0),))
+    for r in rows:  # a log-likelihood that favours reg=none: -test MSE of the other reg
+        r["final_test_ll"] = -r["final_test_mse"] + (0.5 if r["reg"] == "none" else 0.0)
+    d = write_sweep(tmp_path / "ll", rows)
+    g = by_reg(report(str(d), "--metric", "test_ll"))
+    assert g["none"]["rank"] == 1 and g["l2"]["rank"] == 2 and g["none"]["higher_is_better"] is True
+    assert g["none"]["test_mean"] == pytest.approx(-1.5) and g["none"]["metric"] == "test_ll"
+    assert math.isnan(g["none"]["train_mean"] if g["none"]["train_mean"] is not None else math.nan), "no train_ll column"
+    md = runner.invoke(app, ["report", str(d), "--metric", "test_ll", "--format", "markdown"]).stdout
+    assert md.startswith("| reg | splits | test log-likelihood (mean ± 95% CI) | rank |")
+    assert "higher is better" in md and md.splitlines()[2].startswith("| **none** |")
+    wide = runner.invoke(app, ["report", str(d), "--metric", "test_ll", "--layout", "wide", "--format", "markdown"]).stdout
+    assert wide.splitlines()[2] == "| yacht | **-1.5 ± 2.5 (1)** | -1.8 ± 2.2 (2) |", wide
+    assert "best (highest mean)" in wide
+    lower = by_reg(report(str(d), "--metric", "test_ll", "--better", "lower"))
+    assert lower["l2"]["rank"] == 1
+    # final_ is optional, any numeric result column works, an unknown one is one line.
+    assert by_reg(report(str(d), "--metric", "final_test_mse"))["l2"]["rank"] == 1
+    res = runner.invoke(app, ["report", str(d), "--metric", "test_rmse"])
+    assert res.exit_code == 2 and "unknown --metric 'test_rmse': these runs carry" in res.stderr and "test_ll" in res.stderr
