@@ -262,13 +262,15 @@ def plot(
     by: Annotated[Optional[str], typer.Option("--by", help="Group by these keys, comma separated (default: every swept key but the seed).")] = None,
     log: Annotated[bool, typer.Option("--log", help="Log-scale MSE axes.")] = False,
     seed: Annotated[Optional[str], typer.Option("--seed", help="Fit picture: this seed's data and fits, or 'mean' for fits averaged over seeds (default: the smallest seed).")] = None,
+    path: Annotated[Optional[str], typer.Option("--path", help="Regularization path: train and test metric against this swept numeric key (default: every numeric key swept over 3+ values).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The path figure's metric (test_mse; its train_ counterpart is drawn too).")] = None,
 ) -> None:
-    """Draw learning curves with confidence bands, final test MSE per group and, for 1-D data, the fits."""
+    """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths."""
     from dropbench.plots import make_plots
 
     with _user_errors():
-        for path in make_plots(folder, out, _split_keys(by), log, seed):
-            typer.echo(str(path))
+        for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
+            typer.echo(str(path_))
 
 
 @app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')

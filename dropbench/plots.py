@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from dropbench.errors import UserError
 from dropbench.results import atomic_file
 from dropbench.stats import (
+    DEFAULT_METRIC, REPETITION_KEYS, Metric, is_result, repetition, resolve_metric, sort_key,
     DATA_SET_KEYS, by_keys, data_set, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth,
 )
 
@@ -127,9 +128,10 @@ def describe(sweep: Sweep) -> str:
     parts.append(" ".join([_constant(runs, "model") or "model", *model]))
     if epochs := _constant(runs, "epochs"):
         parts.append(f"{epochs} epochs")
-    n_seeds = sorted({len({r["seed"] for r in g.runs}) for g in sweep.groups})
+    n_seeds = sorted({len({repetition(r) for r in g.runs}) for g in sweep.groups})
     seeds = str(n_seeds[0]) if len(n_seeds) == 1 else f"{n_seeds[0]}-{n_seeds[-1]}"
-    parts.append(f"{seeds} seed{'s' if n_seeds[-1] > 1 else ''}" + (" per group" if len(sweep.groups) > 1 else ""))
+    word = _repeats_word(runs)
+    parts.append(f"{seeds} {word if n_seeds[-1] > 1 else word[:-1]}" + (" per group" if len(sweep.groups) > 1 else ""))
     if sweep.failed:
         parts.append(f"{sweep.failed} failed run(s) left out")
     return ", ".join(parts)
@@ -371,9 +373,123 @@ def fit_figure(sweep: Sweep, seed: str | None = None) -> "Figure | None":
     return fig
 
 
+# --- the regularization path ---------------------------------------------------------------------
+
+def _number(v: object) -> float | None:
+    try:
+        x = float(key_str(v))
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def path_keys(sweep: Sweep) -> list[str]:
+    """The swept numeric keys a path figure is drawn for by default: grouping keys (not a data
+    set's) whose set values are all numbers, at least 3 distinct ones."""
+    out = []
+    for k in sweep.keys:
+        if k in DATA_SET_KEYS or k == "sweep":
+            continue
+        values = {key_str(g.values.get(k)) for g in sweep.groups} - {""}
+        if len(values) >= 3 and all(_number(v) is not None for v in values):
+            out.append(k)
+    return out
+
+
+def _repeats_word(runs: Sequence[Row]) -> str:
+    varying = [k for k in REPETITION_KEYS if len({key_str(r.get(k)) for r in runs}) > 1]
+    return {(): "seeds", ("seed",): "seeds", ("data.split",): "splits"}.get(tuple(varying), "runs")
+
+
+def _x_scale(xs: Sequence[float]) -> tuple[str, dict[str, Any]]:
+    """log where the positive values span two decades or more (symlog when 0 is among them:
+    weight_decay=0,1e-4,1e-3), else linear."""
+    pos = [x for x in xs if x > 0]
+    if len(pos) >= 2 and max(pos) / min(pos) >= 100 and all(x >= 0 for x in xs):
+        return ("log", {}) if len(pos) == len(xs) else ("symlog", {"linthresh": min(pos)})
+    return "linear", {}
+
+
+def path_figure(sweep: Sweep, key: str, metric: Metric | None = None, log: bool = False) -> "Figure":
+    """Train (dashed) and test (solid) metric against the swept numeric `key`: per line (the
+    other keys' values) the mean over repetitions (seeds, splits) at each value, with a shaded
+    95% t-interval. Runs where the key does not apply (p of reg=none) are a horizontal line at
+    their test mean: the reference the path is read against. One panel per data set.
+    """
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    runs = sweep.runs
+    columns = {c for r in runs for c in r}
+    if key not in columns or is_result(key):
+        raise UserError(f"--path {key}: not a config key of these runs; swept numeric keys: {', '.join(path_keys(sweep)) or 'none'}")
+    values = {key_str(r.get(key)) for r in runs} - {""}
+    if len(values) < 2 or any(_number(v) is None for v in values):
+        raise UserError(f"--path {key}: needs a key swept over at least 2 numbers (its values: {', '.join(sorted(values, key=sort_key)) or 'none'}); "
+                        f"swept numeric keys: {', '.join(path_keys(sweep)) or 'none'}")
+    metric = metric or resolve_metric(runs)
+    # A line is a value of every other grouping key, save those that merely mirror `key` (p and reg.dropout.p).
+    mirror = lambda k: all(key_str(r.get(k)) == key_str(r.get(key)) for r in runs)  # noqa: E731
+    other = [k for k in sweep.keys if k != key and k not in DATA_SET_KEYS and not mirror(k)]
+    facets = sweep.facets()
+    fig = Figure(figsize=(9, 1.2 + 4.2 * len(facets)), layout="constrained")
+    axes = fig.subplots(len(facets), 1, squeeze=False)[:, 0]
+    xs_all = sorted({_number(v) for v in values})  # type: ignore[type-var]
+    scale, scale_kw = _x_scale(xs_all)
+    colour_of = {group_label({k: v for k, v in g.values.items() if k in other}): g.colour for g in sweep.groups}
+    for ax, (data, groups) in zip(axes, facets):
+        panel = [r for g in groups for r in g.runs]
+        lines: dict[str, list[Row]] = {}
+        for r in panel:
+            lines.setdefault(group_label({k: key_str(r.get(k)) for k in other}), []).append(r)
+        for label, members_ in lines.items():
+            colour = colour_of.get(label)
+            at: dict[float, list[Row]] = {}
+            flat = []
+            for r in members_:
+                x = _number(r.get(key))
+                (flat.append(r) if x is None else at.setdefault(x, []).append(r))
+            if flat:  # the key does not apply: a reference level
+                test = [float(r[metric.test]) for r in flat]
+                mean = math.fsum(test) / len(test)
+                ax.axhline(mean, color=colour, linestyle=":", linewidth=1.5,
+                           label=f"{label}: test, no {key} (n={len(test)})")
+            if not at:
+                continue
+            xs = sorted(at)
+            for column, style, name in ((metric.test, "-", "test"), (metric.train, "--", "train")):
+                if column is None:
+                    continue
+                vals = [[float(r[column]) for r in at[x]] for x in xs]
+                mean = np.array([math.fsum(v) / len(v) for v in vals])
+                half = np.array([t_halfwidth(v) for v in vals])
+                n = sorted({len(v) for v in vals})
+                ns = str(n[0]) if len(n) == 1 else f"{n[0]}-{n[-1]}"
+                named = name if label == "all runs" else f"{label}: {name}"
+                ax.plot(xs, mean, style, color=colour, marker="o", markersize=4, label=f"{named} (n={ns})")
+                if np.any(np.isfinite(half)):
+                    ax.fill_between(xs, mean - half, mean + half, color=colour, alpha=0.18 if name == "test" else 0.08, linewidth=0)
+        ax.set_xscale(scale, **scale_kw)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel(key + (" (log scale)" if scale != "linear" else ""))
+        ax.set_ylabel(metric.label.removeprefix("test ") + " (eval mode)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+        if data:
+            ax.set_title(data, loc="left", fontsize="medium")
+    word = _repeats_word(runs)
+    title = (f"{metric.label.removeprefix('test ')} against {key}: test solid, train dashed; mean over {word}, shaded 95% CI"
+             + ("; dotted: runs without " + key if any(_number(r.get(key)) is None for r in runs) else ""))
+    fig.suptitle(f"{title}\n{subtitle(sweep)}", fontsize="medium")
+    return fig
+
+
 def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = None, log: bool = False,
-               seed: str | None = None) -> list[Path]:
-    """Write curves.png, final_test.png and (1-D data) fit.png into `out` (default FOLDER/plots).
+               seed: str | None = None, path: str | None = None, metric: str | None = None) -> list[Path]:
+    """Write curves.png, final_test.png, (1-D data) fit.png and path_KEY.png into `out`
+    (default FOLDER/plots). A path figure is drawn for `path`, else for every swept numeric key
+    with at least 3 values (path_keys).
 
     Every figure is built before the folder is created, so bad input writes nothing.
     """
@@ -381,8 +497,11 @@ def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = Non
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose another --out")
     sweep = load_sweep(Path(folder), by)
+    chosen = resolve_metric(sweep.runs, metric or DEFAULT_METRIC)
     figures = {"curves.png": curves_figure(sweep, log), "final_test.png": final_test_figure(sweep, log),
                "fit.png": fit_figure(sweep, seed)}
+    for k in [path] if path else path_keys(sweep):
+        figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, fig in figures.items():

@@ -275,3 +275,65 @@ def test_a_csv_edited_after_the_run_still_plots_its_fits(tmp_path):
     fig = fit_figure(load_sweep(tmp_path / "r"))
     assert "no data points" in fig.get_suptitle() and fig.axes[0].get_lines(), fig.get_suptitle()
     assert [p.name for p in make_plots(tmp_path / "r", tmp_path / "png")] == ["curves.png", "final_test.png", "fit.png"]
+
+
+# --- the regularization path -----------------------------------------------------------------------
+
+def p_sweep(tmp_path: Path, datasets=("yacht",), key="p", values=(0.1, 0.3, 0.5)) -> Path:
+    """data=uci, splits 0-1: reg=dropout at three values of `key` (test = value + split, train =
+    value / 10) and reg=none (test 5 + split), per data set (times 10 for the second)."""
+    rows = []
+    for i, ds in enumerate(datasets):
+        scale = 10.0 ** i
+        for split in (0, 1):
+            base = {"data": "uci", "data.dataset": ds, "data.split": split, "seed": 0}
+            rows.append({**base, "reg": "none", "final_train_mse": 0.01, "final_test_mse": (5.0 + split) * scale})
+            for v in values:
+                extra = {"p": v} if key == "p" else {key: v, "p": 0.5}
+                rows.append({**base, "reg": "dropout", **extra, "final_train_mse": v / 10 * scale, "final_test_mse": (v + split) * scale})
+    return write_sweep(tmp_path / "path", rows)
+
+
+def test_path_figure_plots_means_against_the_key_and_the_reference_level(tmp_path):
+    from dropbench.plots import path_figure
+
+    sweep = load_sweep(p_sweep(tmp_path))
+    fig = path_figure(sweep, "p")
+    (ax,) = fig.axes
+    lines = {line.get_label(): line for line in ax.lines}
+    test = lines["reg=dropout: test (n=2)"]
+    assert list(test.get_xdata()) == [0.1, 0.3, 0.5]
+    assert list(test.get_ydata()) == pytest.approx([0.6, 0.8, 1.0]), "mean over the two splits of p + split"
+    assert list(lines["reg=dropout: train (n=2)"].get_ydata()) == pytest.approx([0.01, 0.03, 0.05])
+    assert lines["reg=dropout: train (n=2)"].get_linestyle() == "--"
+    assert list(lines["reg=none: test, no p (n=2)"].get_ydata()) == pytest.approx([5.5, 5.5]), "reg=none: a level"
+    assert len(bands(ax)) == 2 and ax.get_xscale() == "linear"
+    assert "mean over splits" in fig.get_suptitle()
+
+
+@pytest.mark.parametrize("values, scale", [((1e-4, 1e-3, 1e-2, 1e-1), "log"), ((0.0, 1e-4, 1e-2), "symlog"), ((1.0, 2.0, 4.0), "linear")])
+def test_path_x_axis_is_logarithmic_where_values_span_decades(tmp_path, values, scale):
+    from dropbench.plots import path_figure
+
+    sweep = load_sweep(p_sweep(tmp_path, ("yacht", "energy"), "reg.l2.weight_decay", values))
+    fig = path_figure(sweep, "reg.l2.weight_decay")
+    assert len(fig.axes) == 2, "a panel per data set"
+    assert [ax.get_xscale() for ax in fig.axes] == [scale, scale]
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    energy = fig.axes[titles.index("data.dataset=energy")]
+    test = next(line for line in energy.lines if line.get_label().startswith("reg=dropout: test"))
+    assert list(test.get_ydata()) == pytest.approx([(v + 0.5) * 10 for v in values])
+
+
+def test_make_plots_draws_a_path_for_a_swept_numeric_key_and_refuses_a_bad_one(tmp_path):
+    folder = p_sweep(tmp_path)
+    paths = make_plots(folder, tmp_path / "figs")
+    assert [p.name for p in paths] == ["curves.png", "final_test.png", "path_p.png"]
+    assert matplotlib.image.imread(paths[-1]).shape[1] > 400
+    with pytest.raises(UserError, match=r"--path epochs: needs a key swept over at least 2 numbers .* swept numeric keys: p"):
+        make_plots(folder, tmp_path / "bad", path="epochs")
+    with pytest.raises(UserError, match="--path nope: not a config key"):
+        make_plots(folder, tmp_path / "bad", path="nope")
+    assert not (tmp_path / "bad").exists()
+    p = dropbench("plot", str(folder), "--out", str(tmp_path / "cli"), "--path", "p")
+    assert p.returncode == 0 and p.stdout.splitlines()[-1] == str(tmp_path / "cli" / "path_p.png"), p.stderr
