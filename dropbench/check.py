@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
 from dropbench.stats import (
-    UNRECORDED, by_keys, columns_of, config_columns, group_label, key_str, members, platform_counts, platform_note, sort_key,
+    UNRECORDED, by_keys, repeated_over, columns_of, config_columns, group_label, key_str, members, platform_counts, platform_note, sort_key,
     summarize, welch_greater,
 )
 
@@ -320,7 +320,9 @@ def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, al
     lo, hi = (a, b) if ops[0] == "<" else (b, a)
     means = f"{a['test_mean']:.4g} vs {b['test_mean']:.4g}"
     p, pairs = _paired_greater(hi, lo, runs, keys)
-    test = f"paired t-test over {pairs} seeds"
+    over = repeated_over([r for r in runs if r.get("status") == "ok"], keys)
+    word = {(): "seeds", ("seed",): "seeds", ("data.split",): "splits"}.get(tuple(over), "runs (" + " × ".join(over) + ")")
+    test = f"paired t-test over {pairs} {word}"
     if math.isnan(p):
         p = welch_greater(hi["test_mean"], hi["test_std"], hi["n_seeds"], lo["test_mean"], lo["test_std"], lo["n_seeds"]).p
         test = "Welch t-test"

@@ -229,3 +229,16 @@ def test_a_check_across_platforms_warns(tmp_path):
     out = " ".join(other.stdout.split())
     assert other.exit_code == 0 and "WARNING: these numbers come from 2 platforms" in out, other.output
     assert "AVX2, cpu: 24 runs of the sweep" in out and "AVX512, cpu: 24 baseline runs" in out
+
+
+def test_splits_are_repetitions_for_baselines_and_claims(tmp_path):
+    """A UCI-style sweep over splits (one seed): groups pool the splits, claims pair on them."""
+    rows = [{**r, "data": "uci", "data.dataset": "yacht", "data.split": r["seed"], "seed": 0}
+            for r in csv.DictReader(sweep(tmp_path / "s").joinpath("runs.csv").open())]
+    d = write_sweep(tmp_path / "splits", rows)
+    f = tmp_path / "b.csv"
+    assert check(str(d), "--baseline", str(f), "--update-baseline").exit_code == 0
+    recorded = list(csv.DictReader(f.open()))
+    assert [(r["reg"], r["n_seeds"]) for r in recorded] == [("dropout", "8"), ("l2", "8"), ("none", "8")]
+    res = check(str(d), "--baseline", str(f), "--expect", "l2 < none")
+    assert res.exit_code == 0 and "paired t-test over 8 splits" in res.stdout, res.stdout
