@@ -174,3 +174,31 @@ def test_platform_note_warns_for_two_recorded_platforms_only():
     assert platform_note({a: {"runs": 3}, UNRECORDED: {"runs": 2}}).startswith("note: some runs do not record")
     rows = [{"status": "ok", **dict(zip(IDENTITY_COLUMNS, a))}, {"status": "ok", "device": "cpu"}, {"status": "failed"}]
     assert platform_counts(rows) == {a: 1, UNRECORDED: 1}
+
+
+def test_standard_error_is_the_literatures_population_sd_over_root_n():
+    import numpy as np
+
+    from dropbench.stats import std_error
+
+    v = [0.3, 1.7, 2.2, 0.9, 5.0]
+    assert std_error(v) == pytest.approx(np.std(v) / np.sqrt(len(v)), rel=1e-12), "numpy's default ddof=0, as PROTOCOL.md"
+    assert math.isnan(std_error([1.0])) and math.isnan(std_error([1.0, math.nan]))
+
+
+@pytest.mark.parametrize("name, higher", [("test_mse", False), ("test_rmse", False), ("test_ll", True), ("val_ll", True),
+                                          ("test_nll", False), ("test_log_likelihood", True)])
+def test_which_way_a_metric_is_better(name, higher):
+    from dropbench.stats import higher_is_better
+
+    assert higher_is_better(name) is higher
+
+
+def test_a_new_result_column_is_a_metric_not_a_grouping_key():
+    from dropbench.stats import group_keys, resolve_metric
+
+    rows = [{"run_id": f"r{i}", "reg": reg, "seed": s, "final_test_mse": 1.0 + i, "final_train_mse": 0.5,
+             "final_test_rmse": 0.1 * i, "status": "ok"} for i, (reg, s) in enumerate([("none", 0), ("none", 1), ("l2", 0), ("l2", 1)])]
+    assert group_keys(rows) == ["reg"]
+    m = resolve_metric(rows, "test_rmse")
+    assert (m.test, m.train, m.higher, m.label) == ("final_test_rmse", None, False, "test RMSE")
