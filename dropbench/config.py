@@ -23,12 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
+from dropbench import regs
 from dropbench.errors import UserError, did_you_mean
 
 GROUPS = ("data", "model", "reg", "optim", "launcher")
-# Canonical order for naming combined regularizers ("dropout+l2").
-REG_ORDER = ("dropout", "vanilla_dropout", "droppath", "dropconnect", "l1", "l2")
-DROP_FAMILY = ("dropout", "vanilla_dropout", "droppath", "dropconnect")
+# Canonical order for naming combined regularizers ("dropout+l2"), and the dropout family (their p
+# is the top-level p): read from the registry.
+REG_ORDER = regs.names()
+DROP_FAMILY = regs.drop_family()
 # Keys that say where results go or how they are shown, never what is computed.
 UNHASHED_KEYS = ("out",)
 # Where data lie, never what they are: a CSV enters the run id through its contents (data.sha256),
@@ -186,74 +188,29 @@ class MLP:
 MODELS = {"mlp": MLP}
 
 
-# ---- regularizers -------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Dropout:
-    p: float = 0.5
-    inplace: bool = False
-
-    def validate(self, k: str) -> None:
-        _prob(f"{k}.p", self.p)
+# ---- regularizers: built from the registry (dropbench/regs/) ------------------------------
+def _reg_names(self: Any) -> list[str]:
+    return [n for n in REG_ORDER if getattr(self, n) is not None]
 
 
-@dataclass(frozen=True)
-class VanillaDropout:
-    p: float = 0.5
-
-    validate = Dropout.validate
+def _reg_label(self: Any) -> str:
+    return "+".join(self.names) or "none"
 
 
-@dataclass(frozen=True)
-class DropPath:
-    p: float = 0.5
-
-    validate = Dropout.validate
-
-
-@dataclass(frozen=True)
-class DropConnect:
-    p: float = 0.5
-
-    validate = Dropout.validate
+def _reg_validate(self: Any, k: str) -> None:
+    why = regs.conflict(self.names)
+    if why:
+        raise UserError(why)
 
 
-@dataclass(frozen=True)
-class L1:
-    weight: float = 1e-4
-
-    def validate(self, k: str) -> None:
-        _check(self.weight >= 0, f"{k}.weight", self.weight, ">= 0")
-
-
-@dataclass(frozen=True)
-class L2:
-    weight_decay: float = 1e-3
-    decoupled: bool = False
-
-    def validate(self, k: str) -> None:
-        _check(self.weight_decay >= 0, f"{k}.weight_decay", self.weight_decay, ">= 0")
-
-
-@dataclass(frozen=True)
-class Reg:
-    dropout: Dropout | None = None
-    vanilla_dropout: VanillaDropout | None = None
-    droppath: DropPath | None = None
-    dropconnect: DropConnect | None = None
-    l1: L1 | None = None
-    l2: L2 | None = None
-
-    def validate(self, k: str) -> None:
-        if self.dropout and self.vanilla_dropout:
-            raise UserError("reg=[dropout,vanilla_dropout] combines two scalings of the same dropout; choose one")
-
-    @property
-    def names(self) -> list[str]:
-        return [n for n in REG_ORDER if getattr(self, n) is not None]
-
-    @property
-    def label(self) -> str:
-        return "+".join(self.names) or "none"
+# One optional field per registered regularizer, holding its Config (None: not selected).
+Reg = dataclasses.make_dataclass(
+    "Reg",
+    [(n, r.Config | None, field(default=None)) for n, r in regs.REGISTRY.items()],
+    namespace={"validate": _reg_validate, "names": property(_reg_names), "label": property(_reg_label),
+               "__module__": __name__, "__doc__": "The selected regularizers, one field each (dropbench/regs/)."},
+    frozen=True,
+)
 
 
 # ---- optimizers ---------------------------------------------------------------------------
@@ -570,11 +527,8 @@ def build(d: dict[str, Any]) -> RunConfig:
     model = _select(MODELS, "model", d.pop("model", {}))
     optim = _select(OPTIMS, "optim", d.pop("optim", {}))
     reg = from_dict(Reg, d.pop("reg", None) or {}, "reg")
-    if reg.droppath is not None and model.depth < 2:
-        raise UserError(f"reg=droppath needs residual blocks, which need model.depth >= 2 (got {model.depth})")
-    if reg.droppath is not None and not model.residual:
-        # DropPath only means something on residual branches: make that visible in the config.
-        model = dataclasses.replace(model, residual=True)
+    for r, conf in regs.active(reg):
+        model = r.adjust_model(model, conf)
     cfg = from_dict(RunConfig, {**d, "data": {}, "model": {}, "reg": {}, "optim": {}})
     # p only matters through the dropout-family regularizers: record the one in effect, so that
     # reg=none p=0.2 and reg=none p=0.5 are the same run.

@@ -47,7 +47,7 @@ def seed_loop(cfg: "RunConfig") -> int:
 
     from dropbench.data import load_dataset
     from dropbench.models import build_mlp
-    from dropbench.regularizers import l1_penalty
+    from dropbench.regs.l1 import l1_penalty
 
     data = load_dataset(cfg)
     torch.manual_seed(cfg.seed)
@@ -58,7 +58,7 @@ def seed_loop(cfg: "RunConfig") -> int:
     for epoch in range(cfg.epochs):
         loss = loss_fn(net(data.x_train), data.y_train)
         if cfg.reg.l1:
-            loss = loss + cfg.reg.l1.weight * l1_penalty(net)
+            loss = loss + cfg.reg.l1.weight * l1_penalty(net.parameters())
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -19,6 +19,7 @@ from dropbench.engines.batched import (
     plan_chunks, split_group, step_work,
 )
 from dropbench.engines.torch_engine import build_model, train_one
+from dropbench.regs import REGISTRY
 
 
 def cfgs_for(reg, seeds, *extra):
@@ -149,7 +150,7 @@ def _signature(results):
     return {r.run_id: (r.curve, r.fit, r.status) for r in results}
 
 
-@pytest.mark.parametrize("reg", ["none", "l1", "dropout", "droppath", "dropconnect", "vanilla_dropout"])
+@pytest.mark.parametrize("reg", ["none", *REGISTRY])
 def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     """A run's numbers do not depend on its company (default 1-300-300-1 network, whose thin
     layers are where a batch of one took other kernels). This is a property of the kernels of

@@ -7,7 +7,8 @@ from torch import nn
 from dropbench.config import load
 from dropbench.engines.torch_engine import build_model
 from dropbench.models import Residual
-from dropbench.regularizers import DropConnectLinear, DropPath, VanillaDropout
+from dropbench.regs import REGISTRY
+from dropbench.regs.base import reg_layer, reg_linear
 
 N_HIDDEN = 300
 
@@ -42,16 +43,17 @@ def test_droppath_turns_residual_on_and_wraps_branches():
     assert cfg.model.residual is True
     model = build_model(cfg, 1)
     blocks = [m for m in model if isinstance(m, Residual)]
-    assert len(blocks) == 2 and all(isinstance(b.drop_path, DropPath) for b in blocks)
-    assert blocks[0].drop_path.p == 0.2
+    assert len(blocks) == 2 and all(b.drop_path[0].reg is REGISTRY["droppath"] for b in blocks)
+    assert blocks[0].drop_path[0].conf.p == 0.2
 
 
 def test_dropconnect_and_vanilla_layers():
     m = build_model(load(["reg=dropconnect"]), 1)
-    assert sum(isinstance(x, DropConnectLinear) for x in m.modules()) == 2
+    masked = [x for x in m.modules() if isinstance(x, nn.Linear) and getattr(x, "regs", None)]
+    assert len(masked) == 2 and all(x.regs[0][0] is REGISTRY["dropconnect"] for x in masked)
     assert type(m[-1]) is nn.Linear, "the output layer keeps its weights"
     m = build_model(load(["reg=vanilla_dropout", "p=0.1"]), 1)
-    assert sum(isinstance(x, VanillaDropout) for x in m.modules()) == 2
+    assert sum(getattr(x, "reg", None) is REGISTRY["vanilla_dropout"] for x in m.modules()) == 2
 
 
 def _shared_mask_outputs(act: str, seed: int = 0):

@@ -13,8 +13,8 @@ from dropbench.data import load_dataset
 from dropbench.engines.base import (
     RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, one_intraop_thread, resolve_device, settle,
 )
+from dropbench import regs
 from dropbench.models import build_mlp
-from dropbench.regularizers import l1_penalty
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -24,11 +24,14 @@ def device_fused(model: nn.Module) -> bool:
     return next(model.parameters()).device.type in ("cpu", "cuda")
 
 
+def weight_decay(cfg: "RunConfig") -> tuple[float, bool]:
+    """(weight_decay, decoupled) of the optimizer-slot regularizer (reg=l2), if any (at most one)."""
+    return next((r.decay(c) for r, c in regs.active(cfg.reg, "optimizer")), (0.0, False))
+
+
 def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
     """The optimizer with coupled weight decay (reg=l2) or AdamW's decoupled one."""
-    l2 = cfg.reg.l2
-    wd = l2.weight_decay if l2 is not None else 0.0
-    decoupled = l2 is not None and l2.decoupled
+    wd, decoupled = weight_decay(cfg)
     o = cfg.optim
     if o.name == "adam":
         cls = torch.optim.AdamW if decoupled else torch.optim.Adam
@@ -57,22 +60,29 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     data = load_dataset(cfg).to(dtype, device)
     model = build_model(cfg, data.n_features).to(device=device, dtype=dtype)
     opt = make_optimizer(model, cfg)
-    sgd_decoupled_wd = cfg.optim.name == "sgd" and cfg.reg.l2 is not None and cfg.reg.l2.decoupled
+    wd, decoupled = weight_decay(cfg)
+    sgd_decoupled_wd = cfg.optim.name == "sgd" and decoupled
+    penalties = regs.active(cfg.reg, "loss")
+    constraints = regs.active(cfg.reg, "after_step")
     mse = nn.MSELoss()
     marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
     result = RunResult(cfg)
     for epoch in range(1, cfg.epochs + 1):
         model.train()
         loss = mse(model(data.x_train), data.y_train)
-        if cfg.reg.l1 is not None:
-            loss = loss + cfg.reg.l1.weight * l1_penalty(model)
+        for r, c in penalties:
+            loss = loss + r.penalty(list(model.parameters()), c)
         opt.zero_grad()
         loss.backward()
         if sgd_decoupled_wd:
             with torch.no_grad():
                 for p in model.parameters():
-                    p.mul_(1.0 - cfg.optim.lr * cfg.reg.l2.weight_decay)  # type: ignore[union-attr]
+                    p.mul_(1.0 - cfg.optim.lr * wd)
         opt.step()
+        if constraints:
+            with torch.no_grad():
+                for r, c in constraints:
+                    r.after_step(list(model.parameters()), c)
         train_loss = loss.item()
         if not math.isfinite(train_loss):
             result.status, result.reason = "failed", diverged_reason(epoch, train_loss)

@@ -1,0 +1,361 @@
+"""The batched engine's tensor program: C runs of one group as [C, ...] tensors, with a
+hand-written backward and one fused optimizer step.
+
+Regularizers are the registry's pieces (dropbench/regs/), applied per slot in registry order:
+input-slot ones on the data (training only), weight-slot ones on each hidden layer's W,
+activation-slot ones before or after the activation (model.placement), residual-slot ones on each
+residual branch, loss-slot ones on the objective and gradient, the optimizer-slot one in the
+optimizer step, after_step ones after it. Each piece's backward is the gradient autograd takes
+through its forward, same kernels, same order (tests/test_batched.py checks it bit for bit).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from dropbench import regs
+from dropbench.data import load_dataset
+from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device, settle
+from dropbench.regs.base import ChunkView, Piece
+
+if TYPE_CHECKING:
+    from dropbench.config import RunConfig
+
+class Cancelled(BaseException):
+    """A worker thread stops training: not an error of its runs (they are not stored)."""
+
+
+ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu}
+
+
+@dataclass
+class _Hyper:
+    """Per-member optimizer hyperparameters as [C, 1, 1] tensors."""
+
+    wd: torch.Tensor | None  # coupled weight decay (0 where decoupled)
+    decay: torch.Tensor | None  # decoupled factor 1 - lr*wd (1 where coupled)
+    lr: torch.Tensor
+    momentum: torch.Tensor
+
+
+def _col(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64).to(dtype=dtype, device=device).view(-1, 1, 1)
+
+
+Applied = list[tuple[Piece, Any]]  # pieces of one slot that acted, with what each saved
+
+
+@dataclass
+class _Saved:
+    """What one Linear layer's backward needs: its input, its (regularized) weight and, for hidden
+    layers, the activation's input and output and what each slot's pieces saved."""
+
+    x: torch.Tensor
+    W: torch.Tensor
+    on_w: Applied = field(default_factory=list)  # weight slot
+    pre: torch.Tensor | None = None  # the activation's input
+    act_out: torch.Tensor | None = None
+    on_act: Applied = field(default_factory=list)  # activation slot
+    on_branch: Applied = field(default_factory=list)  # residual slot
+
+
+def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool, saved: Applied | None) -> torch.Tensor:
+    for piece in pieces:
+        z, s = piece.forward(z, train)
+        if saved is not None:
+            saved.append((piece, s))
+    return z
+
+
+def _unapply(applied: Applied, grad: torch.Tensor) -> torch.Tensor:
+    for piece, s in reversed(applied):
+        grad = piece.backward(grad, s)
+    return grad
+
+
+class Chunk(ChunkView):
+    """C runs of one group, trained together. Members past `n_real` are padding."""
+
+    def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
+        from dropbench.engines.torch_engine import build_model, weight_decay
+
+        self.n_real = len(cfgs)
+        self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))
+        c0 = self.cfgs[0]
+        self.cfg0 = c0
+        self.device = resolve_device(c0.device)
+        self.dtype = getattr(torch, c0.dtype)
+        dev, dt = self.device, self.dtype
+        self.kinds = set(c0.reg.names)
+        self.act = ACT[c0.model.activation]
+        self.placement = c0.model.placement
+        self.residual = c0.model.residual
+
+        datasets = [load_dataset(c) for c in self.cfgs]
+        stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
+        self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
+        self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
+        # From the data in the run's dtype, on its device, as the reference engine draws it.
+        self.grid = torch.stack([fit_grid(x) for x in self.x]) if datasets[0].n_features == 1 else None
+
+        # Initial weights and mask generators: exactly the reference engine's, per member.
+        weights: list[list[torch.Tensor]] = []
+        self.gens: list[torch.Generator] = []
+        for c in self.cfgs:
+            model = build_model(c, datasets[0].n_features)
+            g = torch.Generator()
+            g.set_state(torch.default_generator.get_state())
+            self.gens.append(g)
+            lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+            weights.append([t for lin in lins for t in (lin.weight.detach().t(), lin.bias.detach().unsqueeze(0))])
+        self.params = [torch.stack([w[i] for w in weights]).to(device=dev, dtype=dt).contiguous() for i in range(len(weights[0]))]
+        self.grads = [torch.zeros_like(p) for p in self.params]  # written in place every step
+        self.n_linear = len(self.params) // 2
+        n_out = self.y.shape[1] * self.y.shape[2]
+        self._inv_n = torch.ones((), dtype=dt, device=dev) / n_out  # mean's backward divides 1 by n
+
+        # Each selected regularizer's piece, by slot, in registry order; every member has them all
+        # (one group), each with its own config. The optimizer slot is the optimizer's weight decay.
+        self.pieces: dict[str, list[Piece]] = {}
+        for name in c0.reg.names:
+            reg = regs.REGISTRY[name]
+            if reg.slot == "optimizer":
+                continue
+            self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
+        self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
+        self.on_act, self.on_branch = self.pieces.get("activation", []), self.pieces.get("residual", [])
+        self.on_loss, self.after = self.pieces.get("loss", []), self.pieces.get("after_step", [])
+
+        # Derived factors are computed in double, then cast, as torch.optim computes its scalars.
+        col = lambda f: _col([f(c) for c in self.cfgs], dt, dev)  # noqa: E731
+        decays = [weight_decay(c) for c in self.cfgs]
+        has_wd = bool(regs.active(c0.reg, "optimizer"))
+        self.h = _Hyper(
+            wd=_col([0.0 if dec else wd for wd, dec in decays], dt, dev) if has_wd else None,
+            decay=_col([1 - c.optim.lr * wd if dec else 1.0 for c, (wd, dec) in zip(self.cfgs, decays)], dt, dev) if has_wd else None,
+            lr=col(lambda c: c.optim.lr),
+            momentum=col(lambda c: getattr(c.optim, "momentum", 0.0)),
+        )
+        self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2 if c0.optim.name == "adam" else 1)]
+        self.step_no = 0
+        self.adam_groups = self._adam_groups() if c0.optim.name == "adam" else []
+
+    def _adam_groups(self) -> list[tuple[dict[str, Any], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]]:
+        """Members sharing Adam's scalars, with per-member views for torch's fused Adam kernel.
+
+        The fused kernel reads and writes each of param, grad, exp_avg and exp_avg_sq once; the
+        same work as separate foreach ops takes ten passes over state that does not fit in cache.
+        """
+        groups: dict[tuple, list[int]] = {}
+        from dropbench.engines.torch_engine import weight_decay
+
+        for i, c in enumerate(self.cfgs):
+            key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, *weight_decay(c))
+            groups.setdefault(key, []).append(i)
+        out = []
+        m, v = self.state
+        for (lr, b1, b2, eps, wd, decoupled), idx in groups.items():
+            kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, decoupled=decoupled)
+            views = lambda ts: [t[i] for t in ts for i in idx]  # noqa: E731
+            step = torch.zeros((), dtype=torch.float32, device=self.device)  # one counter for every tensor
+            out.append((kw, views(self.params), views(self.grads), views(m), views(v), step))
+        return out
+
+    # ---- what a regularizer's piece may use (regs.base.ChunkView) ---------------------------
+    def column(self, values: Sequence[float]) -> torch.Tensor:
+        return _col(values, self.dtype, self.device)
+
+    def draws(self, active: Sequence[bool], shape: tuple[int, ...], dtype: torch.dtype,
+              sample: Callable[..., torch.Tensor] | None = None) -> torch.Tensor:
+        """Each active member's sample(shape) (default torch.rand) from its own generator, or zeros
+        without drawing for the others: the reference's layers return their input then and draw
+        nothing, and a draw here would shift every later mask of the run."""
+        fn = sample or torch.rand
+        return torch.stack([fn(shape, dtype=dtype, generator=g) if a else torch.zeros(shape, dtype=dtype)
+                            for g, a in zip(self.gens, active)])
+
+    def bernoulli(self, keep64: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Each member's `torch.empty(shape).bernoulli_(keep, generator=g)`, bit for bit (all ones
+        where p is 0, as the reference leaves x alone).
+
+        CPU bernoulli_ draws, element by element, one double uniform u (the 53-bit draw torch.rand
+        makes in float64) and keeps the element when u < keep. torch.rand in float64 makes the same
+        draws in the same order 2.6x faster, leaving the generator in the same state; one
+        comparison then serves every member (tests/test_batched.py pins the equality).
+        """
+        u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
+        return (u < keep64).to(device=self.device, dtype=self.dtype)
+
+    # ---- the network ---------------------------------------------------------------------
+    def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
+        W, b = self.params[2 * i], self.params[2 * i + 1]
+        s = _Saved(x, W)
+        W = s.W = _apply(self.on_weight, W, train, s.on_w)
+        z = torch.baddbmm(b, x, W)
+        if self.placement == "before":
+            s.pre = _apply(self.on_act, z, train, s.on_act)
+            out = s.act_out = self.act(s.pre)
+        else:
+            s.pre = z
+            s.act_out = self.act(z)
+            out = _apply(self.on_act, s.act_out, train, s.on_act)
+        if tape is not None:
+            tape.append(s)
+        return out
+
+    def forward(self, x: torch.Tensor, train: bool, tape: list[_Saved] | None = None) -> torch.Tensor:
+        """The members' predictions; with `tape`, saves what `_backward` needs, layer by layer."""
+        if self.on_input:
+            x = _apply(self.on_input, x, train, None)  # the data needs no gradient
+        z = self._hidden(x, 0, train, tape)
+        for i in range(1, self.n_linear - 1):
+            branch = self._hidden(z, i, train, tape)
+            if self.residual:
+                if self.on_branch:
+                    branch = _apply(self.on_branch, branch, train, tape[-1].on_branch if tape is not None else None)
+                z = z + branch
+            else:
+                z = branch
+        if tape is not None:
+            tape.append(_Saved(z, self.params[-2]))
+        return torch.baddbmm(self.params[-1], z, self.params[-2])
+
+    def _backward(self, tape: list[_Saved], grad: torch.Tensor) -> None:
+        """Every parameter's gradient from the gradient of the predictions, into `self.grads`.
+
+        The same kernels, in the same order, as autograd's backward of `forward` (bit for bit:
+        tests/test_batched.py compares them for every regularizer, placement and activation),
+        but writing weight gradients into buffers kept across steps. Autograd allocates a fresh
+        [C, in, out] tensor per weight per step (measured, chunk of 8, 2 threads: 0.147 against
+        0.118 ms per network-step; 0.130 when glibc keeps freed memory, so most of it is allocation).
+        """
+        G = self.grads
+        last = len(tape) - 1
+        for i in range(last, -1, -1):
+            s = tape[i]
+            if i < last:  # a hidden layer
+                skip = grad
+                grad = _unapply(s.on_branch, grad)
+                if self.placement == "before":  # act(drop(z))
+                    grad = _unapply(s.on_act, self._act_backward(grad, s))
+                else:  # drop(act(z))
+                    grad = self._act_backward(_unapply(s.on_act, grad), s)
+            torch.sum(grad, 1, keepdim=True, out=G[2 * i + 1])
+            if not s.on_w:
+                torch.bmm(s.x.transpose(1, 2), grad, out=G[2 * i])
+            else:  # the weight slot: W' = f(W)
+                G[2 * i].copy_(_unapply(s.on_w, torch.bmm(s.x.transpose(1, 2), grad)))
+            if i == 0:
+                break  # the data needs no gradient
+            g_in = torch.bmm(grad, s.W.transpose(1, 2))
+            grad = skip + g_in if self.residual and 0 < i < last else g_in
+
+    def _act_backward(self, grad: torch.Tensor, s: _Saved) -> torch.Tensor:
+        if self.act is torch.relu:
+            return torch.ops.aten.threshold_backward(grad, s.act_out, 0)
+        if self.act is torch.tanh:
+            return torch.ops.aten.tanh_backward(grad, s.act_out)
+        return torch.ops.aten.gelu_backward(grad, s.pre)
+
+    # ---- one training step ---------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, objective: bool) -> torch.Tensor:
+        """One full-batch step for every member.
+
+        Returns each member's training MSE [C], or with `objective` the full training objective
+        (MSE + loss-slot penalties, measured before the update, as the reference engine reports it).
+        """
+        tape: list[_Saved] = []
+        d = self.forward(self.x, train=True, tape=tape) - self.y
+        loss = d.pow(2).mean(dim=(1, 2))
+        # d(sum of the members' means)/d pred, as autograd forms it: (1/n) * (2 d)
+        self._backward(tape, self._inv_n * (2.0 * d))  # a sum over members: each gradient is its own
+        for piece in self.on_loss:
+            if objective:
+                loss = loss + piece.penalty(self.params)
+            piece.add_grad(self.grads, self.params)
+        self._optimizer_step()
+        for piece in self.after:
+            piece.after_step(self.params)
+        return loss
+
+    @torch.no_grad()
+    def _optimizer_step(self) -> None:
+        self.step_no += 1
+        if self.adam_groups:
+            self._adam_step()
+        else:
+            self._sgd_step()
+
+    def _adam_step(self) -> None:
+        for kw, p, g, m, v, step in self.adam_groups:
+            kw = dict(kw)
+            fn = torch._fused_adamw_ if kw.pop("decoupled") else torch._fused_adam_
+            step += 1
+            fn(p, g, m, v, [], [step] * len(p), amsgrad=False, maximize=False, **kw)
+
+    def _sgd_step(self) -> None:
+        """torch.optim.SGD's arithmetic with per-member factors as [C, 1, 1] tensors."""
+        params, h, grads = self.params, self.h, self.grads
+        rep = lambda t: [t] * len(params)  # noqa: E731
+        if h.wd is not None:  # coupled L2: grad + wd*w
+            grads = torch._foreach_add(grads, torch._foreach_mul(params, rep(h.wd)))
+        if h.decay is not None:  # decoupled L2: w <- w * (1 - lr*wd)
+            torch._foreach_mul_(params, rep(h.decay))
+        buf = self.state[0]
+        if self.step_no == 1:
+            torch._foreach_copy_(buf, grads)
+        else:
+            torch._foreach_mul_(buf, rep(h.momentum))
+            torch._foreach_add_(buf, grads)
+        torch._foreach_sub_(params, torch._foreach_mul(buf, rep(h.lr)))
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[list[float], list[float]]:
+        tr = (self.forward(self.x, train=False) - self.y).pow(2).mean(dim=(1, 2))
+        te = (self.forward(self.tx, train=False) - self.ty).pow(2).mean(dim=(1, 2))
+        return tr.tolist(), te.tolist()
+
+    def train(self, cancel: threading.Event | None = None) -> list[RunResult]:
+        """Train every member; `cancel` set (Ctrl-C in the main thread) stops within one epoch."""
+        t0 = time.perf_counter()
+        cfg = self.cfg0
+        marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
+        results = [RunResult(c) for c in self.cfgs[: self.n_real]]
+        alive = [True] * self.n_real
+        for epoch in range(1, cfg.epochs + 1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            loss = self.step(objective=epoch in marks)
+            finite = bool(torch.isfinite(loss[: self.n_real]).all())
+            if not finite:
+                for i, v in enumerate(loss[: self.n_real].tolist()):
+                    if alive[i] and not math.isfinite(v):
+                        alive[i] = False
+                        results[i].status, results[i].reason = "failed", diverged_reason(epoch, v)
+                if not any(alive):
+                    break
+            if epoch in marks:
+                tr, te = self.evaluate()
+                losses = loss.tolist()
+                for i, r in enumerate(results):
+                    if alive[i]:
+                        r.curve.append((epoch, tr[i], te[i], losses[i]))
+        if self.grid is not None:
+            with torch.no_grad():
+                pred = self.forward(self.grid, train=False)
+            for i, r in enumerate(results):
+                r.fit = list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist()))
+        secs = (time.perf_counter() - t0) / self.n_real
+        for r in results:
+            r.seconds = secs
+        return [settle(r) for r in results]
+
+

@@ -1,0 +1,77 @@
+"""The regularizer registry: every module in this package that defines REGULARIZER.
+
+Adding a regularizer is adding dropbench/regs/<name>.py and conf/reg/<name>.yaml (README,
+"Adding a regularizer"); config.py and both engines read everything else from here: the order,
+the Reg config's fields, the dropout family, which may not combine, and what acts in each slot.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Iterable
+
+from dropbench.regs.base import EXCLUSIVE_SLOTS, SLOTS, Regularizer
+
+
+def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict[str, Regularizer]:
+    """Every REGULARIZER in `package`'s modules, by name, in canonical order."""
+    found: dict[str, Regularizer] = {}
+    for info in pkgutil.iter_modules(list(path) if path is not None else __path__):
+        if info.name.startswith("_") or info.name == "base":
+            continue
+        module = importlib.import_module(f"{package}.{info.name}")
+        reg = getattr(module, "REGULARIZER", None)
+        if reg is None:
+            continue
+        check(reg, info.name)
+        found[reg.name] = reg
+    orders = [r.order for r in found.values()]
+    if len(set(orders)) != len(orders):
+        raise RuntimeError(f"two regularizers share an order: {sorted(orders)}")
+    return dict(sorted(found.items(), key=lambda kv: kv[1].order))
+
+
+def check(reg: Regularizer, module: str) -> None:
+    """A plug-in's declaration errors, caught when the registry loads (a programming error)."""
+    if reg.name != module:
+        raise RuntimeError(f"dropbench/regs/{module}.py declares a regularizer named {reg.name!r}: name it {module!r}")
+    if reg.slot not in SLOTS:
+        raise RuntimeError(f"regularizer {reg.name}: slot {reg.slot!r} is not one of {', '.join(SLOTS)}")
+    fields = getattr(reg.Config, "__dataclass_fields__", {})
+    if reg.strength not in fields:
+        raise RuntimeError(f"regularizer {reg.name}: strength field {reg.strength!r} is not in its Config")
+    if reg.shares_p and "p" not in fields:
+        raise RuntimeError(f"regularizer {reg.name}: shares_p needs a field p")
+
+
+REGISTRY: dict[str, Regularizer] = discover()
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def drop_family() -> tuple[str, ...]:
+    """The regularizers whose p is the top-level p."""
+    return tuple(n for n, r in REGISTRY.items() if r.shares_p)
+
+
+def conflict(active: list[str]) -> str | None:
+    """Why these regularizers may not combine (None: they may)."""
+    for a in active:
+        for b, why in REGISTRY[a].excludes.items():
+            if b in active:
+                x, y = sorted((a, b), key=lambda n: REGISTRY[n].order)
+                return f"reg=[{x},{y}] combines {why}; choose one"
+    for slot in EXCLUSIVE_SLOTS:
+        same = [n for n in active if REGISTRY[n].slot == slot]
+        if len(same) > 1:
+            return f"reg=[{','.join(same)}] are all {slot}-slot regularizers, which act one at a time; choose one"
+    return None
+
+
+def active(reg: Any, slot: str | None = None) -> list[tuple[Regularizer, Any]]:
+    """(regularizer, its config) for each selected in `reg` (a config.Reg), in order; one slot's only."""
+    return [(r, c) for n, r in REGISTRY.items()
+            if (c := getattr(reg, n, None)) is not None and (slot is None or r.slot == slot)]

@@ -1,0 +1,252 @@
+"""What a regularizer module declares, and the helpers both engines give it.
+
+A regularizer is one module in dropbench/regs/ holding a `REGULARIZER` (an instance of a
+`Regularizer` subclass) plus its conf/reg/<name>.yaml. The module declares:
+
+- `Config`: a frozen dataclass of its keys; each range is declared once with `param(...)` and
+  checked by `RegConfig.validate` (no hand-written validate);
+- `slot`: where it acts (SLOTS, in the order one training step meets them);
+- its torch.nn form (`torch_forward`, or `penalty` / `decay` for the loss and optimizer slots);
+- its batched piece (`batched`), drawing from each member's own generator as the reference does;
+- `cost`: its share of a training step, in parameters' worth of work, for the chunk planner.
+
+Nothing here imports torch at import time: config.py reads the registry, and `dropbench run
+--cfg` should not pay for torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+    from dropbench.config import MLP
+
+# Where a regularizer acts, in the order a step meets them; within a slot, regularizers apply in
+# registry order (their `order`), each on the output of the one before.
+#   input:      the input features of the first layer (training only)
+#   weight:     each hidden Linear's weight matrix, before it is used
+#   activation: each hidden layer's output, before or after the activation (model.placement)
+#   residual:   each residual branch, before it is added to the skip path
+#   loss:       a penalty added to the training loss
+#   optimizer:  the optimizer's weight decay (at most one)
+#   after_step: the parameters, after each optimizer step (constraints)
+SLOTS = ("input", "weight", "activation", "residual", "loss", "optimizer", "after_step")
+EXCLUSIVE_SLOTS = ("optimizer",)  # one optimizer, one weight decay
+
+MASK_COST = 3.0  # drawing one mask element costs as much as 3 parameters' share of a step
+
+
+# ---- config fields with their ranges, declared once ------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """An interval a number must lie in; `text` is how an error states it."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    why: str = ""
+
+    def ok(self, v: float) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    @property
+    def text(self) -> str:
+        if self.hi == math.inf:
+            s = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        else:
+            s = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        return f"{s} ({self.why})" if self.why else s
+
+    def outside(self) -> list[float]:
+        """Values just outside the range (for tests)."""
+        out = []
+        if self.lo != -math.inf:
+            out.append(self.lo if self.lo_open else self.lo - 0.5)
+        if self.hi != math.inf:
+            out.append(self.hi if self.hi_open else self.hi + 0.5)
+        return out
+
+
+PROB = Range(0.0, 1.0, hi_open=True, why="p=1 would drop everything")
+NONNEG = Range(0.0)
+
+
+def param(default: Any, check: Range | None = None) -> Any:
+    """A config field with its default and (for numbers) the range it must lie in."""
+    return field(default=default, metadata={"range": check})
+
+
+class RegConfig:
+    """Mixin for a regularizer's Config dataclass: validates every field against its Range."""
+
+    def validate(self, k: str) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            rng = f.metadata.get("range")
+            v = getattr(self, f.name)
+            if rng is not None and not rng.ok(v):
+                raise UserError(f"invalid value {k}.{f.name}={v!r}: must be {rng.text}")
+
+
+# ---- the regularizer -------------------------------------------------------------------------
+class Regularizer:
+    """One regularizer. Subclasses set the class attributes and the hooks of their slot."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]  # canonical position: in labels ("dropout+l2"), and within a slot
+    slot: ClassVar[str]
+    Config: ClassVar[type]
+    shares_p: ClassVar[bool] = False  # dropout family: its `p` follows the top-level p (YAML: p: ${p})
+    strength: ClassVar[str] = "p"  # the field whose 0 makes it the identity, drawing nothing
+    excludes: ClassVar[dict[str, str]] = {}  # other regularizer -> why they may not combine
+    draws: ClassVar[bool] = True  # takes random draws while training
+
+    # -- config --
+    def adjust_model(self, model: "MLP", conf: Any) -> "MLP":
+        """The model this regularizer needs (e.g. DropPath turns residual blocks on)."""
+        return model
+
+    def cost(self, model: "MLP", n_train: int, n_in: int, n_params: int) -> float:
+        """Extra work per training step, in parameters' worth (chunk planner only, never numbers)."""
+        return 0.0
+
+    # -- engine=torch (the reference) --
+    def torch_forward(self, x: "torch.Tensor", conf: Any, training: bool) -> "torch.Tensor":
+        """input, weight, activation and residual slots: the tensor with the regularizer applied."""
+        raise NotImplementedError(f"{self.name} has no torch form for slot {self.slot}")
+
+    def torch_layer(self, conf: Any) -> "torch.nn.Module":
+        """The torch.nn module the reference network holds (default: torch_forward in a module)."""
+        return reg_layer(self, conf)
+
+    def penalty(self, params: Sequence["torch.Tensor"], conf: Any) -> "torch.Tensor":
+        """loss slot: the term added to the loss (autograd gives the reference's gradient)."""
+        raise NotImplementedError
+
+    def decay(self, conf: Any) -> tuple[float, bool]:
+        """optimizer slot: (weight_decay, decoupled)."""
+        raise NotImplementedError
+
+    def after_step(self, params: Sequence["torch.Tensor"], conf: Any) -> None:
+        """after_step slot: change the parameters in place after each step (reference engine)."""
+        raise NotImplementedError
+
+    # -- engine=batched --
+    def batched(self, chunk: "ChunkView", confs: Sequence[Any]) -> "Piece":
+        """This regularizer's piece of a chunk's tensor program, for the members' configs."""
+        raise NotImplementedError(f"{self.name} has no batched form")
+
+
+class Piece:
+    """A regularizer's part of the batched program; members are the leading [C] dimension.
+
+    input/weight/activation/residual slots: `forward(z, train) -> (z', saved)` and
+    `backward(grad, saved) -> grad` (the gradient autograd would take through forward, with the
+    same kernels in the same order: the engine checks it bit for bit). loss slot: `penalty(params)
+    -> [C]` and `add_grad(grads, params)`. after_step slot: `after_step(params)`.
+    """
+
+    def forward(self, z: "torch.Tensor", train: bool) -> tuple["torch.Tensor", Any]:
+        raise NotImplementedError
+
+    def backward(self, grad: "torch.Tensor", saved: Any) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def penalty(self, params: Sequence["torch.Tensor"]) -> "torch.Tensor":
+        raise NotImplementedError
+
+    def add_grad(self, grads: list["torch.Tensor"], params: Sequence["torch.Tensor"]) -> None:
+        raise NotImplementedError
+
+    def after_step(self, params: Sequence["torch.Tensor"]) -> None:
+        raise NotImplementedError
+
+
+class ChunkView:
+    """What a batched piece may use of its chunk (dropbench.engines.program.Chunk implements it)."""
+
+    dtype: "torch.dtype"
+    device: "torch.device"
+    gens: list["torch.Generator"]
+
+    def column(self, values: Sequence[float]) -> "torch.Tensor":
+        """Per-member values as a [C, 1, 1] tensor of the chunk's dtype (computed in double, then cast)."""
+        raise NotImplementedError
+
+    def draws(self, active: Sequence[bool], shape: tuple[int, ...], dtype: "torch.dtype",
+              sample: Callable[..., "torch.Tensor"] | None = None) -> "torch.Tensor":
+        """[C, *shape]: each active member's `sample(shape, dtype=, generator=)` (default torch.rand)
+        from its own generator; zeros, drawing nothing, for the others."""
+        raise NotImplementedError
+
+    def bernoulli(self, keep64: "torch.Tensor", shape: tuple[int, ...]) -> "torch.Tensor":
+        """Each member's `torch.empty(shape).bernoulli_(keep)` bit for bit, in the chunk's dtype
+        (all ones, drawing nothing, where keep is 1)."""
+        raise NotImplementedError
+
+
+def keep64(confs: Sequence[Any]) -> "torch.Tensor":
+    """1 - p per member, [C, 1, 1] in double: the Python float the reference hands bernoulli_."""
+    import torch
+
+    return torch.tensor([1 - c.p for c in confs], dtype=torch.float64).view(-1, 1, 1)
+
+
+# ---- torch.nn forms --------------------------------------------------------------------------
+@cache
+def _layer_classes() -> tuple[type, type]:
+    from torch import nn
+    import torch.nn.functional as F
+
+    class RegLayer(nn.Module):
+        """A regularizer's torch_forward as an nn.Module (train/eval follow the model's)."""
+
+        def __init__(self, reg: Regularizer, conf: Any) -> None:
+            super().__init__()
+            self.reg, self.conf = reg, conf
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            return self.reg.torch_forward(x, self.conf, self.training)
+
+        def extra_repr(self) -> str:
+            return f"{self.reg.name}: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(self.conf).items())
+
+    class RegLinear(nn.Linear):
+        """nn.Linear whose weight passes through the weight-slot regularizers first (same init)."""
+
+        def __init__(self, n_in: int, n_out: int, regs: Sequence[tuple[Regularizer, Any]]) -> None:
+            super().__init__(n_in, n_out)
+            self.regs = list(regs)
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            w = self.weight
+            for reg, conf in self.regs:
+                w = reg.torch_forward(w, conf, self.training)
+            return F.linear(x, w, self.bias)
+
+        def extra_repr(self) -> str:
+            return super().extra_repr() + "".join(f", {r.name}={dataclasses.asdict(c)}" for r, c in self.regs)
+
+    return RegLayer, RegLinear
+
+
+def reg_layer(reg: Regularizer, conf: Any) -> "torch.nn.Module":
+    return _layer_classes()[0](reg, conf)
+
+
+def reg_linear(n_in: int, n_out: int, regs: Sequence[tuple[Regularizer, Any]]) -> "torch.nn.Linear":
+    if not regs:
+        from torch import nn
+
+        return nn.Linear(n_in, n_out)
+    return _layer_classes()[1](n_in, n_out, regs)
