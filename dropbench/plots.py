@@ -442,7 +442,8 @@ def path_figure(sweep: Sweep, key: str, metric: Metric | None = None, log: bool 
         lines: dict[str, list[Row]] = {}
         for r in panel:
             lines.setdefault(group_label({k: key_str(r.get(k)) for k in other}), []).append(r)
-        for label, members_ in lines.items():
+        order = list(colour_of)  # the summary's order in every panel: legends read alike
+        for label, members_ in sorted(lines.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
             colour = colour_of.get(label)
             at: dict[float, list[Row]] = {}
             flat = []
