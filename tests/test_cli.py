@@ -127,7 +127,7 @@ def test_cfg_prints_without_running(tmp_path):
 
 def test_groups_and_help():
     p = dropbench("groups")
-    assert p.returncode == 0 and "reg: dropconnect, dropout, droppath, l1, l2, none*, vanilla_dropout" in p.stdout
+    assert p.returncode == 0 and "reg: dropconnect, dropout, droppath, gaussian_dropout, l1, l2, none*, vanilla_dropout" in p.stdout
     p = dropbench("run", "--help")
     assert p.returncode == 0 and "--multirun" in p.stdout
 
