@@ -127,7 +127,12 @@ def test_cfg_prints_without_running(tmp_path):
 
 def test_groups_and_help():
     p = dropbench("groups")
-    assert p.returncode == 0 and "reg: dropconnect, dropout, droppath, gaussian_dropout, l1, l2, none*, vanilla_dropout" in p.stdout
+    # Every conf/reg/*.yaml is an option, the default starred; a new regularizer joins by its YAML.
+    from dropbench.config import config_dir
+
+    regs = sorted(f.stem for f in (config_dir() / "reg").glob("*.yaml"))
+    assert {"dropconnect", "dropout", "droppath", "gaussian_dropout", "l1", "l2", "none", "vanilla_dropout"} <= set(regs)
+    assert p.returncode == 0 and "reg: " + ", ".join(r + "*" * (r == "none") for r in regs) in p.stdout
     p = dropbench("run", "--help")
     assert p.returncode == 0 and "--multirun" in p.stdout
 
