@@ -138,7 +138,10 @@ class Regularizer:
         raise NotImplementedError
 
     def after_step(self, params: Sequence["torch.Tensor"], conf: Any) -> None:
-        """after_step slot: change the parameters in place after each step (reference engine)."""
+        """after_step slot: change the parameters in place after each step (reference engine).
+
+        `params` is the model's parameters in layer order, [W1, b1, ..., W_out, b_out], each W in
+        torch's [out, in] layout (a unit's incoming weights are a row)."""
         raise NotImplementedError
 
     # -- engine=batched --
@@ -153,7 +156,9 @@ class Piece:
     input/weight/activation/residual slots: `forward(z, train) -> (z', saved)` and
     `backward(grad, saved) -> grad` (the gradient autograd would take through forward, with the
     same kernels in the same order: the engine checks it bit for bit). loss slot: `penalty(params)
-    -> [C]` and `add_grad(grads, params)`. after_step slot: `after_step(params)`.
+    -> [C]` and `add_grad(grads, params)`. after_step slot: `after_step(params)`, in place, on
+    [W1, b1, ..., W_out, b_out] with each W stored transposed, [C, in, out] (a unit's incoming
+    weights are a column; biases are [C, 1, out]).
     """
 
     def forward(self, z: "torch.Tensor", train: bool) -> tuple["torch.Tensor", Any]:
