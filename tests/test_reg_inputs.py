@@ -213,3 +213,11 @@ def test_max_norm_holds_after_every_step_of_a_run_and_leaves_the_output_layer(en
 def test_max_norm_default_is_the_papers_range():
     assert 3.0 <= load(["reg=max_norm"]).reg.max_norm.c <= 4.0
     assert math.isclose(load(["reg=max_norm", "reg.max_norm.c=3.5"]).reg.max_norm.c, 3.5)
+
+
+@pytest.mark.parametrize("reg", ["input_noise", "max_norm"])
+def test_p_is_no_part_of_a_run_outside_the_dropout_family(reg):
+    """input_noise and max_norm have no p: the top-level p changes neither their run nor its p column."""
+    a, b = load([f"reg={reg}", "p=0.2"]), load([f"reg={reg}", "p=0.5"])
+    assert a.run_id == b.run_id and a.p is None
+    assert load(["reg=input_dropout", "p=0.2"]).run_id != load(["reg=input_dropout", "p=0.5"]).run_id
