@@ -36,6 +36,10 @@ UNHASHED_KEYS = ("out",)
 # Where data lie, never what they are: a CSV enters the run id through its contents (data.sha256),
 # a UCI split through its name (its files are verified against dropbench/uci.py's manifest).
 UNHASHED_DATA_KEYS = ("path", "root")
+# Field metadata: a field added after run ids were pinned, left out of the run id while it holds
+# its default, so that every run stored before it existed keeps its id (and a resumed sweep finds
+# it); any other value enters the id. tests/test_config.py's golden ids pin this.
+ID_OMITS_DEFAULT = "id_omits_default"
 # Every seed consumer accepts this range: torch.manual_seed, numpy default_rng, sklearn random_state.
 SEED_MAX = 2**32 - 1
 
@@ -176,9 +180,12 @@ class MLP:
     name: Literal["mlp"] = "mlp"
     hidden: int = 300
     depth: int = 2
-    activation: Literal["relu", "tanh", "gelu"] = "relu"
+    activation: Literal["relu", "tanh", "gelu", "selu"] = "relu"
     placement: Literal["before", "after"] = "before"
     residual: bool = False
+    # default: torch.nn.Linear's own init; lecun_normal: every Linear's weight from N(0, 1/fan_in)
+    # and its bias 0, the initialisation of self-normalizing networks (Klambauer et al. 2017).
+    init: Literal["default", "lecun_normal"] = field(default="default", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         _positive(f"{k}.hidden", self.hidden)
@@ -336,6 +343,7 @@ class RunConfig:
         (data.sha256), never by its path; a UCI split by name, never by its folder.
         tests/test_config.py pins ids: change them deliberately."""
         d = {k: v for k, v in self.to_dict().items() if k not in UNHASHED_KEYS}
+        _omit_new_defaults(self, d)
         if isinstance(self.data, Csv) and self.data.sha256 is None:
             raise ValueError("a csv config gets its sha256 from build(); construct it with build()")
         d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
@@ -353,6 +361,18 @@ class RunConfig:
         for g in ("data.name", "model.name", "optim.name", "out"):
             out.pop(g, None)
         return out
+
+
+def _omit_new_defaults(obj: Any, d: dict[str, Any]) -> None:
+    """Drop, in place, the fields marked ID_OMITS_DEFAULT that hold their default (see there)."""
+    for f in dataclasses.fields(obj):
+        if f.name not in d:
+            continue
+        v = getattr(obj, f.name)
+        if f.metadata.get(ID_OMITS_DEFAULT) and v == f.default:
+            del d[f.name]
+        elif dataclasses.is_dataclass(v) and isinstance(d[f.name], dict):
+            _omit_new_defaults(v, d[f.name])
 
 
 def _prune(d: Any) -> Any:

@@ -8,6 +8,7 @@ after the activation (model.placement), residual-slot ones on each residual bran
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,17 +19,37 @@ from dropbench.regs.base import reg_linear
 
 if TYPE_CHECKING:
     from dropbench.config import MLP, Reg
+    from dropbench.regs.base import Regularizer
 
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "selu": nn.SELU}
+
+
+def acts_after(reg: "Regularizer", cfg: "MLP") -> bool:
+    """Whether an activation-slot regularizer acts after the activation: where model.placement puts
+    it, unless it declares its own `placement` (alpha dropout acts on SELU's output by definition)."""
+    return (getattr(reg, "placement", None) or cfg.placement) == "after"
 
 
 def hidden_layer(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> list[nn.Module]:
     """Linear (its weight through the weight-slot regularizers), then the activation-slot
     regularizers before or after the activation."""
     act = ACTIVATIONS[cfg.activation]()
-    drop = [r.torch_layer(c) for r, c in regs.active(reg, "activation")]
-    tail = [*drop, act] if cfg.placement == "before" else [act, *drop]
-    return [reg_linear(n_in, n_out, regs.active(reg, "weight")), *tail]
+    on_act = regs.active(reg, "activation")
+    pre = [r.torch_layer(c) for r, c in on_act if not acts_after(r, cfg)]
+    post = [r.torch_layer(c) for r, c in on_act if acts_after(r, cfg)]
+    return [reg_linear(n_in, n_out, regs.active(reg, "weight")), *pre, act, *post]
+
+
+def lecun_normal_(model: nn.Module) -> None:
+    """Every Linear's weight from N(0, 1/fan_in), its bias 0 (Klambauer et al. 2017, the init under
+    which SELU networks self-normalize; torch's SELU docs: kaiming_normal_ with nonlinearity='linear').
+    Drawn from the global generator after construction, layer by layer, so both engines (the batched
+    one copies these weights) start from the same numbers."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.normal_(0, 1 / math.sqrt(m.in_features))
+                m.bias.zero_()
 
 
 class Residual(nn.Module):
@@ -63,4 +84,7 @@ def build_mlp(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> nn.Sequential:
         on_branch = [r.torch_layer(c) for r, c in regs.active(reg, "residual")]
         layers += [Residual(nn.Sequential(*block), on_branch)] if cfg.residual else block
     layers.append(nn.Linear(cfg.hidden, n_out))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if cfg.init == "lecun_normal":
+        lecun_normal_(model)
+    return model

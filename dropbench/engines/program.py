@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from dropbench import regs
 from dropbench.data import load_dataset
+from dropbench.models import acts_after
 from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device, settle
 from dropbench.regs.base import ChunkView, Piece
 
@@ -32,7 +33,9 @@ class Cancelled(BaseException):
     """A worker thread stops training: not an error of its runs (they are not stored)."""
 
 
-ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu}
+ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu, "selu": torch.selu}
+# SELU's constants as ATen's selu passes them to elu (and autograd to elu_backward).
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 
 @dataclass
@@ -43,6 +46,11 @@ class _Hyper:
     decay: torch.Tensor | None  # decoupled factor 1 - lr*wd (1 where coupled)
     lr: torch.Tensor
     momentum: torch.Tensor
+    # The biases' wd and decay: the weights' where reg.l2.biases (default), else 0 and 1; with no
+    # member decaying its biases they are left out of the decay altogether (`decayed`).
+    wd_b: torch.Tensor | None = None
+    decay_b: torch.Tensor | None = None
+    decayed: list[int] = field(default_factory=list)  # indices of the parameters the decay acts on
 
 
 def _col(values: Sequence[float], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -62,7 +70,8 @@ class _Saved:
     on_w: Applied = field(default_factory=list)  # weight slot
     pre: torch.Tensor | None = None  # the activation's input
     act_out: torch.Tensor | None = None
-    on_act: Applied = field(default_factory=list)  # activation slot
+    on_act: Applied = field(default_factory=list)  # activation slot, before the activation
+    on_post: Applied = field(default_factory=list)  # activation slot, after the activation
     on_branch: Applied = field(default_factory=list)  # residual slot
 
 
@@ -84,7 +93,7 @@ class Chunk(ChunkView):
     """C runs of one group, trained together. Members past `n_real` are padding."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
-        from dropbench.engines.torch_engine import build_model, weight_decay
+        from dropbench.engines.torch_engine import build_model, decays_biases, weight_decay
 
         self.n_real = len(cfgs)
         self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))
@@ -131,17 +140,27 @@ class Chunk(ChunkView):
             self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
         self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
         self.on_act, self.on_branch = self.pieces.get("activation", []), self.pieces.get("residual", [])
+        # Activation-slot pieces before and after the activation (models.acts_after), registry order.
+        after = [acts_after(regs.REGISTRY[n], c0.model) for n in c0.reg.names if regs.REGISTRY[n].slot == "activation"]
+        self.on_pre = [p for p, a in zip(self.on_act, after) if not a]
+        self.on_post = [p for p, a in zip(self.on_act, after) if a]
         self.on_loss, self.after = self.pieces.get("loss", []), self.pieces.get("after_step", [])
 
         # Derived factors are computed in double, then cast, as torch.optim computes its scalars.
         col = lambda f: _col([f(c) for c in self.cfgs], dt, dev)  # noqa: E731
         decays = [weight_decay(c) for c in self.cfgs]
         has_wd = bool(regs.active(c0.reg, "optimizer"))
+        wd = [0.0 if dec else wd for wd, dec in decays]
+        decay = [1 - c.optim.lr * wd if dec else 1.0 for c, (wd, dec) in zip(self.cfgs, decays)]
+        biases = [decays_biases(c) for c in self.cfgs]
         self.h = _Hyper(
-            wd=_col([0.0 if dec else wd for wd, dec in decays], dt, dev) if has_wd else None,
-            decay=_col([1 - c.optim.lr * wd if dec else 1.0 for c, (wd, dec) in zip(self.cfgs, decays)], dt, dev) if has_wd else None,
+            wd=_col(wd, dt, dev) if has_wd else None,
+            decay=_col(decay, dt, dev) if has_wd else None,
             lr=col(lambda c: c.optim.lr),
             momentum=col(lambda c: getattr(c.optim, "momentum", 0.0)),
+            wd_b=_col([w if b else 0.0 for w, b in zip(wd, biases)], dt, dev) if has_wd else None,
+            decay_b=_col([f if b else 1.0 for f, b in zip(decay, biases)], dt, dev) if has_wd else None,
+            decayed=[i for i in range(len(self.params)) if i % 2 == 0 or any(biases)],  # params: W, b per layer
         )
         self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2 if c0.optim.name == "adam" else 1)]
         self.step_no = 0
@@ -154,18 +173,23 @@ class Chunk(ChunkView):
         same work as separate foreach ops takes ten passes over state that does not fit in cache.
         """
         groups: dict[tuple, list[int]] = {}
-        from dropbench.engines.torch_engine import weight_decay
+        from dropbench.engines.torch_engine import decays_biases, weight_decay
 
         for i, c in enumerate(self.cfgs):
-            key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, *weight_decay(c))
+            key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, *weight_decay(c), decays_biases(c))
             groups.setdefault(key, []).append(i)
         out = []
         m, v = self.state
-        for (lr, b1, b2, eps, wd, decoupled), idx in groups.items():
-            kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=wd, eps=eps, decoupled=decoupled)
-            views = lambda ts: [t[i] for t in ts for i in idx]  # noqa: E731
-            step = torch.zeros((), dtype=torch.float32, device=self.device)  # one counter for every tensor
-            out.append((kw, views(self.params), views(self.grads), views(m), views(v), step))
+        n = len(self.params)
+        for (lr, b1, b2, eps, wd, decoupled, biases), idx in groups.items():
+            # reg.l2.biases=false: the biases (odd tensors: W, b per layer) in a group of their own
+            # without decay, as the reference's second parameter group.
+            split = [(range(n), wd)] if biases or wd == 0 else [(range(0, n, 2), wd), (range(1, n, 2), 0.0)]
+            for which, decay in split:
+                kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=decay, eps=eps, decoupled=decoupled)
+                views = lambda ts: [ts[k][i] for k in which for i in idx]  # noqa: E731
+                step = torch.zeros((), dtype=torch.float32, device=self.device)  # one counter for every tensor
+                out.append((kw, views(self.params), views(self.grads), views(m), views(v), step))
         return out
 
     # ---- what a regularizer's piece may use (regs.base.ChunkView) ---------------------------
@@ -199,13 +223,9 @@ class Chunk(ChunkView):
         s = _Saved(x, W)
         W = s.W = _apply(self.on_weight, W, train, s.on_w)
         z = torch.baddbmm(b, x, W)
-        if self.placement == "before":
-            s.pre = _apply(self.on_act, z, train, s.on_act)
-            out = s.act_out = self.act(s.pre)
-        else:
-            s.pre = z
-            s.act_out = self.act(z)
-            out = _apply(self.on_act, s.act_out, train, s.on_act)
+        s.pre = _apply(self.on_pre, z, train, s.on_act)
+        s.act_out = self.act(s.pre)
+        out = _apply(self.on_post, s.act_out, train, s.on_post)
         if tape is not None:
             tape.append(s)
         return out
@@ -243,10 +263,8 @@ class Chunk(ChunkView):
             if i < last:  # a hidden layer
                 skip = grad
                 grad = _unapply(s.on_branch, grad)
-                if self.placement == "before":  # act(drop(z))
-                    grad = _unapply(s.on_act, self._act_backward(grad, s))
-                else:  # drop(act(z))
-                    grad = self._act_backward(_unapply(s.on_act, grad), s)
+                # post(act(pre(z)))
+                grad = _unapply(s.on_act, self._act_backward(_unapply(s.on_post, grad), s))
             torch.sum(grad, 1, keepdim=True, out=G[2 * i + 1])
             if not s.on_w:
                 torch.bmm(s.x.transpose(1, 2), grad, out=G[2 * i])
@@ -262,6 +280,8 @@ class Chunk(ChunkView):
             return torch.ops.aten.threshold_backward(grad, s.act_out, 0)
         if self.act is torch.tanh:
             return torch.ops.aten.tanh_backward(grad, s.act_out)
+        if self.act is torch.selu:  # autograd's: selu is elu(x, alpha, scale), EluBackward0
+            return torch.ops.aten.elu_backward(grad, SELU_ALPHA, SELU_SCALE, 1, False, s.pre)
         return torch.ops.aten.gelu_backward(grad, s.pre)
 
     # ---- one training step ---------------------------------------------------------------
@@ -305,10 +325,14 @@ class Chunk(ChunkView):
         """torch.optim.SGD's arithmetic with per-member factors as [C, 1, 1] tensors."""
         params, h, grads = self.params, self.h, self.grads
         rep = lambda t: [t] * len(params)  # noqa: E731
+        on = h.decayed  # every parameter, or the weights only (reg.l2.biases=false)
         if h.wd is not None:  # coupled L2: grad + wd*w
-            grads = torch._foreach_add(grads, torch._foreach_mul(params, rep(h.wd)))
+            wd = [h.wd if i % 2 == 0 else h.wd_b for i in on]
+            grads = list(grads)
+            for i, g in zip(on, torch._foreach_add([grads[i] for i in on], torch._foreach_mul([params[i] for i in on], wd))):
+                grads[i] = g
         if h.decay is not None:  # decoupled L2: w <- w * (1 - lr*wd)
-            torch._foreach_mul_(params, rep(h.decay))
+            torch._foreach_mul_([params[i] for i in on], [h.decay if i % 2 == 0 else h.decay_b for i in on])
         buf = self.state[0]
         if self.step_no == 1:
             torch._foreach_copy_(buf, grads)

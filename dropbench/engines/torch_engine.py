@@ -29,16 +29,34 @@ def weight_decay(cfg: "RunConfig") -> tuple[float, bool]:
     return next((r.decay(c) for r, c in regs.active(cfg.reg, "optimizer")), (0.0, False))
 
 
+def decays_biases(cfg: "RunConfig") -> bool:
+    """Whether the weight decay acts on the biases too (reg.l2.biases; true without an l2)."""
+    return next((getattr(c, "biases", True) for _, c in regs.active(cfg.reg, "optimizer")), True)
+
+
+def decayed(model: nn.Module, cfg: "RunConfig") -> list[nn.Parameter]:
+    """The parameters the weight decay acts on: all, or every Linear's weight (reg.l2.biases=false)."""
+    if decays_biases(cfg):
+        return list(model.parameters())
+    return [p for n, p in model.named_parameters() if not n.endswith("bias")]
+
+
 def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
-    """The optimizer with coupled weight decay (reg=l2) or AdamW's decoupled one."""
+    """The optimizer with coupled weight decay (reg=l2) or AdamW's decoupled one; with
+    reg.l2.biases=false the biases form a second parameter group without decay."""
     wd, decoupled = weight_decay(cfg)
+    params: list = list(model.parameters())
+    if not decays_biases(cfg):
+        keep = {id(p) for p in decayed(model, cfg)}
+        params = [{"params": [p for p in params if id(p) in keep]},
+                  {"params": [p for p in params if id(p) not in keep], "weight_decay": 0.0}]
     o = cfg.optim
     if o.name == "adam":
         cls = torch.optim.AdamW if decoupled else torch.optim.Adam
         # fused=True: torch's one-pass CPU kernel, the one the batched engine runs too.
-        return cls(model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd, fused=device_fused(model))
+        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd, fused=device_fused(model))
     # SGD has no decoupled form in torch: TorchEngine applies w <- w*(1-lr*wd) itself.
-    return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
 
 
 def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
@@ -62,6 +80,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     opt = make_optimizer(model, cfg)
     wd, decoupled = weight_decay(cfg)
     sgd_decoupled_wd = cfg.optim.name == "sgd" and decoupled
+    to_decay = decayed(model, cfg)
     penalties = regs.active(cfg.reg, "loss")
     constraints = regs.active(cfg.reg, "after_step")
     mse = nn.MSELoss()
@@ -76,7 +95,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
         loss.backward()
         if sgd_decoupled_wd:
             with torch.no_grad():
-                for p in model.parameters():
+                for p in to_decay:
                     p.mul_(1.0 - cfg.optim.lr * wd)
         opt.step()
         if constraints:

@@ -1,0 +1,282 @@
+"""SELU with LeCun-normal initialisation, alpha dropout and L2 without biases, against independent
+references: torch.nn.SELU, torch.nn.AlphaDropout and torch.nn.init.kaiming_normal_ (torch's own
+recipe for SELU networks), and weight decay computed by hand."""
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from dropbench.config import load
+from dropbench.models import hidden_layer
+
+F64 = torch.float64
+SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=10", "eval_every=5", "dtype=float64", "optim.lr=0.05"]
+SELU = ["model.activation=selu", "model.init=lecun_normal"]
+
+
+def quiet_load(overrides):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(overrides)
+
+
+def _curve_err(a, b) -> float:
+    assert a.status == b.status == "ok" and [r[0] for r in a.curve] == [r[0] for r in b.curve]
+    return max(abs(x - y) / max(abs(x), 1e-12) for ra, rb in zip(a.curve, b.curve) for x, y in zip(ra[1:], rb[1:]))
+
+
+def engines_agree(overrides, seeds=(0, 1)) -> float:
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.torch_engine import train_one
+
+    cfgs = [quiet_load([*SMALL, *overrides, f"seed={s}"]) for s in seeds]
+    return max(_curve_err(train_one(c), b) for c, b in zip(cfgs, _train_chunk(cfgs, len(cfgs))))
+
+
+def backward_is_autograds(overrides) -> bool:
+    from dropbench.engines.batched import Chunk
+
+    cfgs = [quiet_load([*SMALL, *overrides, "dtype=float32", f"seed={s}"]) for s in (0, 1, 2)]
+    chunk = Chunk(cfgs, 3)
+    for _ in range(2):
+        chunk.step(objective=False)
+    params = [p.detach().clone().requires_grad_() for p in chunk.params]
+    chunk.params = params
+    tape: list = []
+    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
+    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), params)
+    with torch.no_grad():
+        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
+    return all(torch.equal(w, g) for w, g in zip(want, chunk.grads))
+
+
+# ---- SELU -------------------------------------------------------------------------------------
+
+def test_selu_hidden_layer_is_torch_selu():
+    cfg = load(["model.activation=selu"])
+    lin, act = hidden_layer(3, 4, cfg.model, cfg.reg)
+    x = torch.randn(10, 3, dtype=F64)
+    assert isinstance(act, nn.SELU)
+    assert torch.equal(act(lin.double()(x)), nn.SELU()(lin(x)))
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+def test_selu_engines_agree_in_float64(placement):
+    assert engines_agree(["model.activation=selu", "reg=dropout", f"model.placement={placement}"]) < 1e-9
+
+
+@pytest.mark.parametrize("extra", [[], ["reg=dropout"], ["reg=alpha_dropout"], ["reg=[dropout,alpha_dropout]", "model.placement=after"]])
+def test_selu_backward_is_autograds_bit_for_bit(extra):
+    """The batched engine's SELU backward is aten.elu_backward, the op autograd runs for selu."""
+    assert backward_is_autograds(["model.activation=selu", *extra])
+
+
+# ---- LeCun-normal initialisation ---------------------------------------------------------------
+
+def test_lecun_normal_is_torchs_recipe_for_selu_networks():
+    """Every Linear's weight as nn.init.kaiming_normal_(nonlinearity='linear') draws it (torch's SELU
+    docs), layer by layer after construction, from the run's seed; biases zero."""
+    from dropbench.engines.torch_engine import build_model
+
+    cfg = load([*SELU, "model.hidden=7", "model.depth=3", "seed=4"])
+    got = [m for m in build_model(cfg, 2).modules() if isinstance(m, nn.Linear)]
+    torch.manual_seed(4)
+    ref = [nn.Linear(2, 7), nn.Linear(7, 7), nn.Linear(7, 7), nn.Linear(7, 1)]
+    for lin in ref:
+        nn.init.kaiming_normal_(lin.weight, nonlinearity="linear")
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref):
+        assert torch.equal(g.weight, r.weight)
+        assert torch.equal(g.bias, torch.zeros_like(g.bias))
+
+
+def test_lecun_normal_variance_is_one_over_fan_in():
+    from dropbench.engines.torch_engine import build_model
+
+    w = build_model(load([*SELU, "model.hidden=400"]), 3)[2].weight.detach().double()
+    n = w.numel()  # 160k draws of N(0, 1/400): 6-sigma bound on the sample variance
+    assert abs(w.var().item() * 400 - 1) < 6 * math.sqrt(2 / n)
+
+
+def test_default_init_is_torchs_linear_init():
+    """model.init=default keeps today's weights: nn.Linear's own init from the seed."""
+    from dropbench.engines.torch_engine import build_model
+
+    model = build_model(load(["model.hidden=5", "seed=3"]), 2)
+    torch.manual_seed(3)
+    ref = [nn.Linear(2, 5), nn.Linear(5, 5), nn.Linear(5, 1)]
+    got = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert all(torch.equal(g.weight, r.weight) and torch.equal(g.bias, r.bias) for g, r in zip(got, ref))
+
+
+def test_batched_engine_starts_from_the_references_lecun_weights():
+    from dropbench.engines.batched import Chunk
+    from dropbench.engines.torch_engine import build_model
+
+    cfgs = [load([*SMALL, *SELU, f"seed={s}"]) for s in (0, 1)]
+    chunk = Chunk(cfgs, 2)
+    for i, c in enumerate(cfgs):
+        lins = [m for m in build_model(c, 1).modules() if isinstance(m, nn.Linear)]
+        ref = [t for lin in lins for t in (lin.weight.detach().t(), lin.bias.detach().unsqueeze(0))]
+        assert all(torch.equal(p[i], r.to(F64)) for p, r in zip(chunk.params, ref))
+    assert engines_agree(SELU) < 1e-9
+
+
+def test_new_model_keys_keep_old_run_ids_at_their_defaults():
+    base = load([]).run_id
+    assert load(["model.init=default"]).run_id == base
+    assert load(["model.init=lecun_normal"]).run_id != base
+    assert load(["model.activation=selu"]).run_id != base
+    assert load(["reg=l2"]).run_id == load(["reg=l2", "reg.l2.biases=true"]).run_id
+    assert load(["reg=l2", "reg.l2.biases=false"]).run_id != load(["reg=l2"]).run_id
+    assert load(["model.init=lecun_normal"]).to_dict()["model"]["init"] == "lecun_normal"
+
+
+def test_bad_init_and_activation_are_one_line_errors():
+    from dropbench.errors import UserError
+
+    for key, bad in (("model.init", "xavier"), ("model.activation", "swish")):
+        with pytest.raises(UserError) as e:
+            load([f"{key}={bad}"])
+        assert str(e.value).startswith(f"invalid value {key}=") and "\n" not in str(e.value)
+
+
+# ---- alpha dropout: exactly torch.nn.AlphaDropout ----------------------------------------------
+
+def alpha_layers(placement: str, p: float = 0.3) -> list[nn.Module]:
+    cfg = load(["reg=alpha_dropout", f"p={p}", f"model.placement={placement}", "model.activation=selu"])
+    return hidden_layer(3, 3, cfg.model, cfg.reg)
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+def test_alpha_dropout_acts_after_the_selu_whatever_the_placement(placement):
+    lin, act, drop = alpha_layers(placement)
+    assert isinstance(act, nn.SELU) and isinstance(drop, nn.AlphaDropout) and drop.p == 0.3
+
+
+def test_dropout_follows_placement_beside_alpha_dropout():
+    cfg = load(["reg=[dropout,alpha_dropout]", "model.activation=selu", "model.placement=before"])
+    assert [type(m) for m in hidden_layer(3, 3, cfg.model, cfg.reg)] == [nn.Linear, nn.Dropout, nn.SELU, nn.AlphaDropout]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_alpha_dropout_layer_is_torch_alpha_dropout(dtype, p):
+    x = torch.randn(40, 30, dtype=dtype)
+    layer = alpha_layers("before", p)[2].train()
+    torch.manual_seed(2)
+    got = layer(x)
+    after = torch.rand(4, dtype=F64)
+    torch.manual_seed(2)
+    assert torch.equal(got, nn.AlphaDropout(p).train()(x))
+    assert torch.equal(torch.rand(4, dtype=F64), after)
+    assert torch.equal(layer.eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_batched_alpha_dropout_is_torchs_with_each_members_generator(dtype):
+    """Member i's output is nn.AlphaDropout(p_i) drawn from member i's generator state, bit for
+    bit; a member at p=0 takes no draw; eval is the identity."""
+    from dropbench.engines.batched import Chunk
+
+    ps = (0.5, 0.0, 0.2)
+    chunk = Chunk([load(["reg=alpha_dropout", "model.activation=selu", f"p={p}", f"seed={s}", f"dtype={dtype}"])
+                   for s, p in enumerate(ps)], 3)
+    states = [g.get_state() for g in chunk.gens]
+    z = torch.randn(3, 20, 300, dtype=chunk.dtype)
+    (piece,) = chunk.on_post
+    out, _ = piece.forward(z, train=True)
+    for i, p in enumerate(ps):
+        torch.set_rng_state(states[i])
+        assert torch.equal(out[i], nn.AlphaDropout(p).train()(z[i]))
+        assert torch.equal(chunk.gens[i].get_state(), torch.get_rng_state())
+    assert torch.equal(chunk.gens[1].get_state(), states[1]), "p=0 draws nothing"
+    assert torch.equal(piece.forward(z, train=False)[0], z)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.4])
+def test_alpha_dropout_keeps_mean_zero_and_variance_one(p):
+    """Klambauer et al.'s point: inputs of mean 0 and variance 1 leave with mean 0 and variance 1
+    (6-sigma bounds on 400k draws, doubled: the output is not normal), where inverted dropout
+    inflates the variance to 1/(1-p)."""
+    n = 400_000
+    torch.manual_seed(6)
+    x = torch.randn(n, dtype=F64)
+    out = alpha_layers("after", p)[2].train()(x)
+    assert abs(out.mean().item()) < 6 * math.sqrt(1.0 / n) * 2
+    assert abs(out.var().item() - 1) < 6 * math.sqrt(2 / n) * 2
+    assert nn.Dropout(p)(x).var().item() > 1 + p / 2
+
+
+@pytest.mark.parametrize("placement", ["before", "after"])
+def test_alpha_dropout_engines_agree_with_selu(placement):
+    assert engines_agree([*SELU, "reg=[dropout,alpha_dropout]", f"model.placement={placement}"]) < 1e-9
+
+
+def test_alpha_dropout_warns_without_selu():
+    with pytest.warns(UserWarning, match="model.activation=selu"):
+        load(["reg=alpha_dropout", "model.activation=relu"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load(["reg=alpha_dropout", "model.activation=selu"])
+
+
+# ---- L2 without the biases ---------------------------------------------------------------------
+
+def _one_step(opt_name: str, decoupled: bool, biases: bool) -> tuple[nn.Module, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    from dropbench.engines.torch_engine import build_model, make_optimizer
+
+    cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.5", f"reg.l2.decoupled={str(decoupled).lower()}",
+                f"reg.l2.biases={str(biases).lower()}", "model.hidden=4", "optim.lr=0.1"])
+    model = build_model(cfg, 2).double()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, cfg)
+    model(torch.randn(6, 2, dtype=F64)).pow(2).mean().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    if decoupled and opt_name == "sgd":  # the torch engine's own decoupled SGD step, as _train_one runs it
+        from dropbench.engines.torch_engine import decayed
+
+        with torch.no_grad():
+            for p in decayed(model, cfg):
+                p.mul_(1 - 0.1 * 0.5)
+    opt.step()
+    return model, before, grads
+
+
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("decoupled", [False, True])
+@pytest.mark.parametrize("biases", [False, True])
+def test_l2_decays_biases_only_when_asked(opt_name, decoupled, biases):
+    """One step from w with gradient g, lr 0.1, wd 0.5, by hand: coupled g' = g + wd*w (SGD:
+    w - lr*g'; Adam's first step: w - lr*g'/(|g'|+eps)); decoupled w*(1-lr*wd) then the plain step.
+    With biases=false a bias takes the plain step."""
+    model, w0, g = _one_step(opt_name, decoupled, biases)
+    lr, wd, eps = 0.1, 0.5, 1e-8
+    for name, p in model.named_parameters():
+        w = w0[name]
+        on = biases or not name.endswith("bias")
+        step = (lambda gr: lr * gr) if opt_name == "sgd" else (lambda gr: lr * gr / (gr.abs() + eps))
+        if decoupled:
+            want = w * (1 - lr * wd if on else 1.0) - step(g[name])
+        else:
+            want = w - step(g[name] + (wd * w if on else 0.0))
+        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-14, msg=name)
+
+
+@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
+@pytest.mark.parametrize("decoupled", ["false", "true"])
+def test_l2_without_biases_engines_agree_in_one_chunk(opt_name, decoupled):
+    """Members with and without bias decay and with different decays share a chunk; each agrees
+    with its own reference run."""
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.torch_engine import train_one
+
+    cfgs = [load([*SMALL, f"optim={opt_name}", "reg=l2", f"reg.l2.decoupled={decoupled}", f"reg.l2.biases={b}",
+                  f"reg.l2.weight_decay={wd}", "seed=1"])
+            for b, wd in (("false", 0.5), ("true", 0.5), ("false", 0.2), ("false", 0.0))]
+    runs = _train_chunk(cfgs, 4)
+    assert max(_curve_err(train_one(c), r) for c, r in zip(cfgs, runs)) < 1e-9
+    assert runs[0].curve != runs[1].curve, "leaving the biases out changes the run"
