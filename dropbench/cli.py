@@ -332,7 +332,22 @@ def _click_errors() -> tuple[type[Exception], type[Exception]]:
     return ex.ClickException, ex.UsageError
 
 
+_WARNED: set[str] = set()
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """A warning said in one line, as errors are (Python's own format adds the source line), and
+    once per invocation: a sweep validates each run's config, and planning and training both do."""
+    text = " ".join(str(message).split())
+    if text not in _WARNED:
+        _WARNED.add(text)
+        typer.echo(f"dropbench: warning: {text}", err=True)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _warning_line
     click_error, usage_error = _click_errors()
     try:
         # Not standalone: click's usage errors come back here, to be said in one line rather

@@ -27,7 +27,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "selu": nn.SEL
 def acts_after(reg: "Regularizer", cfg: "MLP") -> bool:
     """Whether an activation-slot regularizer acts after the activation: where model.placement puts
     it, unless it declares its own `placement` (alpha dropout acts on SELU's output by definition)."""
-    return (getattr(reg, "placement", None) or cfg.placement) == "after"
+    return (reg.placement or cfg.placement) == "after"
 
 
 def hidden_layer(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> list[nn.Module]:

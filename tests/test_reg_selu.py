@@ -224,6 +224,17 @@ def test_alpha_dropout_warns_without_selu():
         load(["reg=alpha_dropout", "model.activation=selu"])
 
 
+def test_the_cli_says_the_warning_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-m", "dropbench", "run", "reg=alpha_dropout", "epochs=2", "model.hidden=4",
+                        f"out={tmp_path / 'r'}", "-q"], capture_output=True, text=True)
+    warned = [line for line in p.stderr.splitlines() if "alpha dropout keeps mean and variance only under selu" in line]
+    assert p.returncode == 0 and len(warned) == 1 and warned[0].startswith("dropbench: warning: reg=alpha_dropout"), p.stderr
+    assert "UserWarning" not in p.stderr and ".py:" not in p.stderr, p.stderr
+
+
 # ---- L2 without the biases ---------------------------------------------------------------------
 
 def _one_step(opt_name: str, decoupled: bool, biases: bool) -> tuple[nn.Module, dict[str, torch.Tensor], dict[str, torch.Tensor]]:

@@ -110,6 +110,9 @@ class Regularizer:
     strength: ClassVar[str] = "p"  # the field whose 0 makes it the identity, drawing nothing
     excludes: ClassVar[dict[str, str]] = {}  # other regularizer -> why they may not combine
     draws: ClassVar[bool] = True  # takes random draws while training
+    # activation slot: "before" or "after" the activation whatever model.placement says (alpha
+    # dropout acts on SELU's output by definition); None follows model.placement.
+    placement: ClassVar[str | None] = None
 
     # -- config --
     def adjust_model(self, model: "MLP", conf: Any) -> "MLP":
