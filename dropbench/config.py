@@ -12,6 +12,7 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 import os
 import time
 import types
@@ -306,6 +307,20 @@ LAUNCHERS = {c.name: c for c in (LocalLauncher, JoblibLauncher, SubmititLocalLau
 Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlurmLauncher
 
 
+# ---- evaluation ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Eval:
+    """What a run measures besides eval-mode MSE (engines/base.py: MCStats)."""
+
+    mc_samples: int = 0  # T > 0: MC dropout, the mean of T passes with the dropout family active
+    tau: float | None = None  # model precision of the Gaussian test log-likelihood (null: not computed)
+
+    def validate(self, k: str) -> None:
+        _check(self.mc_samples >= 0, f"{k}.mc_samples", self.mc_samples, ">= 0 (0: eval-mode prediction only)")
+        if self.tau is not None:
+            _check(0 < self.tau < math.inf, f"{k}.tau", self.tau, "a finite number > 0 (or null: no log-likelihood)")
+
+
 # ---- the whole run ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunConfig:
@@ -316,6 +331,8 @@ class RunConfig:
     seed: int = 1
     epochs: int = 500
     eval_every: int = 50
+    # Left out of the run id at its default (no MC, no tau), so ids from before it existed hold.
+    eval: Eval = field(default=Eval(), metadata={ID_OMITS_DEFAULT: True})
     p: float | None = 0.5  # the drop probability in effect (None: no dropout-family regularizer)
     engine: Literal["batched", "torch"] = "batched"
     device: Literal["cpu", "cuda", "auto"] = "cpu"

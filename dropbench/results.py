@@ -2,7 +2,7 @@
 
 Layout of a results folder:
     runs.csv                one row per run
-    curves.csv              run_id, epoch, train_mse, test_mse, train_loss
+    curves.csv              run_id and engines.base.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
     runs/<run_id>/config.yaml   the run's resolved config (reproduce with --config-of)
     runs/<run_id>/result.json   its summary row
     runs/<run_id>/curve.csv     its curve
@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from dropbench.engines.base import CURVE_COLUMNS, RunResult
+from dropbench.engines.base import CURVE_COLUMNS, CURVE_REQUIRED, RunResult
 from dropbench.errors import UserError
 from dropbench.provenance import PLATFORM_COLUMNS
 
@@ -35,7 +35,10 @@ if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
-RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
+# Every folder's runs.csv has all of these, empty where a run does not compute one (MC and
+# log-likelihood columns without eval.mc_samples / eval.tau, runs stored before they existed).
+METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_loss")
+RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds")
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
@@ -133,7 +136,7 @@ def _curve_text(result: RunResult) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CURVE_COLUMNS)
-    w.writerows(result.curve)
+    w.writerows(result.rows())
     return buf.getvalue()
 
 
@@ -278,12 +281,24 @@ def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
         w.writerow({k: _cell(v) for k, v in r.items()})
     atomic_write(out / RUNS_CSV, buf.getvalue())
     curves = io.StringIO()
-    curves.write(",".join(("run_id", *CURVE_COLUMNS)) + "\n")
+    cw = csv.writer(curves, lineterminator="\n")
+    cw.writerow(("run_id", *CURVE_COLUMNS))
     for rid in order:
-        lines = (out / RUNS_DIR / rid / "curve.csv").read_text().splitlines()[1:]
-        curves.writelines(f"{rid},{line}\n" for line in lines)
+        cw.writerows([rid, *row] for row in _curve_rows(out / RUNS_DIR / rid / "curve.csv"))
     atomic_write(out / CURVES_CSV, curves.getvalue())
     return rows
+
+
+def _curve_rows(path: Path) -> list[list[str]]:
+    """A stored curve's rows as CURVE_COLUMNS, cells as written (full precision kept); a column
+    its header lacks (a run stored before the column existed) is empty."""
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        if tuple(header) == CURVE_COLUMNS:
+            return [line for line in reader if line]
+        pos = [header.index(c) if c in header else None for c in CURVE_COLUMNS]
+        return [["" if i is None or i >= len(line) else line[i] for i in pos] for line in reader if line]
 
 
 def _cell(v: Any) -> Any:
@@ -313,8 +328,8 @@ def check_out_dir(out: Path) -> None:
 # --- reading a results folder (report, plot, check): csv module only, no pandas or torch ------
 
 _NUMBERS: dict[str, type] = {
-    "final_train_mse": float, "final_test_mse": float, "best_test_mse": float, "seconds": float,
-    "best_epoch": int, "seed": int, "epoch": int, "train_mse": float, "test_mse": float, "train_loss": float,
+    **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float,
+    "best_epoch": int, "seed": int, "epoch": int, **{c: float for c in CURVE_COLUMNS[1:]},
 }
 
 
@@ -381,4 +396,4 @@ def read_runs(folder: Path) -> list[dict[str, Any]]:
 
 def read_curves(folder: Path) -> list[dict[str, Any]]:
     """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
-    return read_table(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_COLUMNS), "give a results folder written by dropbench run")
+    return read_table(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), "give a results folder written by dropbench run")

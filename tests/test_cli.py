@@ -40,7 +40,8 @@ def test_run_writes_results(tmp_path):
     assert (r["reg"], r["status"], r["reg.dropout.p"]) == ("dropout", "ok", "0.5")
     curves = list(csv.DictReader((out / "curves.csv").open()))
     assert [int(c["epoch"]) for c in curves] == [5, 10, 15, 20]
-    assert list(curves[0]) == ["run_id", "epoch", "train_mse", "test_mse", "train_loss"]
+    assert list(curves[0]) == ["run_id", "epoch", "train_mse", "test_mse", "train_loss",
+                              "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll"]
     assert (out / "runs" / r["run_id"] / "config.yaml").is_file()
 
 

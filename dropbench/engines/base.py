@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Protocol, Sequence
 
 from dropbench.errors import UserError
 
@@ -14,7 +14,13 @@ if TYPE_CHECKING:
 
     from dropbench.config import RunConfig
 
-CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss")
+# MSEs in the target's standardised units (as trained), RMSEs in its original units (data=uci;
+# the same numbers elsewhere). test_mc_*: the mean of eval.mc_samples stochastic passes (empty
+# without MC); test_ll: the Gaussian test log-likelihood with precision eval.tau (empty without).
+CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss",
+                 "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll")
+CURVE_REQUIRED = CURVE_COLUMNS[:4]  # every curves.csv has these (folders written before the others)
+SCORE_COLUMNS = CURVE_COLUMNS[4:]  # RunResult.scores; RunResult.curve holds CURVE_REQUIRED
 FIT_POINTS = 200
 
 
@@ -33,7 +39,8 @@ class RunResult:
     """One finished run: its eval curve and how it ended."""
 
     cfg: "RunConfig"
-    curve: list[tuple[int, float, float, float]] = field(default_factory=list)  # CURVE_COLUMNS
+    curve: list[tuple[int, float, float, float]] = field(default_factory=list)  # CURVE_REQUIRED
+    scores: list[tuple] = field(default_factory=list)  # SCORE_COLUMNS of each curve row (add_eval)
     fit: list[tuple[float, float]] = field(default_factory=list)  # (x, y_pred) on FIT_POINTS, 1-D data only
     status: str = "ok"  # ok | failed
     reason: str = ""
@@ -43,13 +50,140 @@ class RunResult:
     def run_id(self) -> str:
         return self.cfg.run_id
 
-    def summary(self) -> dict[str, float | int]:
+    def add_eval(self, epoch: int, train_mse: float, test_mse: float, train_loss: float, y_std: float,
+                 mc_mse: float | None = None, ll: float | None = None) -> None:
+        """Record one evaluation: the RMSEs are sqrt(MSE) in the target's original units."""
+        row = curve_row(epoch, train_mse, test_mse, train_loss, y_std, mc_mse, ll)
+        self.curve.append(row[:4])
+        self.scores.append(row[4:])
+
+    def rows(self) -> list[tuple]:
+        """The curve as CURVE_COLUMNS rows (scores not recorded are None)."""
+        blank = (None,) * len(SCORE_COLUMNS)
+        return [(*c, *(self.scores[i] if i < len(self.scores) else blank)) for i, c in enumerate(self.curve)]
+
+    def summary(self) -> dict[str, float | int | None]:
+        """The final_<column> of the last curve row, best test MSE and its epoch. A metric the run
+        does not compute (no eval.mc_samples, no eval.tau) is None; one it computes but never
+        reached (no finite evaluation) is NaN."""
+        nan = float("nan")
+        last = dict(zip(CURVE_COLUMNS, self.rows()[-1])) if self.curve else {}
+        wanted = computed(self.cfg)
+        out: dict[str, float | int | None] = {
+            f"final_{c}": nan if wanted[c] and last.get(c) is None else last.get(c) if wanted[c] else None
+            for c in CURVE_COLUMNS[1:] if c != "train_loss"
+        }
         if not self.curve:
-            nan = float("nan")
-            return {"final_train_mse": nan, "final_test_mse": nan, "best_test_mse": nan, "best_epoch": -1}
-        epoch, train, test, _ = self.curve[-1]
+            return {**out, "best_test_mse": nan, "best_epoch": -1}
         best = min(self.curve, key=lambda r: (r[2] != r[2], r[2]))  # NaN sorts last
-        return {"final_train_mse": train, "final_test_mse": test, "best_test_mse": best[2], "best_epoch": best[0]}
+        return {**out, "best_test_mse": best[2], "best_epoch": best[0]}
+
+
+def computed(cfg: "RunConfig") -> dict[str, bool]:
+    """Which curve columns a run fills: MC ones with eval.mc_samples > 0, test_ll with eval.tau."""
+    ev = getattr(cfg, "eval", None)
+    mc = bool(ev is not None and ev.mc_samples > 0)
+    ll = bool(ev is not None and ev.tau is not None)
+    return {c: (mc if "_mc_" in c else ll if c == "test_ll" else True) for c in CURVE_COLUMNS}
+
+
+def curve_row(epoch: int, train_mse: float, test_mse: float, train_loss: float, y_std: float,
+              mc_mse: float | None = None, ll: float | None = None) -> tuple:
+    """One curve row (CURVE_COLUMNS): the RMSEs are sqrt(MSE) in the target's original units."""
+    to_rmse = lambda m: math.sqrt(m) * y_std if m == m and m >= 0 else float("nan")  # noqa: E731
+    mc_rmse = None if mc_mse is None else to_rmse(mc_mse)
+    return (epoch, train_mse, test_mse, train_loss, to_rmse(train_mse), to_rmse(test_mse), mc_mse, mc_rmse, ll)
+
+
+# ---- evaluation beyond eval mode: MC dropout and the test log-likelihood ----------------------
+# Passes are computed in blocks: one forward over a block's passes stacked along the rows (pass
+# major), so each stochastic layer draws a block's masks in one call. A block's size depends only
+# on the run's shapes (never on T, the chunk or the device), so a run draws the same masks alone
+# or in any company; the last block is computed whole and its passes past T are left out.
+MC_BLOCK_ELEMENTS = 2**15  # widest activation of a block, per run (measured: 2**15 at ~9 ns per mask element, 2**17 at 17 ns, cache-bound)
+
+
+def mc_active(reg: Any) -> bool:
+    """Whether a regularizer stays active in MC evaluation: the dropout family (its `mc`
+    attribute, where it declares one, decides)."""
+    return bool(getattr(reg, "mc", reg.shares_p))
+
+
+def mc_regs(cfg: "RunConfig") -> list[str]:
+    """The selected regularizers that act in MC evaluation (none: every pass is the eval-mode one)."""
+    from dropbench import regs
+
+    return [r.name for r, _ in regs.active(cfg.reg) if r.slot in MC_SLOTS and mc_active(r)]
+
+
+MC_SLOTS = ("input", "weight", "activation", "residual")  # where a forward pass draws
+
+
+def mc_block(cfg: "RunConfig", n_test: int, n_in: int) -> int:
+    """Passes per block: a weight-slot regularizer (DropConnect) draws one mask per forward, so
+    its passes go one at a time; otherwise as many as fit MC_BLOCK_ELEMENTS."""
+    from dropbench import regs
+
+    if any(regs.REGISTRY[n].slot == "weight" for n in mc_regs(cfg)):
+        return 1
+    return max(1, MC_BLOCK_ELEMENTS // max(1, n_test * max(n_in, cfg.model.hidden)))
+
+
+class MCStats:
+    """Streaming statistics of stochastic passes for C runs at once: the mean prediction and the
+    log-likelihood's log-sum-exp, in float64, one block of passes at a time (T = 10,000 passes
+    need not be held).
+
+    y: [C, n] test targets (standardised); T, tau, y_std: per run (tau None: no log-likelihood).
+    """
+
+    def __init__(self, y: "torch.Tensor", T: Sequence[int], tau: Sequence[float | None], y_std: Sequence[float]) -> None:
+        import torch
+
+        self.y = y.to(torch.float64)
+        col = lambda v: torch.tensor(v, dtype=torch.float64, device=y.device).view(-1, 1, 1)  # noqa: E731
+        self.T = list(T)
+        self.T_col = col([float(t) for t in T])
+        self.tau = list(tau)
+        # -tau/2 * (y_std * (y - yhat))**2: the squared error in original units
+        self.k = col([-0.5 * (t if t is not None else 1.0) * s * s for t, s in zip(tau, y_std)])
+        self.want_ll = any(t is not None for t in tau)
+        self.total = torch.zeros_like(self.y)
+        self.m: "torch.Tensor | None" = None  # running max of the log terms, [C, n]
+        self.s: "torch.Tensor | None" = None  # running sum of exp(term - m)
+
+    def add(self, pred: "torch.Tensor", start: int) -> None:
+        """pred: [C, B, n], passes start .. start+B-1 (those at or past a run's T are left out)."""
+        import torch
+
+        p = pred.to(torch.float64)
+        idx = torch.arange(start, start + p.shape[1], dtype=torch.float64, device=p.device).view(1, -1, 1)
+        valid = idx < self.T_col  # [C, B, 1]
+        self.total += torch.where(valid, p, 0.0).sum(1)
+        if not self.want_ll:
+            return
+        e = torch.where(valid, self.k * (self.y.unsqueeze(1) - p).square(), -math.inf)
+        bm = e.amax(1)
+        if self.m is None:
+            self.m, self.s = bm, (e - bm.unsqueeze(1)).exp().sum(1)
+            return
+        m = torch.maximum(self.m, bm)
+        self.s = self.s * (self.m - m).exp() + (e - m.unsqueeze(1)).exp().sum(1)
+        self.m = m
+
+    def mse(self) -> list[float]:
+        """Each run's MSE of the mean of its passes (standardised units)."""
+        mean = self.total / self.T_col.view(-1, 1)
+        return (self.y - mean).square().mean(1).tolist()
+
+    def ll(self) -> list[float | None]:
+        """Each run's mean over test points of logsumexp_t(-tau/2 (y - yhat_t)^2) - log T
+        - log(2 pi)/2 + log(tau)/2, in original units (PROTOCOL.md); None without tau."""
+        if self.m is None:
+            return [None] * len(self.T)
+        lse = (self.m + self.s.log()).mean(1).tolist()
+        return [None if tau is None or T < 1 else v - math.log(T) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
+                for v, T, tau in zip(lse, self.T, self.tau)]
 
 
 def eval_epochs(epochs: int, eval_every: int) -> list[int]:
@@ -77,11 +211,14 @@ def settle(result: RunResult) -> RunResult:
     means the run diverged, even when no training loss showed it (the last step's update, whose
     loss was measured before it). Such a run fails; its curve keeps the finite evaluations before
     that one. A failed run has no fitted curve: its weights are not a model of anything."""
-    for i, (epoch, train, test, _) in enumerate(result.curve):
-        if not (math.isfinite(train) and math.isfinite(test)):
-            result.curve = result.curve[:i]
+    for i, row in enumerate(result.rows()):
+        epoch, train, test = row[:3]
+        extra = [(c, v) for c, v in zip(CURVE_COLUMNS[6:], row[6:]) if v is not None and not math.isfinite(v)]
+        if not (math.isfinite(train) and math.isfinite(test)) or extra:
+            result.curve, result.scores = result.curve[:i], result.scores[:i]
             result.status = "failed"
-            result.reason = diverged_reason(epoch, f"evaluated after it: train MSE {train}, test MSE {test}")
+            what = f"train MSE {train}, test MSE {test}" + "".join(f", {c} {v}" for c, v in extra)
+            result.reason = diverged_reason(epoch, f"evaluated after it: {what}")
             break
     if result.status == "ok" and not all(math.isfinite(y) for _, y in result.fit):
         result.status, result.reason = "failed", diverged_reason(result.cfg.epochs, "fitted curve is not finite")

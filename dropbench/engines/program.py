@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.models import acts_after
-from dropbench.engines.base import RunResult, diverged_reason, eval_epochs, fit_grid, resolve_device, settle
+from dropbench.engines.base import (
+    MCStats, RunResult, diverged_reason, eval_epochs, fit_grid, mc_active, mc_block, mc_regs, resolve_device,
+    settle,
+)
 from dropbench.regs.base import ChunkView, Piece
 
 if TYPE_CHECKING:
@@ -75,9 +78,10 @@ class _Saved:
     on_branch: Applied = field(default_factory=list)  # residual slot
 
 
-def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool, saved: Applied | None) -> torch.Tensor:
+def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None) -> torch.Tensor:
+    """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation)."""
     for piece in pieces:
-        z, s = piece.forward(z, train)
+        z, s = piece.forward(z, train if isinstance(train, bool) else piece in train)
         if saved is not None:
             saved.append((piece, s))
     return z
@@ -108,6 +112,7 @@ class Chunk(ChunkView):
         self.residual = c0.model.residual
 
         datasets = [load_dataset(c) for c in self.cfgs]
+        self.y_std = [d.y_std for d in datasets]  # RMSE and log-likelihood in original units
         stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
         self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
@@ -342,10 +347,58 @@ class Chunk(ChunkView):
         torch._foreach_sub_(params, torch._foreach_mul(buf, rep(h.lr)))
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[list[float], list[float]]:
+    def evaluate(self) -> tuple[list[float], list[float], list[float | None], list[float | None]]:
+        """Each member's train and test MSE in eval mode, MC test MSE and test log-likelihood
+        (None where its eval block does not ask for them)."""
         tr = (self.forward(self.x, train=False) - self.y).pow(2).mean(dim=(1, 2))
-        te = (self.forward(self.tx, train=False) - self.ty).pow(2).mean(dim=(1, 2))
-        return tr.tolist(), te.tolist()
+        pred = self.forward(self.tx, train=False)
+        te = (pred - self.ty).pow(2).mean(dim=(1, 2))
+        mc, ll = self._mc_evaluate(pred)
+        return tr.tolist(), te.tolist(), mc, ll
+
+    def _mc_pieces(self) -> frozenset[Piece]:
+        """The pieces of the MC-active regularizers (base.mc_active), found by registry order
+        within each slot, as __init__ built them."""
+        by_slot: dict[str, list[str]] = {}
+        for n in self.cfg0.reg.names:
+            if regs.REGISTRY[n].slot in self.pieces:
+                by_slot.setdefault(regs.REGISTRY[n].slot, []).append(n)
+        return frozenset(p for slot, names in by_slot.items() for n, p in zip(names, self.pieces[slot])
+                         if mc_active(regs.REGISTRY[n]))
+
+    def _mc_evaluate(self, pred: torch.Tensor) -> tuple[list[float | None], list[float | None]]:
+        """As torch_engine.mc_evaluate, for every member at once: the same blocks of passes, the
+        same masks (each member's draws continue its own generator, on a copy of its state),
+        so a member's numbers are those it gets alone. Members with fewer passes than others
+        draw the others' too, on the copy, and leave them out."""
+        T = [c.eval.mc_samples for c in self.cfgs]
+        tau = [c.eval.tau for c in self.cfgs]
+        C, n = pred.shape[0], pred.shape[1]
+        if max(T) == 0 and all(t is None for t in tau):
+            return [None] * C, [None] * C
+        y = self.ty[:, :, 0]
+        on = self._mc_pieces() if max(T) > 0 and mc_regs(self.cfg0) else frozenset()
+        if not on:  # deterministic: every pass is pred
+            stats = MCStats(y, [1] * C, tau, self.y_std)
+            stats.add(pred.view(C, 1, n), 0)
+            return [m if t else None for m, t in zip(stats.mse(), T)], stats.ll()
+        block = mc_block(self.cfg0, n, self.x.shape[2])
+        stats = MCStats(y, T, tau, self.y_std)
+        xb = self.tx.repeat(1, block, 1)  # pass-major rows, as the reference stacks them
+        states = [g.get_state() for g in self.gens]
+        try:
+            for start in range(0, max(T), block):
+                stats.add(self.forward(xb, train=on).view(C, block, n), start)
+        finally:
+            for g, st in zip(self.gens, states):
+                g.set_state(st)
+        ll = stats.ll()
+        # A member at T = 0 beside MC members: its log-likelihood from pred alone, as alone.
+        if any(t == 0 for t in T):
+            det = MCStats(y, [1] * C, tau, self.y_std)
+            det.add(pred.view(C, 1, n), 0)
+            ll = [d if t == 0 else v for d, v, t in zip(det.ll(), ll, T)]
+        return [m if t else None for m, t in zip(stats.mse(), T)], ll
 
     def train(self, cancel: threading.Event | None = None) -> list[RunResult]:
         """Train every member; `cancel` set (Ctrl-C in the main thread) stops within one epoch."""
@@ -367,11 +420,11 @@ class Chunk(ChunkView):
                 if not any(alive):
                     break
             if epoch in marks:
-                tr, te = self.evaluate()
+                tr, te, mc, ll = self.evaluate()
                 losses = loss.tolist()
                 for i, r in enumerate(results):
                     if alive[i]:
-                        r.curve.append((epoch, tr[i], te[i], losses[i]))
+                        r.add_eval(epoch, tr[i], te[i], losses[i], self.y_std[i], mc[i], ll[i])
         if self.grid is not None:
             with torch.no_grad():
                 pred = self.forward(self.grid, train=False)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import nn
 
 from dropbench.data import load_dataset
 from dropbench.engines.base import (
-    RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, one_intraop_thread, resolve_device, settle,
+    MC_SLOTS, MCStats, RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, mc_active, mc_block,
+    mc_regs, one_intraop_thread, resolve_device, settle,
 )
 from dropbench import regs
 from dropbench.models import build_mlp
@@ -107,11 +109,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
             result.status, result.reason = "failed", diverged_reason(epoch, train_loss)
             break
         if epoch in marks:
-            model.eval()
-            with torch.no_grad():
-                train_mse = mse(model(data.x_train), data.y_train).item()
-                test_mse = mse(model(data.x_test), data.y_test).item()
-            result.curve.append((epoch, train_mse, test_mse, train_loss))
+            result.add_eval(*evaluate(model, data, cfg, epoch, train_loss))
     if data.n_features == 1 and result.status == "ok":
         model.eval()
         with torch.no_grad():
@@ -119,6 +117,78 @@ def _train_one(cfg: "RunConfig") -> RunResult:
             result.fit = list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))
     result.seconds = time.perf_counter() - t0
     return settle(result)
+
+
+def evaluate(model: nn.Module, data: Any, cfg: "RunConfig", epoch: int, train_loss: float) -> tuple:
+    """RunResult.add_eval's arguments: train and test MSE in eval mode; with eval.mc_samples the
+    MC test MSE, and with eval.tau the test log-likelihood (engines/base.py: MCStats)."""
+    mse = nn.MSELoss()
+    model.eval()
+    with torch.no_grad():
+        train_mse = mse(model(data.x_train), data.y_train).item()
+        pred = model(data.x_test)
+        test_mse = mse(pred, data.y_test).item()
+        mc_mse, ll = mc_evaluate(model, data, cfg, pred)
+    return epoch, train_mse, test_mse, train_loss, data.y_std, mc_mse, ll
+
+
+def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tensor) -> tuple[float | None, float | None]:
+    """(MC test MSE, test log-likelihood), None where not asked for.
+
+    The T passes run in blocks (base.mc_block) of the test set stacked pass by pass, with the
+    dropout-family layers in training mode. Their masks continue the run's random stream from
+    where training is, on a copy of it: training goes on from the same state, so a run's
+    training numbers do not depend on eval.mc_samples. Without a dropout-family layer every pass
+    is `pred`, which then stands for all of them. The log-likelihood uses the MC passes, or
+    `pred` alone when eval.mc_samples is 0.
+    """
+    T, tau = cfg.eval.mc_samples, cfg.eval.tau
+    if T == 0 and tau is None:
+        return None, None
+    n = data.y_test.shape[0]
+    y = data.y_test[:, 0].unsqueeze(0)
+    if T == 0 or not mc_regs(cfg):
+        stats = MCStats(y, [1], [tau], [data.y_std])
+        stats.add(pred.view(1, 1, n), 0)
+        return (stats.mse()[0] if T else None), stats.ll()[0]
+    block = mc_block(cfg, n, data.n_features)
+    stats = MCStats(y, [T], [tau], [data.y_std])
+    xb = data.x_test.repeat(block, 1)  # pass-major: rows t*n .. t*n+n-1 are pass t
+    dev = data.x_test.device
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), mc_mode(model, cfg):
+        for start in range(0, T, block):
+            stats.add(model(xb).view(1, block, n), start)
+    return stats.mse()[0], stats.ll()[0]
+
+
+@contextmanager
+def mc_mode(model: nn.Module, cfg: "RunConfig") -> Iterator[None]:
+    """The model in eval mode but for its MC-active regularizer layers (base.mc_active), which
+    draw as in training; eval mode again afterwards."""
+    from dropbench.regs.base import _layer_classes
+
+    reg_layer, reg_linear = _layer_classes()
+    native: dict[type, bool] = {}  # torch's own modules that regularizers use (nn.Dropout, ...)
+    for r, c in regs.active(cfg.reg):
+        if r.slot in MC_SLOTS and r.slot != "weight":
+            layer = r.torch_layer(c)
+            if not isinstance(layer, reg_layer):
+                if native.setdefault(type(layer), mc_active(r)) != mc_active(r):
+                    raise RuntimeError(f"{type(layer).__name__} serves MC-active and other regularizers; give one its own module")
+    model.eval()
+    for m in model.modules():
+        if isinstance(m, reg_layer):
+            on = mc_active(m.reg)
+        elif isinstance(m, reg_linear):
+            on = any(mc_active(r) for r, _ in m.regs)
+        else:
+            on = native.get(type(m), False)
+        if on:
+            m.train()
+    try:
+        yield
+    finally:
+        model.eval()
 
 
 class TorchEngine:
