@@ -154,7 +154,7 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 # A metric whose name ends so is better when higher (log-likelihood, R², accuracy); every
 # other one (MSE, RMSE, NLL, ...) when lower.
 HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "accuracy")
-WORDS = {"mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
+WORDS = {"mc": "MC", "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
 # Columns that are never metrics, whatever they hold.
 NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS}
 
@@ -229,6 +229,10 @@ def resolve_metric(rows: Sequence[Mapping[str, Any]], name: str = DEFAULT_METRIC
                 float(r.get(column))  # type: ignore[arg-type]
             except (TypeError, ValueError):
                 raise UserError(f"--metric {name}: run {r.get('run_id')} has {column}={r.get(column)!r}, not a number; choose a numeric column") from None
+    values = [float(r[column]) for r in rows if r.get("status") == "ok"]
+    if values and all(math.isnan(v) for v in values):
+        how = "the log-likelihood needs eval.tau=VALUE" if "_ll" in column else "MC metrics need eval.mc_samples=T" if "_mc_" in column else ""
+        raise UserError(f"--metric {name}: no run computed {column} (empty in runs.csv)" + (f"; {how} when the runs are trained" if how else ""))
     return Metric(name, column, train, higher_is_better(name) if better is None else better == "higher")
 
 

@@ -385,3 +385,11 @@ def test_metric_chooses_a_column_and_a_log_likelihood_ranks_highest_first(tmp_pa
     assert by_reg(report(str(d), "--metric", "final_test_mse"))["l2"]["rank"] == 1
     res = runner.invoke(app, ["report", str(d), "--metric", "test_rmse"])
     assert res.exit_code == 2 and "unknown --metric 'test_rmse': these runs carry" in res.stderr and "test_ll" in res.stderr
+
+
+def test_a_metric_no_run_computed_is_one_line_that_says_how(tmp_path):
+    """test_ll is empty where eval.tau was not set: say so, rather than print nan ± nan."""
+    d = write_sweep(tmp_path / "noll", [{**r, "final_test_ll": ""} for r in MIX])
+    res = runner.invoke(app, ["report", str(d), "--metric", "test_ll"])
+    assert res.exit_code == 2 and "no run computed final_test_ll" in res.output and "eval.tau" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1
