@@ -85,6 +85,9 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     to_decay = decayed(model, cfg)
     penalties = regs.active(cfg.reg, "loss")
     constraints = regs.active(cfg.reg, "after_step")
+    # [W1, b1, ..., W_out, b_out], as the batched program's params: a module with parameters of
+    # its own (a learned dropout rate) must not shift what a constraint reads.
+    linear_params = [t for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
     mse = nn.MSELoss()
     marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
     result = RunResult(cfg)
@@ -103,7 +106,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
         if constraints:
             with torch.no_grad():
                 for r, c in constraints:
-                    r.after_step(list(model.parameters()), c)
+                    r.after_step(linear_params, c)
         train_loss = loss.item()
         if not math.isfinite(train_loss):
             result.status, result.reason = "failed", diverged_reason(epoch, train_loss)
