@@ -111,6 +111,9 @@ class Friedman1:
     noise: float = 1.0
     standardize: bool = True
     seed: int | None = None
+    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
+    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
+    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         _positive(f"{k}.n_train", self.n_train)
@@ -126,6 +129,9 @@ class Diabetes:
     test_fraction: float = 0.25
     standardize: bool = True
     seed: int | None = None
+    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
+    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
+    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
@@ -145,6 +151,9 @@ class Csv:
     # file is a new run and one file at two paths is one run. Given by the user (a saved
     # config.yaml does), it must match the file.
     sha256: str | None = None
+    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
+    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
+    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
@@ -164,6 +173,9 @@ class Uci:
     # The folder holding the files (null: $DROPBENCH_UCI_DIR, else the download cache); made
     # absolute by build(). Not in the run id: the files are verified, so dataset + split say what.
     root: str | None = None
+    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
+    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
+    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         from dropbench import uci

@@ -80,9 +80,37 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tup
     return x[tr], y[tr], x[te], y[te]
 
 
-def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, standardize: bool) -> Dataset:
+# dropbench tune's validation hold-out (PROTOCOL.md, 2018 version, as the original code cuts it:
+# n_fit = int(0.8 * n)): the first 80% of a split's training rows, in the split's own order, are
+# trained on and the last 20% are the validation set. Standardisation then uses the fit rows only.
+HOLDOUT_FIT = 0.8
+
+
+def holdout_rows(n: int, what: str) -> int:
+    """How many of `n` training rows are trained on under data.holdout=validation (the rest validate)."""
+    n_fit = int(HOLDOUT_FIT * n)
+    if n_fit < MIN_TRAIN_ROWS or n - n_fit < 1:
+        raise UserError(
+            f"data.holdout=validation: {what} has {n} training row(s), which leave {n_fit} to train on and {n - n_fit} to "
+            f"validate; a run needs at least {MIN_TRAIN_ROWS} and 1; use more training rows or data.holdout=none"
+        )
+    return n_fit
+
+
+def holdout(xtr: np.ndarray, ytr: np.ndarray, what: str) -> tuple[np.ndarray, ...]:
+    """(fit x, fit y, validation x, validation y): the first 80% of the training rows and the last 20%."""
+    n_fit = holdout_rows(len(xtr), what)
+    return xtr[:n_fit], ytr[:n_fit], xtr[n_fit:], ytr[n_fit:]
+
+
+def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, standardize: bool,
+             held_out: str = "none", what: str = "the data set") -> Dataset:
+    """A tabular Dataset; with held_out="validation" the test rows are the training rows' last
+    20% (the real test rows are not used), and standardisation sees the remaining 80% only."""
     import torch
 
+    if held_out == "validation":
+        xtr, ytr, xte, yte = holdout(xtr, ytr, what)
     if standardize:
         xtr, ytr, xte, yte = _standardize(xtr, ytr, xte, yte)
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
@@ -143,17 +171,17 @@ def load_dataset(cfg: "RunConfig") -> Dataset:
         from sklearn.datasets import make_friedman1
 
         x, y = make_friedman1(n_samples=d.n_train + d.n_test, n_features=d.n_features, noise=d.noise, random_state=seed)
-        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize)
+        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize, d.holdout, "data=friedman1")
     if d.name == "diabetes":
         from sklearn.datasets import load_diabetes
 
         x, y = load_diabetes(return_X_y=True)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, "data=diabetes")
     if d.name == "csv":
         x, y = read_csv(d.path, d.target, d.features, d.sha256)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize)
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, f"data.path={d.path}")
     if d.name == "uci":
         from dropbench import uci
 
-        return uci.load_dataset(d.dataset, d.split, d.root)
+        return uci.load_dataset(d.dataset, d.split, d.root, holdout=d.holdout)
     raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it

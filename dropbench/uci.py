@@ -291,15 +291,31 @@ def standardize(s: Split, what: str = "the training rows") -> Standardized:
                         (s.y_test - y_mean) / y_std, x_mean, x_std, y_mean, y_std)
 
 
-def load_dataset(dataset: str, split: int, root: str | None = None, **kw: Any) -> "Dataset":
+def held_out(s: Split, what: str) -> Split:
+    """data.holdout=validation (PROTOCOL.md, 2018 version): the first 80% of the split's training
+    rows in index-file order (int(0.8 * n) rows, as the original code) become the training rows and
+    the last 20% the test rows; the split's test rows are not used."""
+    from dropbench.data import holdout
+
+    return Split(*holdout(s.x_train, s.y_train, what))
+
+
+def load_dataset(dataset: str, split: int, root: str | None = None, holdout: str = "none", **kw: Any) -> "Dataset":
     """A run's Dataset: standardised float32 tensors, with the target's training mean and SD kept
-    so that predictions and metrics can be mapped back to the target's original units."""
+    so that predictions and metrics can be mapped back to the target's original units. With
+    holdout="validation", the rows trained on are the first 80% of the training rows, and they
+    alone give the statistics (as the original code, which standardises what it trains on)."""
     import numpy as np
     import torch
 
     from dropbench.data import Dataset
 
-    z = standardize(load_split(dataset, split, root, **kw), f"the training rows of {dataset} split {split}")
+    s = load_split(dataset, split, root, **kw)
+    rows = "the training rows"
+    if holdout == "validation":
+        s = held_out(s, f"{dataset} split {split}")
+        rows = "the first 80% of the training rows"
+    z = standardize(s, f"{rows} of {dataset} split {split}")
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
     return Dataset(t(z.x_train), t(z.y_train).reshape(-1, 1), t(z.x_test), t(z.y_test).reshape(-1, 1),
                    y_mean=z.y_mean, y_std=z.y_std)

@@ -100,3 +100,35 @@ def test_a_csv_edited_after_planning_is_refused(tmp_path):
     f.write_text("a,t\n" + "".join(f"{i},{-i}\n" for i in range(8)))
     with pytest.raises(UserError, match="the file changed after the run was planned"):
         load_dataset(cfg)
+
+
+# ---- data.holdout=validation (dropbench tune's search phase) --------------------------------------
+@pytest.mark.parametrize("name", ["friedman1", "diabetes"])
+def test_the_validation_holdout_is_the_last_20_percent_of_the_training_rows(name):
+    """The rows trained on are the first int(0.8 n) training rows in the split's order, the test
+    rows the rest; standardised with the rows trained on (so they have mean 0, SD 1)."""
+    full = load_dataset(load([f"data={name}", "data.standardize=false"]))
+    held = load_dataset(load([f"data={name}", "data.standardize=false", "data.holdout=validation"]))
+    n = len(full.x_train)
+    k = int(0.8 * n)
+    assert torch.equal(held.x_train, full.x_train[:k]) and torch.equal(held.y_train, full.y_train[:k])
+    assert torch.equal(held.x_test, full.x_train[k:]) and torch.equal(held.y_test, full.y_train[k:])
+    z = load_dataset(load([f"data={name}", "data.holdout=validation"]))
+    assert torch.allclose(z.x_train.mean(0), torch.zeros(z.n_features), atol=1e-5)
+    assert abs(z.y_train.std(unbiased=False).item() - 1) < 1e-4
+    x = full.x_train[:k].double()
+    assert torch.allclose(z.x_test.double(), (full.x_train[k:].double() - x.mean(0)) / x.std(0, unbiased=False), atol=1e-5)
+
+
+def test_csv_holdout_and_too_few_rows(tmp_path):
+    f = tmp_path / "d.csv"
+    f.write_text("a,t\n" + "\n".join(f"{i},{2 * i}" for i in range(20)))
+    base = ["data=csv", f"data.path={f}", "data.target=t", "data.standardize=false"]
+    full = load_dataset(load(base))
+    held = load_dataset(load([*base, "data.holdout=validation"]))
+    assert len(full.x_train) == 15 and len(held.x_train) == 12 and len(held.x_test) == 3
+    assert torch.equal(held.x_test, full.x_train[12:])
+    small = tmp_path / "s.csv"
+    small.write_text("a,t\n1,2\n2,3\n3,4\n")  # 2 training rows: int(1.6) = 1 to train on
+    with pytest.raises(UserError, match="data.holdout=validation: data.path=.* has 2 training row"):
+        load_dataset(load(["data=csv", f"data.path={small}", "data.target=t", "data.test_fraction=0.3", "data.holdout=validation"]))

@@ -130,6 +130,44 @@ def test_load_dataset_keeps_the_targets_training_mean_and_sd(tmp_path):
     assert (moved.y_mean, moved.y_std) == (d.y_mean, d.y_std) and moved.x_train.dtype == torch.float64
 
 
+def test_the_validation_holdout_is_the_last_20_percent_of_the_training_rows_in_file_order(tmp_path):
+    """PROTOCOL.md (2018): train on the first int(0.8 n) training indices in file order, validate on
+    the rest; standardised with the rows trained on. Split 0 lists rows 3,0,7,1,6,2 | 5,4."""
+    m = write_tree(tmp_path)
+    d = uci.load_dataset("yacht", 0, str(tmp_path), holdout="validation", manifest=m)
+    tr = SPLITS[0][0]
+    fit, val = tr[:6], tr[6:]  # int(0.8 * 8) = 6: rows 5 and 4 validate, not the sorted last rows
+    assert val == [5, 4]
+    x, y = DATA[fit][:, [0, 1]], DATA[fit, 2]
+    assert (d.y_mean, d.y_std) == pytest.approx((y.mean(), y.std()))
+    np.testing.assert_allclose(d.x_train.double().numpy(), (x - x.mean(0)) / x.std(0), rtol=1e-6)
+    np.testing.assert_allclose(d.x_test.double().numpy(), (DATA[val][:, [0, 1]] - x.mean(0)) / x.std(0), rtol=1e-6)
+    np.testing.assert_allclose((d.y_test[:, 0].double() * d.y_std + d.y_mean).numpy(), DATA[val, 2], rtol=1e-6)
+    # The split's test rows (9, 8) play no part: changing them changes nothing.
+    other = DATA.copy()
+    other[SPLITS[0][1]] *= 7
+    m2 = write_tree(tmp_path / "b", data=other)
+    d2 = uci.load_dataset("yacht", 0, str(tmp_path / "b"), holdout="validation", manifest=m2)
+    assert all(np.array_equal(getattr(d, k), getattr(d2, k)) for k in ("x_train", "y_train", "x_test", "y_test"))
+    # Without the hold-out, the same call is today's split.
+    plain = uci.load_dataset("yacht", 0, str(tmp_path), manifest=m)
+    assert plain.x_train.shape == (8, 2) and plain.x_test.shape == (2, 2)
+
+
+def test_the_holdout_is_in_the_run_id_only_when_set():
+    base = ["data=uci", "data.dataset=yacht", "data.split=3"]
+    assert load([*base, "data.holdout=none"]).run_id == "85388e776658"  # the id pinned above
+    assert load([*base, "data.holdout=validation"]).run_id != "85388e776658"
+    with pytest.raises(UserError, match="data.holdout"):
+        load([*base, "data.holdout=train"])
+
+
+def test_a_split_too_small_to_hold_out_is_one_line(tmp_path):
+    m = write_tree(tmp_path, splits=[([0, 1], [2])])
+    with pytest.raises(UserError, match="data.holdout=validation: yacht split 0 has 2 training row"):
+        uci.load_dataset("yacht", 0, str(tmp_path), holdout="validation", manifest=m)
+
+
 def test_split_and_name_errors(tmp_path):
     m = write_tree(tmp_path)
     for bad in (3, -1):
