@@ -345,6 +345,9 @@ class RunConfig:
     eval_every: int = 50
     # Left out of the run id at its default (no MC, no tau), so ids from before it existed hold.
     eval: Eval = field(default=Eval(), metadata={ID_OMITS_DEFAULT: True})
+    # Rows per optimizer step; None: full batch (one step per epoch). Left out of the run id at
+    # its default, so full-batch ids from before it existed hold.
+    batch_size: int | None = field(default=None, metadata={ID_OMITS_DEFAULT: True})
     p: float | None = 0.5  # the drop probability in effect (None: no dropout-family regularizer)
     engine: Literal["batched", "torch"] = "batched"
     device: Literal["cpu", "cuda", "auto"] = "cpu"
@@ -354,6 +357,8 @@ class RunConfig:
     def validate(self, k: str = "") -> None:
         _positive("epochs", self.epochs)
         _positive("eval_every", self.eval_every)
+        if self.batch_size is not None:
+            _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1 (or null: full batch)")
         if self.p is not None:
             _prob("p", self.p)
         _seed("seed", self.seed)

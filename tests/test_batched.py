@@ -18,6 +18,7 @@ from dropbench.engines.batched import (
     DEFAULT_L2, BatchedEngine, Chunk, MachineFacts, _train_chunk, balance, chunk_cost, group_key, makespan, max_chunk,
     plan_chunks, split_group, step_work,
 )
+from dropbench.engines.planner import run_work
 from dropbench.engines.torch_engine import build_model, train_one
 from dropbench.regs import REGISTRY
 
@@ -168,6 +169,26 @@ def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     assert got == want, "inside a 21-run sweep on two worker threads"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("reg", ["none", "dropout", "dropconnect", "droppath", "input_dropout", "max_norm"])
+def test_mini_batch_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
+    """The same with batch_size=7 (batches of 7, 7 and 6 of the 20 rows, each member gathering
+    its own rows from its own permutation), for a regularizer of each slot that draws or acts on
+    the rows, and none: company changes neither the shuffle nor the masks nor the kernels."""
+    target = load([f"reg={reg}", "seed=3", "epochs=2", "eval_every=1", "model.activation=gelu", "batch_size=7"])
+    others = [replace(target, seed=s) for s in range(100, 137)]
+    want = _signature(BatchedEngine(workers=1).train([target]))[target.run_id]
+    assert want[2] == "ok"
+    for size, pos in [(2, 1), (5, 0), (13, 12), (37, 20)]:
+        members = others[: size - 1]
+        members.insert(pos, target)
+        got = _signature(_train_chunk(members, size))[target.run_id]
+        assert got == want, f"chunk of {size}, position {pos}"
+    sweep = others[:9] + [target] + others[9:20] + [replace(o, batch_size=None) for o in others[20:25]]
+    got = _signature(BatchedEngine(workers=2).train(sweep))[target.run_id]
+    assert got == want, "inside a 26-run sweep (5 of them full batch) on two worker threads"
+
+
 def test_a_lone_run_is_padded_to_two_members():
     (members, size), = plan_chunks([load(["epochs=5"])], MachineFacts())
     assert len(members) == 1 and size == 2
@@ -202,7 +223,7 @@ def sweeps():
 
 def _unit_cost(members) -> float:
     c = members[0]
-    return step_work(c, *tuple(load_dataset(c).x_train.shape))[1] * c.epochs
+    return run_work(c, *tuple(load_dataset(c).x_train.shape))
 
 
 def _plan_makespan(plan, workers: int) -> float:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 # MSEs in the target's standardised units (as trained), RMSEs in its original units (data=uci;
 # the same numbers elsewhere). test_mc_*: the mean of eval.mc_samples stochastic passes (empty
 # without MC); test_ll: the Gaussian test log-likelihood with precision eval.tau (empty without).
+# train_loss: the training objective (MSE + loss-slot penalties) each step measured before its
+# update: at full batch the epoch's one step's; with batch_size, the mean over the epoch's steps
+# of each batch's objective weighted by the batch's rows (sum of rows*loss in float64, / n).
 CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss",
                  "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll")
 CURVE_REQUIRED = CURVE_COLUMNS[:4]  # every curves.csv has these (folders written before the others)
@@ -184,6 +187,46 @@ class MCStats:
         lse = (self.m + self.s.log()).mean(1).tolist()
         return [None if tau is None or T < 1 else v - math.log(T) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
                 for v, T, tau in zip(lse, self.T, self.tau)]
+
+
+# ---- mini-batches (batch_size) ---------------------------------------------------------------
+# With batch_size = B, each epoch is ceil(n/B) optimizer steps over consecutive slices of the
+# training rows in a fresh order (the last slice may be smaller). The order is torch.randperm(n)
+# drawn at the start of the epoch, before any of its steps, on the CPU from the run's shuffle
+# generator: a generator of its own, seeded from the run's seed alone (shuffle_seed), never the
+# stream the run's masks come from. So the masks are drawn as at full batch (step by step, each
+# step's shapes), a run's batch order is the same whatever its regularizer, p or data (runs that
+# differ only in those see the same batches: a paired comparison), and both engines draw the same
+# permutations. batch_size = null draws no permutation: one step per epoch on the rows in order.
+SHUFFLE_DOMAIN = b"dropbench.shuffle:"
+
+
+def shuffle_seed(seed: int) -> int:
+    """The seed of a run's shuffle generator: 64 bits of sha256("dropbench.shuffle:<seed>"), so
+    it is no other run's model seed (seed + k would be run seed+k's init stream)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(SHUFFLE_DOMAIN + str(seed).encode()).digest()[:8], "little")
+
+
+def shuffle_generator(seed: int) -> "torch.Generator":
+    """A run's shuffle generator (CPU), at the start of training."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(shuffle_seed(seed))
+    return g
+
+
+def batch_slices(n: int, batch_size: int | None) -> list[tuple[int, int]] | None:
+    """The (start, stop) row slices of an epoch's steps; None at full batch (no shuffling)."""
+    if batch_size is None:
+        return None
+    return [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+
+
+def steps_per_epoch(n: int, batch_size: int | None) -> int:
+    return 1 if batch_size is None else -(-n // batch_size)
 
 
 def eval_epochs(epochs: int, eval_every: int) -> list[int]:

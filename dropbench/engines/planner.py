@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from dropbench import regs
 from dropbench.data import Dataset, load_dataset
+from dropbench.engines.base import steps_per_epoch
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -22,6 +23,7 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
         tuple(data.x_train.shape), tuple(data.x_test.shape),
         m.hidden, m.depth, m.activation, m.placement, m.residual,
         tuple(cfg.reg.names), cfg.optim.name, cfg.dtype, cfg.device, cfg.epochs, cfg.eval_every,
+        cfg.batch_size,  # the steps' shapes and schedule
     )
 
 
@@ -110,6 +112,13 @@ def step_work(cfg: "RunConfig", n_train: int, n_in: int) -> tuple[int, float]:
     return n_params, n_params + sum(r.cost(m, n_train, n_in, n_params) for r, _ in regs.active(cfg.reg))
 
 
+def run_work(cfg: "RunConfig", n_train: int, n_in: int) -> float:
+    """A run's whole training in parameters' worth of work: epochs x steps per epoch x a step's
+    work, a step's on its batch's rows (the regularizers' masks scale with them)."""
+    rows = n_train if cfg.batch_size is None else min(cfg.batch_size, n_train)
+    return step_work(cfg, rows, n_in)[1] * steps_per_epoch(n_train, cfg.batch_size) * cfg.epochs
+
+
 Work = tuple[list["RunConfig"], float]  # a chunk's runs, and the cost of one run's training
 
 
@@ -145,10 +154,11 @@ def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tupl
     chunks: list[Work] = []
     for key, members in groups.items():
         c = members[0]
-        n_params, work = step_work(c, *key[0])
+        n_params, _ = step_work(c, *key[0])
+        work = run_work(c, *key[0])
         start = 0
         for size in split_group(len(members), max_chunk(n_params, 8 if c.dtype == "float64" else 4, machine.l2_bytes)):
-            chunks.append((members[start : start + size], work * c.epochs))
+            chunks.append((members[start : start + size], work))
             start += size
     # Largest first, so the last chunks to finish are short ones.
     return [(ms, max(len(ms), 2)) for ms, _ in sorted(balance(chunks, machine.workers), key=lambda ch: -chunk_cost(ch))]

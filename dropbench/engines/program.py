@@ -24,8 +24,8 @@ from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.models import acts_after
 from dropbench.engines.base import (
-    MCStats, RunResult, diverged_reason, eval_epochs, fit_grid, mc_active, mc_block, mc_regs, resolve_device,
-    settle,
+    MCStats, RunResult, batch_slices, diverged_reason, eval_epochs, fit_grid, mc_active, mc_block, mc_regs,
+    resolve_device, settle, shuffle_generator,
 )
 from dropbench.regs.base import ChunkView, Piece
 
@@ -134,6 +134,11 @@ class Chunk(ChunkView):
         self.n_linear = len(self.params) // 2
         n_out = self.y.shape[1] * self.y.shape[2]
         self._inv_n = torch.ones((), dtype=dt, device=dev) / n_out  # mean's backward divides 1 by n
+        self._inv_rows: dict[int, torch.Tensor] = {self.y.shape[1]: self._inv_n}  # the same, per batch's rows
+        # Mini-batches (base.batch_slices): every member has the same n and batch_size (one group),
+        # each its own shuffle generator, as the reference engine's.
+        self.slices = batch_slices(self.x.shape[1], c0.batch_size)
+        self.shuffle_gens = [shuffle_generator(c.seed) for c in self.cfgs] if self.slices is not None else []
 
         # Each selected regularizer's piece, by slot, in registry order; every member has them all
         # (one group), each with its own config. The optimizer slot is the optimizer's weight decay.
@@ -291,17 +296,32 @@ class Chunk(ChunkView):
 
     # ---- one training step ---------------------------------------------------------------
     @torch.no_grad()
-    def step(self, objective: bool) -> torch.Tensor:
-        """One full-batch step for every member.
+    def shuffled(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training rows in this epoch's order, [C, n, d] and [C, n, 1]: each member's
+        torch.randperm(n) from its own shuffle generator (base.batch_slices), as the reference
+        draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
+        n = self.x.shape[1]
+        perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
+        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2])),
+                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2])))
+
+    @torch.no_grad()
+    def step(self, objective: bool, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        """One step for every member, on the full batch or on (x, y) ([C, rows, ...], a mini-batch).
 
         Returns each member's training MSE [C], or with `objective` the full training objective
         (MSE + loss-slot penalties, measured before the update, as the reference engine reports it).
         """
+        if x is None or y is None:
+            x, y = self.x, self.y
+        inv_n = self._inv_rows.get(y.shape[1])
+        if inv_n is None:
+            inv_n = self._inv_rows[y.shape[1]] = torch.ones((), dtype=self.dtype, device=self.device) / (y.shape[1] * y.shape[2])
         tape: list[_Saved] = []
-        d = self.forward(self.x, train=True, tape=tape) - self.y
+        d = self.forward(x, train=True, tape=tape) - y
         loss = d.pow(2).mean(dim=(1, 2))
         # d(sum of the members' means)/d pred, as autograd forms it: (1/n) * (2 d)
-        self._backward(tape, self._inv_n * (2.0 * d))  # a sum over members: each gradient is its own
+        self._backward(tape, inv_n * (2.0 * d))  # a sum over members: each gradient is its own
         for piece in self.on_loss:
             if objective:
                 loss = loss + piece.penalty(self.params)
@@ -407,16 +427,36 @@ class Chunk(ChunkView):
         marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
         results = [RunResult(c) for c in self.cfgs[: self.n_real]]
         alive = [True] * self.n_real
-        for epoch in range(1, cfg.epochs + 1):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            loss = self.step(objective=epoch in marks)
-            finite = bool(torch.isfinite(loss[: self.n_real]).all())
-            if not finite:
+
+        def check(loss: torch.Tensor, epoch: int) -> bool:
+            """Fail each member whose objective is not finite (first time); False once none is alive."""
+            if not bool(torch.isfinite(loss[: self.n_real]).all()):
                 for i, v in enumerate(loss[: self.n_real].tolist()):
                     if alive[i] and not math.isfinite(v):
                         alive[i] = False
                         results[i].status, results[i].reason = "failed", diverged_reason(epoch, v)
+            return any(alive)
+
+        n = self.x.shape[1]
+        for epoch in range(1, cfg.epochs + 1):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled
+            objective = epoch in marks
+            if self.slices is None:
+                loss = self.step(objective)
+                if not check(loss, epoch):
+                    break
+            else:
+                xs, ys = self.shuffled()
+                total = torch.zeros(len(self.cfgs), dtype=torch.float64, device=self.device)
+                for a, b in self.slices:
+                    loss = self.step(objective, xs[:, a:b], ys[:, a:b])
+                    if not check(loss, epoch):
+                        break
+                    if objective:  # train_loss: rows-weighted mean of the batches' objectives (base.py)
+                        total += loss.to(torch.float64) * (b - a)
+                else:
+                    loss = total / n
                 if not any(alive):
                     break
             if epoch in marks:

@@ -12,8 +12,8 @@ from torch import nn
 
 from dropbench.data import load_dataset
 from dropbench.engines.base import (
-    MC_SLOTS, MCStats, RunResult, diverged_reason, eval_epochs, failed_results, fit_grid, mc_active, mc_block,
-    mc_regs, one_intraop_thread, resolve_device, settle,
+    MC_SLOTS, MCStats, RunResult, batch_slices, diverged_reason, eval_epochs, failed_results, fit_grid, mc_active, mc_block,
+    mc_regs, one_intraop_thread, resolve_device, settle, shuffle_generator,
 )
 from dropbench import regs
 from dropbench.models import build_mlp
@@ -91,9 +91,10 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     mse = nn.MSELoss()
     marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
     result = RunResult(cfg)
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        loss = mse(model(data.x_train), data.y_train)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer update on (x, y); the objective measured before it."""
+        loss = mse(model(x), y)
         for r, c in penalties:
             loss = loss + r.penalty(list(model.parameters()), c)
         opt.zero_grad()
@@ -107,7 +108,26 @@ def _train_one(cfg: "RunConfig") -> RunResult:
             with torch.no_grad():
                 for r, c in constraints:
                     r.after_step(linear_params, c)
-        train_loss = loss.item()
+        return loss.item()
+
+    n = data.x_train.shape[0]
+    slices = batch_slices(n, cfg.batch_size)
+    shuffle = shuffle_generator(cfg.seed) if slices is not None else None
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        if slices is None:
+            train_loss = step(data.x_train, data.y_train)
+        else:  # base.batch_slices: a fresh order drawn before the epoch's first step
+            perm = torch.randperm(n, generator=shuffle).to(data.x_train.device)
+            xp, yp = data.x_train[perm], data.y_train[perm]
+            total = 0.0
+            for a, b in slices:
+                train_loss = step(xp[a:b], yp[a:b])
+                if not math.isfinite(train_loss):
+                    break
+                total += train_loss * (b - a)
+            else:
+                train_loss = total / n
         if not math.isfinite(train_loss):
             result.status, result.reason = "failed", diverged_reason(epoch, train_loss)
             break
