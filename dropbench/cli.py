@@ -312,6 +312,110 @@ def check(
                    + (f", {len(result.expectations)} expectation(s) hold" if result.expectations else ""))
 
 
+@app.command(
+    context_settings={"allow_extra_args": False, "ignore_unknown_options": False},
+    epilog="Example:  dropbench tune -m data=uci data.dataset=yacht 'data.split=range(20)' reg=dropout,l2 "
+           "--over p=0.005,0.01,0.05 --over eval.tau=0.1,0.2 --metric test_ll out=results/tuned",
+)
+def tune(
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides of the runs to tune (with -m, a sweep: each of its runs is tuned on its own).")] = None,
+    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'); repeat for more keys.")] = None,
+    metric: Annotated[str, typer.Option("--metric", help="Select on this metric of the validation rows: test_mse, test_rmse, test_mc_mse, test_mc_rmse or test_ll (val_ll is accepted).")] = "test_mse",
+    better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher).")] = None,
+    multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish the tuning a folder records (OUT/tune.yaml): trains only what is missing.")] = None,
+    allow_mixed_platforms: Annotated[bool, typer.Option("--allow-mixed-platforms", help="Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when a group could not be tuned or a final run failed.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")] = False,
+) -> None:
+    """Tune keys on a validation hold-out inside each split, retrain the choice on the full training set, test it.
+
+    Phase 1 (OUT/search) trains every grid point with data.holdout=validation: the first 80% of
+    each split's training rows, scored on the last 20%. Per run of the base sweep (data set,
+    split, seed, regularizer, every other value) the best grid point by --metric is chosen, ties
+    going to the first in grid order. Phase 2 (OUT/final) retrains each choice on the full
+    training rows and tests it. OUT/tuned.csv lists the values chosen per split.
+    """
+    from dropbench import runner
+    from dropbench import tune as tune_mod
+
+    try:
+        if resume is not None:
+            if overrides or over or multirun:
+                raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
+            p = tune_mod.plan_resume(resume)
+        else:
+            spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun)
+            from dropbench.results import default_out
+
+            p = tune_mod.plan(spec, (out or default_out()).absolute())
+        console = _console(quiet)
+
+        def progress(phase: str) -> Any:
+            if not quiet:
+                console.print(f"{phase}: " + ("the grid on the validation hold-out" if phase == "search" else "the chosen configs on the full training rows"))
+            return _progress(console, quiet)
+
+        t = tune_mod.execute(p, progress, allow_mixed_platforms, record=resume is None)
+    except UserError as e:
+        _fail(str(e))
+        return
+    except runner.Interrupted as e:
+        _fail(f"{e}; resume with: dropbench tune --resume {p.out}", 130)
+        return
+    except KeyboardInterrupt:
+        _fail("interrupted before training started; nothing was written", 130)
+        return
+    _report_tune(t, console, allow_failures)
+
+
+def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
+    from rich.table import Table
+
+    from dropbench import tune as tune_mod
+
+    s = t.search
+    left = sum(c.n_failed for c in t.choices)
+    console.print(f"search: {len(s.rows)} run(s) in {s.out} ({s.trained} trained, {s.skipped} already finished)"
+                  + (f"; {left} grid point(s) failed or scored no finite {t.plan.metric} and were left out of the selection" if left else ""),
+                  soft_wrap=True)
+    table = Table(title=f"chosen by validation {t.plan.metric} ({'higher' if t.plan.higher else 'lower'} is better; ties: first in grid order)")
+    summary = tune_mod.chosen_summary(t)
+    for k in (summary[0] if summary else {"chosen": ""}):
+        table.add_column(k, justify="right" if k == "failed" else "left")
+    for r in summary:
+        table.add_row(*r.values())
+    console.print(table)
+    if t.final is not None:
+        ok = [r for r in t.final.rows if r["status"] == "ok"]
+        if len(t.final.rows) > 1 and ok:
+            from dropbench.reporting import summary_table
+            from dropbench.stats import default_reference, resolve_metric, summarize
+
+            # Grouped by the swept keys, seeds and splits pooled: the tuned values differ by split.
+            keys = tune_mod.report_keys(t)
+            ref = default_reference(t.final.rows, keys)
+            m = resolve_metric(t.final.rows, t.plan.metric)
+            console.print(summary_table(summarize(t.final.rows, keys, ref, m), keys, reference=ref))
+        console.print(f"final: {len(t.final.rows)} run(s) in {t.final.out} ({t.final.trained} trained, {t.final.skipped} already finished)",
+                      soft_wrap=True)
+    console.print(f"the literature's table: {tune_mod.report_command(t)}", soft_wrap=True)
+    typer.echo(f"tuned: {t.out / tune_mod.TUNED_CSV}")
+    typer.echo(f"results: {t.out}")
+    problems = []
+    if t.failed_groups:
+        problems.append(f"{len(t.failed_groups)} of {len(t.choices)} group(s) could not be tuned (every grid point failed)")
+    failed = t.final.failed if t.final is not None else []
+    if failed:
+        problems.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
+    if problems:
+        msg = "; ".join(problems)
+        if allow_failures:
+            console.print(f"[yellow]{msg}[/yellow]")
+        else:
+            _fail(msg + " (--allow-failures to exit 0)", 1)
+
+
 @app.command()
 def groups() -> None:
     """List every config group and its options (the default is starred)."""

@@ -1,0 +1,426 @@
+"""`dropbench tune`: choose hyper-parameters on a validation hold-out inside each split, then
+retrain the choice on the whole training set and test it (PROTOCOL.md of the UCI splits, 2018).
+
+A tuning is two ordinary sweeps in one folder OUT:
+
+    OUT/search/   phase 1: the base sweep times the grid (--over), every run with
+                  data.holdout=validation (trained on the first 80% of the training rows, "test"
+                  columns measured on the last 20%)
+    OUT/final/    phase 2: per group, the selected grid point with data.holdout=none (the full
+                  training rows, the real test rows); `dropbench report OUT/final` reads it
+    OUT/tuned.csv one row per group: the values chosen, their validation score, both run ids
+    OUT/tune.yaml the command, so the same command again (or --resume OUT) finishes what is missing
+
+A group is one job of the base sweep: a data set, a split, a seed, a regularizer and every other
+value the overrides give, so nothing chosen on one split (or for one regularizer) is used on
+another. Its candidates are its grid points in grid order (the product of the --over values in
+the order given, the first --over key varying slowest), each run once: a grid key a run does not
+use (p for reg=l2) gives the same run id, so it does not multiply that group's runs. Selection
+takes the best finite value of the metric (higher for *_ll, else lower; --better overrides);
+a tie goes to the candidate first in grid order. Failed candidates (and non-finite scores) are
+left out; a group with none left is reported failed and gets no final run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
+
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    from dropbench.config import Launcher, RunConfig
+    from dropbench.runner import RunOutcome
+
+SEARCH_DIR, FINAL_DIR, TUNED_CSV, TUNE_FILE = "search", "final", "tuned.csv", "tune.yaml"
+HOLDOUT_KEY = "data.holdout"
+# The metrics a selection can use: those the search runs measure on the validation rows (their
+# "test" set). val_X is accepted for test_X.
+METRICS = ("test_mse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A tuning as typed: the base overrides (out= aside), the grid, the selection metric."""
+
+    overrides: tuple[str, ...]
+    over: tuple[str, ...]
+    metric: str
+    better: str | None = None
+    multirun: bool = False
+    cwd: str = field(default_factory=os.getcwd)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"overrides": list(self.overrides), "multirun": self.multirun, "over": list(self.over),
+                "metric": self.metric, "better": self.better, "cwd": self.cwd}
+
+    def describe(self) -> str:
+        over = " ".join(f"--over {o}" for o in self.over)
+        better = f" --better {self.better}" if self.better else ""
+        return " ".join(["dropbench tune", *(["-m"] if self.multirun else []), *self.overrides, over, f"--metric {self.metric}{better}"])
+
+    def same_as(self, other: "Spec") -> bool:
+        return (self.overrides, self.over, self.metric, self.better, self.multirun) == \
+               (other.overrides, other.over, other.metric, other.better, other.multirun)
+
+
+def make_spec(overrides: Sequence[str], over: Sequence[str], metric: str, better: str | None, multirun: bool) -> tuple[Spec, Path | None]:
+    """The spec and the out= folder given (None: a new results/<timestamp>)."""
+    outs = [o.split("=", 1)[1] for o in overrides if o.startswith("out=")]
+    if len(outs) > 1:
+        raise UserError("out= is given twice; give one folder")
+    rest = tuple(o for o in overrides if not o.startswith("out="))
+    return Spec(rest, tuple(over), metric, better, multirun), (Path(outs[0]) if outs else None)
+
+
+def _key(o: str) -> str:
+    return o.split("=", 1)[0].lstrip("+~").strip()
+
+
+def metric_column(metric: str, better: str | None) -> tuple[str, str, bool]:
+    """(name, the runs.csv column, higher is better) of a selection metric."""
+    from dropbench.stats import higher_is_better
+
+    name = metric.removeprefix("final_")
+    if name.startswith("val_"):
+        name = "test_" + name.removeprefix("val_")
+    if name not in METRICS:
+        raise UserError(f"unknown --metric {metric!r}: choose from {', '.join(METRICS)} (measured on the validation rows "
+                        "in the search; val_ll is accepted for test_ll)")
+    if better not in (None, "higher", "lower"):
+        raise UserError(f"unknown --better {better!r}: choose higher or lower (default: by the metric's name)")
+    return name, f"final_{name}", higher_is_better(name) if better is None else better == "higher"
+
+
+def _check_computed(name: str, cfgs: Sequence["RunConfig"]) -> None:
+    for c in cfgs:
+        if name == "test_ll" and c.eval.tau is None:
+            raise UserError(f"--metric {name} is not computed without eval.tau: set it (eval.tau=0.1) or tune it "
+                            "(--over eval.tau=0.1,0.15,0.2)")
+        if "_mc_" in name and c.eval.mc_samples == 0:
+            raise UserError(f"--metric {name} is not computed without eval.mc_samples: set it, e.g. eval.mc_samples=100")
+
+
+@dataclass
+class Group:
+    """One job of the base sweep and its candidates (search configs) in grid order."""
+
+    base: tuple[str, ...]  # the job's base overrides, "key=value"
+    candidates: list["RunConfig"]
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    out: Path
+    search_overrides: list[str]  # the search phase's `dropbench run -m` overrides, out= included
+    search: list["RunConfig"]  # each run once, in plan order
+    groups: list[Group]
+    launcher: "Launcher"
+    swept: list[str]  # the base keys with several values (report's --by, tuned.csv's columns)
+    over_keys: list[str]
+    metric: str
+    column: str
+    higher: bool
+
+
+def plan(spec: Spec, out: Path) -> Plan:
+    """Every search run and its group, validated; refuses bad input before anything is written."""
+    from dropbench import config as config_mod
+
+    name, column, higher = metric_column(spec.metric, spec.better)
+    if not spec.over:
+        raise UserError("nothing to tune: give the grid with --over KEY=VALUES (e.g. --over p=0.01,0.05,0.1), once per key")
+    base_keys = [_key(o) for o in spec.overrides]
+    over_keys: list[str] = []
+    for o in spec.over:
+        if "=" not in o or not _key(o):
+            raise UserError(f"--over {o}: write it as KEY=VALUES, e.g. --over p=0.01,0.05,0.1")
+        k = _key(o)
+        if k in over_keys:
+            raise UserError(f"--over {k} is given twice; give its values once (--over {k}=a,b,c)")
+        if k in base_keys:
+            raise UserError(f"{k} is given both as an override and in --over; give it once (tuned keys go in --over)")
+        over_keys.append(k)
+    for k in [*base_keys, *over_keys]:
+        if k == HOLDOUT_KEY:
+            raise UserError("dropbench tune sets data.holdout itself (validation in the search, none in the final runs); drop it")
+        if k == "out" or k == "launcher" or k.startswith(("launcher.", "launcher/")):
+            if k in over_keys:
+                raise UserError(f"--over {k}: a grid key must change what a run computes; {k} only says where it runs")
+    base_jobs = config_mod.expand_sweep(list(spec.overrides))
+    if len(base_jobs) > 1 and not spec.multirun:
+        arg = next((o for o in spec.overrides if "," in o or "(" in o), " ".join(spec.overrides))
+        raise UserError(f"{arg} lists several values: to tune each of them add -m (dropbench tune -m {arg} ...)")
+    n_base = len(base_jobs[0])
+    search_overrides = [*spec.overrides, *spec.over, f"{HOLDOUT_KEY}=validation", f"out={out / SEARCH_DIR}"]
+    try:
+        jobs = config_mod.expand_sweep(search_overrides)
+        loaded = config_mod.load_sweep(search_overrides)
+    except UserError as e:
+        if str(e).startswith(f"unknown key {HOLDOUT_KEY}"):
+            raise UserError("dropbench tune needs a validation hold-out, which data=uci, csv, diabetes and friedman1 have; "
+                            "choose one of them (data=uci data.dataset=yacht)") from None
+        raise
+    groups: dict[tuple[str, ...], dict[str, RunConfig]] = {}
+    search: dict[str, RunConfig] = {}
+    for job, (cfg, _) in zip(jobs, loaded):
+        groups.setdefault(tuple(job[:n_base]), {}).setdefault(cfg.run_id, cfg)
+        search.setdefault(cfg.run_id, cfg)
+    _check_computed(name, list(search.values()))
+    # Two base jobs with the same candidates (one config typed two ways) are one group.
+    unique: dict[tuple[str, ...], Group] = {}
+    for base, cands in groups.items():
+        unique.setdefault(tuple(cands), Group(base, list(cands.values())))
+    swept = []
+    for i in range(n_base):
+        values = {job[i] for job in base_jobs}
+        if len(values) > 1:
+            swept.append(base_jobs[0][i].split("=", 1)[0].lstrip("+~"))
+    return Plan(spec, out, search_overrides, list(search.values()), list(unique.values()), loaded[0][1], swept,
+                over_keys, name, column, higher)
+
+
+def value_of(cfg: "RunConfig", key: str) -> Any:
+    """A config key's value as runs.csv spells it ("" where the run does not use it: p of reg=l2)."""
+    from dropbench.stats import key_str
+
+    values = {**cfg.choices(), **cfg.flat()}
+    return key_str(values.get(key)) if key in values else ""
+
+
+@dataclass
+class Choice:
+    """What selection made of one group."""
+
+    group: Group
+    chosen: "RunConfig | None"
+    score: float  # the chosen candidate's validation metric (NaN: none)
+    n_ok: int
+    n_failed: int
+
+    @property
+    def final(self) -> "RunConfig | None":
+        """The chosen config retrained on the full training rows (holdout none), or None."""
+        if self.chosen is None:
+            return None
+        c = self.chosen
+        return dataclasses.replace(c, data=dataclasses.replace(c.data, holdout="none"))
+
+
+def select(candidates: Sequence["RunConfig"], rows: Mapping[str, Mapping[str, Any]], column: str, higher: bool) -> tuple["RunConfig | None", float, int, int]:
+    """The best candidate by `column` among those whose run finished ok with a finite score; a
+    tie goes to the earliest in grid order. Returns (chosen, its score, usable, left out)."""
+    best, best_v, ok = None, math.nan, 0
+    for c in candidates:
+        r = rows.get(c.run_id)
+        try:
+            v = float(r[column]) if r is not None and r.get("status") == "ok" and r.get(column) not in (None, "") else math.nan
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v):
+            continue
+        ok += 1
+        if best is None or (v > best_v if higher else v < best_v):  # strictly better: ties keep the first
+            best, best_v = c, v
+    return best, best_v, ok, len(candidates) - ok
+
+
+@dataclass
+class TuneOutcome:
+    out: Path
+    plan: Plan
+    search: "RunOutcome"
+    choices: list[Choice]
+    final: "RunOutcome | None"
+    rows: list[dict[str, Any]]  # tuned.csv
+
+    @property
+    def failed_groups(self) -> list[Choice]:
+        return [c for c in self.choices if c.chosen is None]
+
+
+def read_spec(out: Path) -> Spec | None:
+    import yaml
+
+    f = out / TUNE_FILE
+    if not f.is_file():
+        return None
+    try:
+        d = yaml.safe_load(f.read_text())
+        return Spec(tuple(d["overrides"]), tuple(d["over"]), str(d["metric"]), d.get("better"), bool(d["multirun"]),
+                    str(d.get("cwd") or os.getcwd()))
+    except (yaml.YAMLError, KeyError, TypeError) as e:
+        raise UserError(f"{f}: not a dropbench tune file ({type(e).__name__}); run the tune command again into a new folder") from None
+
+
+def plan_resume(out: Path) -> Plan:
+    """Re-plan the tuning OUT/tune.yaml records, from the directory it was started in."""
+    spec = read_spec(out)
+    if spec is None:
+        raise UserError(f"--resume {out}: no {TUNE_FILE} there; give a folder written by dropbench tune")
+    with contextlib.chdir(spec.cwd) if Path(spec.cwd).is_dir() else contextlib.nullcontext():
+        return plan(spec, out.resolve())
+
+
+def _check_folder(p: Plan) -> None:
+    """OUT is new, or holds this same tuning (a resume); refused before anything is written."""
+    from dropbench import runner
+
+    out = p.out
+    if out.exists() and not out.is_dir():
+        raise UserError(f"out={out} is a file, not a folder; choose another out=DIR")
+    recorded = read_spec(out) if out.is_dir() else None
+    if recorded is None:
+        entries = {e.name for e in out.iterdir()} if out.is_dir() else set()
+        if entries - {SEARCH_DIR, FINAL_DIR, ".lock"}:
+            raise UserError(f"out={out} is a non-empty folder that holds no dropbench tuning; choose a new or empty folder")
+        return
+    if recorded.same_as(p.spec):
+        return
+    # The same tuning typed otherwise (range(2) for 0,1) plans no search run it lacks.
+    other = f"out={out} already holds another tuning ({recorded.describe()}); run this one into a new folder"
+    if (recorded.metric, recorded.better) != (p.spec.metric, p.spec.better):
+        raise UserError(other)
+    try:
+        runner.updated_record(out / SEARCH_DIR, runner.command_of(p.search_overrides, True), p.search, append=False)
+    except UserError:
+        raise UserError(other) from None
+
+
+def _write_spec(p: Plan) -> None:
+    import yaml
+
+    from dropbench.results import atomic_write
+
+    if read_spec(p.out) is None:
+        p.out.mkdir(parents=True, exist_ok=True)
+        atomic_write(p.out / TUNE_FILE, yaml.safe_dump(p.spec.to_dict(), sort_keys=False))
+
+
+def tuned_rows(p: Plan, choices: Sequence[Choice], final_rows: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """tuned.csv: per group its swept base keys, the values chosen, the validation and test score,
+    how many candidates were usable, both run ids and the final run's status."""
+    short = p.metric.removeprefix("test_")
+    rows = []
+    for ch in choices:
+        shown = ch.chosen or ch.group.candidates[0]
+        row: dict[str, Any] = {k: value_of(shown, k) for k in p.swept}
+        for k in p.over_keys:
+            row[k] = value_of(ch.chosen, k) if ch.chosen is not None else ""
+        fin = ch.final
+        fr = final_rows.get(fin.run_id) if fin is not None else None
+        row[f"val_{short}"] = ch.score
+        row[p.metric] = float(fr[p.column]) if fr is not None and fr.get("status") == "ok" and fr.get(p.column) not in (None, "") else math.nan
+        row.update(grid_points=len(ch.group.candidates), failed_points=ch.n_failed,
+                   search_run_id=ch.chosen.run_id if ch.chosen is not None else "", run_id=fin.run_id if fin is not None else "")
+        if fin is None:
+            row.update(status="failed", reason=f"every grid point failed or scored no finite {p.metric} on the validation rows")
+        elif fr is None:
+            row.update(status="missing", reason="the final run did not finish; run the command again to resume")
+        else:
+            row.update(status=fr.get("status", ""), reason=fr.get("reason") or "")
+        rows.append(row)
+    return rows
+
+
+def write_tuned(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    import csv
+    import io
+
+    from dropbench.results import _cell, atomic_write
+
+    buf = io.StringIO()
+    columns = list(rows[0]) if rows else ["status"]
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _cell(v) for k, v in r.items()})
+    atomic_write(out / TUNED_CSV, buf.getvalue())
+    return out / TUNED_CSV
+
+
+def execute(
+    p: Plan,
+    progress: Callable[[str], ContextManager[tuple[Any, Any]]] | None = None,
+    allow_mixed_platforms: bool = False,
+    record: bool = True,
+) -> TuneOutcome:
+    """Run the search, select per group, run the final runs, write tuned.csv. Runs already
+    finished in OUT are not trained again (resume); `record`: write the command into OUT's
+    tune.yaml and search/sweep.yaml (False for --resume, which replays them). `progress(phase)`:
+    a context manager giving the phase's (on_start, on_result) callbacks (cli's progress bar)."""
+    from dropbench import runner
+
+    _check_folder(p)
+    search_dir, final_dir = p.out / SEARCH_DIR, p.out / FINAL_DIR
+    command = runner.command_of(p.search_overrides, True) if record else None
+    phase = progress or (lambda name: contextlib.nullcontext((None, None)))
+    with phase("search") as (on_start, on_result):
+
+        def started(n: int) -> None:  # the search folder exists and records its command: so may OUT
+            if record:
+                _write_spec(p)
+            if on_start:
+                on_start(n)
+
+        search = runner.execute(p.search, p.launcher, search_dir, on_start=started, on_result=on_result, command=command,
+                                allow_mixed_platforms=allow_mixed_platforms)
+    by_id = {r["run_id"]: r for r in search.rows}
+    choices = []
+    for g in p.groups:
+        chosen, score, ok, failed = select(g.candidates, by_id, p.column, p.higher)
+        choices.append(Choice(g, chosen, score, ok, failed))
+    finals: dict[str, RunConfig] = {}
+    for ch in choices:
+        f = ch.final
+        if f is not None:
+            finals.setdefault(f.run_id, dataclasses.replace(f, out=str(final_dir)))
+    final = None
+    if finals:
+        with phase("final") as (on_start, on_result):
+            final = runner.execute(list(finals.values()), p.launcher, final_dir, on_start=on_start, on_result=on_result,
+                                   allow_mixed_platforms=allow_mixed_platforms)
+    rows = tuned_rows(p, choices, {r["run_id"]: r for r in final.rows} if final else {})
+    write_tuned(p.out, rows)
+    return TuneOutcome(p.out, p, search, choices, final, rows)
+
+
+def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
+    """Per setting (the swept base keys but seeds and splits), how often each grid point was
+    chosen: {keys..., "chosen": "p=0.01 eval.tau=0.1 (12); ...", "failed": n}."""
+    from dropbench.stats import REPETITION_KEYS, sort_key
+
+    keys = [k for k in t.plan.swept if k not in REPETITION_KEYS]
+    out: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r in t.rows:
+        s = out.setdefault(tuple(str(r[k]) for k in keys), {"counts": {}, "failed": 0})
+        if r["status"] == "failed" and not r["search_run_id"]:
+            s["failed"] += 1
+            continue
+        label = " ".join(f"{k}={r[k]}" for k in t.plan.over_keys if r[k] != "") or "(no grid key applies)"
+        s["counts"][label] = s["counts"].get(label, 0) + 1
+    res = []
+    for key, s in sorted(out.items(), key=lambda kv: [sort_key(v) for v in kv[0]]):
+        counts = sorted(s["counts"].items(), key=lambda kv: (-kv[1], kv[0]))
+        res.append({**dict(zip(keys, key)), "chosen": "; ".join(f"{lab} ({n})" for lab, n in counts) or "-",
+                    "failed": str(s["failed"])})
+    return res
+
+
+def report_keys(t: TuneOutcome) -> list[str]:
+    """The final runs' grouping: the swept base keys but seeds and splits (the tuned values differ
+    from split to split, so report's default, every key that varies, would split the groups)."""
+    from dropbench.stats import REPETITION_KEYS
+
+    return [k for k in t.plan.swept if k not in REPETITION_KEYS] or ["reg"]
+
+
+def report_command(t: TuneOutcome) -> str:
+    """The `dropbench report` line for the literature's table of the final runs."""
+    return f"dropbench report {t.out / FINAL_DIR} --by {','.join(report_keys(t))} --layout wide --interval se --metric {t.plan.metric}"
