@@ -500,16 +500,22 @@ def _twin(run: Mapping[str, Any], ref: Mapping[str, Any], columns: Sequence[str]
     return True
 
 
+def _varying(runs: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> set[str]:
+    return {c for c in columns if len({key_str(r.get(c)) for r in runs}) > 1}
+
+
 def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], reference: Mapping[str, str],
             column: str = "final_test_mse") -> None:
     """Add paired_diff / paired_ci / paired_se / paired_std / n_pairs (a group minus its
     reference, repetition by repetition).
 
     Each run is paired with the reference run of its seed and its config (_twin), split
-    included; a run without one is left unpaired, so a group never borrows a reference that
-    ran, say, other epochs. Where a group pools several runs of one repetition (a --by coarser
-    than the config), their differences are averaged per repetition: the (seed, split) pairs
-    are the independent samples.
+    included, so a group never borrows a reference that ran, say, other epochs. Only where it
+    has no such twin, the values that vary within the group or within its reference runs (what a
+    --by coarser than the config pools, such as the values `dropbench tune` chose split by split)
+    are left out of the match; the repetition (seed, split) never is. A run still without a
+    reference is left unpaired. Where a group pools several runs of one repetition, their
+    differences are averaged per repetition: the (seed, split) pairs are the independent samples.
     """
     refs = members(ok, reference)
     columns = [*config_columns(ok), *(["sweep"] if any("sweep" in r for r in ok) else [])]
@@ -517,9 +523,17 @@ def _paired(out: list[Row], ok: list[Mapping[str, Any]], keys: list[str], refere
         s.update(paired_diff=NAN, paired_ci=NAN, n_pairs=0, paired_se=NAN, paired_std=NAN)
         if all(s[k] == v for k, v in reference.items()):
             continue
+        mine = members(ok, {k: s[k] for k in keys})
+        # The reference runs of this group's other key values (p does not apply to reg=none).
+        candidates = [t for t in refs if mine and _twin(mine[0], t, [k for k in keys if k not in reference], reference)]
+        pooled = (_varying(mine, columns) | _varying(candidates, columns)) - set(keys) - set(REPETITION_KEYS)
+        loose = [c for c in columns if c not in pooled]
         per_rep: dict[tuple[str, ...], list[float]] = {}
-        for r in members(ok, {k: s[k] for k in keys}):
-            twins = [float(t[column]) for t in refs if t["seed"] == r["seed"] and _twin(r, t, columns, reference)]
+        for r in mine:
+            same_rep = [t for t in candidates if t["seed"] == r["seed"]]
+            twins = [float(t[column]) for t in same_rep if _twin(r, t, columns, reference)]
+            if not twins and pooled:
+                twins = [float(t[column]) for t in same_rep if _twin(r, t, loose, reference)]
             if twins:
                 per_rep.setdefault(repetition(r), []).append(float(r[column]) - _mean(twins))
         d = [_mean(v) for v in per_rep.values()]

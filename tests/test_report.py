@@ -393,3 +393,14 @@ def test_a_metric_no_run_computed_is_one_line_that_says_how(tmp_path):
     res = runner.invoke(app, ["report", str(d), "--metric", "test_ll"])
     assert res.exit_code == 2 and "no run computed final_test_ll" in res.output and "eval.tau" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_values_tuned_split_by_split_still_pair_on_the_split(tmp_path):
+    """dropbench tune picks eval.tau per split and per regularizer: no run has a reference of
+    equal config, so the pooled tau is left out of the match; the split never is."""
+    taus = {"none": [0.1, 0.2, 0.1, 0.2], "dropout": [0.2, 0.2, 0.1, 0.1]}
+    rows = [{"reg": reg, "seed": 1, "data.split": i, "eval.tau": taus[reg][i], "final_train_mse": 0.1,
+             "final_test_mse": 1.0 + i + (0.0 if reg == "none" else -0.25)} for reg in taus for i in range(4)]
+    d = write_sweep(tmp_path / "tuned", rows)
+    g = by_reg(report(str(d), "--by", "reg"))
+    assert g["dropout"]["n_pairs"] == 4 and g["dropout"]["paired_diff"] == pytest.approx(-0.25)
