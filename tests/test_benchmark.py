@@ -1,0 +1,95 @@
+"""scripts/benchmark.py's UCI workload: its plan, the work each variant does, its missing-data exit.
+No timing is asserted: the script measures speed, these tests check that it measures the right work."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from dropbench.config import load_sweep
+
+ROOT = Path(__file__).parents[1]
+SHARED = ROOT.parent / "shared" / "uci"
+needs_shared = pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED} (the standard UCI files) is absent")
+
+
+@pytest.fixture(scope="module")
+def bm():
+    spec = importlib.util.spec_from_file_location("dropbench_benchmark_script", ROOT / "scripts" / "benchmark.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    yield mod
+    del sys.modules[spec.name]
+
+
+def plan_of(bm, monkeypatch, *argv: str):
+    """The plan main() would run for these flags (argument parsing as the script does it)."""
+    seen = {}
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", *argv])
+    monkeypatch.setattr(bm, "uci_main", lambda args: seen.setdefault("plan", bm.uci_plan(args)))
+    monkeypatch.setattr(bm, "seed_main", lambda args: seen.setdefault("seed", (args.seeds, args.epochs)))
+    bm.main()
+    return seen
+
+
+def test_default_invocation_is_the_seed_workload_alone(bm, monkeypatch):
+    assert plan_of(bm, monkeypatch) == {"seed": (10, 500)}
+    assert plan_of(bm, monkeypatch, "--quick") == {"seed": (3, 100)}
+
+
+def test_uci_plan_from_flags(bm, monkeypatch):
+    plan = plan_of(bm, monkeypatch, "--workload", "uci")["plan"]
+    assert (plan.datasets, plan.splits, plan.batch_sizes, plan.epochs) == (("yacht", "boston_housing", "concrete"), 20, (32, 128), 20)
+    assert len(plan.runs(32)) == 3 * 20 * 4
+    quick = plan_of(bm, monkeypatch, "--workload", "uci", "--quick")["plan"]
+    assert quick == bm.QUICK_UCI and len(quick.runs(32)) < len(plan.runs(32))
+    mine = plan_of(bm, monkeypatch, "--workload", "all", "--datasets", "energy", "--splits", "3", "--batch-sizes", "64",
+                   "--epochs", "7")
+    assert mine["seed"] == (10, 7)
+    assert (mine["plan"].datasets, mine["plan"].splits, mine["plan"].batch_sizes, mine["plan"].epochs) == (("energy",), 3, (64,), 7)
+    with pytest.raises(SystemExit, match="unknown UCI data set 'boston'"):
+        plan_of(bm, monkeypatch, "--workload", "uci", "--datasets", "boston")
+    with pytest.raises(SystemExit, match="--splits must be in 1..20"):
+        plan_of(bm, monkeypatch, "--workload", "uci", "--splits", "21")
+
+
+def test_uci_sweep_is_the_loops_runs_with_the_protocols_network(bm):
+    """(c)'s `dropbench run -m` overrides expand to exactly the runs (a) and (b) train."""
+    plan = bm.UciPlan(datasets=("yacht", "concrete"), splits=2, batch_sizes=(128,), epochs=3)
+    jobs = plan.runs(128)
+    cfgs = [cfg for cfg, _ in load_sweep(plan.sweep(128))]
+    got = [(c.data.dataset, c.data.split, c.reg.dropout.p, c.reg.l2.weight_decay, c.batch_size, c.epochs, c.seed) for c in cfgs]
+    assert got == [(j["dataset"], j["split"], j["p"], j["wd"], j["batch_size"], j["epochs"], j["seed"]) for j in jobs]
+    for c in cfgs:
+        assert set(c.reg.names) == {"input_dropout", "dropout", "l2"}
+        assert c.reg.input_dropout.p == c.reg.dropout.p and c.reg.l2.biases is False
+        assert (c.model.hidden, c.model.depth, c.model.placement, c.optim.name, c.optim.lr) == (50, 1, "after", "adam", 1e-3)
+        assert c.eval_every == c.epochs and c.engine == "batched"
+
+
+def test_missing_uci_files_is_one_line_and_exit_2(bm, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--workload", "uci", "--quick"])
+    with pytest.raises(SystemExit) as e:
+        bm.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "yacht/data.txt is missing from DROPBENCH_UCI_DIR=" in err[0] and "set DROPBENCH_UCI_DIR=" in err[0]
+
+
+@needs_shared
+def test_the_loop_takes_the_planned_steps(bm, monkeypatch):
+    """(a)'s loop does ceil(n/B) updates per epoch, the count the throughput divides by."""
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(SHARED))
+    plan = bm.UciPlan(datasets=("yacht",), splits=2, batch_sizes=(128,), epochs=2, ps=(0.05,), wds=(1e-6,))
+    shapes = bm.uci_n_train(plan)
+    assert shapes["yacht", 0] == (277, 6)
+    assert sum(bm.uci_loop(j) for j in plan.runs(128)) == bm.uci_steps(plan, 128, shapes) == 2 * 2 * math.ceil(277 / 128)
+
+
+def test_floor_measures_each_part(bm):
+    (f,) = bm.uci_floor([(2, 10, 3, 4)], reps=1)  # 2 members, 10 rows of 3 inputs, batches 4, 4, 2
+    assert set(f) == {"matmuls", "adam", "masks", "floor"} and all(v > 0 for v in f.values())
