@@ -28,6 +28,8 @@ from dropbench import regs
 from dropbench.errors import UserError, did_you_mean
 
 GROUPS = ("data", "model", "reg", "optim", "launcher")
+# conf/experiment/: whole protocols, selected with +experiment=NAME (each sets the groups above).
+EXPERIMENT = "experiment"
 # Canonical order for naming combined regularizers ("dropout+l2"), and the dropout family (their p
 # is the top-level p): read from the registry.
 REG_ORDER = regs.names()
@@ -197,8 +199,10 @@ class MLP:
     placement: Literal["before", "after"] = "before"
     residual: bool = False
     # default: torch.nn.Linear's own init; lecun_normal: every Linear's weight from N(0, 1/fan_in)
-    # and its bias 0, the initialisation of self-normalizing networks (Klambauer et al. 2017).
-    init: Literal["default", "lecun_normal"] = field(default="default", metadata={ID_OMITS_DEFAULT: True})
+    # and its bias 0, the initialisation of self-normalizing networks (Klambauer et al. 2017);
+    # glorot_uniform: weights from U(-a, a), a = sqrt(6 / (fan_in + fan_out)), biases 0 (Keras'
+    # default, the MC-dropout UCI code's).
+    init: Literal["default", "lecun_normal", "glorot_uniform"] = field(default="default", metadata={ID_OMITS_DEFAULT: True})
 
     def validate(self, k: str) -> None:
         _positive(f"{k}.hidden", self.hidden)
@@ -354,6 +358,11 @@ class RunConfig:
     dtype: Literal["float32", "float64"] = "float32"
     out: str | None = None
 
+    def __post_init__(self) -> None:
+        # Here, not in build(): dataclasses.replace (tune's final runs drop the hold-out) passes
+        # through __init__ too, so a derived value always matches the config it sits in.
+        _derive_l2(self)
+
     def validate(self, k: str = "") -> None:
         _positive("epochs", self.epochs)
         _positive("eval_every", self.eval_every)
@@ -395,6 +404,42 @@ class RunConfig:
         for g in ("data.name", "model.name", "optim.name", "out"):
             out.pop(g, None)
         return out
+
+
+# ---- values derived from the rest of the config (the one hook) -------------------------------
+# A top-level node an experiment config reads by interpolation (conf/experiment/: `datasets`, the
+# per-data-set table of the MC-dropout protocol; `l2`, read by conf/reg/l2.yaml while l2 is
+# selected); composed and resolved, never part of a run.
+TABLE_KEY = "protocol"
+
+
+_ROWS_TRAINED: dict[tuple[str, int], int] = {}
+
+
+def n_trained(cfg: "RunConfig") -> int:
+    """How many rows the run trains on (after a data.holdout=validation split): loads its data
+    once per process and data config (the UCI files are verified, a CSV is pinned by its sha256)."""
+    key = (type(cfg.data).__name__ + json.dumps(dataclasses.asdict(cfg.data), sort_keys=True, default=str), cfg.data_seed)
+    if key not in _ROWS_TRAINED:
+        from dropbench.data import load_dataset
+
+        _ROWS_TRAINED[key] = len(load_dataset(cfg).x_train)
+    return _ROWS_TRAINED[key]
+
+
+def _derive_l2(cfg: "RunConfig") -> None:
+    """reg.l2.prior_length_scale set: weight_decay = l^2 (1-p) / (N tau) from this config's p,
+    eval.tau and rows trained on (dropbench/regs/l2.py), written into the config."""
+    l2 = getattr(cfg.reg, "l2", None)
+    if l2 is None or l2.prior_length_scale is None:
+        return
+    if cfg.eval.tau is None:
+        raise UserError("reg.l2.prior_length_scale derives the weight decay from the model precision eval.tau: "
+                        "set eval.tau (or give reg.l2.weight_decay and reg.l2.prior_length_scale=null)")
+    from dropbench.regs.l2 import prior_weight_decay
+
+    wd = prior_weight_decay(l2.prior_length_scale, cfg.p or 0.0, n_trained(cfg), cfg.eval.tau)
+    object.__setattr__(cfg, "reg", dataclasses.replace(cfg.reg, l2=dataclasses.replace(l2, weight_decay=wd)))
 
 
 def _omit_new_defaults(obj: Any, d: dict[str, Any]) -> None:
@@ -573,6 +618,7 @@ def build(d: dict[str, Any]) -> RunConfig:
         raise UserError(f"a config must be a mapping of keys, not {type(d).__name__}")
     d = dict(d)
     d.pop("launcher", None)
+    d.pop(TABLE_KEY, None)
     data = _select(DATA, "data", d.pop("data", {}))
     if isinstance(data, Csv):
         data = _pin_csv(data)
@@ -594,7 +640,14 @@ def build(d: dict[str, Any]) -> RunConfig:
         import torch
 
         cfg = dataclasses.replace(cfg, device="cuda" if torch.cuda.is_available() else "cpu")
-    return dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
+    cfg = dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
+    given, used = getattr(reg, "l2", None), getattr(cfg.reg, "l2", None)
+    if given is not None and given.prior_length_scale is not None and given.weight_decay not in (None, used.weight_decay):
+        # A saved config holds the derived value itself, which matches; anything else contradicts l.
+        raise UserError(f"reg.l2.weight_decay={given.weight_decay} contradicts reg.l2.prior_length_scale="
+                        f"{given.prior_length_scale}, which derives {used.weight_decay:.6g} here: set reg.l2.weight_decay=null "
+                        "to derive it, or reg.l2.prior_length_scale=null to use the number")
+    return cfg
 
 
 # ---- Hydra --------------------------------------------------------------------------------
@@ -687,9 +740,25 @@ def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str
     return UserError(f"bad config: {msg}")
 
 
+def _check_table_key(cfg: Any) -> None:
+    """An experiment's table (TABLE_KEY.datasets) is read by data.dataset: one line when it is not set or not
+    in the table (else the interpolation fails in OmegaConf's words)."""
+    from omegaconf import OmegaConf
+
+    table, data = (cfg.get(TABLE_KEY) or {}).get("datasets"), cfg.get("data")
+    if table is None or data is None or "dataset" not in data.keys():  # `in` is False for ???
+        return
+    if OmegaConf.is_missing(data, "dataset"):
+        raise UserError(f"missing value for data.dataset: set it with data.dataset=VALUE (one of {', '.join(table)})")
+    name = data.dataset
+    if name not in table:
+        raise UserError(f"unknown data.dataset={name}{did_you_mean(str(name), list(table))}: this experiment has values "
+                        f"for {', '.join(table)}")
+
+
 def _is_group_override(o: str) -> bool:
     key = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
-    return key in GROUPS or key.split("/", 1)[0] in GROUPS and "." not in key
+    return key in GROUPS or key == EXPERIMENT or key.split("/", 1)[0] in GROUPS and "." not in key
 
 
 @cache
@@ -725,6 +794,7 @@ def compose(overrides: list[str]) -> dict[str, Any]:
         if any(p.is_sweep_override() for p in parsed):
             raise HydraException("Ambiguous value: sweep")
         ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        _check_table_key(cfg)
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise _friendly_hydra_error(e, list(overrides), composed) from None

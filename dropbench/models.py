@@ -52,6 +52,18 @@ def lecun_normal_(model: nn.Module) -> None:
                 m.bias.zero_()
 
 
+def glorot_uniform_(model: nn.Module) -> None:
+    """Every Linear's weight from U(-a, a), a = sqrt(6 / (fan_in + fan_out)), its bias 0: Keras'
+    default (glorot_uniform, zeros), the init of the MC-dropout UCI code (PROTOCOL.md). Drawn from
+    the global generator after construction, layer by layer, as lecun_normal_."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                a = math.sqrt(6 / (m.in_features + m.out_features))
+                m.weight.uniform_(-a, a)
+                m.bias.zero_()
+
+
 class Residual(nn.Module):
     """x + g(f(x)), g the residual-slot regularizers (DropPath, seed 001) or the identity."""
 
@@ -87,4 +99,6 @@ def build_mlp(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> nn.Sequential:
     model = nn.Sequential(*layers)
     if cfg.init == "lecun_normal":
         lecun_normal_(model)
+    elif cfg.init == "glorot_uniform":
+        glorot_uniform_(model)
     return model

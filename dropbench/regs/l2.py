@@ -3,22 +3,54 @@ weight_decay (adds wd*w to the gradient; with Adam the decay is rescaled by the 
 decoupled=true: AdamW-style, w <- w*(1-lr*wd). Both engines apply it in their optimizer step.
 biases=false: the decay acts on the weights only, as papers define L2 (e.g. Goodfellow et al.
 2016, section 7.1: biases are left unregularized); biases=true (default, seed 003) on every
-parameter."""
+parameter.
+
+prior_length_scale=l (Gal & Ghahramani 2016, the MC-dropout UCI protocol): the decay is derived,
+not given. The loss term reg * sum(W**2) with reg = l**2 (1 - p) / (2 N tau) has the gradient of
+torch's coupled weight_decay = 2 reg = l**2 (1 - p) / (N tau), with p the drop probability in
+effect (0 without dropout), tau = eval.tau and N the rows actually trained on (after a
+data.holdout=validation split). dropbench.config derives it when the config is built (one hook:
+RunConfig.__post_init__), so the saved config and the run id hold the number that was used.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
 
-from dropbench.regs.base import NONNEG, RegConfig, Regularizer, param
+from dropbench.errors import UserError
+from dropbench.regs.base import NONNEG, Range, RegConfig, Regularizer, param
+
+POSITIVE = Range(0.0, lo_open=True)
+
+
+def prior_weight_decay(length_scale: float, p: float, n_train: int, tau: float) -> float:
+    """torch's coupled weight_decay for the prior length-scale l: 2 * l**2 (1-p) / (2 N tau)."""
+    return length_scale**2 * (1.0 - p) / (n_train * tau)
 
 
 @dataclass(frozen=True)
 class Config(RegConfig):
-    weight_decay: float = param(1e-3, NONNEG)
+    # null: derived from prior_length_scale (which must then be set).
+    weight_decay: float | None = param(1e-3, NONNEG)
     decoupled: bool = False
     # Added after run ids were pinned: out of the run id at its default (config.ID_OMITS_DEFAULT).
     biases: bool = field(default=True, metadata={"range": None, "id_omits_default": True})
+    prior_length_scale: float | None = field(default=None, metadata={"range": POSITIVE, "id_omits_default": True})
+
+    def validate(self, k: str) -> None:
+        for name in ("weight_decay", "prior_length_scale"):
+            v = getattr(self, name)
+            rng = self.__dataclass_fields__[name].metadata["range"]
+            if v is not None and not rng.ok(v):
+                raise UserError(f"invalid value {k}.{name}={v!r}: must be {rng.text}")
+        if self.prior_length_scale is not None and not math.isfinite(self.prior_length_scale):
+            raise UserError(f"invalid value {k}.prior_length_scale={self.prior_length_scale!r}: must be a finite number > 0")
+        if self.weight_decay is None and self.prior_length_scale is None:
+            raise UserError(f"{k}.weight_decay=null needs {k}.prior_length_scale to derive it from: set one of them")
+        if self.prior_length_scale is not None and self.decoupled:
+            raise UserError(f"{k}.prior_length_scale derives torch's coupled weight decay; it does not apply with "
+                            f"{k}.decoupled=true: drop one of them")
 
 
 class L2(Regularizer):
@@ -30,6 +62,7 @@ class L2(Regularizer):
     draws = False
 
     def decay(self, conf: Config) -> tuple[float, bool]:
+        assert conf.weight_decay is not None, "derived by config.build"
         return conf.weight_decay, conf.decoupled
 
 
