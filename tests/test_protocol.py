@@ -192,3 +192,15 @@ def test_glorot_uniform_is_keras_bounds_and_zero_biases():
             assert w.max() > 0.97 * a and w.min() < -0.97 * a
             assert w.var().item() == pytest.approx(a * a / 3, rel=0.1)
         assert torch.count_nonzero(lin.bias) == 0
+
+
+@needs_shared
+def test_the_network_is_dropout_linear_relu_dropout_linear():
+    """PROTOCOL.md: Dropout(p) -> Linear(d, 50) -> ReLU -> Dropout(p) -> Linear(50, 1)."""
+    cfg = load([E16, "data.dataset=yacht", ROOT])
+    model = build_model(cfg, 6)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["InputRegs", "Linear", "ReLU", "Dropout", "Linear"]
+    assert [(m.in_features, m.out_features) for m in model if isinstance(m, nn.Linear)] == [(6, 50), (50, 1)]
+    assert model[0].layers[0].reg.name == "input_dropout" and model[3].p == 0.01
+    assert torch.count_nonzero(model[1].bias) == 0  # Keras' zero biases
