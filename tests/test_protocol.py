@@ -202,5 +202,5 @@ def test_the_network_is_dropout_linear_relu_dropout_linear():
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["InputRegs", "Linear", "ReLU", "Dropout", "Linear"]
     assert [(m.in_features, m.out_features) for m in model if isinstance(m, nn.Linear)] == [(6, 50), (50, 1)]
-    assert model[0].layers[0].reg.name == "input_dropout" and model[3].p == 0.01
+    assert isinstance(model[0].layers[0], nn.Dropout) and model[0].layers[0].p == model[3].p == 0.01
     assert torch.count_nonzero(model[1].bias) == 0  # Keras' zero biases
