@@ -83,7 +83,7 @@ def run(
 
     overrides = overrides or []
     out: Optional[Path] = None
-    try:
+    with _training_errors(lambda e: f"dropbench run --resume {e.out}"):
         if resume is not None and (overrides or multirun or from_run is not None or append):
             raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
         if from_run is not None:
@@ -107,15 +107,6 @@ def run(
         with _progress(console, quiet) as (on_start, on_result):
             outcome = runner.execute(cfgs, launcher, out, on_start=on_start, on_result=on_result, command=command,
                                      append=append, allow_mixed_platforms=allow_mixed_platforms)
-    except UserError as e:
-        _fail(str(e))
-        return
-    except runner.Interrupted as e:
-        _fail(f"{e}; resume with: dropbench run --resume {e.out}", 130)
-        return
-    except KeyboardInterrupt:
-        _fail("interrupted before training started; nothing was written", 130)
-        return
     _report_run(outcome, console, allow_failures)
 
 
@@ -151,6 +142,22 @@ def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
     keys = group_keys(rows)
     ref = default_reference(rows, keys)
     console.print(summary_table(summarize(rows, keys, ref), keys, reference=ref))
+
+
+@contextmanager
+def _training_errors(resume_with: Callable[[Any], str]) -> Iterator[None]:
+    """What ends `run` or `tune` early, in one line: bad input (exit 2), Ctrl-C after some runs
+    were stored (130, with the command that resumes) or before (130, nothing written)."""
+    from dropbench import runner
+
+    try:
+        yield
+    except UserError as e:
+        _fail(str(e))
+    except runner.Interrupted as e:
+        _fail(f"{e}; resume with: {resume_with(e)}", 130)
+    except KeyboardInterrupt:
+        _fail("interrupted before training started; nothing was written", 130)
 
 
 @contextmanager
@@ -336,10 +343,9 @@ def tune(
     going to the first in grid order. Phase 2 (OUT/final) retrains each choice on the full
     training rows and tests it. OUT/tuned.csv lists the values chosen per split.
     """
-    from dropbench import runner
     from dropbench import tune as tune_mod
 
-    try:
+    with _training_errors(lambda e: f"dropbench tune --resume {p.out}"):
         if resume is not None:
             if overrides or over or multirun:
                 raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
@@ -357,15 +363,6 @@ def tune(
             return _progress(console, quiet)
 
         t = tune_mod.execute(p, progress, allow_mixed_platforms, record=resume is None)
-    except UserError as e:
-        _fail(str(e))
-        return
-    except runner.Interrupted as e:
-        _fail(f"{e}; resume with: dropbench tune --resume {p.out}", 130)
-        return
-    except KeyboardInterrupt:
-        _fail("interrupted before training started; nothing was written", 130)
-        return
     _report_tune(t, console, allow_failures)
 
 
