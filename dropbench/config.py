@@ -723,6 +723,15 @@ def _unknown_option_error(group: str, bad: str, opts: list[str]) -> UserError:
 def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str, Any] | None = None) -> UserError:
     """One line for a Hydra error; `composed` (the config the overrides apply to) gives the known keys."""
     msg = " ".join(str(e).split())
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == EXPERIMENT), None)
+    if experiment is not None:
+        if f"'{EXPERIMENT}/" in msg and ("Could not find" in msg or "Could not load" in msg):
+            return _unknown_option_error(f"+{EXPERIMENT}", experiment, sorted(p.stem for p in (config_dir() / EXPERIMENT).glob("*.yaml")))
+        if "Interpolation key" in msg:  # the experiment reads a key the chosen options lack
+            key = msg.split("'")[1] if "'" in msg else "?"
+            data = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "data"), None)
+            return UserError(f"+{EXPERIMENT}={experiment} reads {key}, which "
+                             f"{f'data={data}' if data else 'this config'} does not have; drop the data= override (the experiment chooses its data set)")
     options = list_options()
     for g, opts in options.items():
         if f"'{g}/" in msg or f"config group '{g}'" in msg or f"In '{g}/" in msg:

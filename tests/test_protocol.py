@@ -204,3 +204,16 @@ def test_the_network_is_dropout_linear_relu_dropout_linear():
     assert [(m.in_features, m.out_features) for m in model if isinstance(m, nn.Linear)] == [(6, 50), (50, 1)]
     assert isinstance(model[0].layers[0], nn.Dropout) and model[0].layers[0].p == model[3].p == 0.01
     assert torch.count_nonzero(model[1].bias) == 0  # Keras' zero biases
+
+
+@pytest.mark.parametrize("overrides, msg", [
+    (["+experiment=uci_mc_dropout_2016", "data=diabetes"],
+     "+experiment=uci_mc_dropout_2016 reads data.dataset, which data=diabetes does not have; drop the data= override"),
+    (["+experiment=uci_mc_dropout_2O16"], "unknown option +experiment=uci_mc_dropout_2O16 (did you mean uci_mc_dropout_2016?)"),
+])
+def test_a_bad_experiment_is_one_line(overrides, msg):
+    from dropbench.config import load
+
+    with pytest.raises(UserError) as e:
+        load(overrides)
+    assert msg in str(e.value) and "\n" not in str(e.value)
