@@ -388,6 +388,23 @@ def wide(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict
     return Wide("data set", rows, cols, {(row_of(r), col_of(r)): r for r in summary})
 
 
+def _wide_keys(rows: Sequence[dict[str, Any]], keys: list[str]) -> tuple[list[str], list[str]]:
+    """The wide table's keys: the data set's, then the others, less those that only follow the
+    data set (the 2016 UCI protocol's per-data-set p and tau), which would give each data set a
+    column of its own; `reg` names the columns even where it does not vary. Also those left out."""
+    data_keys = [k for k in keys if k in DATA_SET_KEYS]
+    by_set: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        by_set.setdefault(tuple(key_str(r.get(k)) for k in data_keys), []).append(r)
+    follows = [k for k in keys if k not in DATA_SET_KEYS and len(by_set) > 1
+               and all(len({key_str(r.get(k)) for r in rs}) == 1 for rs in by_set.values())
+               and len({key_str(r.get(k)) for r in rows}) > 1]
+    kept = [k for k in keys if k not in follows]
+    if "reg" not in kept and any(key_str(r.get("reg")) for r in rows):
+        kept.append("reg")
+    return kept, follows
+
+
 def _data_set_label(values: dict[str, str]) -> str:
     """yacht for data=uci data.dataset=yacht, the file's name for a csv: what a paper calls the
     data set (the data= choice only where it is the whole name)."""
@@ -574,9 +591,11 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
+    per_data_set: list[str] = []
     if layout == "wide":  # a row names its data set even where the sweep has only one
         keys += [k for k in DATA_SET_KEYS if k not in keys and any(key_str(r.get(k)) for r in rows)
                  and len({key_str(r.get(k)) for r in rows}) == 1]
+        keys, per_data_set = _wide_keys(rows, keys)
     reference = default_reference(rows, keys)
     summary = summarize(rows, keys, reference, chosen)
     field_ = INTERVAL_TEXT[interval][2]
@@ -585,6 +604,8 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         if "paired_diff" in s:
             s["paired_interval"] = s[f"paired_{field_}"]
     notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys)) if n]
+    if per_data_set:
+        notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
     if sort is not None:
         col = SORT_ALIASES.get(sort, sort)
         if col not in columns_of(summary):

@@ -404,3 +404,15 @@ def test_values_tuned_split_by_split_still_pair_on_the_split(tmp_path):
     d = write_sweep(tmp_path / "tuned", rows)
     g = by_reg(report(str(d), "--by", "reg"))
     assert g["dropout"]["n_pairs"] == 4 and g["dropout"]["paired_diff"] == pytest.approx(-0.25)
+
+
+def test_wide_table_keeps_per_data_set_settings_out_of_its_columns(tmp_path):
+    """The 2016 UCI protocol sets p and tau per data set: one column per regularizer still, and
+    the caption says which values follow the data set."""
+    rows = [{"data": "uci", "data.dataset": ds, "reg": "dropout", "p": p, "eval.tau": tau, "seed": 1, "data.split": i,
+             "final_train_mse": 0.1, "final_test_mse": 1.0 + i} for ds, p, tau in (("yacht", 0.01, 0.5), ("energy", 0.05, 0.4))
+            for i in range(3)]
+    d = write_sweep(tmp_path / "proto", rows)
+    md = runner.invoke(app, ["report", str(d), "--layout", "wide", "--format", "markdown"]).stdout
+    assert md.startswith("| data set | dropout |"), md
+    assert "set per data set (as configured): p, eval.tau" in md
