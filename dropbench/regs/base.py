@@ -136,6 +136,15 @@ class Regularizer:
         """loss slot: the term added to the loss (autograd gives the reference's gradient)."""
         raise NotImplementedError
 
+    def torch_penalty(self, model: "torch.nn.Module", conf: Any, n_train: int) -> "torch.Tensor | None":
+        """A term the reference adds to the loss from the model's own modules (a regularizer with
+        learned parameters, e.g. concrete dropout; None: nothing). n_train: the rows trained on."""
+        return None
+
+    def torch_learned(self, model: "torch.nn.Module", conf: Any) -> list[float] | None:
+        """The values of its learned parameters to record at each evaluation (None: it learns none)."""
+        return None
+
     def decay(self, conf: Any) -> tuple[float, bool]:
         """optimizer slot: (weight_decay, decoupled)."""
         raise NotImplementedError
@@ -164,8 +173,20 @@ class Piece:
     weights are a column; biases are [C, 1, out]).
     """
 
+    # A piece with learned parameters (concrete dropout's p) keeps them, [C, ...] each, in `params`
+    # with their gradients in `grads`: its backward (and add_grad) writes those, and the chunk's
+    # optimizer steps them with the network's, without weight decay. `learned()` gives each
+    # member's values to record (None for a member it is off for).
+    params: list["torch.Tensor"] = []
+    grads: list["torch.Tensor"] = []
+    layered: bool = False  # forward(z, train, layer): told which hidden layer (0-based) it acts on
+    has_penalty: bool = False  # a non-loss-slot piece that also adds penalty/add_grad to the objective
+
     def forward(self, z: "torch.Tensor", train: bool) -> tuple["torch.Tensor", Any]:
         raise NotImplementedError
+
+    def learned(self) -> list[list[float] | None] | None:
+        return None
 
     def backward(self, grad: "torch.Tensor", saved: Any) -> "torch.Tensor":
         raise NotImplementedError
@@ -186,6 +207,13 @@ class ChunkView:
     dtype: "torch.dtype"
     device: "torch.device"
     gens: list["torch.Generator"]
+    n_rows: int  # training rows per member (N)
+
+    def learned(self, name: str) -> list["torch.Tensor"]:
+        """The learned parameters of regularizer `name`'s torch modules, as each member's reference
+        model initialises them: one [C, *shape] per module, in module order (zeros for a member
+        whose module has none)."""
+        raise NotImplementedError
 
     def column(self, values: Sequence[float]) -> "torch.Tensor":
         """Per-member values as a [C, 1, 1] tensor of the chunk's dtype (computed in double, then cast)."""
