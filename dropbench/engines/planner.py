@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from dropbench import regs
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import steps_per_epoch
+from dropbench.engines.base import MC_SLOTS, eval_epochs, mc_active, mc_block, steps_per_epoch
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -112,11 +112,41 @@ def step_work(cfg: "RunConfig", n_train: int, n_in: int) -> tuple[int, float]:
     return n_params, n_params + sum(r.cost(m, n_train, n_in, n_params) for r, _ in regs.active(cfg.reg))
 
 
-def run_work(cfg: "RunConfig", n_train: int, n_in: int) -> float:
+def run_work(cfg: "RunConfig", n_train: int, n_in: int, n_test: int = 0) -> float:
     """A run's whole training in parameters' worth of work: epochs x steps per epoch x a step's
-    work, a step's on its batch's rows (the regularizers' masks scale with them)."""
+    work, a step's on its batch's rows (the regularizers' masks scale with them), plus its MC
+    evaluations on `n_test` rows (eval_work; none where n_test is 0)."""
     rows = n_train if cfg.batch_size is None else min(cfg.batch_size, n_train)
-    return step_work(cfg, rows, n_in)[1] * steps_per_epoch(n_train, cfg.batch_size) * cfg.epochs
+    training = step_work(cfg, rows, n_in)[1] * steps_per_epoch(n_train, cfg.batch_size) * cfg.epochs
+    return training + eval_work(cfg, n_test, n_in)
+
+
+# The MC evaluation in the same units. A pass's forward over the test rows costs about 0.025
+# parameters' worth per row and parameter (a thin batched matmul's multiply-add, ~0.06 ns at
+# ~30 GFLOP/s, against 2.4 ns per parameter's share of a step), and each MC-active regularizer
+# draws its masks as in a training step on that many rows (its `cost`). Measured alone on one
+# core, chunks of 8 (2-core EPYC): a pass of the default 1-300-300-1 network with dropout on 20
+# test rows 168 us per run, modelled 81k units (~195 us); yacht's protocol network on 31 rows
+# 25 us, modelled 5.5k units (~13 us): its mask draws cost ~9 ns where MASK_COST says ~7.
+MC_FORWARD_COST = 0.025
+
+
+def eval_work(cfg: "RunConfig", n_test: int, n_in: int) -> float:
+    """A run's MC-dropout evaluations (eval.mc_samples = T) in parameters' worth of work: at each
+    eval epoch, T passes over the n_test test rows in blocks of engines/base.mc_block passes (the
+    last block is computed whole), each pass a forward plus the MC-active regularizers' mask
+    draws. Zero without T or without an MC-active regularizer: every pass is then the eval-mode
+    prediction, which the engines compute once. At T = 10,000 (the UCI protocol) this can
+    exceed the whole training."""
+    T = cfg.eval.mc_samples
+    active = [r for r, _ in regs.active(cfg.reg) if r.slot in MC_SLOTS and mc_active(r)]
+    if T <= 0 or n_test <= 0 or not active:
+        return 0.0
+    n_params = step_work(cfg, n_test, n_in)[0]
+    block = mc_block(cfg, n_test, n_in)
+    passes = -(-T // block) * block
+    per_pass = MC_FORWARD_COST * n_test * n_params + sum(r.cost(cfg.model, n_test, n_in, n_params) for r in active)
+    return len(eval_epochs(cfg.epochs, cfg.eval_every)) * passes * per_pass
 
 
 Work = tuple[list["RunConfig"], float]  # a chunk's runs, and the cost of one run's training
@@ -147,20 +177,24 @@ def balance(chunks: list[Work], workers: int) -> list[Work]:
 def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tuple[list["RunConfig"], int]]:
     """Group runs by program and cut each group into chunks of at most max_chunk members for
     `machine`'s L2, balanced over its workers; each chunk is (members, size), size >= 2 (a lone
-    run is padded with a copy of itself), largest cost first."""
+    run is padded with a copy of itself), largest cost first.
+
+    Runs of one program may differ in eval.mc_samples, and a chunk computes its largest T for
+    every member (engines/program.py): within a group, runs are ordered by T (stably, so equal T
+    keep their order) before it is cut, and each chunk is costed by its largest T."""
     groups: dict[tuple, list[RunConfig]] = {}
     for c in cfgs:
         groups.setdefault(group_key(c, load_dataset(c)), []).append(c)
     chunks: list[Work] = []
     for key, members in groups.items():
-        c = members[0]
-        n_params, _ = step_work(c, *key[0])
-        work = run_work(c, *key[0])
+        members = sorted(members, key=lambda m: m.eval.mc_samples)
+        (n_train, n_in), (n_test, _) = key[0], key[1]
+        n_params, _ = step_work(members[0], n_train, n_in)
         start = 0
-        for size in split_group(len(members), max_chunk(n_params, 8 if c.dtype == "float64" else 4, machine.l2_bytes)):
-            chunks.append((members[start : start + size], work))
+        for size in split_group(len(members), max_chunk(n_params, 8 if members[0].dtype == "float64" else 4, machine.l2_bytes)):
+            part = members[start : start + size]
+            costliest = max(part, key=lambda m: m.eval.mc_samples)
+            chunks.append((part, run_work(costliest, n_train, n_in, n_test)))
             start += size
     # Largest first, so the last chunks to finish are short ones.
     return [(ms, max(len(ms), 2)) for ms, _ in sorted(balance(chunks, machine.workers), key=lambda ch: -chunk_cost(ch))]
-
-
