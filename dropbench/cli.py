@@ -415,13 +415,41 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
 
 @app.command()
 def groups() -> None:
-    """List every config group and its options (the default is starred)."""
-    from dropbench.config import default_options, list_options
+    """List every config group and its options (the default is starred), then the experiments."""
+    from dropbench.config import EXPERIMENT, config_dir, default_options, list_options
 
     defaults = default_options()
     for g, opts in list_options().items():
         typer.echo(f"{g}: " + ", ".join(o + ("*" if o == defaults.get(g) else "") for o in opts))
-    typer.echo("Select with GROUP=OPTION (combine regularizers with reg=[dropout,l2]); see keys with: dropbench run --cfg")
+    experiments = sorted((config_dir() / EXPERIMENT).glob("*.yaml"))
+    if experiments:
+        typer.echo(f"{EXPERIMENT} (whole protocols; add with +{EXPERIMENT}=NAME, none by default): " + ", ".join(f.stem for f in experiments))
+        width = max(len(f.stem) for f in experiments)
+        for f in experiments:
+            about = _first_comment(f)
+            typer.echo(f"  {f.stem:<{width}}  {about}".rstrip())
+    typer.echo(f"Select with GROUP=OPTION (combine regularizers with reg=[dropout,l2]), an experiment with +{EXPERIMENT}=NAME; "
+               "see keys with: dropbench run --cfg")
+
+
+def _first_comment(path: Path) -> str:
+    """An option's description: its YAML's first comment line (Hydra's `# @package` directive
+    aside), up to the first ": " or ". " (the rest of the sentence goes on in the file)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for line in lines:
+        text = line.strip()
+        if not text.startswith("#"):
+            continue
+        text = text.lstrip("#").strip()
+        if not text or text.startswith("@package"):
+            continue
+        for stop in (": ", ". "):
+            text = text.split(stop, 1)[0]
+        return text.rstrip(":.")
+    return ""
 
 
 def _click_errors() -> tuple[type[Exception], type[Exception]]:

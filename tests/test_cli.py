@@ -138,6 +138,35 @@ def test_groups_and_help():
     assert p.returncode == 0 and "--multirun" in p.stdout
 
 
+def test_groups_lists_the_experiments_with_how_to_use_them():
+    """conf/experiment/*.yaml are no group option (+experiment=NAME adds one): listed apart, none
+    starred, each with its YAML's first comment line."""
+    from dropbench.config import config_dir
+
+    names = sorted(f.stem for f in (config_dir() / "experiment").glob("*.yaml"))
+    assert {"uci_mc_dropout_2016", "uci_mc_dropout_2018"} <= set(names)
+    res = runner.invoke(app, ["groups"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    head = next(line for line in lines if line.startswith("experiment"))
+    assert "+experiment=NAME" in head and head.endswith(": " + ", ".join(names)) and "*" not in head
+    assert "  uci_mc_dropout_2016  The MC-dropout UCI protocol, 2016 version (Gal & Ghahramani, ICML 2016; ../shared/uci/PROTOCOL.md)" in lines
+    assert "  uci_mc_dropout_2018  The MC-dropout UCI protocol, 2018 re-run (../shared/uci/PROTOCOL.md)" in lines
+    assert "+experiment=NAME" in lines[-1]
+
+
+def test_an_experiments_description_is_its_first_comment_line(tmp_path):
+    from dropbench.cli import _first_comment
+
+    f = tmp_path / "x.yaml"
+    f.write_text("# @package _global_\n#\n# A protocol: details follow\n# more\nseed: 1\n")
+    assert _first_comment(f) == "A protocol"
+    f.write_text("seed: 1  # not a description\n")
+    assert _first_comment(f) == ""
+    f.write_text("# One line. Then more.\n")
+    assert _first_comment(f) == "One line"
+
+
 def test_help_does_not_import_torch():
     code = "import sys; from dropbench.cli import app; from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
