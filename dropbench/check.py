@@ -1,9 +1,12 @@
 """Regression checks for CI: a sweep against a committed baseline, and claims about group order.
 
-A group is WORSE when its mean final test MSE rose by more than `rtol` (relative) *and* Welch's
-one-sided t-test says the rise is beyond seed noise (p < alpha). Both are needed: the test alone
-flags tiny but consistent shifts (a different CPU's rounding), the tolerance alone ignores noise.
-Groups with fewer than 2 seeds on either side cannot be tested; for them the tolerance decides.
+A group is WORSE when its mean final metric (test MSE unless the baseline records another, as
+`report --metric` names them) got worse by more than `rtol` (relative to the baseline's mean)
+*and* Welch's one-sided t-test says the change is beyond seed noise (p < alpha). Both are
+needed: the test alone flags tiny but consistent shifts (a different CPU's rounding), the
+tolerance alone ignores noise. Groups with fewer than 2 seeds on either side cannot be tested;
+for them the tolerance decides. Worse is higher for most metrics, lower for a log-likelihood
+(stats.higher_is_better, or --better).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Any, Mapping, Sequence
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
 from dropbench.stats import (
-    UNRECORDED, by_keys, repeated_over, columns_of, config_columns, group_label, key_str, members, platform_counts, platform_note, sort_key,
-    summarize, welch_greater,
+    DEFAULT_METRIC, MSE, UNRECORDED, Metric, by_keys, canonical_metric, repeated_over, columns_of, config_columns, group_label, key_str,
+    members, platform_counts, platform_note, resolve_metric, sort_key, summarize, welch_greater,
 )
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
@@ -28,6 +31,9 @@ BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
 # a --by coarser than the config), and `platform`, the platforms that computed them with their
 # run counts. Baselines written before these columns existed are still read.
 BASELINE_META = ("config", "platform")
+# The metric the statistics are of (report's --metric, without final_) and which way is better.
+# Baselines written before these columns existed are of test MSE, lower is better.
+BASELINE_METRIC = ("metric", "better")
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
 OLD_BASELINE_NOTE = ("note: baseline {path} records no config (written by an older dropbench), so the sweep's config "
                      "was not compared with it; re-record it with --update-baseline")
@@ -75,12 +81,14 @@ def _platforms(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return [{**dict(zip(IDENTITY_COLUMNS, i)), "runs": n} for i, n in platform_counts(runs).items() if i != UNRECORDED]
 
 
-def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None) -> tuple[list[str], list[dict[str, Any]]]:
-    """Per group: its keys, the number of seeds, mean and std of final test and train MSE, its
-    config and its platforms. Refuses what could not be read back or compared."""
+def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None,
+                  metric: Metric = MSE) -> tuple[list[str], list[dict[str, Any]]]:
+    """Per group: its keys, the number of seeds, mean and std of the final metric (test) and its
+    train counterpart (NaN where the runs have none, as for test_ll), the metric, its config and
+    its platforms. Refuses what could not be read back or compared."""
     keys = by_keys(runs, by)
     _keys_present(runs, keys, "--by")
-    summary = summarize(runs, keys)
+    summary = summarize(runs, keys, metric=metric)
     bad = [s for s in summary if s["failed"] or not s["n_seeds"]]
     if bad:
         s = bad[0]
@@ -93,27 +101,38 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
     for s in summary:
         group = {k: s[k] for k in keys}
         mine = [r for r in members(runs, group) if r.get("status") == "ok"]
-        _finite(s, group, mine)
-        rows.append({**group, **{c: s[c] for c in BASELINE_STATS}, "config": group_config(mine, columns), "platform": _platforms(mine)})
+        _finite(s, group, mine, metric)
+        rows.append({**group, **{c: s[c] for c in BASELINE_STATS}, "metric": canonical_metric(metric.name),
+                     "better": "higher" if metric.higher else "lower", "config": group_config(mine, columns), "platform": _platforms(mine)})
     rows.sort(key=lambda r: [sort_key(r[k]) for k in keys])
     return keys, rows
 
 
-def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mapping[str, Any]]) -> None:
-    """A baseline holds finite statistics only (a NaN mean could not be compared, nor read back)."""
-    stats = ("test_mean", "train_mean") + (("test_std", "train_std") if s["n_seeds"] > 1 else ())
+def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mapping[str, Any]], metric: Metric = MSE) -> None:
+    """A baseline holds finite statistics only (a NaN mean could not be compared, nor read back);
+    the train ones only where the metric has a train counterpart."""
+    sides = ("test", "train") if metric.train else ("test",)
+    stats = [f"{side}_{stat}" for side in sides for stat in (("mean", "std") if s["n_seeds"] > 1 else ("mean",))]
     if all(math.isfinite(s[c]) for c in stats):
         return
-    col = "final_test_mse" if not all(math.isfinite(s[c]) for c in stats if c.startswith("test")) else "final_train_mse"
-    run = next((r for r in runs if not math.isfinite(float(r[col]))), None)
-    which = f" (run {run['run_id']}: {col}={float(run[col])})" if run is not None else ""
-    raise UserError(f"cannot record a baseline: group {group_label(group)} has a non-finite {col.split('_')[1]} MSE{which}; "
+    test_ok = all(math.isfinite(s[c]) for c in stats if c.startswith("test"))
+    col, label = (metric.train, metric.train_label) if test_ok and metric.train else (metric.test, metric.label)
+    run = next((r for r in runs if not math.isfinite(_number(r.get(col)))), None)
+    which = f" (run {run['run_id']}: {col}={_number(run.get(col))})" if run is not None else ""
+    raise UserError(f"cannot record a baseline: group {group_label(group)} has a non-finite {label}{which}; "
                     "its training diverged: fix that config (e.g. a lower optim.lr) or leave the group out of the sweep")
+
+
+def _number(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def baseline_csv(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=[*keys, *BASELINE_STATS, *BASELINE_META], lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=[*keys, *BASELINE_STATS, *BASELINE_METRIC, *BASELINE_META], lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: (repr(v) if isinstance(v, float) else json.dumps(v, sort_keys=True) if k in BASELINE_META else v)
@@ -136,7 +155,7 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     missing = [c for c in BASELINE_STATS if c not in header]
     if missing:
         raise UserError(f"baseline {path} lacks column(s) {', '.join(missing)}; it is not a dropbench baseline ({HOW_TO_CREATE})")
-    keys = [c for c in header if c not in BASELINE_STATS and c not in BASELINE_META]
+    keys = [c for c in header if c not in BASELINE_STATS and c not in BASELINE_META and c not in BASELINE_METRIC]
     rows, seen = [], set()
     for line in reader:
         if not line:
@@ -151,6 +170,7 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
                 raise UserError(f"baseline {path} line {reader.line_num}: {c}={row[c]!r} is not a number") from None
         if row["n_seeds"] < 1 or not math.isfinite(row["test_mean"]):
             raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a finite test_mean")
+        _metric_cells(row, path, reader.line_num)
         row["config"] = _json_cell(row, "config", dict, path, reader.line_num)
         row["platform"] = _json_cell(row, "platform", list, path, reader.line_num)
         key = tuple(row[k] for k in keys)
@@ -160,7 +180,31 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
         rows.append(row)
     if not rows:
         raise UserError(f"baseline {path} lists no groups; {HOW_TO_CREATE}")
+    recorded = {(r["metric"], r["better"]) for r in rows}
+    if len(recorded) > 1:
+        spelled = " and ".join(f"{m} ({b} is better)" for m, b in sorted(recorded))
+        raise UserError(f"baseline {path} mixes metrics: {spelled}; re-record it with one --metric ({HOW_TO_CREATE})")
     return keys, rows
+
+
+def _metric_cells(row: dict[str, Any], path: Path, line: int) -> None:
+    """The row's metric and direction: test_mse, lower, where the baseline predates them; a
+    metric without a direction goes by its name (stats.higher_is_better)."""
+    from dropbench.stats import higher_is_better
+
+    metric = canonical_metric((row.get("metric") or "").strip()) or DEFAULT_METRIC
+    better = (row.get("better") or "").strip() or ("higher" if higher_is_better(metric) else "lower")
+    if better not in ("higher", "lower"):
+        raise UserError(f"baseline {path} line {line}: better={better!r} must be higher or lower; "
+                        f"re-record the baseline ({HOW_TO_CREATE})")
+    row["metric"], row["better"] = metric, better
+
+
+def baseline_metric(rows: Sequence[Mapping[str, Any]]) -> tuple[str, bool]:
+    """The metric a baseline's rows record (read_baseline made them agree) and whether higher is
+    better."""
+    first = rows[0] if rows else {}
+    return str(first.get("metric") or DEFAULT_METRIC), first.get("better") == "higher"
 
 
 def _json_cell(row: Mapping[str, Any], column: str, kind: type, path: Path, line: int) -> Any:
@@ -208,13 +252,14 @@ def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], re
 
 
 def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Sequence[Mapping[str, Any]],
-            alpha: float = 0.01, rtol: float = 0.05, source: str = "the baseline") -> list[Verdict]:
-    """A verdict per group of the baseline (and per group the baseline lacks, as `new`).
+            alpha: float = 0.01, rtol: float = 0.05, source: str = "the baseline", metric: Metric = MSE) -> list[Verdict]:
+    """A verdict per group of the baseline (and per group the baseline lacks, as `new`), on
+    `metric` (the one the baseline records: see run_check).
 
     A baseline that records its groups' config must match the sweep's (see _same_config)."""
     _check_params(alpha, rtol)
     _keys_present(runs, keys, "the baseline")
-    new = {tuple(s[k] for k in keys): s for s in summarize(runs, keys)}
+    new = {tuple(s[k] for k in keys): s for s in summarize(runs, keys, metric=metric)}
     verdicts = []
     for b in baseline:
         key = tuple(key_str(b[k]) for k in keys)
@@ -231,29 +276,35 @@ def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Se
         if n["failed"] or not n["n_seeds"]:
             verdicts.append(Verdict(group, "failed runs", b, n, math.nan, f"{n['failed']} run(s) failed"))
             continue
-        verdicts.append(_judge(group, b, n, alpha, rtol))
+        verdicts.append(_judge(group, b, n, alpha, rtol, metric))
     verdicts += [Verdict(dict(zip(keys, k)), "new", None, n, math.nan, "not in the baseline") for k, n in new.items()]
     return verdicts
 
 
-def _judge(group: dict[str, str], b: Mapping[str, Any], n: Mapping[str, Any], alpha: float, rtol: float) -> Verdict:
+def _judge(group: dict[str, str], b: Mapping[str, Any], n: Mapping[str, Any], alpha: float, rtol: float,
+           metric: Metric = MSE) -> Verdict:
+    """The verdict on one group: the change of its mean relative to the baseline's, and Welch's
+    one-sided tests of a rise and of a fall; which of them is worse, the metric says."""
     bm, nm = float(b["test_mean"]), float(n["test_mean"])
-    rel = (nm - bm) / abs(bm) if bm else (math.inf if nm > bm else 0.0)
-    worse = welch_greater(nm, n["test_std"], n["n_seeds"], bm, b["test_std"], b["n_seeds"])
-    better = welch_greater(bm, b["test_std"], b["n_seeds"], nm, n["test_std"], n["n_seeds"])
+    rel = (nm - bm) / abs(bm) if bm else (math.inf if nm > bm else -math.inf if nm < bm else 0.0)
+    rise = welch_greater(nm, n["test_std"], n["n_seeds"], bm, b["test_std"], b["n_seeds"])
+    fall = welch_greater(bm, b["test_std"], b["n_seeds"], nm, n["test_std"], n["n_seeds"])
+    worse, better = (fall, rise) if metric.higher else (rise, fall)
+    worse_rel = -rel if metric.higher else rel  # > 0: worse
     testable = not math.isnan(worse.p)
-    change, tol = f"{rel:+.1%}", f"{rtol * 100:g}%"
-    if rel > rtol and (not testable or worse.p < alpha):
+    what, change, tol = metric.label, f"{rel:+.1%}", f"{rtol * 100:g}%"
+    beyond = lambda r: f"more than +{tol}" if r > 0 else f"lower by more than {tol}"  # noqa: E731
+    if worse_rel > rtol and (not testable or worse.p < alpha):
         why = f"Welch p={worse.p:.2g} < {alpha:g}" if testable else "fewer than 2 seeds: tolerance only"
-        return Verdict(group, "WORSE", b, n, worse.p, f"test MSE {change} (more than +{tol}), {why}")
-    if rel < -rtol and (not testable or better.p < alpha):
-        return Verdict(group, "better", b, n, worse.p, f"test MSE {change}; consider --update-baseline")
+        return Verdict(group, "WORSE", b, n, worse.p, f"{what} {change} ({beyond(rel)}), {why}")
+    if worse_rel < -rtol and (not testable or better.p < alpha):
+        return Verdict(group, "better", b, n, worse.p, f"{what} {change}; consider --update-baseline")
     if rel > rtol:
-        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, beyond +{tol} but within seed noise (Welch p={worse.p:.2g} >= {alpha:g})")
+        return Verdict(group, "ok", b, n, worse.p, f"{what} {change}, beyond +{tol} but within seed noise (Welch p={rise.p:.2g} >= {alpha:g})")
     if rel < -rtol:
-        return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, lower by more than {tol} but within seed noise "
-                       f"(Welch p={better.p:.2g} >= {alpha:g})")
-    return Verdict(group, "ok", b, n, worse.p, f"test MSE {change}, within ±{tol}")
+        return Verdict(group, "ok", b, n, worse.p, f"{what} {change}, lower by more than {tol} but within seed noise "
+                       f"(Welch p={fall.p:.2g} >= {alpha:g})")
+    return Verdict(group, "ok", b, n, worse.p, f"{what} {change}, within ±{tol}")
 
 
 # --- claims: --expect "dropout < none" -----------------------------------------------------------
@@ -281,15 +332,16 @@ def _select(side: str, summary: Sequence[Mapping[str, Any]], keys: Sequence[str]
     return matches[0]
 
 
-def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> tuple[float, int]:
-    """One-sided paired t-test of H1: hi's test MSE exceeds lo's, repetition by repetition (seed,
-    and split where the runs span several; NaN if the repetitions differ)."""
+def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence[Mapping[str, Any]], keys: Sequence[str],
+                    column: str = "final_test_mse") -> tuple[float, int]:
+    """One-sided paired t-test of H1: hi's metric (`column`) exceeds lo's, repetition by
+    repetition (seed, and split where the runs span several; NaN if the repetitions differ)."""
     from dropbench.stats import repetition, t_sf
 
     def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
         ok = members((r for r in runs if r.get("status") == "ok"), {k: g[k] for k in keys})
         seeds = {repetition(r) for r in ok}
-        return {repetition(r): float(r["final_test_mse"]) for r in ok} if len(seeds) == len(ok) else {}
+        return {repetition(r): float(r[column]) for r in ok} if len(seeds) == len(ok) else {}
 
     a, b = per_seed(hi), per_seed(lo)
     if len(a) < 2 or set(a) != set(b):
@@ -301,8 +353,9 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
     return t_sf(mean / (sd / math.sqrt(len(d))), len(d) - 1), len(d)
 
 
-def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, alpha: float = 0.01) -> Expectation:
-    """"A < B": group A's mean final test MSE is below B's, significantly at alpha.
+def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, alpha: float = 0.01, metric: Metric = MSE) -> Expectation:
+    """"A < B": group A's mean final metric (test MSE unless told) is below B's, significantly at
+    alpha; "<" and ">" compare values, whichever way the metric is better.
 
     Where both groups ran the same seeds (same data per seed), a one-sided paired t-test on the
     per-seed differences, as in the summary's paired column: noise shared by a seed cancels.
@@ -313,13 +366,13 @@ def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, al
         raise UserError(f"--expect {text!r}: write one comparison, e.g. \"dropout < none\" (lower test MSE is better)")
     left, right = text.split(ops[0])
     _keys_present(runs, keys, "the check")
-    summary = summarize(runs, keys)
+    summary = summarize(runs, keys, metric=metric)
     a, b = _select(left, summary, keys, text), _select(right, summary, keys, text)
     if a is b:
         raise UserError(f"--expect {text!r}: both sides name the same group")
     lo, hi = (a, b) if ops[0] == "<" else (b, a)
     means = f"{a['test_mean']:.4g} vs {b['test_mean']:.4g}"
-    p, pairs = _paired_greater(hi, lo, runs, keys)
+    p, pairs = _paired_greater(hi, lo, runs, keys, metric.test)
     over = repeated_over([r for r in runs if r.get("status") == "ok"], keys)
     word = {(): "seeds", ("seed",): "seeds", ("data.split",): "splits"}.get(tuple(over), "runs (" + " × ".join(over) + ")")
     test = f"paired t-test over {pairs} {word}"
@@ -360,6 +413,7 @@ class CheckResult:
     expectations: list[Expectation]
     updated: bool
     notes: list[str] = field(default_factory=list)  # an old baseline, mixed platforms
+    metric: Metric = MSE  # what the statistics are of
 
     @property
     def passed(self) -> bool:
@@ -367,8 +421,12 @@ class CheckResult:
 
 
 def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[str] | None = None, alpha: float = 0.01,
-              rtol: float = 0.05, expectations: Sequence[str] = (), junit: Path | None = None) -> CheckResult:
-    """What `dropbench check` does: everything is validated before any file is written."""
+              rtol: float = 0.05, expectations: Sequence[str] = (), junit: Path | None = None,
+              metric: str | None = None, better: str | None = None) -> CheckResult:
+    """What `dropbench check` does: everything is validated before any file is written.
+
+    metric / better: as `report --metric/--better`. A new baseline records them (default test
+    MSE); a check uses the metric its baseline records, and refuses another one named here."""
     from dropbench.results import atomic_write, read_runs
 
     _check_params(alpha, rtol)
@@ -376,13 +434,15 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
     counts: dict[tuple[str, ...], dict[str, int]] = {i: {"runs of the sweep": n} for i, n in platform_counts(runs).items()}
     notes = []
     if update:
-        keys, rows = baseline_rows(runs, by)
+        chosen = resolve_metric(runs, metric or DEFAULT_METRIC, better)
+        keys, rows = baseline_rows(runs, by, chosen)
         verdicts: list[Verdict] = []
     else:
         if by is not None:
             raise UserError("--by only applies with --update-baseline; a check groups as its baseline does")
         keys, rows = read_baseline(baseline)
-        verdicts = compare(runs, keys, rows, alpha, rtol, f"baseline {baseline}")
+        chosen = _recorded_metric(runs, rows, baseline, metric, better)
+        verdicts = compare(runs, keys, rows, alpha, rtol, f"baseline {baseline}", chosen)
         if any(r["config"] is None for r in rows):
             notes.append(OLD_BASELINE_NOTE.format(path=baseline))
         for r in rows:
@@ -392,9 +452,24 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
                 by_source["baseline runs"] = by_source.get("baseline runs", 0) + int(p.get("runs") or 0)
     if note := platform_note(counts):
         notes.append(note)
-    claims = [expect(runs, keys, e, alpha) for e in expectations]
+    claims = [expect(runs, keys, e, alpha, chosen) for e in expectations]
     if update:
         atomic_write(baseline, baseline_csv(keys, rows))
     if junit is not None:
         atomic_write(junit, junit_xml(verdicts, claims, str(baseline)))
-    return CheckResult(keys, verdicts, claims, update, notes)
+    return CheckResult(keys, verdicts, claims, update, notes, chosen)
+
+
+def _recorded_metric(runs: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], path: Path,
+                     metric: str | None, better: str | None) -> Metric:
+    """The metric a check compares: the baseline's. A --metric or --better that says otherwise
+    is refused in one line naming both, rather than comparing numbers of another kind."""
+    name, higher = baseline_metric(rows)
+    way = "higher" if higher else "lower"
+    if metric is not None and canonical_metric(metric) != name:
+        raise UserError(f"baseline {path} was recorded with --metric {name} but this check asks for --metric {canonical_metric(metric)}; "
+                        f"drop --metric (a check compares its baseline's {name}), or re-record the baseline with --update-baseline --metric {canonical_metric(metric)}")
+    if better is not None and resolve_metric(runs, name, better).higher != higher:
+        raise UserError(f"baseline {path} was recorded with --metric {name} --better {way} but this check asks for --better {better}; "
+                        f"drop --better, or re-record the baseline with --update-baseline --better {better}")
+    return resolve_metric(runs, name, way)

@@ -287,17 +287,19 @@ def check(
     update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write the baseline from this sweep instead of checking.")] = False,
     by: Annotated[Optional[str], typer.Option("--by", help="With --update-baseline: group by these keys (default: every swept key but the seed).")] = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the Welch t-tests.")] = 0.01,
-    rtol: Annotated[float, typer.Option("--rtol", help="Relative rise of mean test MSE tolerated before a group can fail.")] = 0.05,
-    expect: Annotated[Optional[list[str]], typer.Option("--expect", help='A claim on group order, e.g. "l2 < none" (repeatable).')] = None,
+    rtol: Annotated[float, typer.Option("--rtol", help="Relative change of the metric's mean, the worse way, tolerated before a group can fail (a rise of test MSE).")] = 0.05,
+    expect: Annotated[Optional[list[str]], typer.Option("--expect", help='A claim on group order, e.g. "l2 < none": a lower mean metric (repeatable).')] = None,
     junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write a JUnit XML report here.")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="With --update-baseline: the result column to record, as report's (default test_mse; test_rmse, test_mc_rmse, test_ll, ...). A check uses its baseline's; naming another is an error.")] = None,
+    better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher). Recorded with the metric.")] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the verdict line.")] = False,
 ) -> None:
-    """Fail (exit 1) when a sweep's test MSE regressed against a baseline or a claim does not hold."""
+    """Fail (exit 1) when a sweep's metric (test MSE by default) regressed against a baseline or a claim does not hold."""
     from dropbench.check import run_check
     from dropbench.reporting import baseline_table, check_tables
 
     with _user_errors():
-        result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit)
+        result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit, metric, better)
     console = _console(quiet)
     for table in check_tables(result, str(baseline)):
         console.print(table)

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from dropbench.errors import UserError
 from dropbench.stats import (
-    DATA_SET_KEYS, DEFAULT_METRIC, REPETITION_KEYS, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
+    DATA_SET_KEYS, DEFAULT_METRIC, MSE, REPETITION_KEYS, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
     data_set, platform_note, pooled_configs, pooled_note, sort_key, summarize,
 )
 
@@ -671,8 +671,10 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
 
     tables: list[Any] = []
     notes = list(getattr(result, "notes", []))
+    m = getattr(result, "metric", None) or MSE
     if result.verdicts:
-        caption = "final test MSE, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is higher"
+        caption = (f"final {m.label}, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is "
+                   + ("lower (higher is better)" if m.higher else "higher"))
         t = Table(title=f"dropbench check against {baseline}", header_style="bold",
                   caption="\n".join([caption, *map(_note_markup, notes)]))
         notes = []
@@ -687,7 +689,8 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
             t.add_row(v.label, cell(v.base), cell(v.new), change, _fmt(v.p, 2), f"[{style}]{v.verdict}[/{style}]", v.detail)
         tables.append(t)
     if result.expectations:
-        t = Table(title="expectations (lower test MSE is better)", header_style="bold")
+        t = Table(title=f"expectations ({'higher' if m.higher else 'lower'} {m.label} is better; < and > compare means)"
+                  if m.higher else f"expectations (lower {m.label} is better)", header_style="bold")
         for c in ("expectation", "verdict", "why"):
             t.add_column(c)
         for e in result.expectations:
@@ -699,12 +702,17 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
 
 
 def baseline_table(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> Table:
+    """A baseline's groups: seeds, and mean ± std of its metric (and the train counterpart,
+    where the metric has one)."""
+    name = next((str(r["metric"]) for r in rows if r.get("metric")), DEFAULT_METRIC)
+    m = Metric(name, f"final_{name}", None, False)
+    train = any(isinstance(r.get("train_mean"), float) and not math.isnan(r["train_mean"]) for r in rows)
     t = Table(title=title, header_style="bold")
     for k in keys:
         t.add_column(k)
-    for c in ("seeds", "train MSE (mean ± std)", "test MSE (mean ± std)"):
+    for c in ("seeds", *([f"{m.train_label} (mean ± std)"] if train else []), f"{m.label} (mean ± std)"):
         t.add_column(c, justify="right")
     for r in rows:
-        t.add_row(*[_cell(r[k]) for k in keys], str(r["n_seeds"]), f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}",
-                  f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}")
+        cells = [f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}"] if train else []
+        t.add_row(*[_cell(r[k]) for k in keys], str(r["n_seeds"]), *cells, f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}")
     return t

@@ -213,6 +213,14 @@ def _metric_column(rows: Sequence[Mapping[str, Any]], name: str) -> str | None:
     return None
 
 
+MSE = Metric(DEFAULT_METRIC, "final_test_mse", "final_train_mse", False)  # what a summary compares unless told
+
+
+def canonical_metric(name: str) -> str:
+    """A metric as a baseline records it and options compare it: final_test_ll is test_ll."""
+    return name.removeprefix("final_")
+
+
 def resolve_metric(rows: Sequence[Mapping[str, Any]], name: str = DEFAULT_METRIC, better: str | None = None) -> Metric:
     """The metric `name` (test_mse, test_rmse, test_ll, best_test_mse, ...) as the rows carry it:
     column final_NAME, else NAME. better: "higher", "lower" or None (by the name: a log-likelihood
@@ -451,7 +459,7 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
     Ranks restart for each data set where the groups span several (DATA_SET_KEYS).
     Rows come sorted by data set, then rank, ties and unranked groups by key.
     """
-    metric = metric or Metric(DEFAULT_METRIC, "final_test_mse", "final_train_mse", False)
+    metric = metric or MSE
     keys = list(by) if by is not None else group_keys(rows)
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in rows:

@@ -46,7 +46,8 @@ def base(tmp_path):
 
 def test_update_baseline_records_every_group(base, tmp_path):
     rows = list(csv.DictReader(base.open()))
-    assert list(rows[0]) == ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std", "config", "platform"]
+    assert list(rows[0]) == ["reg", "n_seeds", "test_mean", "test_std", "train_mean", "train_std", "metric", "better", "config", "platform"]
+    assert {(r["metric"], r["better"]) for r in rows} == {("test_mse", "lower")}, "the default metric is recorded too"
     assert json.loads(rows[0]["config"]) == {"data": "noisy_linear", "model": "mlp", "optim": "adam", "p": "0.5", "epochs": "100"}
     assert json.loads(rows[2]["config"])["p"] == "" and json.loads(rows[0]["platform"]) == [], "hand-made runs record none"
     assert [r["reg"] for r in rows] == ["dropout", "l2", "none"]
@@ -149,6 +150,10 @@ def test_junit_lists_each_group_and_claim(base, tmp_path):
     ("reg,n_seeds,test_mean,test_std,train_mean,train_std\nnone,3,0.1,0.1,0.1,0.1\nnone,3,0.1,0.1,0.1,0.1\n", "appears twice"),
     ("reg,n_seeds,test_mean,test_std,train_mean,train_std\n", "lists no groups"),
     ("model.width,n_seeds,test_mean,test_std,train_mean,train_std\n64,3,0.1,0.1,0.1,0.1\n", "no column model.width"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std,metric,better\nnone,3,0.1,0.1,0.1,0.1,test_ll,sideways\n",
+     "better='sideways' must be higher or lower"),
+    ("reg,n_seeds,test_mean,test_std,train_mean,train_std,metric,better\nnone,3,0.1,0.1,0.1,0.1,test_mse,lower\n"
+     "l2,3,0.1,0.1,nan,nan,test_ll,higher\n", "mixes metrics: test_ll (higher is better) and test_mse (lower is better)"),
 ])
 def test_bad_baselines_exit_2_with_one_line(tmp_path, content, says):
     d = sweep(tmp_path / "s")
@@ -173,6 +178,7 @@ def test_the_committed_ci_baseline_is_usable():
     keys, rows = read_baseline(REPO / "results" / "baselines" / "ci_sweep.csv")
     assert keys == ["reg"] and [r["reg"] for r in rows] == ["dropout", "droppath", "l1", "l2", "none"]
     assert all(r["n_seeds"] == 20 for r in rows)
+    assert all((r["metric"], r["better"]) == ("test_mse", "lower") for r in rows), "no metric column: test MSE"
     assert "results/baselines/ci_sweep.csv" in (REPO / "scripts" / "ci_check.sh").read_text()
     assert "scripts/ci_check.sh" in (REPO / ".ci" / "run").read_text()
 
@@ -242,3 +248,80 @@ def test_splits_are_repetitions_for_baselines_and_claims(tmp_path):
     assert [(r["reg"], r["n_seeds"]) for r in recorded] == [("dropout", "8"), ("l2", "8"), ("none", "8")]
     res = check(str(d), "--baseline", str(f), "--expect", "l2 < none")
     assert res.exit_code == 0 and "paired t-test over 8 splits" in res.stdout, res.stdout
+
+
+# ---- --metric: a baseline of another result column ------------------------------------------------
+
+def uci_sweep(folder: Path, ll_shift: dict[str, float] | None = None, **kw) -> Path:
+    """sweep()'s runs with the UCI columns: RMSE = 2·√MSE and a log-likelihood of -10·MSE (so a
+    lower MSE is a higher log-likelihood), the log-likelihood moved by ll_shift per group."""
+    rows = list(csv.DictReader(sweep(folder, **kw).joinpath("runs.csv").open()))
+    for r in rows:
+        te = float(r["final_test_mse"])
+        r.update(final_test_rmse=2 * te**0.5, final_test_ll=-10 * te + (ll_shift or {}).get(r["reg"], 0.0))
+    return write_sweep(folder, rows)
+
+
+def test_a_baseline_records_and_checks_the_metric_it_was_made_with(tmp_path):
+    f = tmp_path / "ll.csv"
+    res = check(str(uci_sweep(tmp_path / "ref")), "--baseline", str(f), "--update-baseline", "--metric", "test_ll")
+    assert res.exit_code == 0, res.output
+    assert "test log-likelihood (mean ± std)" in res.stdout and "train" not in res.stdout.split("baseline written")[1]
+    rows = list(csv.DictReader(f.open()))
+    assert {(r["metric"], r["better"]) for r in rows} == {("test_ll", "higher")}, "*_ll: higher is better"
+    lls = [float(r["final_test_ll"]) for r in csv.DictReader((tmp_path / "ref" / "runs.csv").open()) if r["reg"] == "none"]
+    none = next(r for r in rows if r["reg"] == "none")
+    assert float(none["test_mean"]) == pytest.approx(sum(lls) / len(lls)) and none["train_mean"] == "nan", "test_ll has no train side"
+    same = check(str(tmp_path / "ref"), "--baseline", str(f))
+    assert same.exit_code == 0 and "check passed: 3 group(s)" in same.stdout, same.output
+    assert "final test log-likelihood" in " ".join(same.stdout.split())
+    # l2's log-likelihood 0.3 lower on every seed (about -20%): worse, though its MSE did not move.
+    worse = check(str(uci_sweep(tmp_path / "w", {"l2": -0.3})), "--baseline", str(f), "--metric", "test_ll")
+    assert worse.exit_code == 1 and "(reg=l2: WORSE)" in worse.stderr, worse.output
+    from dropbench.check import run_check
+
+    detail = {v.label: v.detail for v in run_check(tmp_path / "w", f).verdicts}["reg=l2"]
+    assert re.fullmatch(r"test log-likelihood -\d+\.\d% \(lower by more than 5%\), Welch p=\S+ < 0\.01", detail), detail
+    better = check(str(uci_sweep(tmp_path / "b", {"l2": 0.3})), "--baseline", str(f))
+    assert better.exit_code == 0 and "better" in better.stdout, better.output
+    mse = check(str(uci_sweep(tmp_path / "m", {"l2": -0.3})), "--baseline", str(base_of(tmp_path)))
+    assert mse.exit_code == 0, "the MSE baseline does not see a log-likelihood change"
+
+
+def base_of(tmp_path: Path) -> Path:
+    """A test MSE baseline of uci_sweep's unshifted runs."""
+    f = tmp_path / "mse.csv"
+    if not f.exists():
+        assert check(str(uci_sweep(tmp_path / "mse_ref")), "--baseline", str(f), "--update-baseline").exit_code == 0
+    return f
+
+
+def test_a_check_with_another_metric_than_its_baseline_is_one_line(tmp_path, base):
+    f = tmp_path / "ll.csv"
+    d = str(uci_sweep(tmp_path / "ref"))
+    assert check(d, "--baseline", str(f), "--update-baseline", "--metric", "final_test_ll").exit_code == 0
+    for args, says in (
+        (["--baseline", str(f), "--metric", "test_mse"], f"baseline {f} was recorded with --metric test_ll but this check asks for --metric test_mse"),
+        (["--baseline", str(f), "--better", "lower"], "--metric test_ll --better higher but this check asks for --better lower"),
+        (["--baseline", str(base), "--metric", "test_rmse"], "recorded with --metric test_mse but this check asks for --metric test_rmse"),
+        (["--baseline", str(f), "--better", "up"], "unknown --better 'up'"),
+        (["--baseline", str(tmp_path / "n.csv"), "--update-baseline", "--metric", "test_mc_rmse"], "unknown --metric 'test_mc_rmse'"),
+    ):
+        res = check(d, *args, "--junit", str(tmp_path / "j.xml"))
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1 and says in res.stderr, (args, res.stderr)
+        assert not (tmp_path / "j.xml").exists() and not (tmp_path / "n.csv").exists()
+    # The baseline's own metric, named or not, is no error; nor is an old baseline (test MSE) checked as such.
+    assert check(d, "--baseline", str(f), "--metric", "test_ll", "--better", "higher").exit_code == 0
+    assert check(d, "--baseline", str(base), "--metric", "test_mse").exit_code == 0
+
+
+def test_expectations_compare_the_baselines_metric(tmp_path):
+    """With test_ll (= -10·MSE here), "dropout > none" holds: < and > compare the metric's means."""
+    d = uci_sweep(tmp_path / "ref")
+    f = tmp_path / "ll.csv"
+    res = check(str(d), "--baseline", str(f), "--update-baseline", "--metric", "test_ll", "--expect", "dropout > none")
+    assert res.exit_code == 0 and "paired t-test over 8 seeds" in res.stdout, res.output
+    assert "expectations (higher test log-likelihood is better" in " ".join(res.stdout.split())
+    res = check(str(d), "--baseline", str(f), "--expect", "dropout < none")
+    assert res.exit_code == 1 and "1 expectation(s) do not hold (dropout < none)" in res.stderr
+    assert check(str(d), "--baseline", str(base_of(tmp_path)), "--expect", "dropout < none").exit_code == 0
