@@ -18,25 +18,12 @@ if TYPE_CHECKING:
 # the same numbers elsewhere). test_mc_*: the mean of eval.mc_samples stochastic passes (empty
 # without MC); test_ll: the Gaussian test log-likelihood with precision eval.tau (empty without).
 # train_loss: the training objective (MSE + loss-slot penalties) each step measured before its
-# update: at full batch the epoch's one step's; with batch_size, the mean over the epoch's steps
-# of each batch's objective weighted by the batch's rows (sum of rows*loss in float64, / n).
+# update: at full batch the epoch's one step's; with batch_size, the rows-weighted mean of the
+# epoch's batches' objectives (engines/loop.py, where every rule of the training loop is kept).
 CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss",
                  "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll")
 CURVE_REQUIRED = CURVE_COLUMNS[:4]  # every curves.csv has these (folders written before the others)
 SCORE_COLUMNS = CURVE_COLUMNS[4:]  # RunResult.scores; RunResult.curve holds CURVE_REQUIRED
-FIT_POINTS = 200
-
-
-def fit_grid(x_train: "torch.Tensor") -> "torch.Tensor":
-    """Where a 1-D model's fitted curve is drawn: FIT_POINTS over the training x range, [n, 1],
-    in x_train's dtype and on its device (the model's). The ends stay tensors: no copy to the
-    host, and the same values float() ends would give."""
-    import torch
-
-    lo, hi = x_train.min(), x_train.max()
-    return torch.linspace(lo, hi, FIT_POINTS, dtype=x_train.dtype, device=x_train.device).unsqueeze(1)
-
-
 @dataclass
 class RunResult:
     """One finished run: its eval curve and how it ended."""
@@ -189,85 +176,10 @@ class MCStats:
                 for v, T, tau in zip(lse, self.T, self.tau)]
 
 
-# ---- mini-batches (batch_size) ---------------------------------------------------------------
-# With batch_size = B, each epoch is ceil(n/B) optimizer steps over consecutive slices of the
-# training rows in a fresh order (the last slice may be smaller). The order is torch.randperm(n)
-# drawn at the start of the epoch, before any of its steps, on the CPU from the run's shuffle
-# generator: a generator of its own, seeded from the run's seed alone (shuffle_seed), never the
-# stream the run's masks come from. So the masks are drawn as at full batch (step by step, each
-# step's shapes), a run's batch order is the same whatever its regularizer, p or data (runs that
-# differ only in those see the same batches: a paired comparison), and both engines draw the same
-# permutations. batch_size = null draws no permutation: one step per epoch on the rows in order.
-SHUFFLE_DOMAIN = b"dropbench.shuffle:"
-
-
-def shuffle_seed(seed: int) -> int:
-    """The seed of a run's shuffle generator: 64 bits of sha256("dropbench.shuffle:<seed>"), so
-    it is no other run's model seed (seed + k would be run seed+k's init stream)."""
-    import hashlib
-
-    return int.from_bytes(hashlib.sha256(SHUFFLE_DOMAIN + str(seed).encode()).digest()[:8], "little")
-
-
-def shuffle_generator(seed: int) -> "torch.Generator":
-    """A run's shuffle generator (CPU), at the start of training."""
-    import torch
-
-    g = torch.Generator()
-    g.manual_seed(shuffle_seed(seed))
-    return g
-
-
-def batch_slices(n: int, batch_size: int | None) -> list[tuple[int, int]] | None:
-    """The (start, stop) row slices of an epoch's steps; None at full batch (no shuffling)."""
-    if batch_size is None:
-        return None
-    return [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
-
-
-def steps_per_epoch(n: int, batch_size: int | None) -> int:
-    return 1 if batch_size is None else -(-n // batch_size)
-
-
-def eval_epochs(epochs: int, eval_every: int) -> list[int]:
-    """Epochs (1-based, steps completed) at which a run is evaluated: every eval_every and the last."""
-    marks = list(range(eval_every, epochs + 1, eval_every))
-    if not marks or marks[-1] != epochs:
-        marks.append(epochs)
-    return marks
-
-
 def failed_results(cfgs: Sequence["RunConfig"], error: Exception) -> list[RunResult]:
     """A run that raised is recorded, not lost: the sweep goes on without it."""
     reason = f"{type(error).__name__}: {' '.join(str(error).split())}"[:300]
     return [RunResult(c, status="failed", reason=reason) for c in cfgs]
-
-
-def diverged_reason(epoch: int, loss: float | str) -> str:
-    """Why a run failed: `loss` is the non-finite training loss, or a phrase naming what was."""
-    what = f"training loss {loss}" if isinstance(loss, float) else loss
-    return f"diverged at epoch {epoch} ({what}); lower optim.lr or the regularizer strength"
-
-
-def settle(result: RunResult) -> RunResult:
-    """The last check every engine makes on a finished run: an evaluation that is not finite
-    means the run diverged, even when no training loss showed it (the last step's update, whose
-    loss was measured before it). Such a run fails; its curve keeps the finite evaluations before
-    that one. A failed run has no fitted curve: its weights are not a model of anything."""
-    for i, row in enumerate(result.rows()):
-        epoch, train, test = row[:3]
-        extra = [(c, v) for c, v in zip(CURVE_COLUMNS[6:], row[6:]) if v is not None and not math.isfinite(v)]
-        if not (math.isfinite(train) and math.isfinite(test)) or extra:
-            result.curve, result.scores = result.curve[:i], result.scores[:i]
-            result.status = "failed"
-            what = f"train MSE {train}, test MSE {test}" + "".join(f", {c} {v}" for c, v in extra)
-            result.reason = diverged_reason(epoch, f"evaluated after it: {what}")
-            break
-    if result.status == "ok" and not all(math.isfinite(y) for _, y in result.fit):
-        result.status, result.reason = "failed", diverged_reason(result.cfg.epochs, "fitted curve is not finite")
-    if result.status != "ok":
-        result.fit = []
-    return result
 
 
 @contextmanager
@@ -292,6 +204,21 @@ class Engine(Protocol):
     name: str
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]: ...
+
+
+# The training loop's rules and helpers live in engines/loop.py; their old home still answers.
+_IN_LOOP = frozenset({"FIT_POINTS", "fit_grid", "SHUFFLE_DOMAIN", "shuffle_seed", "shuffle_generator", "batch_slices",
+                      "steps_per_epoch", "eval_epochs", "diverged_reason", "settle"})
+
+
+def __getattr__(name: str) -> Any:
+    """`from dropbench.engines.base import settle` etc.: loop.py imports this module, so the
+    names are looked up there on first use rather than imported at the top (a cycle)."""
+    if name in _IN_LOOP:
+        from dropbench.engines import loop
+
+        return getattr(loop, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_device(device: str) -> "torch.device":
