@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -11,10 +10,11 @@ import torch
 from torch import nn
 
 from dropbench.data import load_dataset
+from dropbench.engines import loop
 from dropbench.engines.base import (
-    MC_SLOTS, MCStats, RunResult, batch_slices, diverged_reason, eval_epochs, failed_results, fit_grid, mc_active, mc_block,
-    mc_regs, one_intraop_thread, resolve_device, settle, shuffle_generator,
+    MC_SLOTS, MCStats, RunResult, failed_results, mc_active, mc_block, mc_regs, one_intraop_thread, resolve_device,
 )
+from dropbench.engines.loop import fit_grid, shuffle_generator
 from dropbench import regs
 from dropbench.models import build_mlp
 
@@ -89,12 +89,20 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     # its own (a learned dropout rate) must not shift what a constraint reads.
     linear_params = [t for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
     mse = nn.MSELoss()
-    marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
-    result = RunResult(cfg)
+    n = data.x_train.shape[0]
+    x, y = data.x_train, data.y_train  # the epoch's rows: in order, or as shuffle() drew them
+    gen = shuffle_generator(cfg.seed)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimizer update on (x, y); the objective measured before it."""
-        loss = mse(model(x), y)
+    def shuffle() -> None:
+        nonlocal x, y
+        perm = torch.randperm(n, generator=gen).to(data.x_train.device)
+        x, y = data.x_train[perm], data.y_train[perm]
+
+    def step(rows: tuple[int, int] | None, objective: bool) -> list[float]:
+        """One optimizer update on the epoch's rows a:b (None: all); the objective measured
+        before it (always the full one here: backward needs it anyway)."""
+        xb, yb = (x, y) if rows is None else (x[rows[0]:rows[1]], y[rows[0]:rows[1]])
+        loss = mse(model(xb), yb)
         for r, c in penalties:
             loss = loss + r.penalty(list(model.parameters()), c)
         opt.zero_grad()
@@ -108,43 +116,27 @@ def _train_one(cfg: "RunConfig") -> RunResult:
             with torch.no_grad():
                 for r, c in constraints:
                     r.after_step(linear_params, c)
-        return loss.item()
+        return [loss.item()]
 
-    n = data.x_train.shape[0]
-    slices = batch_slices(n, cfg.batch_size)
-    shuffle = shuffle_generator(cfg.seed) if slices is not None else None
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        if slices is None:
-            train_loss = step(data.x_train, data.y_train)
-        else:  # base.batch_slices: a fresh order drawn before the epoch's first step
-            perm = torch.randperm(n, generator=shuffle).to(data.x_train.device)
-            xp, yp = data.x_train[perm], data.y_train[perm]
-            total = 0.0
-            for a, b in slices:
-                train_loss = step(xp[a:b], yp[a:b])
-                if not math.isfinite(train_loss):
-                    break
-                total += train_loss * (b - a)
-            else:
-                train_loss = total / n
-        if not math.isfinite(train_loss):
-            result.status, result.reason = "failed", diverged_reason(epoch, train_loss)
-            break
-        if epoch in marks:
-            result.add_eval(*evaluate(model, data, cfg, epoch, train_loss))
-    if data.n_features == 1 and result.status == "ok":
+    def scores() -> list[tuple]:
+        out = evaluate(model, data, cfg)
+        model.train()  # evaluate leaves eval mode; training goes on in training mode
+        return [out]
+
+    def fit() -> list[list[tuple[float, float]]]:
         model.eval()
         with torch.no_grad():
             grid = fit_grid(data.x_train)
-            result.fit = list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))
-    result.seconds = time.perf_counter() - t0
-    return settle(result)
+            return [list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))]
+
+    model.train()
+    (result,) = loop.train([cfg], n, [data.y_std], step, scores, shuffle, fit if data.n_features == 1 else None, t0=t0)
+    return result
 
 
-def evaluate(model: nn.Module, data: Any, cfg: "RunConfig", epoch: int, train_loss: float) -> tuple:
-    """RunResult.add_eval's arguments: train and test MSE in eval mode; with eval.mc_samples the
-    MC test MSE, and with eval.tau the test log-likelihood (engines/base.py: MCStats)."""
+def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None]:
+    """loop.Evaluation: train and test MSE in eval mode; with eval.mc_samples the MC test MSE,
+    and with eval.tau the test log-likelihood (engines/base.py: MCStats)."""
     mse = nn.MSELoss()
     model.eval()
     with torch.no_grad():
@@ -152,7 +144,7 @@ def evaluate(model: nn.Module, data: Any, cfg: "RunConfig", epoch: int, train_lo
         pred = model(data.x_test)
         test_mse = mse(pred, data.y_test).item()
         mc_mse, ll = mc_evaluate(model, data, cfg, pred)
-    return epoch, train_mse, test_mse, train_loss, data.y_std, mc_mse, ll
+    return train_mse, test_mse, mc_mse, ll
 
 
 def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tensor) -> tuple[float | None, float | None]:
