@@ -11,7 +11,6 @@ through its forward, same kernels, same order (tests/test_batched.py checks it b
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,18 +22,13 @@ import torch.nn.functional as F
 from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.models import acts_after
-from dropbench.engines.base import (
-    MCStats, RunResult, batch_slices, diverged_reason, eval_epochs, fit_grid, mc_active, mc_block, mc_regs,
-    resolve_device, settle, shuffle_generator,
-)
+from dropbench.engines import loop
+from dropbench.engines.base import MCStats, RunResult, mc_active, mc_block, mc_regs, resolve_device
+from dropbench.engines.loop import Cancelled, batch_slices, fit_grid, shuffle_generator
 from dropbench.regs.base import ChunkView, Piece
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
-
-class Cancelled(BaseException):
-    """A worker thread stops training: not an error of its runs (they are not stored)."""
-
 
 ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu, "selu": torch.selu}
 # SELU's constants as ATen's selu passes them to elu (and autograd to elu_backward).
@@ -428,58 +422,30 @@ class Chunk(ChunkView):
         return [m if t else None for m, t in zip(stats.mse(), T)], ll
 
     def train(self, cancel: threading.Event | None = None) -> list[RunResult]:
-        """Train every member; `cancel` set (Ctrl-C in the main thread) stops within one epoch."""
+        """Train every member by engines/loop.py's rules; `cancel` set (Ctrl-C in the main
+        thread) stops within one epoch. Padding members train along, unread."""
         t0 = time.perf_counter()
-        cfg = self.cfg0
-        marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
-        results = [RunResult(c) for c in self.cfgs[: self.n_real]]
-        alive = [True] * self.n_real
+        real = self.n_real
+        xs, ys = self.x, self.y  # the epoch's rows: in order, or as shuffle() drew them
 
-        def check(loss: torch.Tensor, epoch: int) -> bool:
-            """Fail each member whose objective is not finite (first time); False once none is alive."""
-            if not bool(torch.isfinite(loss[: self.n_real]).all()):
-                for i, v in enumerate(loss[: self.n_real].tolist()):
-                    if alive[i] and not math.isfinite(v):
-                        alive[i] = False
-                        results[i].status, results[i].reason = "failed", diverged_reason(epoch, v)
-            return any(alive)
+        def shuffle() -> None:
+            nonlocal xs, ys
+            xs, ys = self.shuffled()
 
-        n = self.x.shape[1]
-        for epoch in range(1, cfg.epochs + 1):
-            if cancel is not None and cancel.is_set():
-                raise Cancelled
-            objective = epoch in marks
-            if self.slices is None:
-                loss = self.step(objective)
-                if not check(loss, epoch):
-                    break
-            else:
-                xs, ys = self.shuffled()
-                total = torch.zeros(len(self.cfgs), dtype=torch.float64, device=self.device)
-                for a, b in self.slices:
-                    loss = self.step(objective, xs[:, a:b], ys[:, a:b])
-                    if not check(loss, epoch):
-                        break
-                    if objective:  # train_loss: rows-weighted mean of the batches' objectives (base.py)
-                        total += loss.to(torch.float64) * (b - a)
-                else:
-                    loss = total / n
-                if not any(alive):
-                    break
-            if epoch in marks:
-                tr, te, mc, ll = self.evaluate()
-                losses = loss.tolist()
-                for i, r in enumerate(results):
-                    if alive[i]:
-                        r.add_eval(epoch, tr[i], te[i], losses[i], self.y_std[i], mc[i], ll[i])
-        if self.grid is not None:
+        def step(rows: tuple[int, int] | None, objective: bool) -> list[float]:
+            if rows is None:
+                return self.step(objective)[:real].tolist()
+            a, b = rows
+            return self.step(objective, xs[:, a:b], ys[:, a:b])[:real].tolist()
+
+        def scores() -> list[tuple]:
+            return list(zip(*self.evaluate()))[:real]
+
+        def fit() -> list[list[tuple[float, float]]]:
+            assert self.grid is not None
             with torch.no_grad():
                 pred = self.forward(self.grid, train=False)
-            for i, r in enumerate(results):
-                r.fit = list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist()))
-        secs = (time.perf_counter() - t0) / self.n_real
-        for r in results:
-            r.seconds = secs
-        return [settle(r) for r in results]
+            return [list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist())) for i in range(real)]
 
-
+        return loop.train(self.cfgs[:real], self.x.shape[1], self.y_std[:real], step, scores, shuffle,
+                          fit if self.grid is not None else None, cancel, t0)
