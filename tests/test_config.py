@@ -247,13 +247,45 @@ def test_an_unreadable_csv_is_one_line(tmp_path, make, msg):
 
 
 def test_a_cached_csv_hash_still_sees_an_edit(tmp_path, monkeypatch):
-    import dropbench.config as config_mod
+    from dropbench.config import identity  # the module that reads both names
 
     # Trust a file however recently it changed, so the cache is used; an edit of the same size
     # must still be seen (it changes the file's ctime).
-    monkeypatch.setattr(config_mod, "_SETTLE_NS", -10**15)
-    monkeypatch.setattr(config_mod, "_SHA_CACHE", {})
+    monkeypatch.setattr(identity, "_SETTLE_NS", -10**15)
+    monkeypatch.setattr(identity, "_SHA_CACHE", {})
     f = tmp_path / "d.csv"
     before = _csv(f)
-    assert config_mod._SHA_CACHE and load(["data=csv", f"data.path={f}", "data.target=t"]) == before
+    assert identity._SHA_CACHE and load(["data=csv", f"data.path={f}", "data.target=t"]) == before
     assert _csv(f, CSV_TEXT.replace("0,0,-1", "0,0,-2")).run_id != before.run_id
+
+
+# dropbench.config is one module per idea, each importing only those before it (no cycles).
+CONFIG_LAYERS = ("coerce", "identity", "rules", "schema", "compose")
+
+
+def test_config_is_one_module_per_idea_behind_one_api():
+    import ast
+    import importlib
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import dropbench.config as config
+
+    mods = {n: importlib.import_module(f"dropbench.config.{n}") for n in CONFIG_LAYERS}
+    assert all(m.__doc__ for m in mods.values())
+    for name in config.__all__:  # every name callers use resolves, to the object its home module holds
+        assert any(getattr(m, name, None) is getattr(config, name) for m in mods.values()), name
+    home = {"from_dict": "coerce", "csv_read_errors": "identity", "ID_OMITS_DEFAULT": "identity", "n_trained": "rules",
+            "TABLE_KEY": "rules", "RunConfig": "schema", "build": "schema", "load": "compose", "load_sweep": "compose"}
+    assert all(getattr(mods[m], n) is getattr(config, n) for n, m in home.items())
+    # Module state is not re-exported: a monkeypatch of the package would patch a copy nobody reads.
+    assert not any(hasattr(config, s) for s in ("_SHA_CACHE", "_SETTLE_NS", "_ROWS_TRAINED"))
+    for i, name in enumerate(CONFIG_LAYERS):
+        tree = ast.parse(Path(mods[name].__file__).read_text())
+        used = {n.module.rsplit(".", 1)[1] for n in tree.body
+                if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("dropbench.config.")}
+        assert used <= set(CONFIG_LAYERS[:i]), (name, used)
+    # Hydra and torch stay lazy (dropbench --help and report import the package).
+    code = "import sys, dropbench.config; print(sorted({'torch', 'hydra', 'omegaconf'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"

@@ -1,0 +1,133 @@
+"""Coercion: a composed plain dict (from Hydra or a saved config.yaml) into typed, checked dataclasses.
+
+Generic machinery that knows no particular config: from_dict walks any dataclass's fields, coerces
+each value to its annotated type (unions, Literal, lists, nested dataclasses), rejects unknown keys
+and calls the class's validate(); the small range checks are what those validate() methods use.
+Kept apart from the schema so that the schema reads as a list of keys, types and ranges, and every
+error a user sees for a bad value is worded here: the key, the bad value, what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Literal
+
+from dropbench.errors import UserError, did_you_mean
+
+# Every seed consumer accepts this range: torch.manual_seed, numpy default_rng, sklearn random_state.
+SEED_MAX = 2**32 - 1
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise UserError(f"invalid value {key}={value!r}: must be {allowed}")
+
+
+def _prob(key: str, p: float) -> None:
+    _check(0.0 <= p < 1.0, key, p, "in [0, 1) (p=1 would drop everything)")
+
+
+def _positive(key: str, v: float) -> None:
+    _check(v > 0, key, v, "> 0")
+
+
+def _fraction(key: str, v: float) -> None:
+    _check(0.0 < v < 1.0, key, v, "in (0, 1)")
+
+
+def _seed(key: str, v: int | None) -> None:
+    if v is not None:
+        _check(0 <= v <= SEED_MAX, key, v, f"in [0, {SEED_MAX}] (2**32 - 1: the range numpy, scikit-learn and torch all accept)")
+
+
+# ---- dict -> dataclass with checks ---------------------------------------------------------
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except UserError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        _check(value in allowed, key, value, "one of " + ", ".join(map(str, allowed)))
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        _check(isinstance(value, (list, tuple)), key, value, "a list")
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    if tp is bool:
+        _check(isinstance(value, bool), key, value, "true or false")
+        return value
+    if tp is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, value, "an integer")
+        return value
+    if tp is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _check(isinstance(value, str), key, value, "a string")
+        return value
+    raise TypeError(f"unsupported schema type {tp!r} for {key}")  # pragma: no cover - schema bug
+
+
+def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a plain dict, rejecting unknown keys and bad values."""
+    where = prefix or "config"
+    if not isinstance(d, dict):
+        raise UserError(f"invalid value {where}={d!r}: must be a mapping of keys")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise UserError(f"unknown key {key}{did_you_mean(unknown[0], fields)}: known keys here are {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in d:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise UserError(f"missing value for {key}: set it with {key}=VALUE")
+            continue
+        kwargs[name] = _coerce(key, d[name], hints[name])
+    obj = cls(**kwargs)
+    if hasattr(obj, "validate"):
+        obj.validate(prefix)
+    return obj
+
+
+# ---- a config group: its option chosen by name -------------------------------------------
+def _unknown_option_error(group: str, bad: str, opts: list[str]) -> UserError:
+    names = [n.strip() for n in bad.strip("[]").split(",") if n.strip()]
+    wrong = next((n for n in names if n not in opts), bad)
+    return UserError(f"unknown option {group}={bad}{did_you_mean(wrong, opts)}: choose from {', '.join(opts)}")
+
+
+def _select(table: dict[str, type], group: str, d: Any) -> Any:
+    if not isinstance(d, dict):
+        raise UserError(f"invalid value {group}={d!r}: must be a mapping with a name (one of {', '.join(table)})")
+    name = d.get("name")
+    if not isinstance(name, str) or name not in table:
+        raise _unknown_option_error(group, str(name), list(table))
+    return from_dict(table[name], d, group)

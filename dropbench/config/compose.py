@@ -1,0 +1,305 @@
+"""Hydra composition: conf/ and command-line overrides into plain dicts, and sweeps into jobs.
+
+Hydra does composition and the override/sweep grammar; this module drives it (cached per choice of
+config-group options, so a 1 000-seed sweep composes once), turns Hydra's and OmegaConf's errors
+into one line that names the key or option and what to write instead, and expands and checks
+sweeps (-m). load(), load_job() and load_sweep() are the entry points: compose, then build()
+(schema.py). Kept apart because it is the only part that needs Hydra (imported lazily, so
+`dropbench --help` stays fast) and because its error wording is about Hydra's grammar, not the schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dropbench.config.coerce import _unknown_option_error
+from dropbench.config.rules import _check_table_key
+from dropbench.config.schema import LAUNCHERS, build, build_launcher
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    from dropbench.config.schema import Launcher, RunConfig
+
+GROUPS = ("data", "model", "reg", "optim", "launcher")
+# conf/experiment/: whole protocols, selected with +experiment=NAME (each sets the groups above).
+EXPERIMENT = "experiment"
+
+
+# ---- Hydra --------------------------------------------------------------------------------
+def config_dir() -> Path:
+    return Path(str(resources.files("dropbench.conf")))
+
+
+def list_options() -> dict[str, list[str]]:
+    """Every config group and its options, read from conf/."""
+    root = config_dir()
+    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in GROUPS}
+
+
+def default_options() -> dict[str, str]:
+    """Each group's default option, from the defaults list of conf/config.yaml."""
+    import yaml
+
+    entries = yaml.safe_load((config_dir() / "config.yaml").read_text())["defaults"]
+    return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
+
+
+@cache
+def _hydra_ready() -> None:
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra import initialize_config_dir
+
+    GlobalHydra.instance().clear()
+    initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dropbench")
+
+
+def _dotted_keys(d: Any, prefix: str = "") -> list[str]:
+    if not isinstance(d, dict):
+        return [prefix[:-1]] if prefix else []
+    return [k for key, v in d.items() for k in _dotted_keys(v, f"{prefix}{key}.")]
+
+
+def _close_key(key: str, known: list[str]) -> str:
+    """A did-you-mean for a dotted key: a sibling first (a shared prefix is no likeness), then any key
+    whose last part is close (hidden -> model.hidden)."""
+    parent, _, leaf = key.rpartition(".")
+    siblings = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] == parent}
+    close = difflib.get_close_matches(leaf, list(siblings), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {siblings[close[0]]}?)"
+    others = {k.rpartition(".")[2]: k for k in known if k.rpartition(".")[0] != parent and not k.startswith("launcher.")}
+    close = difflib.get_close_matches(leaf, list(others), n=1, cutoff=0.8)
+    return f" (did you mean {others[close[0]]}?)" if close else ""
+
+
+def _unknown_key_error(key: str, composed: dict[str, Any] | None) -> UserError:
+    known = _dotted_keys(composed) if composed else []
+    hint = _close_key(key, known)
+    if key.startswith("launcher.") and composed and isinstance(composed.get("launcher"), dict):
+        # `run --cfg` shows the run's config, which has no launcher keys: list them here.
+        name = composed["launcher"].get("name")
+        cls = LAUNCHERS.get(name)
+        if cls is not None:
+            takes = ", ".join(f.name for f in dataclasses.fields(cls) if f.name != "name") or "no keys"
+            return UserError(f"unknown key {key}{hint}; launcher={name} takes: {takes}")
+    if key == "optim.weight_decay":
+        hint = " (weight decay is the l2 regularizer: use reg=l2 reg.l2.weight_decay=VALUE)"
+    elif key.startswith("reg.") and not any(k.startswith(".".join(key.split(".")[:2]) + ".") for k in known):
+        hint = " (a regularizer's keys exist only when it is selected, e.g. reg=l1 reg.l1.weight=1e-3)"
+    return UserError(f"unknown key {key}{hint}; list the keys with: dropbench run --cfg")
+
+
+def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str, Any] | None = None) -> UserError:
+    """One line for a Hydra error; `composed` (the config the overrides apply to) gives the known keys."""
+    msg = " ".join(str(e).split())
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == EXPERIMENT), None)
+    if experiment is not None:
+        if f"'{EXPERIMENT}/" in msg and ("Could not find" in msg or "Could not load" in msg):
+            return _unknown_option_error(f"+{EXPERIMENT}", experiment, sorted(p.stem for p in (config_dir() / EXPERIMENT).glob("*.yaml")))
+        if "Interpolation key" in msg:  # the experiment reads a key the chosen options lack
+            key = msg.split("'")[1] if "'" in msg else "?"
+            data = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == "data"), None)
+            return UserError(f"+{EXPERIMENT}={experiment} reads {key}, which "
+                             f"{f'data={data}' if data else 'this config'} does not have; drop the data= override (the experiment chooses its data set)")
+    options = list_options()
+    for g, opts in options.items():
+        if f"'{g}/" in msg or f"config group '{g}'" in msg or f"In '{g}/" in msg:
+            if "Could not find" in msg or "Could not load" in msg:
+                bad = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=", 1)[0] == g), "?")
+                return _unknown_option_error(g, bad, opts)
+    if "not in struct" in msg or "Could not override" in msg or "Could not append" in msg:
+        key = msg.split("'")[1] if "'" in msg else "?"
+        return _unknown_key_error(key, composed)
+    if "Ambiguous value" in msg or "sweep" in msg.lower():
+        arg = next((o for o in overrides if "," in o or "(" in o), " ".join(overrides))
+        return UserError(f"{arg} lists several values: to sweep over them add -m (dropbench run -m {arg})")
+    if any(t in msg for t in ("Error parsing override", "mismatched input", "no viable alternative", "LexerNoViableAlt", "token recognition")):
+        return UserError(f"cannot parse overrides {' '.join(overrides)!r}: write them as key=value, e.g. reg=dropout p=0.5")
+    return UserError(f"bad config: {msg}")
+
+
+def _is_group_override(o: str) -> bool:
+    key = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
+    return key in GROUPS or key == EXPERIMENT or key.split("/", 1)[0] in GROUPS and "." not in key
+
+
+@cache
+def _compose_groups(group_overrides: tuple[str, ...]) -> Any:
+    """Hydra composition for one choice of config-group options (the slow part, ~80 ms)."""
+    from hydra import compose as hydra_compose
+
+    _hydra_ready()
+    return hydra_compose(config_name="config", overrides=list(group_overrides))
+
+
+def compose(overrides: list[str]) -> dict[str, Any]:
+    """Compose conf/ with Hydra overrides into a plain, resolved dict.
+
+    Like Hydra's compose, group choices select the options and value overrides are then applied
+    in struct mode; the composition is cached per group choice, so a sweep over 1 000 seeds
+    composes once, not 1 000 times.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    groups = tuple(o for o in overrides if _is_group_override(o))
+    values = [o for o in overrides if not _is_group_override(o)]
+    composed = None
+    try:
+        cfg = OmegaConf.create(_compose_groups(groups))  # a copy: the cached one stays pristine
+        composed = OmegaConf.to_container(cfg, resolve=False)
+        OmegaConf.set_struct(cfg, True)
+        parsed = OverridesParser.create().parse_overrides(values)
+        if any(p.is_sweep_override() for p in parsed):
+            raise HydraException("Ambiguous value: sweep")
+        ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
+        _check_table_key(cfg)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise _friendly_hydra_error(e, list(overrides), composed) from None
+
+
+def _missing(d: Any, prefix: str = "") -> str | None:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            m = _missing(v, f"{prefix}{k}.")
+            if m:
+                return m
+    elif d == "???":
+        return prefix[:-1]
+    return None
+
+
+def load_job(overrides: list[str]) -> tuple[RunConfig, "Launcher"]:
+    """Compose and validate one run's config and the launcher that will run it."""
+    d = compose(overrides)
+    m = _missing(d)
+    if m:
+        raise UserError(f"missing value for {m}: set it with {m}=VALUE")
+    return build(d), build_launcher(d)
+
+
+def load(overrides: list[str]) -> RunConfig:
+    """Compose and validate one run's config."""
+    return load_job(overrides)[0]
+
+
+Dim = tuple[str, str, list[str]]  # a sweep dimension: key, the override as typed, its "key=value"s
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """Expand Hydra sweep grammar (a,b / range() / choice() / glob()) into one override list per run.
+
+    Refused with one line: a sweep that expands to no values, a sweep over `out` or the launcher
+    (one per invocation) and a key given twice next to a sweep of it.
+    """
+    return [list(job) for job in itertools.product(*(d[2] for d in _sweep_dims(overrides)))]
+
+
+def load_sweep(overrides: list[str]) -> list[tuple["RunConfig", "Launcher"]]:
+    """Every job of a sweep, composed and validated once, in expansion order.
+
+    Refused beside expand_sweep's errors: a swept key whose values change no run's config
+    (`-m p=0.1,0.5 reg=dropout reg.dropout.p=0.3` would otherwise run 2 runs where 4 were asked
+    for). A sweep that changes only some runs is fine: in `-m reg=none,dropout p=0.2,0.5` the two
+    reg=none runs are one run (p is unused there). The check reads the run ids of the jobs
+    loaded anyway, so it costs no composition of its own.
+    """
+    dims = _sweep_dims(overrides)
+    combos = list(itertools.product(*(range(len(d[2])) for d in dims)))
+    loaded = [load_job([d[2][k] for d, k in zip(dims, combo)]) for combo in combos]
+    for i, (name, line, values) in enumerate(dims):
+        if len(set(values)) < 2:
+            continue
+        by_rest: dict[tuple[int, ...], set[str]] = {}
+        for combo, (cfg, _) in zip(combos, loaded):
+            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(cfg.run_id)
+        if all(len(ids) == 1 for ids in by_rest.values()):
+            raise UserError(_no_change_message(dims, i, [cfg for cfg, _ in loaded]))
+    return loaded
+
+
+def _sweep_dims(overrides: list[str]) -> list[Dim]:
+    """One dimension per key, in order, as Hydra's BasicSweeper forms them."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    _hydra_ready()
+    try:
+        # The config loader lets glob() see each group's options in conf/.
+        loader = GlobalHydra.instance().config_loader()
+        parsed = OverridesParser.create(config_loader=loader).parse_overrides(list(overrides))
+        # As Hydra's BasicSweeper: one dimension per key, in order; a repeated key replaces it.
+        dims: dict[str, Dim] = {}
+        swept: set[str] = set()
+        for o in parsed:
+            key, name, line = o.get_key_element(), o.key_or_group, o.input_line
+            if o.is_sweep_override():
+                if not o.is_discrete_sweep():
+                    raise UserError(f"{line}: only lists, range(), choice() and glob() can be swept; an interval cannot")
+                values = [f"{key}={v}" for v in o.sweep_string_iterator()]
+                _check_sweepable(name, line, values)
+            else:
+                values = [f"{key}={o.get_value_element_as_str()}"]
+            earlier = next((d for d in dims.values() if d[0] == name), None)
+            if earlier is not None and (name in swept or o.is_sweep_override()):
+                raise UserError(f"{name} is given twice ({earlier[1]} and {line}) in a sweep; give it once")
+            if o.is_sweep_override():
+                swept.add(name)
+            dims[key] = (name, line or f"{key}=...", values)
+    except HydraException as e:
+        raise _friendly_hydra_error(e, list(overrides)) from None
+    except ValueError as e:  # e.g. range(1,5,0)
+        raise UserError(f"cannot expand the sweep {' '.join(overrides)!r}: {e}") from None
+    return list(dims.values())
+
+
+def _check_sweepable(name: str, line: str, values: list[str]) -> None:
+    if not values:
+        opts = list_options().get(name)
+        fix = f"options of {name} are {', '.join(opts)}" if opts else "give at least one value"
+        raise UserError(f"{line} expands to no values, so the sweep has no runs; {fix}")
+    if name == "out":
+        raise UserError(f"out= takes one folder per invocation; do not sweep over out ({line})")
+    if name == "launcher" or name.startswith("launcher.") or name.startswith("launcher/"):
+        raise UserError(f"launcher= takes one launcher per invocation; do not sweep over it ({line})")
+
+
+def _run_ids(dims: list[Dim], i: int, combo: tuple[str, ...]) -> set[str]:
+    """The run ids of dimension i's values with the other dimensions fixed at `combo`, stopping at two."""
+    ids: set[str] = set()
+    for v in dims[i][2]:
+        ids.add(load_job([*combo[:i], v, *combo[i:]])[0].run_id)
+        if len(ids) > 1:
+            break
+    return ids
+
+
+def _no_change_message(dims: list[Dim], i: int, seen: list["RunConfig"]) -> str:
+    """Why sweeping dimension i changes no run (composes configs: only on the error path)."""
+    name = dims[i][0]
+    for j, (other, line, values) in enumerate(dims):
+        # Which fixed value override pins it? Drop each in turn and see if the sweep then matters.
+        if j == i or len(values) != 1 or other in GROUPS or other == "out":
+            continue
+        rest = dims[:j] + dims[j + 1 :]
+        k = i - (j < i)
+        try:
+            combos = itertools.islice(itertools.product(*(d[2] for m, d in enumerate(rest) if m != k)), 8)
+            if any(len(_run_ids(rest, k, c)) > 1 for c in combos):
+                return f"sweeping {name} changes no run: {line} overrides it; drop one of them"
+        except UserError:
+            continue
+    if name == "p" and all(c.p is None for c in seen):
+        return "sweeping p changes no run: no run has a dropout-family regularizer for p to act on (add e.g. reg=dropout)"
+    return f"sweeping {name} ({dims[i][1]}) changes no run: every value gives the same config; drop it from the sweep"

@@ -1,0 +1,131 @@
+"""Run identity: the run id, a hash of everything that determines a run's numbers, and nothing else.
+
+A run id names a run's folder, lets a resumed sweep skip finished runs and joins results across
+invocations, so it must never change for a config that existed when ids were pinned
+(tests/test_config.py's golden ids). What enters it and what does not is decided here: keys that
+say where results go (UNHASHED_KEYS) or where data lie (UNHASHED_DATA_KEYS) stay out, fields added
+later stay out while they hold their default (ID_OMITS_DEFAULT), unselected regularizers are
+pruned, and a CSV enters through its contents (its sha256, pinned by _pin_csv), never its path.
+Kept apart from the schema because these rules outlive any one field: a new key needs only its
+metadata, and the hashing can be read (and audited) in one place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+from dropbench import regs
+from dropbench.errors import UserError
+
+if TYPE_CHECKING:
+    from dropbench.config.schema import Csv, RunConfig
+
+# Keys that say where results go or how they are shown, never what is computed.
+UNHASHED_KEYS = ("out",)
+# Where data lie, never what they are: a CSV enters the run id through its contents (data.sha256),
+# a UCI split through its name (its files are verified against dropbench/uci.py's manifest).
+UNHASHED_DATA_KEYS = ("path", "root")
+# Field metadata: a field added after run ids were pinned, left out of the run id while it holds
+# its default, so that every run stored before it existed keeps its id (and a resumed sweep finds
+# it); any other value enters the id. tests/test_config.py's golden ids pin this.
+ID_OMITS_DEFAULT = "id_omits_default"
+
+
+def run_id_of(cfg: RunConfig) -> str:
+    """RunConfig.run_id: the first 12 hex digits of the sha256 of the config's canonical JSON, less
+    what UNHASHED_KEYS, UNHASHED_DATA_KEYS and ID_OMITS_DEFAULT leave out."""
+    d = {k: v for k, v in cfg.to_dict().items() if k not in UNHASHED_KEYS}
+    _omit_new_defaults(cfg, d)
+    d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _omit_new_defaults(obj: Any, d: dict[str, Any]) -> None:
+    """Drop, in place, the fields marked ID_OMITS_DEFAULT that hold their default (see there)."""
+    for f in dataclasses.fields(obj):
+        if f.name not in d:
+            continue
+        v = getattr(obj, f.name)
+        if f.metadata.get(ID_OMITS_DEFAULT) and v == f.default:
+            del d[f.name]
+        elif dataclasses.is_dataclass(v) and isinstance(d[f.name], dict):
+            _omit_new_defaults(v, d[f.name])
+
+
+def _prune(d: Any) -> Any:
+    """Drop unselected (None) regularizers (Reg has a field per registry name) so the saved config
+    shows only what ran."""
+    if isinstance(d, dict):
+        return {k: _prune(v) for k, v in d.items() if not (v is None and k in regs.REGISTRY)}
+    return d
+
+
+def _flatten(d: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _flatten(v, key + ".", out)
+        elif isinstance(v, list):
+            out[key] = ",".join(map(str, v))
+        else:
+            out[key] = v
+
+
+# ---- a CSV enters the run id by its contents --------------------------------------------------
+# path -> (stat key, sha256) of files that had not changed for a while when hashed (see _file_sha256).
+_SHA_CACHE: dict[str, tuple[tuple[int, ...], str]] = {}
+_SETTLE_NS = 2_000_000_000
+
+
+@contextmanager
+def csv_read_errors(path: str) -> Iterator[None]:
+    """Reading the user's CSV: a missing file, a folder or an unreadable one is one line."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
+    except IsADirectoryError:
+        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
+    except OSError as e:
+        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+
+
+def _file_sha256(path: str) -> str:
+    """The sha256 of a file's bytes, hashed once per process while the file is unchanged.
+
+    A sweep builds one config per run, so a large CSV would be re-read per run. A cached hash is
+    trusted only while the file's inode, size, mtime and ctime are the same, and is kept only
+    when the file had not changed for _SETTLE_NS before it was read (as git does for "racily
+    clean" files): an edit within one timestamp tick of the hashing cannot go unseen.
+    """
+    with csv_read_errors(path):
+        st = os.stat(path)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _SHA_CACHE.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        started = time.time_ns()
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if max(st.st_mtime_ns, st.st_ctime_ns) < started - _SETTLE_NS:
+        _SHA_CACHE[path] = (key, digest)
+    return digest
+
+
+def _pin_csv(data: Csv) -> Csv:
+    """Make the path absolute (a saved config works from any folder) and record the contents' hash."""
+    path = os.path.abspath(os.path.expanduser(data.path))
+    digest = _file_sha256(path)
+    if data.sha256 is not None and data.sha256 != digest:
+        raise UserError(
+            f"data.sha256={data.sha256} does not match {path} (now sha256 {digest}): the file changed since this "
+            "config was saved; restore it, or drop data.sha256 to use the file as it is now"
+        )
+    return dataclasses.replace(data, path=path, sha256=digest)
