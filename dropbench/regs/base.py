@@ -10,7 +10,7 @@ A regularizer is one module in dropbench/regs/ holding a `REGULARIZER` (an insta
 - its batched piece (`batched`), drawing from each member's own generator as the reference does;
 - `cost`: its share of a training step, in parameters' worth of work, for the chunk planner.
 
-Nothing here imports torch at import time: config.py reads the registry, and `dropbench run
+Nothing here imports torch at import time: dropbench.config reads the registry, and `dropbench run
 --cfg` should not pay for torch.
 """
 
