@@ -15,15 +15,15 @@ import csv
 import io
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
 from dropbench.stats import (
-    DEFAULT_METRIC, MSE, UNRECORDED, Metric, by_keys, canonical_metric, repeated_over, columns_of, config_columns, group_label, key_str,
-    members, platform_counts, platform_note, resolve_metric, sort_key, summarize, welch_greater,
+    DEFAULT_METRIC, FILE_KEY, FILE_LABEL, MSE, UNRECORDED, Metric, by_keys, canonical_metric, repeated_over, columns_of, config_columns, file_labels,
+    group_label, key_str, members, platform_counts, platform_note, resolve_metric, sort_key, summarize, welch_greater,
 )
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
@@ -47,6 +47,7 @@ class Verdict:
     new: Mapping[str, Any] | None
     p: float  # Welch one-sided p-value of "new is worse" (NaN where untestable)
     detail: str
+    files: Mapping[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (stats.file_labels)
 
     @property
     def passed(self) -> bool:
@@ -54,7 +55,7 @@ class Verdict:
 
     @property
     def label(self) -> str:
-        return group_label(self.group)
+        return group_label(self.group, self.files)
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,12 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
     keys = by_keys(runs, by)
     _keys_present(runs, keys, "--by")
     summary = summarize(runs, keys, metric=metric)
+    files = _files(runs, keys)
     bad = [s for s in summary if s["failed"] or not s["n_seeds"]]
     if bad:
         s = bad[0]
         raise UserError(
-            f"cannot record a baseline: group {group_label({k: s[k] for k in keys})} has {s['failed']} failed run(s); "
+            f"cannot record a baseline: group {group_label({k: s[k] for k in keys}, files)} has {s['failed']} failed run(s); "
             "fix or re-run them (dropbench run --resume DIR) first"
         )
     columns = [c for c in config_columns(runs) if c not in keys]
@@ -101,14 +103,20 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
     for s in summary:
         group = {k: s[k] for k in keys}
         mine = [r for r in members(runs, group) if r.get("status") == "ok"]
-        _finite(s, group, mine, metric)
+        _finite(s, group, mine, metric, files)
         rows.append({**group, **{c: s[c] for c in BASELINE_STATS}, "metric": canonical_metric(metric.name),
                      "better": "higher" if metric.higher else "lower", "config": group_config(mine, columns), "platform": _platforms(mine)})
     rows.sort(key=lambda r: [sort_key(r[k]) for k in keys])
     return keys, rows
 
 
-def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mapping[str, Any]], metric: Metric = MSE) -> None:
+def _files(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, str]:
+    """Names of the csv files a grouping by data.sha256 splits on, for labels (stats.file_labels)."""
+    return file_labels(runs) if FILE_KEY in keys else {}
+
+
+def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mapping[str, Any]], metric: Metric = MSE,
+            files: Mapping[str, str] | None = None) -> None:
     """A baseline holds finite statistics only (a NaN mean could not be compared, nor read back);
     the train ones only where the metric has a train counterpart."""
     sides = ("test", "train") if metric.train else ("test",)
@@ -119,7 +127,7 @@ def _finite(s: Mapping[str, Any], group: Mapping[str, str], runs: Sequence[Mappi
     col, label = (metric.train, metric.train_label) if test_ok and metric.train else (metric.test, metric.label)
     run = next((r for r in runs if not math.isfinite(_number(r.get(col)))), None)
     which = f" (run {run['run_id']}: {col}={_number(run.get(col))})" if run is not None else ""
-    raise UserError(f"cannot record a baseline: group {group_label(group)} has a non-finite {label}{which}; "
+    raise UserError(f"cannot record a baseline: group {group_label(group, files)} has a non-finite {label}{which}; "
                     "its training diverged: fix that config (e.g. a lower optim.lr) or leave the group out of the sweep")
 
 
@@ -237,7 +245,8 @@ def _keys_present(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], source
         raise UserError(f"the runs have no column {', '.join(missing)} that {source} groups by; compare sweeps of the same kind")
 
 
-def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], recorded: Mapping[str, Any], source: str) -> None:
+def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], recorded: Mapping[str, Any], source: str,
+                 files: Mapping[str, str] | None = None) -> None:
     """Refuse to compare a group with a baseline recorded for another config (other epochs,
     another model): its numbers would differ for that reason alone. Columns that only one side
     has (another dropbench version's) are not compared."""
@@ -247,7 +256,7 @@ def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], re
         if c not in mine or mine[c] == base:
             continue
         spell = lambda v: ",".join(v) if isinstance(v, list) else (v if v != "" else "null")  # noqa: E731
-        raise UserError(f"group {group_label(dict(group))} ran {c}={spell(mine[c])} but {source} recorded {c}={spell(base)}; "
+        raise UserError(f"group {group_label(dict(group), files)} ran {c}={spell(mine[c])} but {source} recorded {c}={spell(base)}; "
                         "run the sweep as recorded, or re-record the baseline with --update-baseline")
 
 
@@ -260,24 +269,25 @@ def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Se
     _check_params(alpha, rtol)
     _keys_present(runs, keys, "the baseline")
     new = {tuple(s[k] for k in keys): s for s in summarize(runs, keys, metric=metric)}
+    files = _files(runs, keys)
     verdicts = []
     for b in baseline:
         key = tuple(key_str(b[k]) for k in keys)
         group = dict(zip(keys, key))
         if key in new and b.get("config"):
-            _same_config([r for r in runs if r.get("status") == "ok"] or runs, group, b["config"], source)
+            _same_config([r for r in runs if r.get("status") == "ok"] or runs, group, b["config"], source, files)
     for b in baseline:
         key = tuple(key_str(b[k]) for k in keys)
         group = dict(zip(keys, key))
         n = new.pop(key, None)
         if n is None:
-            verdicts.append(Verdict(group, "missing", b, None, math.nan, "no runs of this group in the sweep"))
+            verdicts.append(Verdict(group, "missing", b, None, math.nan, "no runs of this group in the sweep", files))
             continue
         if n["failed"] or not n["n_seeds"]:
-            verdicts.append(Verdict(group, "failed runs", b, n, math.nan, f"{n['failed']} run(s) failed"))
+            verdicts.append(Verdict(group, "failed runs", b, n, math.nan, f"{n['failed']} run(s) failed", files))
             continue
-        verdicts.append(_judge(group, b, n, alpha, rtol, metric))
-    verdicts += [Verdict(dict(zip(keys, k)), "new", None, n, math.nan, "not in the baseline") for k, n in new.items()]
+        verdicts.append(replace(_judge(group, b, n, alpha, rtol, metric), files=files))
+    verdicts += [Verdict(dict(zip(keys, k)), "new", None, n, math.nan, "not in the baseline", files) for k, n in new.items()]
     return verdicts
 
 
@@ -309,23 +319,26 @@ def _judge(group: dict[str, str], b: Mapping[str, Any], n: Mapping[str, Any], al
 
 # --- claims: --expect "dropout < none" -----------------------------------------------------------
 
-def _select(side: str, summary: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str) -> Mapping[str, Any]:
-    """The one group a side of an expectation names: a key value (dropout) or key=value pairs."""
+def _select(side: str, summary: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str,
+            files: Mapping[str, str] | None = None) -> Mapping[str, Any]:
+    """The one group a side of an expectation names: a key value (dropout) or key=value pairs;
+    a csv file also by the name the labels give it (data.file=a.csv, or a.csv)."""
     terms = [t for t in side.replace(",", " ").split() if t]
     if not terms:
         raise UserError(f"--expect {text!r}: a side is empty; write e.g. \"dropout < none\" or \"reg=dropout,p=0.5 < reg=none\"")
+    named = [*keys, *([FILE_LABEL] if files else [])]
     matches = list(summary)
     for t in terms:
         if "=" in t:
             k, v = t.split("=", 1)
-            if k not in keys:
-                raise UserError(f"--expect {text!r}: {k} is not a group key (keys: {', '.join(keys)})")
-            matches = [s for s in matches if s[k] == v]
+            if k not in named:
+                raise UserError(f"--expect {text!r}: {k} is not a group key (keys: {', '.join(named)})")
+            matches = [s for s in matches if s.get(k) == v]
         else:
-            matches = [s for s in matches if any(s[k] == t for k in keys)]
-    labels = [group_label({k: s[k] for k in keys}) for s in matches]
+            matches = [s for s in matches if any(s.get(k) == t for k in named)]
+    labels = [group_label({k: s[k] for k in keys}, files) for s in matches]
     if not matches:
-        every = "; ".join(group_label({k: s[k] for k in keys}) for s in summary)
+        every = "; ".join(group_label({k: s[k] for k in keys}, files) for s in summary)
         raise UserError(f"--expect {text!r}: no group matches {side.strip()!r}; groups: {every}")
     if len(matches) > 1:
         raise UserError(f"--expect {text!r}: {side.strip()!r} matches {len(matches)} groups ({'; '.join(labels)}); add key=value terms")
@@ -367,7 +380,8 @@ def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, al
     left, right = text.split(ops[0])
     _keys_present(runs, keys, "the check")
     summary = summarize(runs, keys, metric=metric)
-    a, b = _select(left, summary, keys, text), _select(right, summary, keys, text)
+    files = _files(runs, keys)
+    a, b = _select(left, summary, keys, text, files), _select(right, summary, keys, text, files)
     if a is b:
         raise UserError(f"--expect {text!r}: both sides name the same group")
     lo, hi = (a, b) if ops[0] == "<" else (b, a)
@@ -414,6 +428,7 @@ class CheckResult:
     updated: bool
     notes: list[str] = field(default_factory=list)  # an old baseline, mixed platforms
     metric: Metric = MSE  # what the statistics are of
+    files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name, where the groups split on it
 
     @property
     def passed(self) -> bool:
@@ -457,7 +472,7 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
         atomic_write(baseline, baseline_csv(keys, rows))
     if junit is not None:
         atomic_write(junit, junit_xml(verdicts, claims, str(baseline)))
-    return CheckResult(keys, verdicts, claims, update, notes, chosen)
+    return CheckResult(keys, verdicts, claims, update, notes, chosen, _files(runs, keys))
 
 
 def _recorded_metric(runs: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], path: Path,

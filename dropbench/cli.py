@@ -309,7 +309,7 @@ def check(
         from dropbench.check import read_baseline
 
         keys, rows = read_baseline(baseline)
-        console.print(baseline_table(keys, rows, f"baseline written: {baseline}"))
+        console.print(baseline_table(keys, rows, f"baseline written: {baseline}", result.files))
     if junit is not None:
         typer.echo(f"junit: {junit}")
     if failed or broken:

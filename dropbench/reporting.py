@@ -13,7 +13,7 @@ from rich.table import Table
 
 from dropbench.errors import UserError
 from dropbench.stats import (
-    DATA_SET_KEYS, DEFAULT_METRIC, MSE, REPETITION_KEYS, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
+    DATA_SET_KEYS, DEFAULT_METRIC, FILE_KEY, FILE_LABEL, MSE, REPETITION_KEYS, file_labels, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
     data_set, platform_note, pooled_configs, pooled_note, sort_key, summarize,
 )
 
@@ -29,8 +29,18 @@ def _cell(v: Any) -> str:
     return key_str(v)
 
 
-def _config_label(row: dict[str, Any], varying: Sequence[str]) -> str:
-    return " ".join(f"{k}={_fmt(v)}" for k in varying if (v := row.get(k)) is not None and v != "")
+def _config_label(row: dict[str, Any], varying: Sequence[str], files: dict[str, str] | None = None) -> str:
+    """k=v for each key the run has a value of; a csv file's sha256 as data.file=NAME (files)."""
+    def one(k: str, v: Any) -> str:
+        return f"{FILE_LABEL}={files[v]}" if k == FILE_KEY and files and v in files else f"{k}={_fmt(v)}"
+    return " ".join(one(k, v) for k in varying if (v := row.get(k)) is not None and v != "")
+
+
+def shown_keys(summary: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """The key columns a table shows: data.file (stats.file_labels) in place of data.sha256,
+    where the summary names the files; the grouping stays by sha256."""
+    named = any(FILE_LABEL in r for r in summary)
+    return [FILE_LABEL if k == FILE_KEY and named else k for k in keys]
 
 
 def varying_keys(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -132,10 +142,14 @@ def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") ->
             labels = [_config_label(r, [k for k in SINGLE_KEYS if r.get(k) not in (None, "")])]
         else:
             named = {k: key_str(r.get(k)) for k in ("data", "reg") if key_str(r.get(k))}
+            if sha := key_str(r.get(FILE_KEY)):  # a csv: its file, not its hash
+                named[FILE_LABEL] = file_labels([r])[sha]
+                diff = {k: v for k, v in diff.items() if k != FILE_KEY}
             labels = [" ".join(filter(None, [settings_label({**named, **diff}), f"seed={r['seed']}" if "seed" in r else ""]))]
     else:
         varying = varying_keys(rows) or [k for k in SINGLE_KEYS if any(r.get(k) not in (None, "") for r in rows)]
-        labels = [_config_label(r, varying) for r in rows]
+        files = file_labels(rows) if FILE_KEY in varying else {}
+        labels = [_config_label(r, varying, files) for r in rows]
         common = {k: v for k, v in common_non_default(rows).items() if k not in varying}
         if common:
             captions.append("every run: " + settings_label(common))
@@ -288,6 +302,7 @@ def summary_table(summary: Sequence[dict[str, Any]], keys: Sequence[str], title:
     paired = _has_paired(summary)
     lines = [_note_markup(c) for c in _captions(summary, paired, notes, interval)]
     t = Table(title=title, header_style="bold", caption="\n".join(lines))
+    keys = shown_keys(summary, keys)
     for k in keys:
         t.add_column(k)
     for c in summary_columns(summary, interval):
@@ -313,6 +328,7 @@ def summary_markdown(summary: Sequence[dict[str, Any]], keys: Sequence[str], ref
                      notes: Sequence[str] = (), interval: str = "ci95") -> str:
     """A GitHub-flavoured markdown table; the best group in bold."""
     paired = _has_paired(summary)
+    keys = shown_keys(summary, keys)
     head = [*keys, *summary_columns(summary, interval)] + ([_paired_header(reference, interval)] if paired else [])
     train = bool(_metric(summary).train)
     rows = []
@@ -374,7 +390,7 @@ def wide(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: dict
     value of the other keys (the reference group first, then in key order)."""
     data_keys = [k for k in keys if k in DATA_SET_KEYS]
     other = [k for k in keys if k not in DATA_SET_KEYS]
-    row_of = lambda r: _data_set_label({k: _cell(r[k]) for k in data_keys}) or "all runs"  # noqa: E731
+    row_of = lambda r: _data_set_label({k: _cell(r.get(k)) for k in [*data_keys, FILE_LABEL] if k in r}) or "all runs"  # noqa: E731
 
     def col_of(r: dict[str, Any]) -> str:
         if len(other) == 1:
@@ -406,10 +422,11 @@ def _wide_keys(rows: Sequence[dict[str, Any]], keys: list[str]) -> tuple[list[st
 
 
 def _data_set_label(values: dict[str, str]) -> str:
-    """yacht for data=uci data.dataset=yacht, the file's name for a csv: what a paper calls the
-    data set (the data= choice only where it is the whole name)."""
-    named = values.get("data.dataset") or values.get("data.path")
-    parts = [Path(named).name if named else values.get("data", "")]
+    """yacht for data=uci data.dataset=yacht, the file's name for a csv (data.file where the
+    summary names it, stats.file_labels: the basename, or more where two files share it): what
+    a paper calls the data set (the data= choice only where it is the whole name)."""
+    named = values.get("data.dataset") or values.get(FILE_LABEL) or (Path(values["data.path"]).name if values.get("data.path") else "")
+    parts = [named or values.get("data", "")]
     parts += [f"{k.split('.')[-1]}={v}" for k, v in values.items() if k in ("data.target", "data.features") and v]
     return " ".join(p for p in parts if p)
 
@@ -516,6 +533,8 @@ def wide_records(rep: "Report") -> list[dict[str, Any]]:
     for row in w.rows:
         first = next(r for (rr, _), r in w.cells.items() if rr == row)
         rec: dict[str, Any] = {k: first[k] for k in rep.keys if k in DATA_SET_KEYS}
+        if FILE_LABEL in first:
+            rec[FILE_LABEL] = first[FILE_LABEL]
         rec.update(metric=_metric(rep.summary).name, interval=rep.interval)
         for c in w.cols:
             r = w.cells.get((row, c))
@@ -701,18 +720,19 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
     return tables
 
 
-def baseline_table(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str) -> Table:
+def baseline_table(keys: Sequence[str], rows: Sequence[dict[str, Any]], title: str, files: dict[str, str] | None = None) -> Table:
     """A baseline's groups: seeds, and mean ± std of its metric (and the train counterpart,
-    where the metric has one)."""
+    where the metric has one); a csv file's sha256 by the file's name where `files` has it."""
     name = next((str(r["metric"]) for r in rows if r.get("metric")), DEFAULT_METRIC)
     m = Metric(name, f"final_{name}", None, False)
     train = any(isinstance(r.get("train_mean"), float) and not math.isnan(r["train_mean"]) for r in rows)
     t = Table(title=title, header_style="bold")
     for k in keys:
-        t.add_column(k)
+        t.add_column(FILE_LABEL if k == FILE_KEY and files else k)
     for c in ("seeds", *([f"{m.train_label} (mean ± std)"] if train else []), f"{m.label} (mean ± std)"):
         t.add_column(c, justify="right")
+    shown = lambda k, v: (files or {}).get(v, v) if k == FILE_KEY else v  # noqa: E731
     for r in rows:
         cells = [f"{_fmt(r['train_mean'])} ± {_fmt(r['train_std'], 2)}"] if train else []
-        t.add_row(*[_cell(r[k]) for k in keys], str(r["n_seeds"]), *cells, f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}")
+        t.add_row(*[_cell(shown(k, r[k])) for k in keys], str(r["n_seeds"]), *cells, f"{_fmt(r['test_mean'])} ± {_fmt(r['test_std'], 2)}")
     return t

@@ -23,6 +23,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import PurePath
 from typing import Any, Iterable, Mapping, Sequence
 
 from dropbench.errors import UserError
@@ -295,6 +296,9 @@ def columns_of(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 # Where a csv data set lies: not its config once its contents are recorded (data.sha256), so
 # the same file under another path (another machine, a relative path) is the same data.
 LOCATION_COLUMNS = {"data.path": "data.sha256"}
+# A csv data set is identified by its contents (data.sha256, a grouping key) but a person knows it
+# by its file: reports name such a group by the file (file_labels) in a column of its own.
+FILE_KEY, FILE_LABEL = "data.sha256", "data.file"
 # Where a UCI set's verified files were read from: never part of what was computed.
 WHERE_COLUMNS = ("data.root",)
 # What makes two runs' data different data sets, whose MSEs are not comparable: ranks restart
@@ -401,7 +405,8 @@ def pooled_configs(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> di
             values = {key_str(r.get(c)) for r in members_}
             if len(values) > 1:
                 out.setdefault(c, set()).update(values)
-    return {c: sorted(v, key=sort_key) for c, v in out.items()}
+    files = file_labels(rows) if FILE_KEY in out else {}
+    return {c: sorted((files.get(x, x) for x in v) if c == FILE_KEY else v, key=sort_key) for c, v in out.items()}
 
 
 def pooled_note(pooled: Mapping[str, Sequence[str]], keys: Sequence[str]) -> str | None:
@@ -429,9 +434,52 @@ def by_keys(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None) -> list
     return list(by)
 
 
-def group_label(group: Mapping[str, str]) -> str:
-    """reg=dropout p=0.5: the group's key values, empty ones left out."""
-    return " ".join(f"{k}={v}" for k, v in group.items() if v != "") or "all runs"
+def group_label(group: Mapping[str, str], files: Mapping[str, str] | None = None) -> str:
+    """reg=dropout p=0.5: the group's key values, empty ones left out. With `files` (file_labels
+    of the runs at hand) a csv file's sha256 is data.file=NAME, or its first 12 hex digits where
+    no run at hand names it (a baseline's group missing from the sweep)."""
+    def named(k: str, v: str) -> str:
+        if k != FILE_KEY or files is None:
+            return f"{k}={v}"
+        return f"{FILE_LABEL}={files[v]}" if v in files else f"{k}={v[:12]}"
+    return " ".join(named(k, v) for k, v in group.items() if v != "") or "all runs"
+
+
+def file_labels(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """A name for each csv file's contents (data.sha256) the rows hold, for people to read: its
+    path (data.path; the one most of its runs name, where a copy sat under two) cut to the
+    shortest trailing part that no other path of the rows ends with (the basename, unless two
+    files share it); where one path held several contents (a file edited between sweeps), each
+    also gets @ and the first 7 (or more, until they differ) hex digits of its sha256. Contents
+    whose runs record no path are named by 12 hex digits. Display only: groups stay by sha256."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in rows:
+        sha = key_str(r.get(FILE_KEY))
+        if sha:
+            by_path = counts.setdefault(sha, {})
+            if path := key_str(r.get("data.path")):
+                by_path[path] = by_path.get(path, 0) + 1
+    where = {sha: min(c, key=lambda p: (-c[p], p)) if c else "" for sha, c in counts.items()}
+    parts = {p: PurePath(p).parts for p in set(where.values()) if p}
+    short = {}
+    for p, mine in parts.items():
+        k = 1
+        while k < len(mine) and any(q != p and theirs[-k:] == mine[-k:] for q, theirs in parts.items()):
+            k += 1
+        short[p] = str(PurePath(*mine[-k:]))
+    named: dict[str, list[str]] = {}
+    for sha, p in where.items():
+        named.setdefault(short.get(p, ""), []).append(sha)
+    labels = {}
+    for name, shas in named.items():
+        if name and len(shas) == 1:
+            labels[shas[0]] = name
+            continue
+        n = 7 if name else 12
+        while n < 64 and len({sha[:n] for sha in shas}) < len(shas):
+            n += 1
+        labels.update({sha: f"{name}@{sha[:n]}" if name else sha[:n] for sha in shas})
+    return labels
 
 
 def _ok(r: Mapping[str, Any]) -> bool:
@@ -464,14 +512,16 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
     groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(key_str(r.get(k)) for k in keys), []).append(r)
+    files = file_labels(rows) if FILE_KEY in keys else {}
     out: list[Row] = []
     for key, members in groups.items():
         good = [r for r in members if _ok(r)]
         test = [float(r[metric.test]) for r in good]
         train = [float(r[metric.train]) for r in good] if metric.train else []
         sp = spread(test)
+        named = dict(zip(keys, key))
         out.append({
-            **dict(zip(keys, key)),
+            **named, **({FILE_LABEL: files.get(named[FILE_KEY], "")} if files else {}),
             "n_seeds": len(good), "failed": len(members) - len(good),
             "train_mean": _mean(train), "train_std": _std(train),
             "test_mean": _mean(test), "test_std": sp["std"], "test_ci": sp["ci"],
@@ -487,7 +537,9 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
         s["rank"] = None if math.isnan(s["test_mean"]) else 1 + ranked.index(sign * s["test_mean"])
     if reference and all(k in keys for k in reference):
         _paired(out, [r for r in rows if _ok(r)], keys, reference, metric.test)
-    out.sort(key=lambda s: ([sort_key(v) for v in part(s)], s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
+    # Files in the order of their names, not of their hashes.
+    shown = lambda s: [sort_key(s.get(FILE_LABEL, s[k]) if k == FILE_KEY else s[k]) for k in keys if k in DATA_SET_KEYS]  # noqa: E731
+    out.sort(key=lambda s: (shown(s), s["rank"] is None, s["rank"] or 0, [sort_key(s[k]) for k in keys]))
     return out
 
 

@@ -416,3 +416,63 @@ def test_wide_table_keeps_per_data_set_settings_out_of_its_columns(tmp_path):
     md = runner.invoke(app, ["report", str(d), "--layout", "wide", "--format", "markdown"]).stdout
     assert md.startswith("| data set | dropout |"), md
     assert "set per data set (as configured): p, eval.tau" in md
+
+
+# ---- csv data sets: grouped by contents, named by file --------------------------------------------
+
+def csv_sweep(tmp_path, files: list[tuple[str, str]]):
+    """reg=none and l2 over 3 seeds on each (sha256, data.path) file; l2 0.1 lower on each seed."""
+    rows = [{"data": "csv", "data.path": path, "data.target": "y", "data.sha256": sha, "reg": reg, "seed": s,
+             "final_train_mse": 0.1, "final_test_mse": 1.0 + i + s / 10 - (0.1 if reg == "l2" else 0.0)}
+            for i, (sha, path) in enumerate(files) for reg in ("none", "l2") for s in range(3)]
+    return write_sweep(tmp_path / "csv", rows)
+
+
+A, B = "a" * 64, "b" * 64
+
+
+def test_csv_groups_are_labelled_by_file_in_every_format(tmp_path):
+    d = str(csv_sweep(tmp_path, [(A, "/data/a/train.csv"), (B, "/data/b/train.csv")]))
+    groups = report(d)
+    assert [(g["data.file"], g["reg"], g["n_seeds"], g["rank"]) for g in groups] == [
+        ("a/train.csv", "l2", 3, 1), ("a/train.csv", "none", 3, 2), ("b/train.csv", "l2", 3, 1), ("b/train.csv", "none", 3, 2)]
+    assert [g["data.sha256"] for g in groups] == [A, A, B, B], "the grouping is by contents"
+    table = runner.invoke(app, ["report", d], env={"COLUMNS": "200"}).stdout
+    assert "a/train.csv" in table and "b/train.csv" in table and A[:12] not in table
+    md = runner.invoke(app, ["report", d, "--format", "markdown"]).stdout.splitlines()
+    assert md[0].startswith("| reg | data.file | seeds |") and md[2].startswith("| **l2** | **a/train.csv** |")
+    rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["report", d, "--format", "csv"]).stdout)))
+    assert [(r["data.sha256"], r["data.file"]) for r in rows][::2] == [(A, "a/train.csv"), (B, "b/train.csv")]
+
+
+def test_the_wide_table_has_a_row_per_csv_file(tmp_path):
+    """Two files of one basename were one row ("csv target=y"), one overwriting the other."""
+    d = str(csv_sweep(tmp_path, [(A, "/data/a/train.csv"), (B, "/data/b/train.csv")]))
+    md = runner.invoke(app, ["report", d, "--layout", "wide", "--format", "markdown"]).stdout
+    assert "| a/train.csv target=y | 1.1 ± 0.25 (2) | **1 ± 0.25 (1)** |" in md and "| b/train.csv target=y | 2.1 ± 0.25 (2) |" in md, md
+    records = json.loads(runner.invoke(app, ["report", d, "--layout", "wide", "--format", "json"]).stdout)
+    assert [(r["data.file"], r["none n_seeds"]) for r in records] == [("a/train.csv", 3), ("b/train.csv", 3)]
+    one = str(csv_sweep(tmp_path / "one", [(A, "/data/a/train.csv")]))
+    assert "| train.csv target=y |" in runner.invoke(app, ["report", one, "--layout", "wide", "--format", "markdown"]).stdout
+
+
+def test_a_csv_file_edited_between_sweeps_is_two_groups_told_apart(tmp_path):
+    d = str(csv_sweep(tmp_path, [(B, "/data/train.csv"), (A, "/data/train.csv")]))
+    groups = report(d, "--by", "data.sha256")
+    assert [(g["data.file"], g["n_seeds"]) for g in groups] == [("train.csv@aaaaaaa", 6), ("train.csv@bbbbbbb", 6)]
+    table = runner.invoke(app, ["report", d], env={"COLUMNS": "200"}).stdout
+    assert table.count("train.csv@aaaaaaa") == 2 and table.count("train.csv@bbbbbbb") == 2
+
+
+def test_csv_groups_are_labelled_by_file_in_a_check(tmp_path):
+    d = str(csv_sweep(tmp_path, [(A, "/data/a/train.csv"), (B, "/data/b/train.csv")]))
+    base = tmp_path / "base.csv"
+    res = runner.invoke(app, ["check", d, "--baseline", str(base), "--update-baseline", "--expect", "l2,a/train.csv < data.file=a/train.csv,none"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "b/train.csv" in res.stdout and A[:12] not in res.stdout, res.output
+    assert "l2,a/train.csv < data.file=a/train.csv,none │ holds" in res.stdout
+    from dropbench.check import run_check
+
+    labels = [v.label for v in run_check(csv_sweep(tmp_path / "only_a", [(A, "/data/a/train.csv")]), base).verdicts]
+    assert labels == ["reg=l2 data.file=train.csv", f"reg=l2 data.sha256={B[:12]}",
+                      "reg=none data.file=train.csv", f"reg=none data.sha256={B[:12]}"], "a missing file's group: its hash, short"

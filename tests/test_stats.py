@@ -202,3 +202,63 @@ def test_a_new_result_column_is_a_metric_not_a_grouping_key():
     assert group_keys(rows) == ["reg"]
     m = resolve_metric(rows, "test_rmse")
     assert (m.test, m.train, m.higher, m.label) == ("final_test_rmse", None, False, "test RMSE")
+
+
+# ---- csv data sets: grouped by contents (data.sha256), named by their file -----------------------
+
+SHA = {c: c * 64 for c in "abcdef"}  # fake sha256 values: "aaa...", "bbb...", ...
+
+
+def csv_rows(*files: tuple[str, str], runs: int = 2) -> list[dict]:
+    """`runs` runs of reg=none per (sha256, path) pair, seeds 0.., test MSE growing with the file."""
+    return [{"data": "csv", "data.sha256": sha, "data.path": path, "reg": "none", "seed": s, "status": "ok",
+             "final_train_mse": 0.1, "final_test_mse": 1.0 + i + s / 10}
+            for i, (sha, path) in enumerate(files) for s in range(runs)]
+
+
+@pytest.mark.parametrize("files, labels", [
+    ([(SHA["a"], "/d/one.csv"), (SHA["b"], "/d/two.csv")], ["one.csv", "two.csv"]),
+    ([(SHA["a"], "/x/a/data.csv"), (SHA["b"], "/x/b/data.csv")], ["a/data.csv", "b/data.csv"]),
+    ([(SHA["a"], "/x/a.csv"), (SHA["b"], "/y/x/a.csv"), (SHA["c"], "/y/b.csv")], ["/x/a.csv", "y/x/a.csv", "b.csv"]),
+    # one path, two contents: a file edited between sweeps
+    ([(SHA["a"], "/d/data.csv"), (SHA["b"], "/d/data.csv")], ["data.csv@aaaaaaa", "data.csv@bbbbbbb"]),
+    ([("1234567a" + "0" * 56, "/d/data.csv"), ("1234567b" + "0" * 56, "/d/data.csv")], ["data.csv@1234567a", "data.csv@1234567b"]),
+    ([(SHA["a"], "")], ["aaaaaaaaaaaa"]),  # no path recorded
+])
+def test_file_labels_are_the_shortest_unambiguous_paths(files, labels):
+    from dropbench.stats import file_labels
+
+    assert file_labels(csv_rows(*files)) == {sha: label for (sha, _), label in zip(files, labels)}
+
+
+def test_file_labels_name_a_copy_by_the_path_most_runs_used_and_skip_other_data():
+    from dropbench.stats import file_labels
+
+    rows = csv_rows((SHA["a"], "/d/b.csv"), runs=2) + csv_rows((SHA["a"], "/d/a.csv"), runs=1)
+    rows += [{"data": "noisy_linear", "data.sha256": "", "reg": "none", "seed": 0}]
+    assert file_labels(rows) == {SHA["a"]: "b.csv"}, "2 runs read it as /d/b.csv, 1 as /d/a.csv"
+    assert file_labels(csv_rows((SHA["a"], "/d/b.csv"), (SHA["a"], "/d/a.csv"))) == {SHA["a"]: "a.csv"}, "a tie: the first path"
+
+
+def test_csv_groups_stay_by_contents_and_are_named_by_file():
+    from dropbench.stats import group_label
+
+    # Two contents under one path, and one content under two paths: three runs' files, two groups.
+    rows = csv_rows((SHA["b"], "/d/data.csv"), (SHA["a"], "/d/data.csv"), (SHA["b"], "/old/data.csv"))
+    keys = group_keys(rows)
+    assert keys == ["data.sha256"]
+    groups = summarize(rows, keys)
+    assert [(g["data.sha256"], g["data.file"], g["n_seeds"]) for g in groups] == [
+        (SHA["a"], "data.csv@aaaaaaa", 2), (SHA["b"], "data.csv@bbbbbbb", 4)]
+    assert "data.file" not in summarize(csv_rows((SHA["a"], "/d/x.csv")), ["reg"])[0], "only where the groups split by file"
+    files = {SHA["a"]: "x.csv"}
+    assert group_label({"reg": "l2", "data.sha256": SHA["a"]}, files) == "reg=l2 data.file=x.csv"
+    assert group_label({"reg": "l2", "data.sha256": SHA["b"]}, files) == "reg=l2 data.sha256=bbbbbbbbbbbb"
+    assert group_label({"reg": "l2", "data.sha256": SHA["b"]}) == f"reg=l2 data.sha256={SHA['b']}"
+
+
+def test_csv_groups_are_ordered_by_file_name_not_hash():
+    rows = csv_rows((SHA["a"], "/d/zeta.csv"), (SHA["b"], "/d/alpha.csv"))
+    assert [g["data.file"] for g in summarize(rows, ["data.sha256"])] == ["alpha.csv", "zeta.csv"]
+    pooled = pooled_configs(rows, ["reg"])
+    assert pooled == {"data.sha256": ["alpha.csv", "zeta.csv"]}
