@@ -9,8 +9,10 @@ instant.
 Groups are the summary's groups (one per distinct config, or --by), in rank order (best mean
 test MSE first); a group has the same colour in every figure, and groups that differ only in
 their data set share it. Where the runs span several data sets, every figure has one panel per
-data set (a row of panels for the curves): MSEs of two data sets never share an axis. Only
-runs with status ok are drawn; failed ones are counted in the titles.
+data set (a row of panels for the curves): MSEs of two data sets never share an axis. A csv
+data set is split by its contents (data.sha256) but named by its file, as reports name it
+(stats.file_labels: data.file=train.csv). Only runs with status ok are drawn; failed ones are
+counted in the titles.
 
 MSE is never negative, so the lower ends of intervals (mean - t·s/√n can fall below zero with
 few seeds) are clipped at 0, or on a log axis at its lower edge, and the figure says so.
@@ -20,14 +22,14 @@ from __future__ import annotations
 
 import math
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
 from dropbench.results import atomic_file
 from dropbench.stats import (
-    DEFAULT_METRIC, REPETITION_KEYS, Metric, is_result, repetition, resolve_metric, sort_key,
+    DEFAULT_METRIC, FILE_KEY, REPETITION_KEYS, Metric, file_labels, is_result, repetition, resolve_metric, sort_key,
     DATA_SET_KEYS, by_keys, data_set, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth,
 )
 
@@ -60,6 +62,7 @@ class Sweep:
     failed: int
     curves: list[Row]
     pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
+    files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (stats.file_labels)
 
     @property
     def runs(self) -> list[Row]:
@@ -68,12 +71,15 @@ class Sweep:
     def facets(self) -> list[tuple[str, list[Group]]]:
         """(data set, its groups in rank order): one panel each; a single ("", all) where the
         groups do not differ in their data set. A data set is named by every grouping key that
-        tells data sets apart (data=uci data.dataset=yacht), not only by `data`."""
-        out: dict[str, list[Group]] = {}
+        tells data sets apart (data=uci data.dataset=yacht), not only by `data`; a csv file by its
+        name (data.file=train.csv, as reports do) but split by its contents (data.sha256)."""
+        data_keys = [k for k in self.keys if k in DATA_SET_KEYS]
+        out: dict[tuple[str, ...], tuple[str, list[Group]]] = {}
         for g in self.groups:
-            label = " ".join(f"{k}={v}" for k, v in zip([k for k in self.keys if k in DATA_SET_KEYS], data_set(g.values, self.keys)))
-            out.setdefault(label, []).append(g)
-        return list(out.items())
+            values = dict(zip(data_keys, data_set(g.values, self.keys)))
+            label = group_label(values, self.files) if any(values.values()) else ""
+            out.setdefault(tuple(values.values()), (label, []))[1].append(g)
+        return list(out.values())
 
 
 def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
@@ -86,10 +92,12 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
         raise UserError(f"{folder}: all {len(rows)} run(s) failed, nothing to plot; see the reason column of runs.csv")
+    # Named over every run, failed ones too, so that a file is called what `dropbench report` calls it.
+    files = file_labels(rows) if FILE_KEY in keys else {}
     groups = []
     for s in summarize(ok, keys):
         values = {k: s[k] for k in keys}
-        groups.append(Group(group_label(values), values, members(ok, values), s))
+        groups.append(Group(group_label(values, files), values, members(ok, values), s))
     # One colour per group across data sets: reg=dropout is the same colour in every panel.
     hue = [group_label({k: v for k, v in g.values.items() if k not in DATA_SET_KEYS}) for g in groups]
     distinct = list(dict.fromkeys(hue))
@@ -98,7 +106,7 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
         g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
     curves = [c for c in read_curves(folder) if c["run_id"] in ids]
-    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys))
+    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files)
 
 
 def _colours(n: int) -> list[Any]:

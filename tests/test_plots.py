@@ -337,3 +337,71 @@ def test_make_plots_draws_a_path_for_a_swept_numeric_key_and_refuses_a_bad_one(t
     assert not (tmp_path / "bad").exists()
     p = dropbench("plot", str(folder), "--out", str(tmp_path / "cli"), "--path", "p")
     assert p.returncode == 0 and p.stdout.splitlines()[-1] == str(tmp_path / "cli" / "path_p.png"), p.stderr
+
+
+# --- csv data sets: split by contents, named by file as reports name them ---------------------------
+
+SHA_A, SHA_B, SHA_C = "a" * 64, "b" * 64, "c" * 64
+
+
+def csv_plot_sweep(folder: Path, files: list[tuple[str, str]], failed: list[tuple[str, str]] = ()) -> Path:
+    """Per (sha256, data.path) file: reg=none and reg=dropout at p 0.1 and 0.5, seeds 0-1 (test =
+    file index + p + seed / 10), with curves; plus one failed run per `failed` file."""
+    runs, curves = [], []
+    for i, (sha, path) in enumerate(files):
+        for reg, p in (("none", ""), ("dropout", 0.1), ("dropout", 0.5)):
+            for s in (0, 1):
+                v = i + (p or 1.0) + s / 10
+                curves += [{"run_id": f"r{len(runs):03d}", "epoch": e, "train_mse": v, "test_mse": v} for e in (50, 100)]
+                runs.append({"data": "csv", "data.path": path, "data.target": "y", "data.sha256": sha, "reg": reg, "p": p,
+                             "seed": s, "final_train_mse": v, "final_test_mse": v})
+    runs += [{"data": "csv", "data.path": path, "data.target": "y", "data.sha256": sha, "reg": "none", "seed": 0,
+              "final_train_mse": "nan", "final_test_mse": "nan", "status": "failed", "reason": "loss is nan"} for sha, path in failed]
+    return write_sweep(folder, runs, curves)
+
+
+def panel_and_line_labels(sweep) -> tuple[list[str], list[str], list[str], list[str]]:
+    """The data-set parts of every figure's text: curves' panel titles and line labels, the final
+    test figure's panel titles and tick labels, the path figure's panel titles."""
+    from dropbench.plots import path_figure
+
+    curves, final = curves_figure(sweep), final_test_figure(sweep)
+    return ([ax.get_title() for ax in curves.axes], [line.get_label() for ax in curves.axes for line in ax.get_lines()],
+            [ax.get_title(loc="left") for ax in final.axes] + [ax.get_title(loc="left") for ax in path_figure(sweep, "p").axes],
+            [t.get_text() for ax in final.axes for t in ax.get_yticklabels()])
+
+
+def test_csv_files_of_one_basename_are_named_by_their_folders_not_their_hash(tmp_path):
+    sweep = load_sweep(csv_plot_sweep(tmp_path / "s", [(SHA_A, "/data/a/train.csv"), (SHA_B, "/data/b/train.csv")]))
+    assert [g.values["data.sha256"] for g in sweep.groups] == [SHA_A] * 3 + [SHA_B] * 3, "the grouping is by contents"
+    titles, lines, panels, ticks = panel_and_line_labels(sweep)
+    assert [t.split(":")[0] for t in titles] == ["data.file=a/train.csv"] * 2 + ["data.file=b/train.csv"] * 2
+    assert lines[:3] == ["reg=dropout p=0.1 data.file=a/train.csv (n=2)", "reg=dropout p=0.5 data.file=a/train.csv (n=2)",
+                         "reg=none data.file=a/train.csv (n=2)"]
+    assert panels == ["data.file=a/train.csv", "data.file=b/train.csv"] * 2
+    assert ticks[3:] == [f"{line.removesuffix(' (n=2)').replace('a/', 'b/')} (n=2)" for line in lines[:3]]
+    shown = " ".join([*titles, *lines, *panels, *ticks])
+    assert "sha256" not in shown and SHA_A[:7] not in shown and SHA_B[:7] not in shown
+
+
+def test_a_csv_file_edited_between_sweeps_plots_as_two_data_sets_told_apart_by_hash(tmp_path):
+    sweep = load_sweep(csv_plot_sweep(tmp_path / "s", [(SHA_B, "/data/train.csv"), (SHA_A, "/data/train.csv")]))
+    assert len(sweep.facets()) == 2 and len(sweep.groups) == 6
+    titles, lines, panels, ticks = panel_and_line_labels(sweep)
+    assert panels == ["data.file=train.csv@aaaaaaa", "data.file=train.csv@bbbbbbb"] * 2
+    assert {t.split(":")[0] for t in titles} == {"data.file=train.csv@aaaaaaa", "data.file=train.csv@bbbbbbb"}
+    assert lines[0] == "reg=dropout p=0.1 data.file=train.csv@aaaaaaa (n=2)" and ticks[3] == "reg=dropout p=0.1 data.file=train.csv@bbbbbbb (n=2)"
+
+
+def test_csv_names_are_the_reports_even_where_a_file_only_failed(tmp_path):
+    """A failed run's file of the same basename makes report call the drawn one a/train.csv; the
+    plot must call it that too, not train.csv (names are made over every run, as report does)."""
+    from dropbench.results import read_runs
+    from dropbench.stats import summarize
+
+    folder = csv_plot_sweep(tmp_path / "s", [(SHA_A, "/data/a/train.csv")], failed=[(SHA_C, "/data/c/train.csv")])
+    sweep = load_sweep(folder)
+    reported = {s["data.sha256"]: s["data.file"] for s in summarize(read_runs(folder), sweep.keys)}
+    assert reported == {SHA_A: "a/train.csv", SHA_C: "c/train.csv"}
+    assert sweep.failed == 1 and [g.label.split("data.file=")[1] for g in sweep.groups] == ["a/train.csv"] * 3
+    assert [ax.get_title(loc="left") for ax in final_test_figure(sweep).axes] == ["data.file=a/train.csv"]
