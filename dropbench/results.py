@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from dropbench.engines.base import CURVE_COLUMNS, CURVE_REQUIRED, RunResult
+from dropbench.engines.base import CURVE_COLUMNS, CURVE_REQUIRED, TEXT_COLUMNS, RunResult
 from dropbench.errors import UserError
 from dropbench.provenance import PLATFORM_COLUMNS
 
@@ -331,6 +331,8 @@ _NUMBERS: dict[str, type] = {
     **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float,
     "best_epoch": int, "seed": int, "epoch": int, **{c: float for c in CURVE_COLUMNS[1:]},
 }
+for _c in TEXT_COLUMNS:  # text: kept as written
+    _NUMBERS.pop(_c), _NUMBERS.pop(f"final_{_c}")
 
 
 def read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, Any]]:

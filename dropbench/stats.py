@@ -157,7 +157,8 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "accuracy")
 WORDS = {"mc": "MC", "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
 # Columns that are never metrics, whatever they hold.
-NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS}
+NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS,
+               "final_learned_p", "learned_p"}  # learned rates: text, one value per layer
 
 
 @dataclass(frozen=True)
@@ -644,8 +645,8 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
                     f"--epoch {epoch}: run {r['run_id']} has no curve point there (recorded epochs: {recorded}); "
                     "choose a recorded epoch, final or best"
                 )
-            for c in copied:
-                r[f"final_{c}"] = float(pick[c])
+            for c in copied:  # numbers as numbers; text (learned_p) as written
+                r[f"final_{c}"] = pick[c] if c in NOT_METRICS else float(pick[c])
         out.append(r)
     return out
 

@@ -366,6 +366,11 @@ def _curve_err(a, b) -> float:
     assert [r[0] for r in a.curve] == [r[0] for r in b.curve] and a.status == b.status == "ok"
     errs = [abs(x - y) / max(abs(x), 1e-12) for ra, rb in zip(a.curve, b.curve) for x, y in zip(ra[1:], rb[1:])]
     errs += [abs(y1 - y2) / max(abs(y1), 1e-12) for (_, y1), (_, y2) in zip(a.fit, b.fit)]
+    # learned values (concrete dropout's p per layer), recorded as text in the last column
+    learned = [[float(v) for v in (row[-1] or "").split()] for row in (*a.rows(), *b.rows())]
+    half = len(learned) // 2
+    assert [len(v) for v in learned[:half]] == [len(v) for v in learned[half:]]
+    errs += [abs(x - y) / max(abs(x), 1e-12) for la, lb in zip(learned[:half], learned[half:]) for x, y in zip(la, lb)]
     return max(errs)
 
 

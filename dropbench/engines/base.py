@@ -20,8 +20,11 @@ if TYPE_CHECKING:
 # train_loss: the training objective (MSE + loss-slot penalties) each step measured before its
 # update: at full batch the epoch's one step's; with batch_size, the rows-weighted mean of the
 # epoch's batches' objectives (engines/loop.py, where every rule of the training loop is kept).
+# learned_p: the learned dropout rate of each layer (concrete dropout), first hidden layer first,
+# space separated at full precision (text, not a metric; empty for runs that learn none).
 CURVE_COLUMNS = ("epoch", "train_mse", "test_mse", "train_loss",
-                 "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll")
+                 "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll", "learned_p")
+TEXT_COLUMNS = ("learned_p",)
 CURVE_REQUIRED = CURVE_COLUMNS[:4]  # every curves.csv has these (folders written before the others)
 SCORE_COLUMNS = CURVE_COLUMNS[4:]  # RunResult.scores; RunResult.curve holds CURVE_REQUIRED
 @dataclass
@@ -41,9 +44,9 @@ class RunResult:
         return self.cfg.run_id
 
     def add_eval(self, epoch: int, train_mse: float, test_mse: float, train_loss: float, y_std: float,
-                 mc_mse: float | None = None, ll: float | None = None) -> None:
+                 mc_mse: float | None = None, ll: float | None = None, learned: Sequence[float] | None = None) -> None:
         """Record one evaluation: the RMSEs are sqrt(MSE) in the target's original units."""
-        row = curve_row(epoch, train_mse, test_mse, train_loss, y_std, mc_mse, ll)
+        row = curve_row(epoch, train_mse, test_mse, train_loss, y_std, mc_mse, ll, learned)
         self.curve.append(row[:4])
         self.scores.append(row[4:])
 
@@ -61,8 +64,9 @@ class RunResult:
         wanted = computed(self.cfg)
         out: dict[str, float | int | None] = {
             f"final_{c}": nan if wanted[c] and last.get(c) is None else last.get(c) if wanted[c] else None
-            for c in CURVE_COLUMNS[1:] if c != "train_loss"
+            for c in CURVE_COLUMNS[1:] if c != "train_loss" and c not in TEXT_COLUMNS
         }
+        out.update({f"final_{c}": last.get(c) for c in TEXT_COLUMNS})
         if not self.curve:
             return {**out, "best_test_mse": nan, "best_epoch": -1}
         best = min(self.curve, key=lambda r: (r[2] != r[2], r[2]))  # NaN sorts last
@@ -78,11 +82,12 @@ def computed(cfg: "RunConfig") -> dict[str, bool]:
 
 
 def curve_row(epoch: int, train_mse: float, test_mse: float, train_loss: float, y_std: float,
-              mc_mse: float | None = None, ll: float | None = None) -> tuple:
+              mc_mse: float | None = None, ll: float | None = None, learned: Sequence[float] | None = None) -> tuple:
     """One curve row (CURVE_COLUMNS): the RMSEs are sqrt(MSE) in the target's original units."""
     to_rmse = lambda m: math.sqrt(m) * y_std if m == m and m >= 0 else float("nan")  # noqa: E731
     mc_rmse = None if mc_mse is None else to_rmse(mc_mse)
-    return (epoch, train_mse, test_mse, train_loss, to_rmse(train_mse), to_rmse(test_mse), mc_mse, mc_rmse, ll)
+    text = None if not learned else " ".join(repr(float(v)) for v in learned)
+    return (epoch, train_mse, test_mse, train_loss, to_rmse(train_mse), to_rmse(test_mse), mc_mse, mc_rmse, ll, text)
 
 
 # ---- evaluation beyond eval mode: MC dropout and the test log-likelihood ----------------------

@@ -99,9 +99,9 @@ def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Ste
         if not check(losses, epoch):
             break
         if record:
-            for i, (tr, te, mc, ll) in enumerate(evaluate()):
+            for i, (tr, te, *more) in enumerate(evaluate()):  # more: mc, ll[, learned]
                 if alive[i]:
-                    results[i].add_eval(epoch, tr, te, losses[i], y_std[i], mc, ll)
+                    results[i].add_eval(epoch, tr, te, losses[i], y_std[i], *more)
     if fit is not None and any(alive):
         for i, curve in enumerate(fit()):
             if alive[i]:
@@ -185,7 +185,8 @@ def settle(result: RunResult) -> RunResult:
     that one. A failed run has no fitted curve: its weights are not a model of anything."""
     for i, row in enumerate(result.rows()):
         epoch, train, test = row[:3]
-        extra = [(c, v) for c, v in zip(CURVE_COLUMNS[6:], row[6:]) if v is not None and not math.isfinite(v)]
+        extra = [(c, v) for c, v in zip(CURVE_COLUMNS[6:], row[6:])
+                 if isinstance(v, float) and not math.isfinite(v)]  # numbers only (learned_p is text)
         if not (math.isfinite(train) and math.isfinite(test)) or extra:
             result.curve, result.scores = result.curve[:i], result.scores[:i]
             result.status = "failed"

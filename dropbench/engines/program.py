@@ -72,10 +72,13 @@ class _Saved:
     on_branch: Applied = field(default_factory=list)  # residual slot
 
 
-def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None) -> torch.Tensor:
-    """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation)."""
+def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
+           layer: int = 0) -> torch.Tensor:
+    """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation).
+    layer: the hidden layer (0-based), for pieces with a value per layer (Piece.layered)."""
     for piece in pieces:
-        z, s = piece.forward(z, train if isinstance(train, bool) else piece in train)
+        t = train if isinstance(train, bool) else piece in train
+        z, s = piece.forward(z, t, layer) if piece.layered else piece.forward(z, t)
         if saved is not None:
             saved.append((piece, s))
     return z
@@ -116,8 +119,10 @@ class Chunk(ChunkView):
         # Initial weights and mask generators: exactly the reference engine's, per member.
         weights: list[list[torch.Tensor]] = []
         self.gens: list[torch.Generator] = []
+        self._models: list[torch.nn.Module] = []  # for learned(): regularizers' own parameters
         for c in self.cfgs:
             model = build_model(c, datasets[0].n_features)
+            self._models.append(model)
             g = torch.Generator()
             g.set_state(torch.default_generator.get_state())
             self.gens.append(g)
@@ -126,6 +131,7 @@ class Chunk(ChunkView):
         self.params = [torch.stack([w[i] for w in weights]).to(device=dev, dtype=dt).contiguous() for i in range(len(weights[0]))]
         self.grads = [torch.zeros_like(p) for p in self.params]  # written in place every step
         self.n_linear = len(self.params) // 2
+        self.n_rows = self.x.shape[1]
         n_out = self.y.shape[1] * self.y.shape[2]
         self._inv_n = torch.ones((), dtype=dt, device=dev) / n_out  # mean's backward divides 1 by n
         self._inv_rows: dict[int, torch.Tensor] = {self.y.shape[1]: self._inv_n}  # the same, per batch's rows
@@ -149,6 +155,13 @@ class Chunk(ChunkView):
         self.on_pre = [p for p, a in zip(self.on_act, after) if not a]
         self.on_post = [p for p, a in zip(self.on_act, after) if a]
         self.on_loss, self.after = self.pieces.get("loss", []), self.pieces.get("after_step", [])
+        every = [p for ps in self.pieces.values() for p in ps]
+        self.penalized = [p for p in every if p.has_penalty]  # objective terms beside the loss slot
+        # Pieces' learned parameters (concrete dropout's p) step with the network's, undecayed.
+        self.extra = [t for p in every for t in p.params]
+        self.extra_grads = [t for p in every for t in p.grads]
+        self.learners = [p for p in every if p.params]
+        del self._models  # only needed to build the pieces
 
         # Derived factors are computed in double, then cast, as torch.optim computes its scalars.
         col = lambda f: _col([f(c) for c in self.cfgs], dt, dev)  # noqa: E731
@@ -166,7 +179,7 @@ class Chunk(ChunkView):
             decay_b=_col([f if b else 1.0 for f, b in zip(decay, biases)], dt, dev) if has_wd else None,
             decayed=[i for i in range(len(self.params)) if i % 2 == 0 or any(biases)],  # params: W, b per layer
         )
-        self.state = [[torch.zeros_like(p) for p in self.params] for _ in range(2 if c0.optim.name == "adam" else 1)]
+        self.state = [[torch.zeros_like(p) for p in self.params + self.extra] for _ in range(2 if c0.optim.name == "adam" else 1)]
         self.step_no = 0
         self.adam_groups = self._adam_groups() if c0.optim.name == "adam" else []
 
@@ -194,6 +207,11 @@ class Chunk(ChunkView):
                 views = lambda ts: [ts[k][i] for k in which for i in idx]  # noqa: E731
                 step = torch.zeros((), dtype=torch.float32, device=self.device)  # one counter for every tensor
                 out.append((kw, views(self.params), views(self.grads), views(m), views(v), step))
+            if self.extra:  # learned regularizer parameters: the same Adam, never decayed
+                kw = dict(lr=lr, beta1=b1, beta2=b2, weight_decay=0.0, eps=eps, decoupled=decoupled)
+                ev = lambda ts: [t[i] for t in ts for i in idx]  # noqa: E731
+                step = torch.zeros((), dtype=torch.float32, device=self.device)
+                out.append((kw, ev(self.extra), ev(self.extra_grads), ev(m[n:]), ev(v[n:]), step))
         return out
 
     # ---- what a regularizer's piece may use (regs.base.ChunkView) ---------------------------
@@ -216,6 +234,19 @@ class Chunk(ChunkView):
                 out[i].zero_()
         return out
 
+    def learned(self, name: str) -> list[torch.Tensor]:
+        """regs.base.ChunkView.learned: each member's reference model's parameters of `name`'s
+        modules, stacked per module [C, *shape] (zeros where a member's module has none)."""
+        per_member = [[m for m in model.modules() if getattr(getattr(m, "reg", None), "name", None) == name]
+                      for model in self._models]
+        out = []
+        for k in range(len(per_member[0])):
+            ts = [list(mods[k].parameters(recurse=False)) for mods in per_member]
+            shape = next((t[0].shape for t in ts if t), (1,))
+            out.append(torch.stack([t[0].detach() if t else torch.zeros(shape) for t in ts])
+                       .to(device=self.device, dtype=self.dtype).view(len(ts), 1, 1).contiguous())
+        return out
+
     def bernoulli(self, keep64: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """Each member's `torch.empty(shape).bernoulli_(keep, generator=g)`, bit for bit (all ones
         where p is 0, as the reference leaves x alone).
@@ -232,11 +263,11 @@ class Chunk(ChunkView):
     def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
         W, b = self.params[2 * i], self.params[2 * i + 1]
         s = _Saved(x, W)
-        W = s.W = _apply(self.on_weight, W, train, s.on_w)
+        W = s.W = _apply(self.on_weight, W, train, s.on_w, i)
         z = torch.baddbmm(b, x, W)
-        s.pre = _apply(self.on_pre, z, train, s.on_act)
+        s.pre = _apply(self.on_pre, z, train, s.on_act, i)
         s.act_out = self.act(s.pre)
-        out = _apply(self.on_post, s.act_out, train, s.on_post)
+        out = _apply(self.on_post, s.act_out, train, s.on_post, i)
         if tape is not None:
             tape.append(s)
         return out
@@ -323,7 +354,7 @@ class Chunk(ChunkView):
         loss = d.pow(2).mean(dim=(1, 2))
         # d(sum of the members' means)/d pred, as autograd forms it: (1/n) * (2 d)
         self._backward(tape, inv_n * (2.0 * d))  # a sum over members: each gradient is its own
-        for piece in self.on_loss:
+        for piece in self.on_loss + self.penalized:
             if objective:
                 loss = loss + piece.penalty(self.params)
             piece.add_grad(self.grads, self.params)
@@ -349,7 +380,8 @@ class Chunk(ChunkView):
 
     def _sgd_step(self) -> None:
         """torch.optim.SGD's arithmetic with per-member factors as [C, 1, 1] tensors."""
-        params, h, grads = self.params, self.h, self.grads
+        # the network's parameters, then the pieces' learned ones (never decayed: `on` indexes the first)
+        params, h, grads = self.params + self.extra, self.h, self.grads + self.extra_grads
         rep = lambda t: [t] * len(params)  # noqa: E731
         on = h.decayed  # every parameter, or the weights only (reg.l2.biases=false)
         if h.wd is not None:  # coupled L2: grad + wd*w
@@ -375,7 +407,11 @@ class Chunk(ChunkView):
         pred = self.forward(self.tx, train=False)
         te = (pred - self.ty).pow(2).mean(dim=(1, 2))
         mc, ll = self._mc_evaluate(pred)
-        return tr.tolist(), te.tolist(), mc, ll
+        if not self.learners:
+            return tr.tolist(), te.tolist(), mc, ll
+        each = [p.learned() or [None] * len(self.cfgs) for p in self.learners]
+        learned = [[v for vals in member if vals for v in vals] or None for member in zip(*each)]
+        return tr.tolist(), te.tolist(), mc, ll, learned
 
     def _mc_pieces(self) -> frozenset[Piece]:
         """The pieces of the MC-active regularizers (base.mc_active), found by registry order

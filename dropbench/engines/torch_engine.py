@@ -88,6 +88,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     # [W1, b1, ..., W_out, b_out], as the batched program's params: a module with parameters of
     # its own (a learned dropout rate) must not shift what a constraint reads.
     linear_params = [t for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+    learners = learning(cfg)  # regularizers whose own modules add to the objective (concrete dropout)
     mse = nn.MSELoss()
     n = data.x_train.shape[0]
     x, y = data.x_train, data.y_train  # the epoch's rows: in order, or as shuffle() drew them
@@ -103,8 +104,12 @@ def _train_one(cfg: "RunConfig") -> RunResult:
         before it (always the full one here: backward needs it anyway)."""
         xb, yb = (x, y) if rows is None else (x[rows[0]:rows[1]], y[rows[0]:rows[1]])
         loss = mse(model(xb), yb)
-        for r, c in penalties:
-            loss = loss + r.penalty(list(model.parameters()), c)
+        for r, c in penalties:  # the network's parameters, as the batched program's (no learned rates)
+            loss = loss + r.penalty(linear_params, c)
+        for r, c in learners:
+            term = r.torch_penalty(model, c, n)
+            if term is not None:
+                loss = loss + term
         opt.zero_grad()
         loss.backward()
         if sgd_decoupled_wd:
@@ -134,7 +139,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     return result
 
 
-def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None]:
+def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None, list[float] | None]:
     """loop.Evaluation: train and test MSE in eval mode; with eval.mc_samples the MC test MSE,
     and with eval.tau the test log-likelihood (engines/base.py: MCStats)."""
     mse = nn.MSELoss()
@@ -144,7 +149,15 @@ def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, floa
         pred = model(data.x_test)
         test_mse = mse(pred, data.y_test).item()
         mc_mse, ll = mc_evaluate(model, data, cfg, pred)
-    return train_mse, test_mse, mc_mse, ll
+    learned = [v for r, c in learning(cfg) for v in (r.torch_learned(model, c) or [])]
+    return train_mse, test_mse, mc_mse, ll, learned or None
+
+
+def learning(cfg: "RunConfig") -> list[tuple[Any, Any]]:
+    """The selected regularizers with modules of their own that learn (Regularizer.torch_penalty)."""
+    from dropbench.regs.base import Regularizer
+
+    return [(r, c) for r, c in regs.active(cfg.reg) if type(r).torch_penalty is not Regularizer.torch_penalty]
 
 
 def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tensor) -> tuple[float | None, float | None]:
