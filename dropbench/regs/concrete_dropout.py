@@ -1,0 +1,258 @@
+"""Concrete dropout (Gal, Hron & Kendall 2017, "Concrete Dropout"): dropout whose rate is learned,
+one p per hidden layer, by gradient descent through a relaxed Bernoulli mask.
+
+While training, each hidden layer's output (the next layer's input, so after the activation
+whatever model.placement says) is multiplied by
+
+    (1 - sigmoid((log p - log(1-p) + log u - log(1-u)) / t)) / (1 - p),   u ~ U(0, 1),
+
+with temperature t = 0.1 and 1e-7 added inside each log, exactly as the authors' code
+(yaringal/ConcreteDropout, concrete-dropout-pytorch.ipynb); p = sigmoid(p_logit) is a parameter of
+the layer, trained by the run's optimizer with the network's weights (never weight-decayed).
+Identity in eval mode; MC evaluation (eval.mc_samples) draws relaxed masks with the learned p, as
+the paper predicts.
+
+The objective gains, per dropped layer with K input features feeding a Linear of weight W:
+
+    l^2/N * sum(W**2) / (1 - p)  +  2/N * K * (p log p + (1-p) log(1-p)),
+
+the paper's weight regularizer l^2/N and dropout regularizer 2/N times the negative entropy of p
+(N = the rows the run trains on; l = length_scale). W is the weight matrix the dropped output
+feeds (the next hidden layer's, or the output layer's), without its bias, as in the authors'
+Keras layer; the first layer's W, whose input is not dropped, gets no term.
+
+The learned p of each layer is recorded at every evaluation in curves.csv's `learned_p` column
+(and runs.csv's `final_learned_p`): the layers' values, first hidden layer first, space separated.
+
+init_p=0 turns it off: no mask, no draws, no penalty (p=0 is a fixed point of the logit).
+It does not combine with l2: its weight term is the weight prior already.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Sequence
+
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Range, RegConfig, Regularizer, param
+
+EPS = 1e-7  # the authors' code adds it inside every log
+POSITIVE = Range(0.0, lo_open=True)
+UNIT = Range(0.0, 1.0, lo_open=True, why="a relaxation temperature")
+
+
+@dataclass(frozen=True)
+class Config(RegConfig):
+    init_p: float = param(0.1, PROB)  # every layer's p before training (the authors' 0.1); 0: off
+    temperature: float = param(0.1, UNIT)  # of the relaxed Bernoulli (the paper's 0.1)
+    length_scale: float = param(1e-4, POSITIVE)  # prior length-scale l: weight regularizer l^2/N (the authors' 1e-4)
+
+
+def logit(p: float) -> float:
+    return math.log(p) - math.log1p(-p)
+
+
+def relaxed(x: Any, p_logit: Any, u: Any, temperature: float) -> Any:
+    """The authors' _concrete_dropout, op for op: both engines call this, so their forward kernels
+    (and autograd's backward through them) are the same."""
+    import torch
+
+    p = torch.sigmoid(p_logit)
+    drop_prob = torch.log(p + EPS) - torch.log(1 - p + EPS) + torch.log(u + EPS) - torch.log(1 - u + EPS)
+    drop_prob = torch.sigmoid(drop_prob / temperature)
+    return x * (1 - drop_prob) / (1 - p)
+
+
+def factors(conf: Config, k: int, n: int) -> tuple[float, float]:
+    """(weight regularizer l^2/N, dropout regularizer 2/N times the layer's K input features)."""
+    return conf.length_scale**2 / n, 2.0 / n * k
+
+
+def regularizer(sq_w: Any, p_logit: Any, wr: Any, dr: Any) -> Any:
+    """The layer's term of the objective, from sum(W**2) of the Linear its output feeds; wr and dr
+    are `factors` (Python floats, or per-member columns of them)."""
+    import torch
+
+    p = torch.sigmoid(p_logit)
+    weight = wr * sq_w / (1 - p)
+    dropout = (p * torch.log(p) + (1 - p) * torch.log(1 - p)) * dr
+    return weight + dropout
+
+
+def layers(model: Any) -> list[tuple[Any, Any]]:
+    """(concrete layer, the Linear its output feeds) for each concrete layer of a torch model."""
+    from torch import nn
+
+    out, pending = [], None
+    for m in model.modules():
+        if getattr(m, "reg", None) is REGULARIZER:
+            pending = m
+        elif isinstance(m, nn.Linear) and pending is not None:
+            out.append((pending, m))
+            pending = None
+    return out
+
+
+class ConcreteDropout(Regularizer):
+    name = "concrete_dropout"
+    order = 28  # after alpha dropout, in the activation slot
+    slot = "activation"
+    Config = Config
+    strength = "init_p"
+    placement = "after"  # drops the next layer's input, as the paper's wrapper of each layer does
+    mc = True  # MC dropout with the learned rates
+    excludes = {"l2": "two weight priors (concrete dropout's l^2/N weight term is its L2)"}
+
+    def torch_layer(self, conf: Config) -> Any:
+        return _torch_layer(self, conf)
+
+    def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:
+        layer = self.torch_layer(conf)
+        return layer.train(training)(x)
+
+    def torch_penalty(self, model: Any, conf: Config, n_train: int) -> Any:
+        terms = [regularizer(torch_sum_sq(lin.weight), c.p_logit, *factors(conf, lin.in_features, n_train))
+                 for c, lin in layers(model) if c.p_logit is not None]
+        return sum(terms[1:], terms[0]).squeeze(0) if terms else None
+
+    def torch_learned(self, model: Any, conf: Config) -> list[float] | None:
+        import torch
+
+        ps = [c.p_logit for c, _ in layers(model) if c.p_logit is not None]
+        return [float(torch.sigmoid(p.detach()).item()) for p in ps] if ps else None
+
+    def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
+        # a uniform draw and about eight elementwise ops per activation, forward and backward
+        return 3 * MASK_COST * n_train * model.hidden * model.depth
+
+    def batched(self, chunk: ChunkView, confs: Sequence[Config]) -> Piece:
+        return _Batched(chunk, confs)
+
+
+def torch_sum_sq(w: Any) -> Any:
+    import torch
+
+    return torch.sum(torch.pow(w, 2))
+
+
+def _torch_layer(reg: ConcreteDropout, conf: Config) -> Any:
+    return _layer_class()(reg, conf)
+
+
+@cache
+def _layer_class() -> type:
+    """One class for every instance (MC evaluation finds the layers it turns on by their type)."""
+    import torch
+    from torch import nn
+
+    class ConcreteLayer(nn.Module):
+        """The reference form: a learned p_logit (None when off), the relaxed mask while training."""
+
+        def __init__(self, reg: ConcreteDropout, conf: Config) -> None:
+            super().__init__()
+            self.reg, self.conf = reg, conf
+            # torch.full draws nothing: the network's initial weights are those without it.
+            self.p_logit = nn.Parameter(torch.full((1,), logit(conf.init_p))) if conf.init_p > 0 else None
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training or self.p_logit is None:
+                return x
+            return relaxed(x, self.p_logit, torch.rand_like(x), self.conf.temperature)
+
+        def extra_repr(self) -> str:
+            c = self.conf
+            return f"concrete_dropout: init_p={c.init_p}, temperature={c.temperature}, length_scale={c.length_scale}"
+
+    return ConcreteLayer
+
+
+class _Batched(Piece):
+    """Per member and hidden layer a p_logit [C, 1, 1] (a dummy, never moving, for members that are
+    off), trained by the chunk's optimizer. The backward recomputes the piece's forward under
+    autograd and takes autograd's gradient: the reference's kernels, bit for bit."""
+
+    def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
+        import torch
+
+        self.chunk, self.confs = chunk, list(confs)
+        self.active = [c.init_p > 0 for c in confs]
+        self.any = any(self.active)
+        self.on = chunk.column([1.0 if a else 0.0 for a in self.active]).bool()
+        # Per-member columns of the reference's Python floats (x / t rounds the same either way).
+        self.temperature = chunk.column([c.temperature for c in confs])
+        self.params: list[torch.Tensor] = chunk.learned(REGULARIZER.name)  # one [C, 1, 1] per hidden layer
+        self.grads = [torch.zeros_like(p) for p in self.params]
+
+    layered = True  # forward is told which hidden layer it acts on (its own p)
+    has_penalty = True  # its objective terms, beside the loss slot's
+
+    def forward(self, z: Any, train: bool, layer: int = 0) -> tuple[Any, Any]:
+        if not train or not self.any:
+            return z, None
+        u = self.chunk.draws(self.active, tuple(z.shape[1:]), self.chunk.dtype).to(z.device)
+        p_logit = self.params[layer]
+        return self._apply(z, p_logit, u), (z, u, layer)
+
+    def _apply(self, z: Any, p_logit: Any, u: Any) -> Any:
+        import torch
+
+        return torch.where(self.on, relaxed(z, p_logit, u, self.temperature), z)
+
+    def backward(self, grad: Any, saved: Any) -> Any:
+        if saved is None:
+            return grad
+        import torch
+
+        z, u, layer = saved
+        with torch.enable_grad():
+            zl = z.detach().requires_grad_()
+            pl = self.params[layer].detach().requires_grad_()
+            gz, gp = torch.autograd.grad(self._apply(zl, pl, u), (zl, pl), grad)
+        self.grads[layer].copy_(gp)
+        return gz
+
+    def _terms(self, params: Sequence[Any], p_logits: Sequence[Any]) -> Any:
+        """[C]: each member's penalty (0 for members that are off); the consumer of hidden layer i
+        is Linear i+1, whose transposed weight params[2(i+1)] is [C, in, out]."""
+        import torch
+
+        n = self.chunk.n_rows
+        total = None
+        for i, pl in enumerate(p_logits):
+            W = params[2 * (i + 1)]
+            sq = torch.sum(torch.pow(W, 2), dim=(1, 2)).view(-1, 1, 1)
+            f = [factors(c, W.shape[1], n) for c in self.confs]
+            t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]))
+            total = t if total is None else total + t
+        assert total is not None
+        return torch.where(self.on, total, torch.zeros_like(total)).view(-1)
+
+    def penalty(self, params: Sequence[Any]) -> Any:
+        return self._terms(params, self.params)
+
+    def add_grad(self, grads: list[Any], params: Sequence[Any]) -> None:
+        if not self.any:
+            return
+        import torch
+
+        k = len(self.params)
+        with torch.enable_grad():
+            ws = [params[2 * (i + 1)].detach().requires_grad_() for i in range(k)]
+            pls = [p.detach().requires_grad_() for p in self.params]
+            full = list(params)
+            for i, w in enumerate(ws):
+                full[2 * (i + 1)] = w
+            got = torch.autograd.grad(self._terms(full, pls).sum(), [*ws, *pls])
+        for i in range(k):
+            grads[2 * (i + 1)].add_(got[i])
+            self.grads[i].add_(got[k + i])
+
+    def learned(self) -> list[list[float] | None]:
+        import torch
+
+        ps = [torch.sigmoid(p).view(-1).tolist() for p in self.params]
+        return [[float(ps[i][j]) for i in range(len(ps))] if a else None for j, a in enumerate(self.active)]
+
+
+REGULARIZER = ConcreteDropout()

@@ -1,0 +1,156 @@
+"""Concrete dropout (Gal, Hron & Kendall 2017) pinned against a from-scratch NumPy transcription of
+the authors' code (yaringal/ConcreteDropout): the relaxed mask, the objective's two terms, the
+learned rate, and what both engines record. The registry-driven tests in test_regularizers.py
+check it like every regularizer (engines agree, backward == autograd, eval, init_p=0, bad values)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dropbench import regs
+from dropbench.config import load
+from dropbench.errors import UserError
+from dropbench.regs import concrete_dropout as cd
+
+REG = regs.REGISTRY["concrete_dropout"]
+
+
+def numpy_concrete(x: np.ndarray, p: float, u: np.ndarray, t: float) -> np.ndarray:
+    """The authors' _concrete_dropout in NumPy, float64."""
+    eps = 1e-7
+    drop = np.log(p + eps) - np.log(1 - p + eps) + np.log(u + eps) - np.log(1 - u + eps)
+    drop = 1 / (1 + np.exp(-drop / t))
+    return x * (1 - drop) / (1 - p)
+
+
+def layer(init_p: float = 0.1, temperature: float = 0.1) -> torch.nn.Module:
+    conf = cd.Config(init_p=init_p, temperature=temperature)
+    return REG.torch_layer(conf).double()
+
+
+def test_forward_is_the_authors_relaxed_mask_with_u_from_the_runs_generator():
+    m = layer(0.2, 0.1).train()
+    x = torch.randn(50, 7, dtype=torch.float64)
+    torch.manual_seed(3)
+    got = m(x).detach().numpy()
+    torch.manual_seed(3)
+    u = torch.rand(50, 7, dtype=torch.float64).numpy()  # rand_like(x): the same draws
+    p = float(torch.sigmoid(m.p_logit).item())  # logit(0.2) as the parameter holds it
+    assert abs(p - 0.2) < 1e-7
+    np.testing.assert_allclose(got, numpy_concrete(x.numpy(), p, u, 0.1), rtol=1e-12, atol=1e-14)
+
+
+def test_low_temperature_approaches_inverted_dropout_with_rate_p():
+    m = layer(0.3, 1e-3).train()
+    torch.manual_seed(0)
+    y = m(torch.ones(20000, 1, dtype=torch.float64)).detach().numpy()
+    dropped = np.mean(y < 1e-3)
+    assert abs(dropped - 0.3) < 0.02
+    np.testing.assert_allclose(np.median(y[y > 1e-3]), 1 / 0.7, rtol=1e-6)  # survivors: 1/(1-p)
+
+
+def test_eval_mode_and_init_p_zero_are_the_identity_without_draws():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    for m in (layer(0.1).eval(), layer(0.0).train()):
+        state = torch.get_rng_state()
+        assert torch.equal(m(x), x)
+        assert torch.equal(state, torch.get_rng_state())
+    assert layer(0.0).p_logit is None
+
+
+def test_the_objective_terms_are_the_papers_per_dropped_layer():
+    """l^2/N sum(W^2)/(1-p) + 2/N K (p log p + (1-p) log(1-p)) for each concrete layer, with W the
+    next Linear's weight (no bias), K its input width; the first layer gets none."""
+    from dropbench.engines.torch_engine import build_model
+
+    cfg = load(["reg=concrete_dropout", "model.depth=2", "model.hidden=6", "reg.concrete_dropout.length_scale=0.5",
+                "reg.concrete_dropout.init_p=0.25"])
+    model = build_model(cfg, 3).double()
+    conf, n = cfg.reg.concrete_dropout, 40
+    lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    want = 0.0
+    p = 0.25
+    for lin in lins[1:]:
+        w = lin.weight.detach().numpy()
+        want += 0.5**2 / n * np.sum(w**2) / (1 - p) + 2 / n * lin.in_features * (p * math.log(p) + (1 - p) * math.log(1 - p))
+    got = REG.torch_penalty(model, conf, n)
+    assert math.isclose(float(got.detach()), want, rel_tol=1e-6)  # p_logit is stored in float32 before .double()
+    got.backward()
+    assert all(c.p_logit.grad is not None and c.p_logit.grad.abs().item() > 0 for c, _ in cd.layers(model))
+
+
+def test_it_may_not_combine_with_l2():
+    with pytest.raises(UserError, match=r"reg=\[concrete_dropout,l2\] combines two weight priors.*; choose one"):
+        load(["reg=[concrete_dropout,l2]"])
+
+
+def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
+    """A run's p moves away from init_p, each layer its own; curves.csv records them at every
+    evaluation and runs.csv the last ones, the same in both engines (float64)."""
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.torch_engine import train_one
+
+    over = ["reg=concrete_dropout", "model.depth=2", "model.hidden=16", "epochs=30", "eval_every=10", "dtype=float64",
+            "optim.lr=0.05", "reg.concrete_dropout.length_scale=0.1"]
+    cfgs = [load([*over, f"seed={s}"]) for s in (0, 1)]
+    ref = [train_one(c) for c in cfgs]
+    got = _train_chunk(cfgs, 2)
+    learned = lambda r: [[float(v) for v in row[-1].split()] for row in r.rows()]  # noqa: E731
+    for a, b in zip(ref, got):
+        assert a.status == b.status == "ok" and len(learned(a)) == len(a.curve) == 3
+        ps = learned(a)[-1]
+        assert len(ps) == 2 and all(0 < v < 1 for v in ps) and all(abs(v - 0.1) > 1e-4 for v in ps)
+        np.testing.assert_allclose(np.array(learned(b)), np.array(learned(a)), rtol=1e-9)
+        assert a.summary()["final_learned_p"] == " ".join(repr(v) for v in ps)
+    from dropbench.results import read_curves, read_runs, write_run, consolidate
+
+    for r in ref:
+        write_run(tmp_path, r)
+    consolidate(tmp_path)
+    runs, curves = read_runs(tmp_path), read_curves(tmp_path)
+    by_id = {r.run_id: r for r in ref}
+    assert {r["run_id"]: r["final_learned_p"] for r in runs} == {k: r.summary()["final_learned_p"] for k, r in by_id.items()}
+    assert sorted((c["run_id"], c["epoch"], c["learned_p"]) for c in curves) == \
+        sorted((k, row[0], row[-1]) for k, r in by_id.items() for row in r.rows())
+    none = train_one(load(["reg=dropout", "epochs=3"]))
+    assert none.summary()["final_learned_p"] is None
+
+
+def test_mc_evaluation_draws_relaxed_masks_in_both_engines():
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.torch_engine import train_one
+
+    over = ["reg=concrete_dropout", "model.hidden=8", "epochs=4", "eval_every=4", "dtype=float64", "eval.mc_samples=7"]
+    cfgs = [load([*over, f"seed={s}"]) for s in (0, 1)]
+    for a, b in zip([train_one(c) for c in cfgs], _train_chunk(cfgs, 2)):
+        mc, det = a.summary()["final_test_mc_mse"], a.summary()["final_test_mse"]
+        assert mc is not None and mc != det
+        assert math.isclose(b.summary()["final_test_mc_mse"], mc, rel_tol=1e-9)
+
+
+def test_the_learned_rates_gradient_is_autograds_bit_for_bit():
+    """The batched piece's gradient of p_logit (through the masks of every layer) is autograd's
+    through the chunk's forward, as the network's are (test_regularizers checks those)."""
+    from dropbench.engines.batched import Chunk
+
+    cfgs = [load(["reg=concrete_dropout", "model.hidden=16", "model.depth=3", "dtype=float32", f"seed={s}",
+                  f"reg.concrete_dropout.init_p={p}"]) for s, p in ((0, 0.1), (1, 0.3), (2, 0.0))]
+    chunk = Chunk(cfgs, 3)
+    for _ in range(2):
+        chunk.step(objective=False)
+    (piece,) = chunk.learners
+    leaves = [p.detach().clone().requires_grad_() for p in piece.params]
+    piece.params[:] = leaves
+    tape: list = []
+    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
+    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), leaves)
+    with torch.no_grad():
+        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
+    for w, g in zip(want, piece.grads):
+        assert torch.equal(w, g)
+        assert g[2].abs().max() == 0  # the member that is off: no gradient, its dummy never moves
+    assert all(g[:2].abs().min() > 0 for g in piece.grads)
