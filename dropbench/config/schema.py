@@ -27,6 +27,17 @@ REG_ORDER = regs.names()
 
 
 # ---- data ---------------------------------------------------------------------------------
+Holdout = Literal["none", "validation"]
+
+
+def holdout_field() -> Any:
+    """data.holdout of the data sets that have training rows to hold out. validation: train on
+    the first 80% of the training rows (in the split's order) and evaluate on the last 20% as the
+    "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule). Added after run ids were
+    pinned: out of the run id at its default."""
+    return field(default="none", metadata={ID_OMITS_DEFAULT: True})
+
+
 @dataclass(frozen=True)
 class NoisyLinear:
     name: Literal["noisy_linear"] = "noisy_linear"
@@ -70,9 +81,7 @@ class Friedman1:
     noise: float = 1.0
     standardize: bool = True
     seed: int | None = None
-    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
-    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
-    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
+    holdout: Holdout = holdout_field()
 
     def validate(self, k: str) -> None:
         _positive(f"{k}.n_train", self.n_train)
@@ -88,9 +97,7 @@ class Diabetes:
     test_fraction: float = 0.25
     standardize: bool = True
     seed: int | None = None
-    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
-    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
-    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
+    holdout: Holdout = holdout_field()
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
@@ -110,9 +117,7 @@ class Csv:
     # file is a new run and one file at two paths is one run. Given by the user (a saved
     # config.yaml does), it must match the file.
     sha256: str | None = None
-    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
-    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
-    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
+    holdout: Holdout = holdout_field()
 
     def validate(self, k: str) -> None:
         _fraction(f"{k}.test_fraction", self.test_fraction)
@@ -132,9 +137,7 @@ class Uci:
     # The folder holding the files (null: $DROPBENCH_UCI_DIR, else the download cache); made
     # absolute by build(). Not in the run id: the files are verified, so dataset + split say what.
     root: str | None = None
-    # validation: train on the first 80% of the training rows (in the split's order) and evaluate
-    # on the last 20% as the "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule).
-    holdout: Literal["none", "validation"] = field(default="none", metadata={ID_OMITS_DEFAULT: True})
+    holdout: Holdout = holdout_field()
 
     def validate(self, k: str) -> None:
         from dropbench import uci
