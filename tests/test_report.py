@@ -418,6 +418,19 @@ def test_wide_table_keeps_per_data_set_settings_out_of_its_columns(tmp_path):
     assert "set per data set (as configured): p, eval.tau" in md
 
 
+
+def test_wide_table_over_one_folder_per_data_set_has_no_sweep_caption(tmp_path):
+    """scripts/uci_2018.py tunes each data set into its own folder; the folder then follows the
+    data set, and the caption must not list `sweep` as a per-data-set setting."""
+    folders = []
+    for ds in ("yacht", "energy"):
+        rows = [{"data": "uci", "data.dataset": ds, "reg": "dropout", "seed": 1, "data.split": i,
+                 "final_train_mse": 0.1, "final_test_mse": 1.0 + i} for i in range(3)]
+        folders.append(str(write_sweep(tmp_path / ds, rows)))
+    md = runner.invoke(app, ["report", *folders, "--by", "data.dataset,reg", "--layout", "wide", "--format", "markdown"]).stdout
+    assert md.startswith("| data set | dropout |") and "| yacht |" in md and "| energy |" in md, md
+    assert "sweep" not in md, md
+
 # ---- csv data sets: grouped by contents, named by file --------------------------------------------
 
 def csv_sweep(tmp_path, files: list[tuple[str, str]]):
