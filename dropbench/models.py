@@ -90,6 +90,8 @@ class InputRegs(nn.Module):
 def build_mlp(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> nn.Sequential:
     """Layer 1 maps the input to `hidden`; layers 2..depth are plain or residual blocks."""
     inputs = [r.torch_layer(c) for r, c in regs.active(reg, "input")]
+    # activation-slot regularizers that also act on the inputs (concrete dropout's inputs=true)
+    inputs += [r.torch_layer(c) for r, c in regs.active(reg, "activation") if r.acts_on_inputs(c)]
     layers: list[nn.Module] = ([InputRegs(inputs)] if inputs else []) + hidden_layer(n_in, cfg.hidden, cfg, reg)
     for _ in range(cfg.depth - 1):
         block = hidden_layer(cfg.hidden, cfg.hidden, cfg, reg)

@@ -62,19 +62,22 @@ def test_eval_mode_and_init_p_zero_are_the_identity_without_draws():
     assert layer(0.0).p_logit is None
 
 
-def test_the_objective_terms_are_the_papers_per_dropped_layer():
+@pytest.mark.parametrize("inputs", [True, False])
+def test_the_objective_terms_are_the_papers_per_dropped_layer(inputs):
     """l^2/N sum(W^2)/(1-p) + 2/N K (p log p + (1-p) log(1-p)) for each concrete layer, with W the
-    next Linear's weight (no bias), K its input width; the first layer gets none."""
+    weight (no bias) of the Linear its output feeds and K that Linear's input width: every Linear
+    with inputs=true (the inputs are dropped too), all but the first with inputs=false."""
     from dropbench.engines.torch_engine import build_model
 
     cfg = load(["reg=concrete_dropout", "model.depth=2", "model.hidden=6", "reg.concrete_dropout.length_scale=0.5",
-                "reg.concrete_dropout.init_p=0.25"])
+                "reg.concrete_dropout.init_p=0.25", f"reg.concrete_dropout.inputs={str(inputs).lower()}"])
     model = build_model(cfg, 3).double()
     conf, n = cfg.reg.concrete_dropout, 40
     lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(cd.layers(model)) == (3 if inputs else 2)
     want = 0.0
     p = 0.25
-    for lin in lins[1:]:
+    for lin in lins[0 if inputs else 1:]:
         w = lin.weight.detach().numpy()
         want += 0.5**2 / n * np.sum(w**2) / (1 - p) + 2 / n * lin.in_features * (p * math.log(p) + (1 - p) * math.log(1 - p))
     got = REG.torch_penalty(model, conf, n)
@@ -103,7 +106,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
     for a, b in zip(ref, got):
         assert a.status == b.status == "ok" and len(learned(a)) == len(a.curve) == 3
         ps = learned(a)[-1]
-        assert len(ps) == 2 and all(0 < v < 1 for v in ps) and all(abs(v - 0.1) > 1e-4 for v in ps)
+        assert len(ps) == 3 and all(0 < v < 1 for v in ps) and all(abs(v - 0.1) > 1e-4 for v in ps)  # inputs, 2 hidden
         np.testing.assert_allclose(np.array(learned(b)), np.array(learned(a)), rtol=1e-9)
         assert a.summary()["final_learned_p"] == " ".join(repr(v) for v in ps)
     from dropbench.results import read_curves, read_runs, write_run, consolidate
@@ -132,13 +135,15 @@ def test_mc_evaluation_draws_relaxed_masks_in_both_engines():
         assert math.isclose(b.summary()["final_test_mc_mse"], mc, rel_tol=1e-9)
 
 
-def test_the_learned_rates_gradient_is_autograds_bit_for_bit():
-    """The batched piece's gradient of p_logit (through the masks of every layer) is autograd's
-    through the chunk's forward, as the network's are (test_regularizers checks those)."""
+@pytest.mark.parametrize("inputs", ["true", "false"])
+def test_the_learned_rates_gradient_is_autograds_bit_for_bit(inputs):
+    """The batched piece's gradient of p_logit (through the masks of every layer, the inputs' too)
+    is autograd's through the chunk's forward, as the network's are (test_regularizers checks those)."""
     from dropbench.engines.batched import Chunk
 
     cfgs = [load(["reg=concrete_dropout", "model.hidden=16", "model.depth=3", "dtype=float32", f"seed={s}",
-                  f"reg.concrete_dropout.init_p={p}"]) for s, p in ((0, 0.1), (1, 0.3), (2, 0.0))]
+                  f"reg.concrete_dropout.init_p={p}", f"reg.concrete_dropout.inputs={inputs}", "data=friedman1"])
+            for s, p in ((0, 0.1), (1, 0.3), (2, 0.0))]
     chunk = Chunk(cfgs, 3)
     for _ in range(2):
         chunk.step(objective=False)
@@ -154,3 +159,22 @@ def test_the_learned_rates_gradient_is_autograds_bit_for_bit():
         assert torch.equal(w, g)
         assert g[2].abs().max() == 0  # the member that is off: no gradient, its dummy never moves
     assert all(g[:2].abs().min() > 0 for g in piece.grads)
+
+
+def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():
+    """Dropping the inputs changes the program's structure (one more learned p, one more mask), so
+    the planner keeps runs with inputs=true and false apart; each engine gives the same numbers."""
+    from dropbench.data import load_dataset
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.planner import group_key
+    from dropbench.engines.torch_engine import train_one
+
+    on, off = (load(["reg=concrete_dropout", "model.hidden=8", "epochs=6", "eval_every=3", "dtype=float64", "data=friedman1",
+                     f"reg.concrete_dropout.inputs={v}"]) for v in ("true", "false"))
+    assert group_key(on, load_dataset(on)) != group_key(off, load_dataset(off))
+    for cfg, n in ((on, 3), (off, 2)):  # the inputs and 2 hidden layers, or the hidden ones
+        a, (b,) = train_one(cfg), _train_chunk([cfg], 2)
+        ps = [[float(v) for v in row[-1].split()] for row in a.rows()]
+        assert all(len(v) == n for v in ps)
+        np.testing.assert_allclose([[float(v) for v in row[-1].split()] for row in b.rows()], ps, rtol=1e-10)
+        np.testing.assert_allclose([r[2] for r in b.curve], [r[2] for r in a.curve], rtol=1e-10)

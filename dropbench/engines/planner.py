@@ -24,6 +24,7 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
         m.hidden, m.depth, m.activation, m.placement, m.residual,
         tuple(cfg.reg.names), cfg.optim.name, cfg.dtype, cfg.device, cfg.epochs, cfg.eval_every,
         cfg.batch_size,  # the steps' shapes and schedule
+        tuple(r.program_key(c) for r, c in regs.active(cfg.reg)),  # e.g. concrete dropout on the inputs
     )
 
 

@@ -70,6 +70,7 @@ class _Saved:
     on_act: Applied = field(default_factory=list)  # activation slot, before the activation
     on_post: Applied = field(default_factory=list)  # activation slot, after the activation
     on_branch: Applied = field(default_factory=list)  # residual slot
+    on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
 
 
 def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
@@ -149,6 +150,12 @@ class Chunk(ChunkView):
                 continue
             self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
         self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
+        # activation-slot pieces that also act on the inputs (Regularizer.inputs_field), after the
+        # input slot's, as models.build_mlp orders them; the program key makes it one choice per chunk
+        self.on_input = self.on_input + [
+            p for n, p in zip([n for n in c0.reg.names if regs.REGISTRY[n].slot == "activation"], self.pieces.get("activation", []))
+            if regs.REGISTRY[n].acts_on_inputs(getattr(c0.reg, n))]
+        self.input_learns = any(p.params for p in self.on_input)
         self.on_act, self.on_branch = self.pieces.get("activation", []), self.pieces.get("residual", [])
         # Activation-slot pieces before and after the activation (models.acts_after), registry order.
         after = [acts_after(regs.REGISTRY[n], c0.model) for n in c0.reg.names if regs.REGISTRY[n].slot == "activation"]
@@ -274,9 +281,12 @@ class Chunk(ChunkView):
 
     def forward(self, x: torch.Tensor, train: bool, tape: list[_Saved] | None = None) -> torch.Tensor:
         """The members' predictions; with `tape`, saves what `_backward` needs, layer by layer."""
-        if self.on_input:
-            x = _apply(self.on_input, x, train, None)  # the data needs no gradient
+        on_in: Applied = []
+        if self.on_input:  # the data needs no gradient; an input piece that learns needs its own
+            x = _apply(self.on_input, x, train, on_in if tape is not None and self.input_learns else None, -1)
         z = self._hidden(x, 0, train, tape)
+        if tape is not None:
+            tape[0].on_in = on_in
         for i in range(1, self.n_linear - 1):
             branch = self._hidden(z, i, train, tape)
             if self.residual:
@@ -313,7 +323,9 @@ class Chunk(ChunkView):
             else:  # the weight slot: W' = f(W)
                 G[2 * i].copy_(_unapply(s.on_w, torch.bmm(s.x.transpose(1, 2), grad)))
             if i == 0:
-                break  # the data needs no gradient
+                if s.on_in:  # the data needs no gradient, but an input piece's parameters do
+                    _unapply(s.on_in, torch.bmm(grad, s.W.transpose(1, 2)))
+                break
             g_in = torch.bmm(grad, s.W.transpose(1, 2))
             grad = skip + g_in if self.residual and 0 < i < last else g_in
 

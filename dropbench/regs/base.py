@@ -113,11 +113,22 @@ class Regularizer:
     # activation slot: "before" or "after" the activation whatever model.placement says (alpha
     # dropout acts on SELU's output by definition); None follows model.placement.
     placement: ClassVar[str | None] = None
+    # An activation-slot regularizer that may also act on the input features (before the first
+    # Linear, after the input-slot ones) names the bool Config field that turns that on.
+    inputs_field: ClassVar[str | None] = None
 
     # -- config --
     def adjust_model(self, model: "MLP", conf: Any) -> "MLP":
         """The model this regularizer needs (e.g. DropPath turns residual blocks on)."""
         return model
+
+    def acts_on_inputs(self, conf: Any) -> bool:
+        return self.inputs_field is not None and bool(getattr(conf, self.inputs_field))
+
+    def program_key(self, conf: Any) -> tuple:
+        """Config values that change the batched program's structure: runs share a chunk only
+        when these are equal (values that only change numbers, like p, need not be)."""
+        return (self.acts_on_inputs(conf),) if self.inputs_field else ()
 
     def cost(self, model: "MLP", n_train: int, n_in: int, n_params: int) -> float:
         """Extra work per training step, in parameters' worth (chunk planner only, never numbers)."""

@@ -1,8 +1,9 @@
 """Concrete dropout (Gal, Hron & Kendall 2017, "Concrete Dropout"): dropout whose rate is learned,
-one p per hidden layer, by gradient descent through a relaxed Bernoulli mask.
+one p per layer, by gradient descent through a relaxed Bernoulli mask.
 
-While training, each hidden layer's output (the next layer's input, so after the activation
-whatever model.placement says) is multiplied by
+While training, the input features (inputs=true, the default: the authors wrap every layer, the
+first included) and each hidden layer's output (the next layer's input, so after the activation
+whatever model.placement says) are multiplied by
 
     (1 - sigmoid((log p - log(1-p) + log u - log(1-u)) / t)) / (1 - p),   u ~ U(0, 1),
 
@@ -18,11 +19,12 @@ The objective gains, per dropped layer with K input features feeding a Linear of
 
 the paper's weight regularizer l^2/N and dropout regularizer 2/N times the negative entropy of p
 (N = the rows the run trains on; l = length_scale). W is the weight matrix the dropped output
-feeds (the next hidden layer's, or the output layer's), without its bias, as in the authors'
-Keras layer; the first layer's W, whose input is not dropped, gets no term.
+feeds (the first layer's for the inputs, the next hidden layer's, or the output layer's), without
+its bias, as in the authors' Keras layer; with inputs=false the first layer's W gets no term.
 
 The learned p of each layer is recorded at every evaluation in curves.csv's `learned_p` column
-(and runs.csv's `final_learned_p`): the layers' values, first hidden layer first, space separated.
+(and runs.csv's `final_learned_p`): the inputs' p first (inputs=true), then each hidden layer's,
+space separated.
 
 init_p=0 turns it off: no mask, no draws, no penalty (p=0 is a fixed point of the logit).
 It does not combine with l2: its weight term is the weight prior already.
@@ -46,6 +48,7 @@ class Config(RegConfig):
     init_p: float = param(0.1, PROB)  # every layer's p before training (the authors' 0.1); 0: off
     temperature: float = param(0.1, POSITIVE)  # of the relaxed Bernoulli (the paper's 0.1)
     length_scale: float = param(1e-4, POSITIVE)  # prior length-scale l: weight regularizer l^2/N (the authors' 1e-4)
+    inputs: bool = True  # a learned p for the input features too (the authors wrap every layer, the first included)
 
 
 def logit(p: float) -> float:
@@ -100,6 +103,7 @@ class ConcreteDropout(Regularizer):
     Config = Config
     strength = "init_p"
     placement = "after"  # drops the next layer's input, as the paper's wrapper of each layer does
+    inputs_field = "inputs"  # and, with inputs=true, the first layer's (the input features)
     mc = True  # MC dropout with the learned rates
     excludes = {"l2": "two weight priors (concrete dropout's l^2/N weight term is its L2)"}
 
@@ -168,7 +172,7 @@ def _layer_class() -> type:
 
 
 class _Batched(Piece):
-    """Per member and hidden layer a p_logit [C, 1, 1] (a dummy, never moving, for members that are
+    """Per member and dropped layer (the inputs, then each hidden layer) a p_logit [C, 1, 1] (a dummy, never moving, for members that are
     off), trained by the chunk's optimizer. The backward recomputes the piece's forward under
     autograd and takes autograd's gradient: the reference's kernels, bit for bit."""
 
@@ -181,18 +185,20 @@ class _Batched(Piece):
         self.on = chunk.column([1.0 if a else 0.0 for a in self.active]).bool()
         # Per-member columns of the reference's Python floats (x / t rounds the same either way).
         self.temperature = chunk.column([c.temperature for c in confs])
-        self.params: list[torch.Tensor] = chunk.learned(REGULARIZER.name)  # one [C, 1, 1] per hidden layer
+        self.params: list[torch.Tensor] = chunk.learned(REGULARIZER.name)  # one [C, 1, 1] per dropped layer
+        # params[0] is the inputs' p when it acts on them (one choice per chunk: program_key)
+        self.first = 1 if REGULARIZER.acts_on_inputs(confs[0]) else 0
         self.grads = [torch.zeros_like(p) for p in self.params]
 
-    layered = True  # forward is told which hidden layer it acts on (its own p)
+    layered = True  # forward is told which layer it acts on (its own p; -1: the inputs)
     has_penalty = True  # its objective terms, beside the loss slot's
 
     def forward(self, z: Any, train: bool, layer: int = 0) -> tuple[Any, Any]:
         if not train or not self.any:
             return z, None
         u = self.chunk.draws(self.active, tuple(z.shape[1:]), self.chunk.dtype).to(z.device)
-        p_logit = self.params[layer]
-        return self._apply(z, p_logit, u), (z, u, layer)
+        j = layer + self.first  # layer -1: the inputs
+        return self._apply(z, self.params[j], u), (z, u, j)
 
     def _apply(self, z: Any, p_logit: Any, u: Any) -> Any:
         import torch
@@ -213,14 +219,14 @@ class _Batched(Piece):
         return gz
 
     def _terms(self, params: Sequence[Any], p_logits: Sequence[Any]) -> Any:
-        """[C]: each member's penalty (0 for members that are off); the consumer of hidden layer i
-        is Linear i+1, whose transposed weight params[2(i+1)] is [C, in, out]."""
+        """[C]: each member's penalty (0 for members that are off); the consumer of dropped layer j
+        is Linear j (+1 without the inputs), whose transposed weight is [C, in, out]."""
         import torch
 
         n = self.chunk.n_rows
         total = None
         for i, pl in enumerate(p_logits):
-            W = params[2 * (i + 1)]
+            W = params[2 * (i + 1 - self.first)]
             sq = torch.sum(torch.pow(W, 2), dim=(1, 2)).view(-1, 1, 1)
             f = [factors(c, W.shape[1], n) for c in self.confs]
             t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]))
@@ -238,14 +244,15 @@ class _Batched(Piece):
 
         k = len(self.params)
         with torch.enable_grad():
-            ws = [params[2 * (i + 1)].detach().requires_grad_() for i in range(k)]
+            at = [2 * (i + 1 - self.first) for i in range(k)]  # each dropped layer's consumer
+            ws = [params[a].detach().requires_grad_() for a in at]
             pls = [p.detach().requires_grad_() for p in self.params]
             full = list(params)
-            for i, w in enumerate(ws):
-                full[2 * (i + 1)] = w
+            for a, w in zip(at, ws):
+                full[a] = w
             got = torch.autograd.grad(self._terms(full, pls).sum(), [*ws, *pls])
-        for i in range(k):
-            grads[2 * (i + 1)].add_(got[i])
+        for i, a in enumerate(at):
+            grads[a].add_(got[i])
             self.grads[i].add_(got[k + i])
 
     def learned(self) -> list[list[float] | None]:
