@@ -50,3 +50,27 @@ def hand_sweep(tmp_path: Path) -> Path:
     curves = [{"run_id": f"r{i:03d}", "epoch": e, "train_mse": r["final_train_mse"] if e == 100 else 0.05,
                "test_mse": r["final_test_mse"] * (half[r["reg"]] if e == 50 else 1)} for i, r in enumerate(runs) for e in (50, 100)]
     return write_sweep(tmp_path / "hand", runs, curves)
+
+
+def autograd_and_backward(chunk: Any, of: str = "network") -> tuple[list, list, list]:
+    """One training forward of a batched chunk's full batch, then autograd's gradient of the
+    members' summed MSE and the chunk's hand-written backward of the same pass (same masks):
+    (autograd's gradients, the chunk's, the tape). `of`: the network's parameters, or "learned"
+    for its one learning piece's (concrete dropout's p)."""
+    import torch
+
+    if of == "learned":
+        (piece,) = chunk.learners
+        leaves = [p.detach().clone().requires_grad_() for p in piece.params]
+        piece.params[:] = leaves
+        got = piece.grads
+    else:
+        leaves = [p.detach().clone().requires_grad_() for p in chunk.params]
+        chunk.params = leaves
+        got = chunk.grads
+    tape: list = []
+    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
+    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), leaves)
+    with torch.no_grad():
+        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
+    return list(want), got, tape

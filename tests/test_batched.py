@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import autograd_and_backward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -476,13 +477,7 @@ def test_hand_written_backward_is_autograds_bit_for_bit(overrides):
     chunk = Chunk(cfgs, 3)
     for _ in range(3):  # a few steps, so the weights are past their initial values
         chunk.step(objective=False)
-    params = [p.detach().clone().requires_grad_() for p in chunk.params]
-    chunk.params = params
-    tape: list = []
-    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
-    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), params)
-    with torch.no_grad():
-        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
+    want, got, tape = autograd_and_backward(chunk)
     assert len(tape) == chunk.n_linear
-    for w, g in zip(want, chunk.grads):
+    for w, g in zip(want, got):
         assert torch.equal(w, g)

@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import autograd_and_backward
 
 from dropbench import regs
 from dropbench.config import load
@@ -147,18 +148,11 @@ def test_the_learned_rates_gradient_is_autograds_bit_for_bit(inputs):
     chunk = Chunk(cfgs, 3)
     for _ in range(2):
         chunk.step(objective=False)
-    (piece,) = chunk.learners
-    leaves = [p.detach().clone().requires_grad_() for p in piece.params]
-    piece.params[:] = leaves
-    tape: list = []
-    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
-    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), leaves)
-    with torch.no_grad():
-        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
-    for w, g in zip(want, piece.grads):
+    want, got, _ = autograd_and_backward(chunk, of="learned")
+    for w, g in zip(want, got):
         assert torch.equal(w, g)
         assert g[2].abs().max() == 0  # the member that is off: no gradient, its dummy never moves
-    assert all(g[:2].abs().min() > 0 for g in piece.grads)
+    assert all(g[:2].abs().min() > 0 for g in got)
 
 
 def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():

@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import autograd_and_backward
 from torch import nn
 
 from dropbench.config import load
@@ -43,14 +44,8 @@ def backward_is_autograds(overrides) -> bool:
     chunk = Chunk(cfgs, 3)
     for _ in range(2):
         chunk.step(objective=False)
-    params = [p.detach().clone().requires_grad_() for p in chunk.params]
-    chunk.params = params
-    tape: list = []
-    d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
-    want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), params)
-    with torch.no_grad():
-        chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
-    return all(torch.equal(w, g) for w, g in zip(want, chunk.grads))
+    want, got, _ = autograd_and_backward(chunk)
+    return all(torch.equal(w, g) for w, g in zip(want, got))
 
 
 # ---- SELU -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import math
 
 import pytest
 import torch
+from conftest import autograd_and_backward
 import torch.nn.functional as F
 from torch import nn
 
@@ -412,14 +413,8 @@ def test_hand_written_backward_is_autograds(names):
         chunk = Chunk(cfgs, 3)
         for _ in range(2):
             chunk.step(objective=False)
-        params = [p.detach().clone().requires_grad_() for p in chunk.params]
-        chunk.params = params
-        tape: list = []
-        d = chunk.forward(chunk.x, train=True, tape=tape) - chunk.y
-        want = torch.autograd.grad(d.pow(2).mean(dim=(1, 2)).sum(), params)
-        with torch.no_grad():
-            chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
-        for w, g in zip(want, chunk.grads):
+        want, got, _ = autograd_and_backward(chunk)
+        for w, g in zip(want, got):
             assert torch.equal(w, g)
 
 
