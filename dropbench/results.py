@@ -331,8 +331,8 @@ _NUMBERS: dict[str, type] = {
     **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float,
     "best_epoch": int, "seed": int, "epoch": int, **{c: float for c in CURVE_COLUMNS[1:]},
 }
-for _c in TEXT_COLUMNS:  # text: kept as written
-    _NUMBERS.pop(_c), _NUMBERS.pop(f"final_{_c}")
+for _c in (*TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)):  # text: kept as written
+    del _NUMBERS[_c]
 
 
 def read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, Any]]:

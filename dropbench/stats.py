@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import Any, Iterable, Mapping, Sequence
 
+from dropbench.engines.base import TEXT_COLUMNS
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS, PLATFORM_COLUMNS, describe, identity
 
@@ -158,7 +159,7 @@ HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "
 WORDS = {"mc": "MC", "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
 # Columns that are never metrics, whatever they hold.
 NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS,
-               "final_learned_p", "learned_p"}  # learned rates: text, one value per layer
+               *TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)}  # learned rates: text, one value per layer
 
 
 @dataclass(frozen=True)
