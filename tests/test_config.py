@@ -289,3 +289,54 @@ def test_config_is_one_module_per_idea_behind_one_api():
     # Hydra and torch stay lazy (dropbench --help and report import the package).
     code = "import sys, dropbench.config; print(sorted({'torch', 'hydra', 'omegaconf'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+# ---- non-finite numbers ----------------------------------------------------------------------
+def _float_keys() -> list[tuple[list[str], str]]:
+    """(the overrides that select its class, the key) for every float key of the schema: each
+    option of data, model and optim, eval and the top level, and every registered regularizer's
+    Config (read from the registry, so a new regularizer is covered)."""
+    import dataclasses
+    import typing
+
+    from dropbench import regs
+    from dropbench.config import DATA, MODELS, OPTIMS, RunConfig
+
+    def floats(cls: type) -> list[str]:
+        hints = typing.get_type_hints(cls)
+        return [f.name for f in dataclasses.fields(cls) if hints[f.name] in (float, float | None)]
+
+    required = {"csv": ["data.path=PATH", "data.target=y"], "uci": ["data.dataset=yacht"]}
+    out = []
+    for group, table in (("data", DATA), ("model", MODELS), ("optim", OPTIMS)):
+        for name, cls in table.items():
+            out += [([f"{group}={name}", *required.get(name, [])], f"{group}.{k}") for k in floats(cls)]
+    for f in dataclasses.fields(RunConfig):
+        nested = f.default if dataclasses.is_dataclass(f.default) else None
+        out += [([], f"{f.name}.{k}") for k in floats(type(nested))] if nested is not None else []
+    out += [([], k) for k in floats(RunConfig)]
+    for name, reg in regs.REGISTRY.items():
+        out += [([f"reg={name}"], f"reg.{name}.{k}") for k in floats(reg.Config)]
+    return out
+
+
+FLOAT_KEYS = _float_keys()
+
+
+def test_the_float_keys_cover_the_schema():
+    keys = {k for _, k in FLOAT_KEYS}
+    assert {"optim.lr", "reg.l1.weight", "reg.input_noise.sigma", "eval.tau", "p", "data.noise", "reg.l2.prior_length_scale"} <= keys
+
+
+@pytest.mark.parametrize("select, key", FLOAT_KEYS, ids=[k if not s else f"{s[0]}:{k}" for s, k in FLOAT_KEYS])
+def test_every_float_key_refuses_non_finite_values_before_training(select, key, tmp_path):
+    """inf passes a one-sided range (lr > 0) and NaN no range: both are refused where every value
+    is coerced, in one line naming the key, not later as a run that "diverged"."""
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,2\n3,4\n5,6\n7,8\n")
+    select = [s.replace("PATH", str(data)) for s in select]
+    for value in ("inf", "-inf", "nan", "1e400"):
+        with pytest.raises(UserError) as e:
+            load([*select, f"{key}={value}"])
+        shown = {"1e400": "inf"}.get(value, value)
+        assert str(e.value) == f"invalid value {key}={shown}: must be a finite number"

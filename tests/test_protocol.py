@@ -124,7 +124,7 @@ def test_a_plain_weight_decay_is_unchanged():
     (["reg.l2.decoupled=true"], r"coupled weight decay; it does not apply with reg.l2.decoupled=true"),
     (["reg.l2.prior_length_scale=null"], r"reg.l2.weight_decay=null needs reg.l2.prior_length_scale"),
     (["reg.l2.prior_length_scale=0"], r"invalid value reg.l2.prior_length_scale=0.0: must be > 0"),
-    (["reg.l2.prior_length_scale=inf"], r"prior_length_scale=inf: must be a finite number > 0"),
+    (["reg.l2.prior_length_scale=inf"], r"prior_length_scale=inf: must be a finite number$"),
 ])
 def test_bad_prior_settings_are_one_line(extra, match):
     with pytest.raises(UserError, match=match):

@@ -10,6 +10,7 @@ error a user sees for a bad value is worded here: the key, the bad value, what i
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal
@@ -85,7 +86,15 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return value
     if tp is float:
         _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, value, "a number")
-        return float(value)
+        # Every float key, here once rather than in each range: inf and NaN pass a one-sided range
+        # (lr > 0) or none, and would only show up later as a "diverged" run. An int too large
+        # for a float is not finite either.
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        _check(math.isfinite(number), key, value, "a finite number")
+        return number
     if tp is str:
         _check(isinstance(value, str), key, value, "a string")
         return value

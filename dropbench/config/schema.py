@@ -11,7 +11,6 @@ coerced, hashed and related is kept out of it, in the modules named for those id
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -294,7 +293,7 @@ class Eval:
     def validate(self, k: str) -> None:
         _check(self.mc_samples >= 0, f"{k}.mc_samples", self.mc_samples, ">= 0 (0: eval-mode prediction only)")
         if self.tau is not None:
-            _check(0 < self.tau < math.inf, f"{k}.tau", self.tau, "a finite number > 0 (or null: no log-likelihood)")
+            _check(0 < self.tau, f"{k}.tau", self.tau, "a finite number > 0 (or null: no log-likelihood)")
 
 
 # ---- the whole run ------------------------------------------------------------------------

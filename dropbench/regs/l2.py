@@ -15,7 +15,6 @@ RunConfig.__post_init__), so the saved config and the run id hold the number tha
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from dropbench.errors import UserError
@@ -44,8 +43,6 @@ class Config(RegConfig):
             rng = self.__dataclass_fields__[name].metadata["range"]
             if v is not None and not rng.ok(v):
                 raise UserError(f"invalid value {k}.{name}={v!r}: must be {rng.text}")
-        if self.prior_length_scale is not None and not math.isfinite(self.prior_length_scale):
-            raise UserError(f"invalid value {k}.prior_length_scale={self.prior_length_scale!r}: must be a finite number > 0")
         if self.weight_decay is None and self.prior_length_scale is None:
             raise UserError(f"{k}.weight_decay=null needs {k}.prior_length_scale to derive it from: set one of them")
         if self.prior_length_scale is not None and self.decoupled:
