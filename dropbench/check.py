@@ -34,6 +34,7 @@ BASELINE_META = ("config", "platform")
 # The metric the statistics are of (report's --metric, without final_) and which way is better.
 # Baselines written before these columns existed are of test MSE, lower is better.
 BASELINE_METRIC = ("metric", "better")
+CHOICE_COLUMNS = ("data", "model", "optim", "reg")  # RunConfig.choices(): what key_default needs
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
 OLD_BASELINE_NOTE = ("note: baseline {path} records no config (written by an older dropbench), so the sweep's config "
                      "was not compared with it; re-record it with --update-baseline")
@@ -248,16 +249,44 @@ def _keys_present(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], source
 def _same_config(runs: Sequence[Mapping[str, Any]], group: Mapping[str, str], recorded: Mapping[str, Any], source: str,
                  files: Mapping[str, str] | None = None) -> None:
     """Refuse to compare a group with a baseline recorded for another config (other epochs,
-    another model): its numbers would differ for that reason alone. Columns that only one side
-    has (another dropbench version's) are not compared."""
-    columns = set(config_columns(runs))
-    mine = group_config(members(runs, group), [c for c in recorded if c in columns])
-    for c, base in recorded.items():
-        if c not in mine or mine[c] == base:
+    another model): its numbers would differ for that reason alone. A key only one side has (a
+    baseline recorded before batch_size, model.init, eval.* or reg.l2.biases existed, or a sweep
+    run before) is compared with its default on the other side: that side's runs ran the default.
+    Only a key this dropbench does not know (another version's) goes uncompared."""
+    mine_runs = members(runs, group)
+    columns = [c for c in config_columns(runs) if c not in group]
+    mine = group_config(mine_runs, columns)
+    base = {c: v for c, v in recorded.items() if c not in group}
+    predates: dict[str, str] = {}  # key -> which side did not record it
+    for c in columns:
+        if c not in base and (d := _defaults(mine_runs, c)) is not None:
+            base[c], predates[c] = d, source
+    for c in list(base):
+        if c not in mine and (d := _defaults(mine_runs, c)) is not None:
+            mine[c], predates[c] = d, "this sweep"
+    spell = lambda v: ",".join(v) if isinstance(v, list) else (v if v != "" else "null")  # noqa: E731
+    for c, b in base.items():
+        if c not in mine or mine[c] == b:
             continue
-        spell = lambda v: ",".join(v) if isinstance(v, list) else (v if v != "" else "null")  # noqa: E731
-        raise UserError(f"group {group_label(dict(group), files)} ran {c}={spell(mine[c])} but {source} recorded {c}={spell(base)}; "
-                        "run the sweep as recorded, or re-record the baseline with --update-baseline")
+        label = group_label(dict(group), files)
+        if predates.get(c) == source:
+            why = f"{source} predates {c} (its runs ran the default, {c}={spell(b)})"
+        else:
+            why = f"{source} recorded {c}={spell(b)}"
+        ran = f"{c}={spell(mine[c])}" + (" (the default: this sweep predates the key)" if predates.get(c) == "this sweep" else "")
+        raise UserError(f"group {label} ran {ran} but {why}; run the sweep as recorded, or re-record the baseline with --update-baseline")
+
+
+def _defaults(runs: Sequence[Mapping[str, Any]], column: str) -> Any:
+    """A config column's default for each run's group choices, as group_config spells a group's
+    value (dropbench.config.key_default); None where this dropbench knows no default for it."""
+    from dropbench.config import key_default
+
+    try:
+        spelled = [{column: key_str(key_default(column, {g: key_str(r.get(g)) for g in CHOICE_COLUMNS}))} for r in runs]
+    except KeyError:
+        return None
+    return group_config(spelled, [column])[column] if spelled else None
 
 
 def compare(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], baseline: Sequence[Mapping[str, Any]],

@@ -202,6 +202,56 @@ def test_an_old_baseline_without_config_is_read_with_a_note(base, tmp_path):
     assert res.exit_code == 0 and "records no config" in res.stdout, res.output
 
 
+def with_column(folder: Path, column: str, by_reg: dict[str, str]) -> Path:
+    """The sweep's runs.csv with one more config column, its value per regularizer ("" elsewhere:
+    the key does not apply to that run)."""
+    rows = [{**r, column: by_reg.get(r["reg"], "")} for r in csv.DictReader((folder / "runs.csv").open())]
+    return write_sweep(folder, rows)
+
+
+EVERY_REG = ("none", "l2", "dropout")
+# Keys added after a baseline could be recorded: at another value than their default, a sweep is
+# another experiment, though the baseline never recorded the key.
+NEWER_KEYS = [
+    ("batch_size", dict.fromkeys(EVERY_REG, "32"), dict.fromkeys(EVERY_REG, ""), "reg=dropout ran batch_size=32", "batch_size=null"),
+    ("model.init", dict.fromkeys(EVERY_REG, "lecun_normal"), dict.fromkeys(EVERY_REG, "default"),
+     "reg=dropout ran model.init=lecun_normal", "model.init=default"),
+    ("eval.mc_samples", dict.fromkeys(EVERY_REG, "10"), dict.fromkeys(EVERY_REG, "0"), "reg=dropout ran eval.mc_samples=10", "eval.mc_samples=0"),
+    ("eval.tau", dict.fromkeys(EVERY_REG, "0.1"), dict.fromkeys(EVERY_REG, ""), "reg=dropout ran eval.tau=0.1", "eval.tau=null"),
+    ("reg.l2.biases", {"l2": "False"}, {"l2": "True"}, "reg=l2 ran reg.l2.biases=False", "reg.l2.biases=True"),
+]
+
+
+@pytest.mark.parametrize("column, other, default, ran, recorded", NEWER_KEYS, ids=[k[0] for k in NEWER_KEYS])
+def test_a_key_the_baseline_predates_is_compared_with_its_default(base, tmp_path, column, other, default, ran, recorded):
+    """The baseline records no such column: its runs ran the key's default, so a sweep at another
+    value is refused in the usual one line; a sweep at the default passes."""
+    assert column not in json.loads(next(csv.DictReader(base.open()))["config"])
+    res = check(str(with_column(sweep(tmp_path / "other"), column, other)), "--baseline", str(base))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert f"group {ran} but baseline {base} predates {column} (its runs ran the default, {recorded});" in res.stderr
+    assert "--update-baseline" in res.stderr
+    res = check(str(with_column(sweep(tmp_path / "same"), column, default)), "--baseline", str(base))
+    assert res.exit_code == 0 and "check passed" in res.stdout, res.output
+
+
+def test_a_key_the_sweep_predates_is_compared_with_its_default(tmp_path):
+    """The other way round: a baseline of model.init=lecun_normal, a sweep from before the key."""
+    f = tmp_path / "b.csv"
+    assert check(str(with_column(sweep(tmp_path / "ref"), "model.init", dict.fromkeys(EVERY_REG, "lecun_normal"))),
+                 "--baseline", str(f), "--update-baseline").exit_code == 0
+    res = check(str(sweep(tmp_path / "old")), "--baseline", str(f))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert ("group reg=dropout ran model.init=default (the default: this sweep predates the key) "
+            f"but baseline {f} recorded model.init=lecun_normal;") in res.stderr
+
+
+def test_a_key_this_dropbench_does_not_know_is_not_compared(base, tmp_path):
+    """Another version's key has no default here to compare with."""
+    res = check(str(with_column(sweep(tmp_path / "new"), "model.future_knob", dict.fromkeys(EVERY_REG, "7"))), "--baseline", str(base))
+    assert res.exit_code == 0, res.output
+
+
 def test_a_nan_score_cannot_become_a_baseline(tmp_path):
     d = sweep(tmp_path / "nan")
     rows = list(csv.DictReader((d / "runs.csv").open()))

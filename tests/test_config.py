@@ -340,3 +340,36 @@ def test_every_float_key_refuses_non_finite_values_before_training(select, key, 
             load([*select, f"{key}={value}"])
         shown = {"1e400": "inf"}.get(value, value)
         assert str(e.value) == f"invalid value {key}={shown}: must be a finite number"
+
+
+# ---- a key's default (check compares a key its baseline predates with it) --------------------
+def _every_option() -> list[list[str]]:
+    from dropbench import regs
+    from dropbench.config import DATA, OPTIMS
+
+    required = {"csv": ["data.path=PATH", "data.target=y"], "uci": ["data.dataset=yacht"]}
+    return ([[f"data={d}", *required.get(d, [])] for d in DATA] + [[f"optim={o}"] for o in OPTIMS]
+            + [[f"reg={r}"] for r in regs.REGISTRY] + [["reg=[dropout,l2]"], ["reg=[droppath,l1]"]])
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("overrides", _every_option(), ids=" ".join)
+def test_key_default_is_what_a_run_of_those_choices_composes(overrides, tmp_path):
+    """key_default reads the dataclasses (no Hydra): it must agree with conf/ for every key of
+    every option and regularizer, the derived ones (p, model.residual) included."""
+    from dropbench.config import key_default
+
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,2\n3,4\n5,6\n7,8\n")
+    cfg = load([o.replace("PATH", str(data)) for o in overrides])
+    no_default = {"data.path", "data.target", "data.dataset", "data.sha256"}  # given, or read from the file
+    for key, value in cfg.flat().items():
+        if key in no_default:
+            with pytest.raises(KeyError):
+                key_default(key, cfg.choices())
+        else:
+            assert key_default(key, cfg.choices()) == value, key
+    assert key_default("reg.l2.biases", {**cfg.choices(), "reg": "none"}) is None, "a regularizer not chosen: no value"
+    for unknown in ("reg.l2.future", "model.future", "future", "eval", "out"):
+        with pytest.raises(KeyError):
+            key_default(unknown, cfg.choices())

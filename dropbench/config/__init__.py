@@ -62,6 +62,7 @@ from dropbench.config.schema import (
     Uci,
     build,
     build_launcher,
+    key_default,
 )
 
 __all__ = [
@@ -74,7 +75,7 @@ __all__ = [
     # schema
     "DATA", "LAUNCHERS", "MLP", "MODELS", "OPTIMS", "REG_ORDER", "SGD", "Adam", "Csv", "Diabetes", "Eval",
     "Friedman1", "JoblibLauncher", "Launcher", "LocalLauncher", "NoisyLinear", "NoisySine", "Reg", "RunConfig",
-    "SubmititLocalLauncher", "SubmititSlurmLauncher", "Uci", "build", "build_launcher",
+    "SubmititLocalLauncher", "SubmititSlurmLauncher", "Uci", "build", "build_launcher", "key_default",
     # compose
     "EXPERIMENT", "GROUPS", "Dim", "compose", "config_dir", "default_options", "expand_sweep", "list_options",
     "load", "load_job", "load_sweep",

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from dropbench import regs
 from dropbench.config.coerce import _check, _fraction, _positive, _prob, _seed, _select, from_dict
-from dropbench.config.identity import ID_OMITS_DEFAULT, _flatten, _pin_csv, _prune, run_id_of
+from dropbench.config.identity import ID_OMITS_DEFAULT, UNHASHED_KEYS, _flatten, _pin_csv, _prune, run_id_of
 from dropbench.config.rules import TABLE_KEY, _adjust_model, _auto_device, _check_l2_given, _derive_l2, _p_in_effect
 from dropbench.errors import UserError
 
@@ -359,6 +359,72 @@ class RunConfig:
         for g in ("data.name", "model.name", "optim.name", "out"):
             out.pop(g, None)
         return out
+
+
+# ---- a key's default, for results that predate it ----------------------------------------
+GROUP_TABLES = {"data": DATA, "model": MODELS, "optim": OPTIMS}
+
+
+def _field_default(f: "dataclasses.Field[Any]", key: str) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    if f.default is dataclasses.MISSING:
+        raise KeyError(key)  # a required key (data.path): no default to compare with
+    return f.default
+
+
+def _default_reg(label: str) -> Any:
+    """The regularizers of a label (dropout+l2) at their defaults, the dropout family's p at the
+    top-level p's (their YAML says p: ${p})."""
+    p = RunConfig.__dataclass_fields__["p"].default
+    confs = {}
+    for n in label.split("+"):
+        r = regs.REGISTRY.get(n)
+        if r is not None:
+            confs[n] = dataclasses.replace(r.Config(), p=p) if r.shares_p else r.Config()
+    return Reg(**confs)
+
+
+def key_default(key: str, choices: dict[str, str]) -> Any:
+    """The value a config column (RunConfig.flat's spelling: model.init, reg.l2.biases, eval.tau)
+    has in a run with these group choices (RunConfig.choices' spelling, regularizers as the label
+    dropout+l2) when nothing else is given: the schema's defaults, with the rules across groups
+    applied (p in effect, model.residual under droppath). None where the key does not apply to the
+    choices (a key of an option or regularizer not chosen). `check` compares a key its baseline
+    predates with this. KeyError where this schema has no such key (another dropbench's) or it
+    has no default (data.path)."""
+    head, _, rest = key.partition(".")
+    reg = _default_reg(str(choices.get("reg", "")))
+    if head == "reg":
+        name, _, name_key = rest.partition(".")
+        r = regs.REGISTRY.get(name)
+        if r is None or name_key not in r.Config.__dataclass_fields__:
+            raise KeyError(key)
+        conf = getattr(reg, name)
+        value = None if conf is None else getattr(conf, name_key)
+    elif head in GROUP_TABLES:
+        table = GROUP_TABLES[head]
+        if key == "data.sha256":
+            raise KeyError(key)  # filled from the file by build(): no default
+        if not any(rest in c.__dataclass_fields__ for c in table.values()):
+            raise KeyError(key)
+        cls = table.get(str(choices.get(head, "")))
+        if cls is None or rest not in cls.__dataclass_fields__:
+            return None
+        value = _field_default(cls.__dataclass_fields__[rest], key)
+        if head == "model":
+            value = getattr(_adjust_model(cls(), reg), rest)
+    elif head == "p" and not rest:
+        value = _p_in_effect(reg)
+    else:
+        f = RunConfig.__dataclass_fields__.get(head)
+        if f is None or head in UNHASHED_KEYS:
+            raise KeyError(key)
+        value = _field_default(f, key)
+        if dataclasses.is_dataclass(value) != bool(rest) or (rest and rest not in value.__dataclass_fields__):
+            raise KeyError(key)
+        value = getattr(value, rest) if rest else value
+    return ",".join(map(str, value)) if isinstance(value, list) else value  # as RunConfig.flat spells a list
 
 
 # ---- a composed dict -> the typed config ---------------------------------------------------
