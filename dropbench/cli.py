@@ -345,26 +345,32 @@ def tune(
     going to the first in grid order. Phase 2 (OUT/final) retrains each choice on the full
     training rows and tests it. OUT/tuned.csv lists the values chosen per split.
     """
+    from dropbench import results
     from dropbench import tune as tune_mod
 
-    with _training_errors(lambda e: f"dropbench tune --resume {p.out}"):
-        if resume is not None:
-            if overrides or over or multirun:
-                raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
-            p = tune_mod.plan_resume(resume)
-        else:
-            spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun)
-            from dropbench.results import default_out
+    made: Optional[Path] = None  # a default folder made here, removed again if this fails before writing into it
+    try:
+        with _training_errors(lambda e: f"dropbench tune --resume {p.out}"):
+            if resume is not None:
+                if overrides or over or multirun:
+                    raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
+                p = tune_mod.plan_resume(resume)
+            else:
+                spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun)
+                if out is None:
+                    out = made = results.default_out()
+                p = tune_mod.plan(spec, out.absolute())
+            console = _console(quiet)
 
-            p = tune_mod.plan(spec, (out or default_out()).absolute())
-        console = _console(quiet)
+            def progress(phase: str) -> Any:
+                if not quiet:
+                    console.print(f"{phase}: " + ("the grid on the validation hold-out" if phase == "search" else "the chosen configs on the full training rows"))
+                return _progress(console, quiet)
 
-        def progress(phase: str) -> Any:
-            if not quiet:
-                console.print(f"{phase}: " + ("the grid on the validation hold-out" if phase == "search" else "the chosen configs on the full training rows"))
-            return _progress(console, quiet)
-
-        t = tune_mod.execute(p, progress, allow_mixed_platforms, record=resume is None)
+            t = tune_mod.execute(p, progress, allow_mixed_platforms, record=resume is None)
+    finally:
+        if made is not None:
+            results.remove_if_empty(made)
     _report_tune(t, console, allow_failures)
 
 

@@ -15,8 +15,10 @@ the sub-folders and replaced atomically too.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -32,6 +34,8 @@ from dropbench.errors import UserError
 from dropbench.provenance import PLATFORM_COLUMNS
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from dropbench.config import RunConfig
 
 LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
@@ -307,10 +311,32 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def default_out() -> Path:
+def _now() -> "datetime":
     from datetime import datetime
 
-    return Path("results") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    return datetime.now()
+
+
+def default_out(root: Path = Path("results")) -> Path:
+    """A new, empty folder results/<timestamp>, made here. mkdir is atomic, so commands started
+    in the same second (or on hosts sharing the folder) never get the same one: the first is
+    <timestamp>, the next ones <timestamp>-2, -3, ... (names still sort by time)."""
+    stamp = _now().strftime("%Y-%m-%d_%H-%M-%S")
+    root.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        path = root / (stamp if i == 1 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove a folder this command made (default_out) that it left empty, having failed."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def check_out_dir(out: Path) -> None:
