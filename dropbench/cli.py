@@ -166,7 +166,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except UserError as e:
-        _fail(str(e))
+        _fail(str(e), e.exit_code)
 
 
 def _split_keys(by: Optional[str]) -> Optional[list[str]]:

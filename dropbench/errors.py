@@ -10,6 +10,13 @@ class UserError(Exception):
     exit_code = 2
 
 
+class AllRunsFailed(UserError):
+    """Every run of a results folder failed: not bad input but an outcome, so the exit code is
+    run's for failed runs (1), not bad input's (2)."""
+
+    exit_code = 1
+
+
 def did_you_mean(word: str, known: Iterable[str]) -> str:
     """' (did you mean epochs?)' for the closest known spelling; '' where none is close."""
     import difflib

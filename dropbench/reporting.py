@@ -11,7 +11,7 @@ from typing import Any, Iterable, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from dropbench.errors import UserError
+from dropbench.errors import AllRunsFailed, UserError
 from dropbench.stats import (
     DATA_SET_KEYS, DEFAULT_METRIC, FILE_KEY, FILE_LABEL, MSE, REPETITION_KEYS, file_labels, Metric, resolve_metric, at_epoch, by_keys, columns_of, config_columns, default_reference, group_keys, group_label, key_str, members, platform_counts,
     data_set, platform_note, pooled_configs, pooled_note, sort_key, summarize,
@@ -599,7 +599,11 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         labels = [str(f) for f in folders]
     rows: list[dict[str, Any]] = []
     for folder, label in zip(folders, labels):
-        rows += [{**r, "sweep": label} for r in results.read_runs(Path(folder))]
+        mine = results.read_runs(Path(folder))
+        if not any(r.get("status") == "ok" for r in mine):
+            raise AllRunsFailed(all_failed(folder, mine))
+        rows += [{**r, "sweep": label} for r in mine]
+    running = [str(f) for f in folders if results.is_being_written(Path(f))]
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final":
         by_label: dict[str, list[dict[str, Any]]] = {}
@@ -627,6 +631,9 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
+    if running:
+        notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
+                     f"its {results.RUNS_CSV} listed when last written")
     if sort is not None:
         col = SORT_ALIASES.get(sort, sort)
         if col not in columns_of(summary):
@@ -644,6 +651,22 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
     return Report(summary, keys, reference, title, notes, interval, layout)
+
+
+def all_failed(folder: Path, rows: Sequence[dict[str, Any]], shown: int = 5) -> str:
+    """Why a folder has nothing to summarize: every run failed. The reasons, most frequent first,
+    each with its count and a run id to look at."""
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        by_reason.setdefault(key_str(r.get("reason")) or f"status {key_str(r.get('status')) or 'unknown'}, no reason recorded", []).append(r["run_id"])
+    ranked = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+    lines = [f"every run in {folder} failed ({len(rows)} of {len(rows)}), so there is nothing to summarize; why:"]
+    lines += [f"  {len(ids)} run(s), e.g. {ids[0]}: {reason}" for reason, ids in ranked[:shown]]
+    if len(ranked) > shown:
+        from dropbench.results import RUNS_CSV
+
+        lines.append(f"  and {len(ranked) - shown} other reason(s): see the reason column of {Path(folder) / RUNS_CSV}")
+    return "\n".join(lines)
 
 
 def _platform_note(rows: Sequence[dict[str, Any]], summary: list[dict[str, Any]], keys: Sequence[str]) -> str | None:

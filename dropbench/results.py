@@ -22,6 +22,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -206,6 +207,41 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+RUNNING = ".running"  # flock'ed (shared) by every process training runs into the folder
+
+
+@contextmanager
+def training_into(out: Path) -> Iterator[None]:
+    """Held while this process trains runs into `out` and rebuilds its CSVs, so that report can
+    tell a sweep in progress from one that was stopped. A lock, not a marker file: it goes with
+    the process however that ends (kill -9 included), and concurrent writers share it."""
+    import fcntl
+
+    with open(out / RUNNING, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_SH)
+        yield
+
+
+def is_being_written(out: Path) -> bool:
+    """Whether a live process (here, or on a host sharing the folder) is training runs into `out`
+    (training_into). False where that cannot be told (no lock file; a file system without flock)."""
+    import fcntl
+
+    try:
+        fh = open(out / RUNNING, "rb")
+    except OSError:
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
 def _stored_row(run_dir: Path) -> dict[str, Any] | None:
     """A stored run's row; None where the folder holds no complete, readable run (a folder
     damaged by hand then counts as not finished, so running the sweep again replaces it)."""
@@ -345,7 +381,7 @@ def check_out_dir(out: Path) -> None:
         raise UserError(f"out={out} is a file, not a folder; choose another out=DIR")
     # A concurrent `dropbench run` into the same folder may so far have made only its lock
     # or the temporary file of its sweep.yaml.
-    ours = {RUNS_DIR, RUNS_CSV, CURVES_CSV, "sweep.yaml", ".lock"}
+    ours = {RUNS_DIR, RUNS_CSV, CURVES_CSV, "sweep.yaml", ".lock", RUNNING}
     entries = [e.name for e in out.iterdir()] if out.is_dir() else []
     if entries and not any(e in ours or _TEMP.match(e) for e in entries):
         raise UserError(f"out={out} is a non-empty folder that holds no dropbench results; choose a new or empty folder")
@@ -408,9 +444,36 @@ def _sweep_folder(folder: Path) -> Path:
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a results folder written by dropbench run")
     if not (folder / RUNS_CSV).is_file():
-        hint = f"finish it with: dropbench run --resume {folder}" if (folder / RUNS_DIR).is_dir() else "give a folder written by dropbench run"
-        raise UserError(f"{folder} holds no {RUNS_CSV}; {hint}")
+        raise UserError(_why_no_runs(folder))
     return folder
+
+
+def _finished(folder: Path) -> str:
+    rows = _stored_rows(folder).values()
+    failed = sum(1 for r in rows if r.get("status") != "ok")
+    return f"{len(rows)} run(s) finished so far" + (f" ({failed} failed)" if failed else "")
+
+
+def _why_no_runs(folder: Path) -> str:
+    """Why a folder has no runs.csv to read, and what to do: wait for the command writing it,
+    give a tuning's final runs, finish a stopped sweep, or give a results folder."""
+    from dropbench.tune import FINAL_DIR, SEARCH_DIR, TUNE_FILE
+
+    if (folder / TUNE_FILE).is_file():
+        final = folder / FINAL_DIR
+        if (final / RUNS_CSV).is_file():
+            return f"{folder} holds a tuning ({TUNE_FILE}), not one sweep: its final runs are in {final}; give that folder"
+        phase = next((d for d in (FINAL_DIR, SEARCH_DIR) if is_being_written(folder / d)), None)
+        if phase is not None:
+            return (f"{folder} holds a tuning still running, in its {phase} phase ({_finished(folder / phase)}); "
+                    f"its final runs will be in {final}: give that folder when it ends")
+        return f"{folder} holds a tuning whose final runs were never written; finish it with: dropbench tune --resume {shlex.quote(str(folder))}"
+    if is_being_written(folder):
+        return (f"{folder} is still being written by a running dropbench ({_finished(folder)}); "
+                f"its {RUNS_CSV} is written when that command ends: give the folder again then")
+    if (folder / RUNS_DIR).is_dir():
+        return f"{folder} holds no {RUNS_CSV}; finish it with: dropbench run --resume {shlex.quote(str(folder))}"
+    return f"{folder} holds no {RUNS_CSV}; give a folder written by dropbench run"
 
 
 def read_runs(folder: Path) -> list[dict[str, Any]]:

@@ -330,18 +330,19 @@ def execute(
 
     t0 = time.perf_counter()
     interrupted = False
-    try:
-        if todo:  # a launcher has nothing to share out when every run is finished
-            launch(todo, out, launcher or LocalLauncher(), stored)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        outcome.train_seconds = time.perf_counter() - t0
-        # Whatever finished is kept and listed, even after Ctrl-C or an error.
-        plan_ids = [c.run_id for c in cfgs]
-        rows = results.consolidate(out, plan_ids)
-        wanted = set(plan_ids)
-        outcome.rows = [r for r in rows if r["run_id"] in wanted]
+    with results.training_into(out):  # report tells this sweep in progress from a stopped one
+        try:
+            if todo:  # a launcher has nothing to share out when every run is finished
+                launch(todo, out, launcher or LocalLauncher(), stored)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            outcome.train_seconds = time.perf_counter() - t0
+            # Whatever finished is kept and listed, even after Ctrl-C or an error.
+            plan_ids = [c.run_id for c in cfgs]
+            rows = results.consolidate(out, plan_ids)
+            wanted = set(plan_ids)
+            outcome.rows = [r for r in rows if r["run_id"] in wanted]
     trained = {c.run_id: c.epochs for c in todo}
     outcome.network_steps = sum(trained[r["run_id"]] for r in outcome.rows if r["run_id"] in trained and r["status"] == "ok")
     if interrupted:

@@ -72,3 +72,103 @@ def test_a_tune_refused_before_writing_leaves_no_default_folder(tmp_path, monkey
     res = cli("tune", "data=noisy_linear", "reg=dropout", "--over", "p=0.1,0.2")
     assert res.exit_code == 2 and "needs a validation hold-out" in res.output
     assert not list((tmp_path / "results").iterdir())
+
+
+# ---- report on a folder that is not (yet) a finished sweep -----------------------------------
+def store(folder: Path, run_id: str, status: str = "ok", reason: str = "") -> None:
+    """A run folder as write_run leaves it (only what reading it back needs)."""
+    import json
+
+    d = folder / results.RUNS_DIR / run_id
+    d.mkdir(parents=True)
+    (d / "curve.csv").write_text("epoch,train_mse,test_mse\n")
+    (d / "result.json").write_text(json.dumps({"run_id": run_id, "status": status, "reason": reason}))
+
+
+HOLD = "import sys; from pathlib import Path; from dropbench import results\n" \
+       "with results.training_into(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()"
+
+
+@pytest.fixture
+def holder():
+    """Start a process that holds a folder's training lock, as `dropbench run` does while it trains."""
+    import subprocess
+    import sys
+
+    procs = []
+
+    def hold(folder: Path) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline() == "held\n"
+        procs.append(p)
+        return p
+
+    yield hold
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.parametrize("command", [["report"], ["plot"], ["check", "--baseline", "b.csv"]])
+def test_a_sweep_still_running_is_said_to_be_running(tmp_path, holder, command):
+    out = tmp_path / "sweep"
+    store(out, "a1")
+    store(out, "b2", "failed", "diverged")
+    proc = holder(out)
+    res = cli(command[0], str(out), *command[1:])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert (f"{out} is still being written by a running dropbench (2 run(s) finished so far (1 failed)); "
+            "its runs.csv is written when that command ends") in res.output
+    proc.kill()  # gone however it ends (kill -9 here): then the folder is a stopped sweep
+    proc.wait()
+    res = cli(command[0], str(out), *command[1:])
+    assert res.exit_code == 2 and f"holds no runs.csv; finish it with: dropbench run --resume {out}" in res.output
+
+
+def test_a_run_holds_the_lock_while_it_trains_and_not_after(tmp_path):
+    from dropbench import runner
+
+    out = tmp_path / "r"
+    seen = []
+    cfgs, launcher = runner.plan(["seed=1,2", "epochs=2", "eval_every=1", "model.hidden=4", f"out={out}"], True)
+    runner.execute(cfgs, launcher, on_result=lambda run_id, status: seen.append(results.is_being_written(out)))
+    assert seen == [True, True] and not results.is_being_written(out)
+    results.check_out_dir(out)  # the lock file is one of ours
+
+
+def tuning(folder: Path, final: bool) -> Path:
+    """A tuning's root as dropbench tune leaves it: tune.yaml, search/, and final/ once written."""
+    from conftest import write_sweep
+
+    folder.mkdir()
+    (folder / "tune.yaml").write_text("overrides: []\n")
+    write_sweep(folder / "search", [{"reg": "dropout", "seed": 1, "final_train_mse": 0.1, "final_test_mse": 0.2}])
+    if final:
+        write_sweep(folder / "final", [{"reg": "dropout", "seed": 1, "final_train_mse": 0.1, "final_test_mse": 0.2}])
+    return folder
+
+
+@pytest.mark.parametrize("command", [["report"], ["plot"], ["check", "--baseline", "b.csv"]])
+def test_a_tunings_root_points_to_its_final_runs(tmp_path, command):
+    root = tuning(tmp_path / "tuned", final=True)
+    res = cli(command[0], str(root), *command[1:])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"{root} holds a tuning (tune.yaml), not one sweep: its final runs are in {root / 'final'}; give that folder" in res.output
+
+
+def test_a_tuning_without_final_runs_says_why(tmp_path, holder):
+    root = tuning(tmp_path / "tuned", final=False)
+    res = cli("report", str(root))
+    assert res.exit_code == 2 and f"final runs were never written; finish it with: dropbench tune --resume {root}" in res.output
+    holder(root / "search")
+    res = cli("report", str(root))
+    assert res.exit_code == 2 and "holds a tuning still running, in its search phase (0 run(s) finished so far)" in res.output
+
+
+def test_a_report_of_a_sweep_resumed_and_still_running_says_so(tmp_path, holder, hand_sweep):
+    """runs.csv is from an earlier command; another is adding runs: the report says what it shows."""
+    res = cli("report", str(hand_sweep), "--format", "csv")
+    assert res.exit_code == 0 and "still being written" not in res.output
+    holder(hand_sweep)
+    res = cli("report", str(hand_sweep))
+    assert res.exit_code == 0 and "is still being written by a running dropbench; this reports the runs its runs.csv" in " ".join(res.output.split())

@@ -95,6 +95,31 @@ def test_failed_runs_are_counted_not_averaged(tmp_path):
     assert (g["n_seeds"], g["failed"], g["test_mean"], g["test_ci"]) == (1, 1, 1.0, None)
 
 
+def test_a_folder_whose_runs_all_failed_says_so_and_why(tmp_path):
+    """Not `0 (3 failed) | nan ± nan`: every run failed, the reasons most frequent first with a
+    count and a run id, exit 1 as for failed runs (not 2: the input is fine), in every format."""
+    diverged = "diverged at epoch 3 (training loss nan); lower optim.lr or the regularizer strength"
+    failed = {"final_train_mse": "nan", "final_test_mse": "nan", "status": "failed"}
+    d = write_sweep(tmp_path / "f", [{"reg": "none", "seed": 0, **failed, "reason": "RuntimeError: out of memory"},
+                                     {"reg": "none", "seed": 1, **failed, "reason": diverged},
+                                     {"reg": "l2", "seed": 0, **failed, "reason": diverged}])
+    for fmt in ("table", "json"):
+        res = runner.invoke(app, ["report", str(d), "--format", fmt])
+        assert res.exit_code == 1 and res.stdout == "", res.output
+        assert res.stderr.splitlines() == [
+            f"dropbench: error: every run in {d} failed (3 of 3), so there is nothing to summarize; why:",
+            f"  2 run(s), e.g. r001: {diverged}",
+            "  1 run(s), e.g. r000: RuntimeError: out of memory",
+        ]
+    many = write_sweep(tmp_path / "m", [{"reg": "none", "seed": s, **failed, "reason": f"reason {s}"} for s in range(7)])
+    res = runner.invoke(app, ["report", str(many)])
+    assert res.exit_code == 1 and len(res.stderr.splitlines()) == 7
+    assert res.stderr.splitlines()[-1] == f"  and 2 other reason(s): see the reason column of {many / 'runs.csv'}"
+    # One run ok is a summary, its failed runs counted (test_failed_runs_are_counted_not_averaged).
+    ok = write_sweep(tmp_path / "ok", [{"reg": "none", "seed": 0, **failed}, {"reg": "l2", "seed": 0, "final_train_mse": 0.1, "final_test_mse": 1.0}])
+    assert runner.invoke(app, ["report", str(ok)]).exit_code == 0
+
+
 @pytest.mark.parametrize("damage, says", [
     (None, "no such folder"),
     ("", "is empty"),
