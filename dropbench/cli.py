@@ -6,6 +6,7 @@ Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --he
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
 from contextlib import contextmanager
@@ -83,7 +84,7 @@ def run(
 
     overrides = overrides or []
     out: Optional[Path] = None
-    with _training_errors(lambda e: f"dropbench run --resume {e.out}"):
+    with _training_errors(lambda e: f"dropbench run --resume {shlex.quote(str(e.out))}"):
         if resume is not None and (overrides or multirun or from_run is not None or append):
             raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
         if from_run is not None:
@@ -350,7 +351,7 @@ def tune(
 
     made: Optional[Path] = None  # a default folder made here, removed again if this fails before writing into it
     try:
-        with _training_errors(lambda e: f"dropbench tune --resume {p.out}"):
+        with _training_errors(lambda e: f"dropbench tune --resume {shlex.quote(str(p.out))}"):
             if resume is not None:
                 if overrides or over or multirun:
                     raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")

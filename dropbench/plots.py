@@ -21,6 +21,7 @@ few seeds) are clipped at 0, or on a log axis at its lower edge, and the figure 
 from __future__ import annotations
 
 import math
+import shlex
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,7 +298,7 @@ def _read_fit(path: Path) -> tuple[list[float], list[float]]:
     try:
         return [float(r["x"]) for r in rows], [float(r["y_pred"]) for r in rows]
     except (KeyError, ValueError, TypeError):
-        raise UserError(f"{path} is not an x,y_pred CSV; the run folder is damaged: delete it and train it again with dropbench run --resume {path.parent.parent.parent}") from None
+        raise UserError(f"{path} is not an x,y_pred CSV; the run folder is damaged: delete it and train it again with dropbench run --resume {shlex.quote(str(path.parent.parent.parent))}") from None
 
 
 def _mean_fit(fits: list[tuple[list[float], list[float]]]) -> tuple[Any, Any]:

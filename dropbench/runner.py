@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,7 +117,7 @@ def _same_key(c: dict[str, Any]) -> tuple:
 
 def describe_command(c: dict[str, Any]) -> str:
     if "from" in c:
-        return f"dropbench run --from {c['from']}"
+        return f"dropbench run --from {shlex.quote(c['from'])}"
     overrides = [o for o in c["overrides"] if not o.startswith("out=")]  # the folder may have moved
     return " ".join(["dropbench run", *(["-m"] if c["multirun"] else []), *overrides])
 
@@ -133,7 +134,7 @@ def plan_command(c: dict[str, Any], out: Path) -> tuple[list["RunConfig"], "Laun
         if "from" in c:
             cfg = config_mod.build({**c["config"], "out": str(out)})
             return [dataclasses.replace(cfg, out=str(out))], LocalLauncher()
-        overrides = [o for o in c["overrides"] if not o.startswith("out=")] + [f"out={out}"]
+        overrides = [o for o in c["overrides"] if not o.startswith("out=")] + [f"out={config_mod.quote_value(str(out))}"]
         return plan(overrides, c["multirun"])
 
 
@@ -202,7 +203,7 @@ def updated_record(out: Path, command: dict[str, Any] | None, cfgs: Sequence["Ru
         more = f" and {len(recorded) - 1} other command(s)" if len(recorded) > 1 else ""
         raise UserError(
             f"out={out} already holds another sweep ({shown}{more}); run this one into a new folder, "
-            f"or add --append to add it to that folder (dropbench run --resume {out} then finishes both)"
+            f"or add --append to add it to that folder (dropbench run --resume {shlex.quote(str(out))} then finishes both)"
         )
     return [*recorded, command]
 
@@ -255,7 +256,7 @@ def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = 
     (its own folder would count it finished and skip it)."""
     import dataclasses
 
-    outs = [o.split("=", 1)[1] for o in overrides if o.startswith("out=")]
+    outs = [config_mod.out_override(o) for o in overrides if o.startswith("out=")]
     if multirun or len(outs) != len(overrides) or len(outs) > 1:
         raise UserError("--from trains the stored run as it was; the only override it takes is out=DIR (drop the others and -m)")
     return dataclasses.replace(load_saved(path), out=outs[0] if outs else None)

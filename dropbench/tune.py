@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
@@ -71,11 +72,13 @@ class Spec:
 
 def make_spec(overrides: Sequence[str], over: Sequence[str], metric: str, better: str | None, multirun: bool) -> tuple[Spec, Path | None]:
     """The spec and the out= folder given (None: a new results/<timestamp>)."""
-    outs = [o.split("=", 1)[1] for o in overrides if o.startswith("out=")]
+    from dropbench.config import out_override
+
+    outs = [out_override(o) for o in overrides if o.startswith("out=")]
     if len(outs) > 1:
         raise UserError("out= is given twice; give one folder")
     rest = tuple(o for o in overrides if not o.startswith("out="))
-    return Spec(rest, tuple(over), metric, better, multirun), (Path(outs[0]) if outs else None)
+    return Spec(rest, tuple(over), metric, better, multirun), (Path(outs[0]) if outs and outs[0] is not None else None)
 
 
 def _key(o: str) -> str:
@@ -158,7 +161,8 @@ def plan(spec: Spec, out: Path) -> Plan:
         arg = next((o for o in spec.overrides if "," in o or "(" in o), " ".join(spec.overrides))
         raise UserError(f"{arg} lists several values: to tune each of them add -m (dropbench tune -m {arg} ...)")
     n_base = len(base_jobs[0])
-    search_overrides = [*spec.overrides, *spec.over, f"{HOLDOUT_KEY}=validation", f"out={out / SEARCH_DIR}"]
+    search_overrides = [*spec.overrides, *spec.over, f"{HOLDOUT_KEY}=validation",
+                        f"out={config_mod.quote_value(str(out / SEARCH_DIR))}"]
     try:
         jobs = config_mod.expand_sweep(search_overrides)
         loaded = config_mod.load_sweep(search_overrides)
@@ -423,4 +427,4 @@ def report_keys(t: TuneOutcome) -> list[str]:
 
 def report_command(t: TuneOutcome) -> str:
     """The `dropbench report` line for the literature's table of the final runs."""
-    return f"dropbench report {t.out / FINAL_DIR} --by {','.join(report_keys(t))} --layout wide --interval se --metric {t.plan.metric}"
+    return f"dropbench report {shlex.quote(str(t.out / FINAL_DIR))} --by {','.join(report_keys(t))} --layout wide --interval se --metric {t.plan.metric}"

@@ -373,3 +373,20 @@ def test_key_default_is_what_a_run_of_those_choices_composes(overrides, tmp_path
     for unknown in ("reg.l2.future", "model.future", "future", "eval", "out"):
         with pytest.raises(KeyError):
             key_default(unknown, cfg.choices())
+
+
+@pytest.mark.parametrize("folder", ["plain", "my results/it's", 'say "hi"', "a,b", "C:\\x\\", 'back\\"q', "tab\there", "x=y z"])
+def test_a_folder_quoted_as_an_override_reads_back_as_itself(folder):
+    """runner and tune re-plan sweeps into out=FOLDER; a space, quote or comma must survive."""
+    from dropbench.config import out_override, quote_value
+
+    assert out_override(f"out={quote_value(folder)}") == folder
+    assert load([f"out={quote_value(folder)}"]).out == folder
+
+
+def test_out_takes_one_folder():
+    from dropbench.config import out_override
+
+    assert out_override("out=null") is None and out_override("out=results/a") == "results/a"
+    with pytest.raises(UserError, match="out takes one folder"):
+        out_override("out=a,b")

@@ -172,3 +172,70 @@ def test_a_report_of_a_sweep_resumed_and_still_running_says_so(tmp_path, holder,
     holder(hand_sweep)
     res = cli("report", str(hand_sweep))
     assert res.exit_code == 0 and "is still being written by a running dropbench; this reports the runs its runs.csv" in " ".join(res.output.split())
+
+
+# ---- commands printed so that they paste back -------------------------------------------------
+ODD = "my results/it's"  # a space and a quote: printed unquoted, the pasted command breaks
+
+
+def printed_command(text: str, after: str) -> list[str]:
+    """The shell words of the command printed after `after` (to the end of its line)."""
+    import shlex
+
+    line = next(ln for ln in text.splitlines() if after in ln)
+    return shlex.split(line.split(after, 1)[1])
+
+
+def test_the_resume_command_after_ctrl_c_pastes_back(tmp_path, monkeypatch):
+    from dropbench import launchers
+
+    out = tmp_path / ODD
+    real = launchers.launch
+
+    def ctrl_c(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(launchers, "launch", ctrl_c)
+    res = cli("run", "epochs=2", "eval_every=1", "model.hidden=4", f'out="{out}"', "-q")
+    assert res.exit_code == 130, res.output
+    words = printed_command(res.output, "resume with: ")
+    assert words == ["dropbench", "run", "--resume", str(out)]
+    monkeypatch.setattr(launchers, "launch", real)
+    res = cli(*words[1:], "-q")
+    assert res.exit_code == 0 and len(results.read_runs(out)) == 1, res.output
+
+
+def test_the_resume_command_of_an_interrupted_tune_pastes_back(tmp_path, monkeypatch):
+    from dropbench import launchers
+
+    out = tmp_path / ODD
+    real = launchers.launch
+    monkeypatch.setattr(launchers, "launch", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
+    res = cli("tune", "data=diabetes", "reg=dropout", "epochs=2", "eval_every=1", "model.hidden=4", "--over", "p=0.1,0.2", f'out="{out}"', "-q")
+    assert res.exit_code == 130, res.output
+    words = printed_command(res.output, "resume with: ")
+    assert words == ["dropbench", "tune", "--resume", str(out)]
+    monkeypatch.setattr(launchers, "launch", real)
+    res = cli(*words[1:])
+    assert res.exit_code == 0 and len(results.read_runs(out / "final")) == 1, res.output
+    assert printed_command(res.output, "the literature's table: ")[:2] == ["dropbench", "report"]
+    assert printed_command(res.output, "the literature's table: ")[2] == str(out / "final")
+
+
+def test_from_into_an_odd_folder(tmp_path):
+    src = tmp_path / "src"
+    assert cli("run", "epochs=2", "eval_every=1", "model.hidden=4", f"out={src}", "-q").exit_code == 0
+    (run,) = (src / "runs").iterdir()
+    out = tmp_path / ODD
+    res = cli("run", "--from", str(run), f'out="{out}"', "-q")
+    assert res.exit_code == 0 and [r["run_id"] for r in results.read_runs(out)] == [run.name], res.output
+
+
+def test_every_other_command_printed_with_a_folder_pastes_back(tmp_path):
+    out = tmp_path / ODD
+    (out / results.RUNS_DIR).mkdir(parents=True)
+    res = cli("report", str(out))
+    assert printed_command(res.output, "finish it with: ") == ["dropbench", "run", "--resume", str(out)]
+    assert cli("run", "epochs=2", "eval_every=1", "model.hidden=4", f'out="{out}"', "-q").exit_code == 0
+    res = cli("run", "epochs=3", "eval_every=1", "model.hidden=4", f'out="{out}"', "-q")
+    assert res.exit_code == 2 and printed_command(res.output.replace(" then finishes both)", ""), "(dropbench run --resume ") == [str(out)]

@@ -28,6 +28,8 @@ from dropbench.config.compose import (
     load,
     load_job,
     load_sweep,
+    out_override,
+    quote_value,
 )
 from dropbench.config.identity import (
     ID_OMITS_DEFAULT,
@@ -78,5 +80,5 @@ __all__ = [
     "SubmititLocalLauncher", "SubmititSlurmLauncher", "Uci", "build", "build_launcher", "key_default",
     # compose
     "EXPERIMENT", "GROUPS", "Dim", "compose", "config_dir", "default_options", "expand_sweep", "list_options",
-    "load", "load_job", "load_sweep",
+    "load", "load_job", "load_sweep", "out_override", "quote_value",
 ]

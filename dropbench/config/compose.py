@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import itertools
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -127,6 +128,31 @@ def _friendly_hydra_error(e: Exception, overrides: list[str], composed: dict[str
 def _is_group_override(o: str) -> bool:
     key = o.lstrip("+~").split("=", 1)[0].split("@", 1)[0]
     return key in GROUPS or key == EXPERIMENT or key.split("/", 1)[0] in GROUPS and "." not in key
+
+
+def quote_value(value: str) -> str:
+    """A string as a Hydra override value that reads back as itself: double-quoted, so a folder
+    with spaces, quotes or commas (a sweep, unquoted) survives out=...; a backslash run before a
+    quote (or the closing one) is doubled, as Hydra's quoted strings read it."""
+    escaped = re.sub(r'(\\*)"', lambda m: m.group(1) * 2 + '\\"', value)
+    escaped = re.sub(r"(\\+)$", lambda m: m.group(1) * 2, escaped)
+    return f'"{escaped}"'
+
+
+def out_override(override: str) -> str | None:
+    """The folder an out=... override names, as Hydra reads it (out="my runs" -> my runs; None
+    for out=null, the default folder)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([override])[0]
+    except HydraException as e:
+        raise _friendly_hydra_error(e, [override]) from None
+    value = None if parsed.is_sweep_override() else parsed.value()
+    if parsed.is_sweep_override() or isinstance(value, (list, dict)):
+        raise UserError(f"{override}: out takes one folder (quote a name with commas or spaces: out=\"my results\")")
+    return None if value is None else str(value)
 
 
 @cache
