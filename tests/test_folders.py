@@ -67,6 +67,14 @@ def test_runs_started_in_one_second_each_get_their_own_folder(tmp_path, monkeypa
     assert all(len(results.read_runs(tmp_path / o.split(": ")[1])) == 1 for o in outs)
 
 
+def test_a_tune_in_a_second_already_taken_gets_its_own_folder(tmp_path, monkeypatch, one_second):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results" / STAMP / "runs").mkdir(parents=True)  # a run started in this second
+    res = cli("tune", "data=diabetes", "reg=dropout", "epochs=2", "eval_every=1", "model.hidden=4", "--over", "p=0.1,0.2", "-q")
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == f"results: {tmp_path / 'results' / (STAMP + '-2')}"
+
+
 def test_a_tune_refused_before_writing_leaves_no_default_folder(tmp_path, monkeypatch, one_second):
     monkeypatch.chdir(tmp_path)
     res = cli("tune", "data=noisy_linear", "reg=dropout", "--over", "p=0.1,0.2")
