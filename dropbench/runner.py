@@ -236,18 +236,65 @@ def check_platform(out: Path, rows: Sequence[dict[str, Any]], todo: Sequence["Ru
 
 
 def load_saved(path: str | Path) -> "RunConfig":
-    """A run's config from its results folder (runs/<id>/ or its config.yaml), to reproduce it."""
+    """A run's config from its results folder (runs/<id>/ or its config.yaml), to reproduce it.
+
+    The config must give the run id it was stored under (its folder's name, its result.json's
+    run_id): a config.yaml cut short or edited by hand would otherwise train, or describe, another
+    run with the defaults filling the gap. Either is refused in one line naming the file."""
     import yaml
 
     p = Path(path)
     f = p / "config.yaml" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"{path}: no config.yaml there; give a run folder such as results/DIR/runs/<run_id>")
+    fix = "restore it from a copy, or train the config you want with overrides (dropbench run KEY=VALUE ...)"
     try:
         d = yaml.safe_load(f.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{f}: not valid YAML ({' '.join(str(e).split())[:100]})") from None
-    return config_mod.build(d)
+        raise UserError(f"{f} is damaged: not valid YAML ({' '.join(str(e).split())[:100]}); {fix}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{f} is damaged: not UTF-8 text; {fix}") from None
+    except OSError as e:
+        raise UserError(f"{f}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
+    row = _stored_result(f.parent)
+    try:
+        cfg = config_mod.build(d)
+    except config_mod.DataFileError as e:
+        data = d.get("data") if isinstance(d.get("data"), dict) else {}
+        if row is None or all(row.get(f"data.{k}") == data.get(k) for k in ("path", "sha256")):
+            raise  # the config names the file its run used: that file moved or changed
+        raise UserError(f"{f} is damaged or was edited ({e}); {fix}") from None
+    except UserError as e:
+        raise UserError(f"{f} is damaged or was edited ({e}); {fix}") from None
+    stored = _stored_ids(f.parent, row)
+    if stored and stored != {cfg.run_id}:
+        raise UserError(
+            f"{f} is damaged or was edited: it gives run id {cfg.run_id}, not the stored run's {' or '.join(sorted(stored))} "
+            f"(cut short, missing keys take their defaults); {fix}"
+        )
+    return cfg
+
+
+def _stored_result(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's result.json row, where it holds one."""
+    try:
+        row = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def _stored_ids(run_dir: Path, row: dict[str, Any] | None) -> set[str]:
+    """The ids a run folder says its run has: its name (runs/<run_id>) and its result.json's
+    run_id, where they exist; empty for a config.yaml kept elsewhere."""
+    import re
+
+    ids = {run_dir.name} if re.fullmatch(r"[0-9a-f]{12}", run_dir.name) else set()
+    if row is not None and isinstance(row.get("run_id"), str):
+        ids.add(row["run_id"])
+    return ids
 
 
 def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = False) -> "RunConfig":
