@@ -202,16 +202,45 @@ def folder_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _read_row(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """A stored run's row, or None and why the folder holds no complete, readable run."""
+    result = run_dir / "result.json"
+    if not result.is_file():
+        return None, f"{result} is missing"
+    if not (run_dir / "curve.csv").is_file():
+        return None, f"{run_dir / 'curve.csv'} is missing"
+    try:
+        row = json.loads(result.read_text())
+    except json.JSONDecodeError:
+        return None, f"{result} is damaged (not valid JSON)"
+    except UnicodeDecodeError:
+        return None, f"{result} is damaged (not UTF-8 text)"
+    except OSError as e:
+        return None, f"{result} cannot be read ({e.strerror or type(e).__name__})"
+    if not isinstance(row, dict):
+        return None, f"{result} is damaged (not a JSON object)"
+    if row.get("run_id") != run_dir.name:
+        return None, f"{result} is damaged (its run_id is {row.get('run_id')!r}, not the folder's name)"
+    return row, ""
+
+
 def _stored_row(run_dir: Path) -> dict[str, Any] | None:
     """A stored run's row; None where the folder holds no complete, readable run (a folder
     damaged by hand then counts as not finished, so running the sweep again replaces it)."""
-    if not (run_dir / "curve.csv").is_file():
-        return None
-    try:
-        row = json.loads((run_dir / "result.json").read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return None
-    return row if isinstance(row, dict) and row.get("run_id") == run_dir.name else None
+    return _read_row(run_dir)[0]
+
+
+def damaged(out: Path, run_ids: Iterable[str]) -> dict[str, str]:
+    """Of `run_ids`, the runs whose folder exists in `out` but holds no complete, readable run:
+    run_id -> why (a sweep trains them again, and says so)."""
+    runs = out / RUNS_DIR
+    found = {}
+    for rid in run_ids:
+        if (runs / rid).is_dir():
+            row, why = _read_row(runs / rid)
+            if row is None:
+                found[rid] = why
+    return found
 
 
 def _status(run_dir: Path) -> str | None:

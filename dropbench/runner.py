@@ -339,6 +339,8 @@ def execute(
     it; a folder that records another command takes it only with `append`. None (--resume, or a
     caller that records nothing) leaves sweep.yaml as it is.
     """
+    import warnings
+
     import yaml
 
     from dropbench import results
@@ -360,6 +362,8 @@ def execute(
     # records its node's, and report/check warn of a mix afterwards.
     if not allow_mixed_platforms and not (launcher is not None and launcher.name == "submitit_slurm"):
         check_platform(out, finished, todo)
+    for why in results.damaged(out, [c.run_id for c in todo]).values():
+        warnings.warn(f"{why}; training that run again", stacklevel=2)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
     out.mkdir(parents=True, exist_ok=True)
     if command is not None:

@@ -386,9 +386,12 @@ def test_a_damaged_run_folder_is_trained_again(tmp_path, damage):
         (victim / "result.json").write_text("{not json")
     else:
         (victim / "curve.csv").unlink()
-    res = cli(*args[:-1])
+    with pytest.warns(UserWarning) as said:
+        res = cli(*args[:-1])
     assert res.exit_code == 0, res.output
     assert "3 run(s) were already finished" in res.output  # the damaged one is trained again
+    why = "result.json is damaged (not valid JSON)" if damage == "garbage json" else "curve.csv is missing"
+    assert [str(w.message) for w in said] == [f"{victim / why.split()[0]} {why.split(' ', 1)[1]}; training that run again"]
     assert without_seconds(out) == before
 
 
@@ -663,3 +666,16 @@ def test_from_a_run_whose_data_file_changed_says_so(tmp_path):
     with pytest.raises(UserError, match="no such file") as e:
         runner.reproduce(run_dir)
     assert "damaged" not in str(e.value)
+
+
+def test_a_damaged_result_is_named_on_stderr_when_trained_again(tmp_path):
+    out = tmp_path / "r"
+    args = ["run", "-m", "reg=none,l1", "epochs=5", "model.hidden=8", f"out={out}", "-q"]
+    assert cli(*args).exit_code == 0
+    victim = sorted((out / "runs").iterdir())[1]
+    (victim / "result.json").write_text('{"run_id": "x"')
+    p = dropbench("run", "--resume", str(out), "-q")
+    assert p.returncode == 0, p.stderr
+    said = [ln for ln in p.stderr.splitlines() if "damaged" in ln]
+    assert said == [f"dropbench: warning: {out}/runs/{victim.name}/result.json is damaged (not valid JSON); training that run again"]
+    assert json.loads((victim / "result.json").read_text())["run_id"] == victim.name
