@@ -58,6 +58,8 @@ def launch(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_resu
 
 
 def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_result: OnResult) -> None:
+    from contextlib import closing
+
     from dropbench import results
     from dropbench.engines.base import get_engine
 
@@ -65,9 +67,12 @@ def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_resul
     for c in cfgs:
         by_engine.setdefault(c.engine, []).append(c)
     for name, group in by_engine.items():
-        for res in get_engine(name, workers).train(group):
-            results.write_run(out, res)
-            on_result(res.run_id, res.status)
+        # closing: where storing fails (a full disk), the engine's workers stop and are joined now,
+        # not whenever the traceback that holds the generator is freed.
+        with closing(get_engine(name, workers).train(group)) as trained:
+            for res in trained:
+                results.write_run(out, res)
+                on_result(res.run_id, res.status)
 
 
 def _joblib(cfgs: Sequence["RunConfig"], out: Path, n_jobs: int, on_result: OnResult) -> None:

@@ -323,6 +323,18 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
         get_engine(cfg.engine)
 
 
+OUT_OPTION = "out=DIR"  # how a user sends results elsewhere, named in the fix of an OS error
+
+
+class Stopped(UserError):
+    """Training stopped by an OS error (a full disk) after the sweep was recorded: the runs that
+    finished are stored, and resuming trains the rest."""
+
+    def __init__(self, cause: str, out: Path, stored: int, total: int) -> None:
+        super().__init__(f"{cause}; {stored} of {total} runs are stored in {out}")
+        self.out, self.stored, self.total = out, stored, total
+
+
 def execute(
     cfgs: Sequence["RunConfig"],
     launcher: "Launcher | None" = None,
@@ -338,14 +350,18 @@ def execute(
     `command` (command_of / from_command) is recorded in sweep.yaml, so `--resume` can re-plan
     it; a folder that records another command takes it only with `append`. None (--resume, or a
     caller that records nothing) leaves sweep.yaml as it is.
+
+    Writing fails in one line (results.os_error: read-only, full disk, permission). A failure
+    before any run is stored leaves the folder as it was (one this call created is removed);
+    after that it raises Stopped, the finished runs kept. A folder with nothing to train is
+    only read.
     """
     import warnings
 
     import yaml
 
-    from dropbench import results
+    from dropbench import launchers, results
     from dropbench.config import LocalLauncher
-    from dropbench.launchers import launch
 
     if not cfgs:
         raise UserError("nothing to run")
@@ -354,7 +370,7 @@ def execute(
     results.check_out_dir(out)
     if out.is_dir():
         results.remove_leftovers(out)
-    updated_record(out, command, cfgs, append)  # refuse before anything is written
+    record = updated_record(out, command, cfgs, append)  # refuse before anything is written
     finished = results.finished_rows(out)  # one read of the run folders serves both checks
     done = {r["run_id"] for r in finished}
     todo = [c for c in cfgs if c.run_id not in done]
@@ -365,14 +381,23 @@ def execute(
     for why in results.damaged(out, [c.run_id for c in todo]).values():
         warnings.warn(f"{why}; training that run again", stacklevel=2)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
-    out.mkdir(parents=True, exist_ok=True)
-    if command is not None:
-        with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
-            record = updated_record(out, command, cfgs, append)
+    option = OUT_OPTION if command is not None else None  # --resume: the folder is the one given
+    created: list[Path] = []
+    recorded = False
+    try:
+        with results.writing(option, out):
+            created = results.make_dirs(out)
             if record is not None:
-                results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
-    if on_start:
-        on_start(len(todo))
+                with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
+                    record = updated_record(out, command, cfgs, append)
+                    if record is not None:
+                        results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
+                        recorded = True
+            if on_start:
+                on_start(len(todo))
+    except BaseException:
+        _undo_new_folder(out, created, command)
+        raise
 
     def stored(run_id: str, status: str) -> None:
         outcome.trained += 1
@@ -380,21 +405,56 @@ def execute(
             on_result(run_id, status)
 
     t0 = time.perf_counter()
-    interrupted = False
+    error: BaseException | None = None
     try:
-        if todo:  # a launcher has nothing to share out when every run is finished
-            launch(todo, out, launcher or LocalLauncher(), stored)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        outcome.train_seconds = time.perf_counter() - t0
-        # Whatever finished is kept and listed, even after Ctrl-C or an error.
-        plan_ids = [c.run_id for c in cfgs]
-        rows = results.consolidate(out, plan_ids)
-        wanted = set(plan_ids)
-        outcome.rows = [r for r in rows if r["run_id"] in wanted]
+        if todo:
+            with results.writing(option, out):
+                launchers.launch(todo, out, launcher or LocalLauncher(), stored)
+    except BaseException as e:  # Ctrl-C, a full disk, a bug: what finished is kept and listed first
+        error = e
+    outcome.train_seconds = time.perf_counter() - t0
+    plan_ids = [c.run_id for c in cfgs]
+    stop = error if isinstance(error, UserError) else None
+    try:
+        with results.writing(option, out):
+            rows = results.consolidate(out, plan_ids)
+    except UserError as e:  # the CSVs cannot be rebuilt; the run folders hold every finished run
+        stop = stop or e
+        stored_rows = results.stored_rows(out)
+        rows = [stored_rows[r] for r in plan_ids if r in stored_rows]
+    wanted = set(plan_ids)
+    outcome.rows = [r for r in rows if r["run_id"] in wanted]
     trained = {c.run_id: c.epochs for c in todo}
     outcome.network_steps = sum(trained[r["run_id"]] for r in outcome.rows if r["run_id"] in trained and r["status"] == "ok")
-    if interrupted:
+    if isinstance(error, KeyboardInterrupt):
         raise Interrupted(out, len(outcome.rows), len(cfgs))
+    if error is not None and stop is not error:
+        raise error
+    if stop is not None:
+        if _undo_new_folder(out, created, command) or not (outcome.trained or recorded):
+            raise stop  # the folder is as it was
+        raise Stopped(str(stop), out, len(outcome.rows), len(cfgs)) from None
     return outcome
+
+
+def _undo_new_folder(out: Path, created: Sequence[Path], command: dict[str, Any] | None) -> bool:
+    """Remove the results folder this invocation created, where it stored no run in it: a sweep
+    that could not start leaves nothing behind. Only what it wrote goes (a sweep.yaml that
+    records another command too is a concurrent writer's). True when the folder is gone."""
+    from dropbench import results
+
+    if not created or results.stored_ids(out):
+        return False
+    try:
+        recorded = read_commands(out)
+    except UserError:
+        return False
+    if recorded is not None and (command is None or [_same_key(c) for c in recorded] != [_same_key(command)]):
+        return False
+    for name in (SWEEP_FILE, results.RUNS_CSV, results.CURVES_CSV, ".lock"):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    results.remove_dirs([*created, out / results.RUNS_DIR])
+    return not out.exists()
