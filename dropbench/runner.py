@@ -378,6 +378,8 @@ def execute(
     # records its node's, and report/check warn of a mix afterwards.
     if not allow_mixed_platforms and not (launcher is not None and launcher.name == "submitit_slurm"):
         check_platform(out, finished, todo)
+    if todo:  # a launcher has nothing to share out when every run is finished
+        launchers.check_available(launcher or LocalLauncher())
     for why in results.damaged(out, [c.run_id for c in todo]).values():
         warnings.warn(f"{why}; training that run again", stacklevel=2)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))

@@ -279,3 +279,41 @@ def test_a_full_file_system(tmpfs):
     res = cli("run", "--resume", out, "-q")
     assert res.exit_code == 0, res.output
     assert len(list((out / "runs").iterdir())) == 18
+
+
+# --- a launcher this machine cannot use ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("on_path, missing", [((), "sbatch and srun are"), (("sbatch",), "srun is")])
+def test_slurm_without_slurm_is_refused_before_anything_is_written(tmp_path, monkeypatch, on_path, missing):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in on_path:
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    out = tmp_path / "r"
+    res = cli("run", "epochs=5", "model.hidden=8", "launcher=submitit_slurm", f"out={out}")
+    assert res.exit_code == 2 and res.stdout == "", res.output
+    assert res.stderr == (f"dropbench: error: launcher=submitit_slurm needs SLURM, but {missing} not on PATH; run on a "
+                          "SLURM login node, or use launcher=local (or launcher=submitit_local to try the cluster set-up "
+                          "on this machine)\n")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("launcher", ["submitit_local", "submitit_slurm"])
+def test_a_launcher_whose_package_is_missing_names_the_extra(tmp_path, monkeypatch, launcher):
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    out = tmp_path / "r"
+    res = cli("run", "epochs=5", f"launcher={launcher}", f"out={out}")
+    assert res.exit_code == 2, res.output
+    assert res.stderr == (f"dropbench: error: launcher={launcher} needs submitit, which is not installed; install the "
+                          'cluster extra: pip install -e ".[cluster]" (or: pip install submitit)\n')
+    assert not out.exists()
+
+
+def test_a_finished_slurm_sweep_is_listed_without_slurm(tmp_path, monkeypatch, folder):
+    """Nothing to train: nothing to submit, so no SLURM needed (a sweep copied off the cluster)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    res = cli("run", *SWEEP, "launcher=submitit_slurm", f"out={folder / 's'}")
+    assert res.exit_code == 0 and "4 run(s) were already finished" in res.stdout, res.output

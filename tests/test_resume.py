@@ -558,6 +558,15 @@ def test_each_run_records_its_platform(tmp_path):
     assert row["cpu"]
 
 
+def _fake_slurm(bin_dir: Path) -> Path:
+    """A folder holding stand-ins for SLURM's sbatch and srun (found on PATH, never run)."""
+    bin_dir.mkdir()
+    for name in ("sbatch", "srun"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
 def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
     """The platform check compares with the host that trains: locally it refuses, for SLURM
     (whose nodes this host does not know) it leaves the warning to report and check."""
@@ -573,6 +582,7 @@ def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
         runner.execute(cfgs, LocalLauncher(), out)
     launched = []
     monkeypatch.setattr(launchers, "launch", lambda todo, *a: launched.extend(todo))
+    monkeypatch.setenv("PATH", str(_fake_slurm(tmp_path / "bin")))  # a login node: SLURM's commands, no platform check
     runner.execute(cfgs, SubmititSlurmLauncher(), out)
     assert len(launched) == 1
 
