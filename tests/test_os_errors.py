@@ -281,6 +281,33 @@ def test_a_full_file_system(tmpfs):
     assert len(list((out / "runs").iterdir())) == 18
 
 
+def test_a_folder_without_write_permission(folder):
+    """A real EACCES: a folder mode 555. Root writes there anyway, unless it runs without the
+    capabilities that let it (setpriv drops them for the child)."""
+    s = folder / "s"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("root ignores file modes, and setpriv (to drop that capability) is missing")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    s.chmod(0o555)
+    try:
+        before = listing(folder)
+        for args, path, fix in (
+            (["report", s, "-o", s / "r.txt"], s / "r.txt", "-o FILE"),
+            (["run", "-m", "reg=l2", "seed=range(2)", "epochs=5", "model.hidden=8", f"out={s}", "--append"], s / "sweep.yaml", "out=DIR"),
+        ):
+            p = subprocess.run([*prefix, sys.executable, "-m", "dropbench", *map(str, args)], capture_output=True, text=True)
+            if p.returncode == 0 and prefix:
+                pytest.skip("setpriv could not take root's right to write anywhere here")
+            assert p.returncode == 2 and p.stdout == "", p.stderr
+            assert p.stderr == (f"dropbench: error: cannot write to {path}: permission denied; check the permissions and owner "
+                                f"of {s} (ls -ld {s}), or give another {fix}\n")
+        assert listing(folder) == before
+    finally:
+        s.chmod(0o755)
+
+
 # --- a launcher this machine cannot use ----------------------------------------------------------
 
 
