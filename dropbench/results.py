@@ -165,12 +165,15 @@ def atomic_writes(files: dict[Path, str]) -> None:
 def write_if_changed(path: Path, text: str) -> None:
     """atomic_write, skipped where the file already holds `text`: a folder with nothing new
     (a finished sweep resumed, on a read-only disk too) is only read."""
+    if not _holds(path, text):
+        atomic_write(path, text)
+
+
+def _holds(path: Path, text: str) -> bool:
     try:
-        if path.read_bytes() == text.encode():
-            return
+        return path.read_bytes() == text.encode()
     except OSError:
-        pass
-    atomic_write(path, text)
+        return False
 
 
 def config_yaml(cfg: "RunConfig") -> str:
@@ -421,13 +424,6 @@ def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
         for name, text in texts.items():
             write_if_changed(out / name, text)
         return rows
-
-
-def _holds(path: Path, text: str) -> bool:
-    try:
-        return path.read_bytes() == text.encode()
-    except OSError:
-        return False
 
 
 def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
