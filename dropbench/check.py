@@ -471,7 +471,7 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
 
     metric / better: as `report --metric/--better`. A new baseline records them (default test
     MSE); a check uses the metric its baseline records, and refuses another one named here."""
-    from dropbench.results import atomic_write, read_runs
+    from dropbench.results import atomic_writes, read_runs, writing
 
     _check_params(alpha, rtol)
     runs = read_runs(folder)
@@ -497,10 +497,12 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
     if note := platform_note(counts):
         notes.append(note)
     claims = [expect(runs, keys, e, alpha, chosen) for e in expectations]
-    if update:
-        atomic_write(baseline, baseline_csv(keys, rows))
+    files = {baseline: baseline_csv(keys, rows)} if update else {}
     if junit is not None:
-        atomic_write(junit, junit_xml(verdicts, claims, str(baseline)))
+        files[junit] = junit_xml(verdicts, claims, str(baseline))
+    options = {baseline: "--baseline FILE", **({junit: "--junit FILE"} if junit is not None else {})}
+    with writing(options):
+        atomic_writes(files)  # both or neither
     return CheckResult(keys, verdicts, claims, update, notes, chosen, _files(runs, keys))
 
 

@@ -147,12 +147,15 @@ def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
 
 @contextmanager
 def _training_errors(resume_with: Callable[[Any], str]) -> Iterator[None]:
-    """What ends `run` or `tune` early, in one line: bad input (exit 2), Ctrl-C after some runs
-    were stored (130, with the command that resumes) or before (130, nothing written)."""
+    """What ends `run` or `tune` early, in one line: bad input (exit 2), an OS error once runs
+    are being stored (2, with the command that resumes), Ctrl-C after some runs were stored (130,
+    with the command that resumes) or before (130, nothing written)."""
     from dropbench import runner
 
     try:
         yield
+    except runner.Stopped as e:  # a full disk mid-sweep: what finished is kept
+        _fail(f"{e}; resume with: {resume_with(e)}")
     except UserError as e:
         _fail(str(e))
     except runner.Interrupted as e:
@@ -197,13 +200,14 @@ def report(
         if output is not None:
             from rich.console import Console
 
-            from dropbench.results import atomic_write
+            from dropbench.results import atomic_write, writing
 
             if not isinstance(rendered, str):
                 con = Console(record=True, width=200, file=open(os.devnull, "w"))
                 con.print(rendered)
                 rendered = con.export_text()
-            atomic_write(output, rendered)
+            with writing("-o FILE", output):
+                atomic_write(output, rendered)
             typer.echo(f"report: {output}")
         elif isinstance(rendered, str):
             typer.echo(rendered, nl=False)

@@ -47,6 +47,31 @@ def shares(cfgs: Sequence["RunConfig"], n: int) -> list[list["RunConfig"]]:
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
+CLUSTER_EXTRA = 'pip install -e ".[cluster]"'
+SLURM_COMMANDS = ("sbatch", "srun")  # submitit submits with sbatch; its SLURM executor detects srun
+
+
+def check_available(launcher: "Launcher") -> None:
+    """Refuse, before anything is written, a launcher this machine cannot use: its package is
+    not installed, or SLURM's commands are not on PATH."""
+    import importlib
+    import shutil
+
+    needs = {"joblib": "joblib", "submitit_local": "submitit", "submitit_slurm": "submitit"}.get(launcher.name)
+    try:
+        if needs:
+            importlib.import_module(needs)
+    except ImportError:
+        raise UserError(f"launcher={launcher.name} needs {needs}, which is not installed; install the cluster extra: "
+                        f"{CLUSTER_EXTRA} (or: pip install {needs})") from None
+    if launcher.name == "submitit_slurm":
+        missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
+        if missing:
+            raise UserError(f"launcher=submitit_slurm needs SLURM, but {' and '.join(missing)} "
+                            f"{'is' if len(missing) == 1 else 'are'} not on PATH; run on a SLURM login node, or use "
+                            "launcher=local (or launcher=submitit_local to try the cluster set-up on this machine)")
+
+
 def launch(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_result: OnResult) -> None:
     """Train and store every run of `cfgs` with the chosen launcher."""
     if launcher.name == "local":
@@ -58,6 +83,8 @@ def launch(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_resu
 
 
 def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_result: OnResult) -> None:
+    from contextlib import closing
+
     from dropbench import results
     from dropbench.engines.base import get_engine
 
@@ -65,9 +92,12 @@ def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_resul
     for c in cfgs:
         by_engine.setdefault(c.engine, []).append(c)
     for name, group in by_engine.items():
-        for res in get_engine(name, workers).train(group):
-            results.write_run(out, res)
-            on_result(res.run_id, res.status)
+        # closing: where storing fails (a full disk), the engine's workers stop and are joined now,
+        # not whenever the traceback that holds the generator is freed.
+        with closing(get_engine(name, workers).train(group)) as trained:
+            for res in trained:
+                results.write_run(out, res)
+                on_result(res.run_id, res.status)
 
 
 def _joblib(cfgs: Sequence["RunConfig"], out: Path, n_jobs: int, on_result: OnResult) -> None:
@@ -89,7 +119,8 @@ def _submitit(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_r
     try:
         import submitit
     except ImportError:
-        raise UserError(f"launcher={launcher.name} needs submitit; install it with: pip install submitit") from None
+        raise UserError(f"launcher={launcher.name} needs submitit, which is not installed; install the cluster extra: "
+                        f"{CLUSTER_EXTRA} (or: pip install submitit)") from None
     from dropbench import results
 
     cluster = "local" if launcher.name == "submitit_local" else "slurm"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
-from dropbench.results import atomic_file
+from dropbench.results import atomic_file, make_dirs, remove_dirs, writing
 from dropbench.stats import (
     DEFAULT_METRIC, FILE_KEY, REPETITION_KEYS, Metric, file_labels, is_result, repetition, resolve_metric, sort_key,
     DATA_SET_KEYS, by_keys, data_set, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth,
@@ -512,11 +512,20 @@ def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = Non
                "fit.png": fit_figure(sweep, seed)}
     for k in [path] if path else path_keys(sweep):
         figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, fig in figures.items():
-        if fig is not None:
-            with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
-                fig.savefig(fh, format="png", dpi=DPI)
-            paths.append(out / name)
+    paths: list[Path] = []
+    created: list[Path] = []
+    try:
+        with writing("--out DIR", out):
+            created = make_dirs(out)
+            for name, fig in figures.items():
+                if fig is not None:
+                    with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
+                        fig.savefig(fh, format="png", dpi=DPI)
+                    paths.append(out / name)
+    except BaseException:
+        if created:  # a folder this call made holds only its PNGs: none is left half a set
+            for f in paths:
+                f.unlink(missing_ok=True)
+            remove_dirs(created)
+        raise
     return paths

@@ -3,7 +3,7 @@
 Layout of a results folder:
     runs.csv                one row per run
     curves.csv              run_id and engines.base.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
-    runs/<run_id>/config.yaml   the run's resolved config (reproduce with --config-of)
+    runs/<run_id>/config.yaml   the run's resolved config (train it again with run --from)
     runs/<run_id>/result.json   its summary row
     runs/<run_id>/curve.csv     its curve
     runs/<run_id>/fit.csv       1-D data only: x, y_pred (eval mode) on a grid over the training x
@@ -60,7 +60,7 @@ def _owner() -> str:
 
 
 # .<name>.<host>-<pid>.<random>[.tmp]
-_TEMP = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+(\.tmp)?$")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+(\.tmp)?$")
 STALE_SECONDS = 24 * 3600  # a temporary entry this old is a leftover whatever made it
 
 
@@ -89,27 +89,95 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
+def make_dirs(path: Path) -> list[Path]:
+    """mkdir -p `path`; the folders it created, outermost first, so that a writer that fails
+    can remove them again (remove_dirs) and leave no empty folder behind."""
+    missing = []
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    if missing:  # an existing folder is not touched: it may be on a read-only disk
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def remove_dirs(created: Iterable[Path]) -> None:
+    """Remove, innermost first, the folders make_dirs created, where they are still empty."""
+    for d in reversed(list(created)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def _chmod(path: str | Path, mode: int) -> None:
+    """Best effort: some file systems (FAT, some network shares) refuse chmod yet store files;
+    the mode is a courtesy, never a reason to lose a result."""
+    try:
+        os.chmod(path, mode)
+    except OSError:
+        pass
+
+
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Any]:
     """A binary handle on a temporary file that replaces `path` by one rename when the block ends
-    without error: readers see the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner()}.", suffix=".tmp")
+    without error: readers see the old file or the new one, never half of it. On an error, no
+    temporary file and no folder it created is left."""
+    created = make_dirs(path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner()}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        _chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            _unlink_quietly(Path(tmp))
+        remove_dirs(created)
         raise
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def atomic_write(path: Path, text: str) -> None:
     with atomic_file(path) as f:
         f.write(text.encode())
+
+
+def atomic_writes(files: dict[Path, str]) -> None:
+    """Several files that change together (a baseline and its JUnit report): every one is
+    written and synced to a temporary file before the first is renamed into place, so a full
+    disk or a refused folder leaves all of them as they were."""
+    with contextlib.ExitStack() as stack:
+        handles = [(stack.enter_context(atomic_file(path)), text) for path, text in files.items()]
+        for f, text in handles:
+            f.write(text.encode())
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """atomic_write, skipped where the file already holds `text`: a folder with nothing new
+    (a finished sweep resumed, on a read-only disk too) is only read."""
+    if not _holds(path, text):
+        atomic_write(path, text)
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_bytes() == text.encode()
+    except OSError:
+        return False
 
 
 def config_yaml(cfg: "RunConfig") -> str:
@@ -152,7 +220,7 @@ def write_run(out: Path, result: RunResult) -> Path:
     final = runs / result.run_id
     tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}.{_owner()}."))
     try:
-        os.chmod(tmp, 0o777 & ~_UMASK)
+        _chmod(tmp, 0o777 & ~_UMASK)
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
         if result.fit:
@@ -173,6 +241,74 @@ def write_run(out: Path, result: RunResult) -> Path:
     return final
 
 
+# --- OS errors while writing: one line naming the path and the fix ---------------------------
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as the user knows it: a temporary entry (.runs.csv.host-1.x.tmp, a run's
+    .<run_id>.host-1.x folder) by the name it was to get, the lock by its folder."""
+    p = Path(path)
+    parts = [m["name"] if (m := _TEMP.match(part)) else part for part in p.parts]
+    if parts and parts[-1] == ".lock":
+        parts.pop()
+    return str(Path(*parts)) if parts else str(p)
+
+
+def os_error(e: OSError, option: str | None, where: str | Path | None = None) -> UserError:
+    """The one-line UserError for an OSError met while writing results: what failed, where, and
+    the fix. `option`: how the user names another place (out=DIR, --out DIR, -o FILE; None where
+    there is none, as for --resume); `where`: the output as the user gave it, whose spelling the
+    failing path takes (tempfile makes paths absolute)."""
+    import errno
+
+    path = shown_path(e.filename) if e.filename is not None else None
+    if where is not None:
+        path = _as_given(path, where)
+    path = path or "."
+    folder = path if Path(path).is_dir() else str(Path(path).parent)
+    elsewhere = f"give another {option}" if option else ""
+    if e.errno == errno.EROFS:
+        why = "the file system is read-only"
+        fix = f"{elsewhere} on a writable file system" if option else "remount it writable, or copy the folder to a writable file system"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on the device" if e.errno == errno.ENOSPC else "the disk quota is exceeded"
+        fix = "free some space" + (f", or {elsewhere} on a disk with room" if option else "")
+    elif e.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied"
+        fix = f"check the permissions and owner of {folder} (ls -ld {folder})" + (f", or {elsewhere}" if option else "")
+    else:
+        why, fix = e.strerror or type(e).__name__, elsewhere or f"check {folder}"
+    return UserError(f"cannot write to {path}: {why}; {fix}")
+
+
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def _as_given(path: str | None, where: str | Path) -> str:
+    """`path` spelled from `where` as the user gave it, where it is `where` or lies inside it
+    (tempfile makes paths absolute)."""
+    if path is None or _same_path(path, where):
+        return str(where)
+    inside = os.path.relpath(os.path.abspath(path), os.path.abspath(where))
+    return path if inside.startswith(os.pardir) else os.path.join(str(where), inside)
+
+
+@contextmanager
+def writing(option: str | None | dict[Path, str], where: str | Path | None = None) -> Iterator[None]:
+    """Around code that writes results: an OSError becomes os_error's one-line UserError.
+    `option` names the setting that moves the output elsewhere, `where` the output; a dict
+    {output: option} where several outputs are written (the one that failed is named)."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(option, dict):
+            failed = shown_path(e.filename) if e.filename is not None else None
+            where, option = next(((p, o) for p, o in option.items() if failed is not None and _same_path(p, failed)),
+                                 (None, next(iter(option.values()), "")))
+        raise os_error(e, option, where) from None  # type: ignore[arg-type]
+
+
 def stored_ids(out: Path) -> set[str]:
     """Runs stored in `out`, whatever their status."""
     runs = out / RUNS_DIR
@@ -183,14 +319,15 @@ def stored_ids(out: Path) -> set[str]:
 
 def remove_leftovers(out: Path) -> None:
     """Temporary files and run folders that a killed process never finished storing (those of a
-    live writer, on this host or, for a day, on another, are left alone)."""
+    live writer, on this host or, for a day, on another, are left alone). Best effort: a
+    leftover that cannot be removed (a read-only folder) is harmless, since readers skip it."""
     runs = out / RUNS_DIR
     for d in runs.glob(".*") if runs.is_dir() else []:
         if _is_leftover(d):
             shutil.rmtree(d, ignore_errors=True)
     for f in out.glob(".*.tmp"):
         if _is_leftover(f):
-            f.unlink(missing_ok=True)
+            _unlink_quietly(f)
 
 
 @contextmanager
@@ -242,16 +379,45 @@ def is_being_written(out: Path) -> bool:
     return False
 
 
+def _read_row(run_dir: Path) -> tuple[dict[str, Any] | None, str]:
+    """A stored run's row, or None and why the folder holds no complete, readable run."""
+    result = run_dir / "result.json"
+    if not result.is_file():
+        return None, f"{result} is missing"
+    if not (run_dir / "curve.csv").is_file():
+        return None, f"{run_dir / 'curve.csv'} is missing"
+    try:
+        row = json.loads(result.read_text())
+    except json.JSONDecodeError:
+        return None, f"{result} is damaged (not valid JSON)"
+    except UnicodeDecodeError:
+        return None, f"{result} is damaged (not UTF-8 text)"
+    except OSError as e:
+        return None, f"{result} cannot be read ({e.strerror or type(e).__name__})"
+    if not isinstance(row, dict):
+        return None, f"{result} is damaged (not a JSON object)"
+    if row.get("run_id") != run_dir.name:
+        return None, f"{result} is damaged (its run_id is {row.get('run_id')!r}, not the folder's name)"
+    return row, ""
+
+
 def _stored_row(run_dir: Path) -> dict[str, Any] | None:
     """A stored run's row; None where the folder holds no complete, readable run (a folder
     damaged by hand then counts as not finished, so running the sweep again replaces it)."""
-    if not (run_dir / "curve.csv").is_file():
-        return None
-    try:
-        row = json.loads((run_dir / "result.json").read_text())
-    except (json.JSONDecodeError, OSError, UnicodeDecodeError):
-        return None
-    return row if isinstance(row, dict) and row.get("run_id") == run_dir.name else None
+    return _read_row(run_dir)[0]
+
+
+def damaged(out: Path, run_ids: Iterable[str]) -> dict[str, str]:
+    """Of `run_ids`, the runs whose folder exists in `out` but holds no complete, readable run:
+    run_id -> why (a sweep trains them again, and says so)."""
+    runs = out / RUNS_DIR
+    found = {}
+    for rid in run_ids:
+        if (runs / rid).is_dir():
+            row, why = _read_row(runs / rid)
+            if row is None:
+                found[rid] = why
+    return found
 
 
 def _status(run_dir: Path) -> str | None:
@@ -263,6 +429,11 @@ def finished_rows(out: Path) -> list[dict[str, Any]]:
     """The stored rows of runs finished with status ok: a resumed sweep skips them, and a new run
     would join their numbers."""
     return [r for r in _stored_rows(out).values() if r.get("status") == "ok"]
+
+
+def stored_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """Every stored run's row, by run id, whatever its status; only reads."""
+    return _stored_rows(out)
 
 
 def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
@@ -280,13 +451,22 @@ def _existing_order(out: Path) -> list[str]:
 
 
 def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
-    """Rebuild runs.csv and curves.csv from the run folders, one process at a time."""
+    """Rebuild runs.csv and curves.csv from the run folders, one process at a time. Where both
+    already hold what they would be rebuilt to, nothing is written (nor locked): a finished
+    folder is only read, so it may be read-only."""
+    plan = list(plan)
+    rows, texts = _tables(out, plan)
+    if all(_holds(out / name, text) for name, text in texts.items()):
+        return rows
     with folder_lock(out):
-        return _consolidate(out, list(plan))
+        rows, texts = _tables(out, plan)
+        for name, text in texts.items():
+            write_if_changed(out / name, text)
+        return rows
 
 
-def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
-    """Rebuild runs.csv and curves.csv from the run folders.
+def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The rows of runs.csv, and the text of runs.csv and curves.csv, built from the run folders.
 
     Row order: runs the folder already listed (earlier invocations) keep their place; the
     current plan's runs go, in plan order, where the first of them was listed (after the listed
@@ -319,14 +499,12 @@ def _consolidate(out: Path, plan: list[str]) -> list[dict[str, Any]]:
     w.writeheader()
     for r in rows:
         w.writerow({k: _cell(v) for k, v in r.items()})
-    atomic_write(out / RUNS_CSV, buf.getvalue())
     curves = io.StringIO()
     cw = csv.writer(curves, lineterminator="\n")
     cw.writerow(("run_id", *CURVE_COLUMNS))
     for rid in order:
         cw.writerows([rid, *row] for row in _curve_rows(out / RUNS_DIR / rid / "curve.csv"))
-    atomic_write(out / CURVES_CSV, curves.getvalue())
-    return rows
+    return rows, {RUNS_CSV: buf.getvalue(), CURVES_CSV: curves.getvalue()}
 
 
 def _curve_rows(path: Path) -> list[list[str]]:

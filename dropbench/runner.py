@@ -237,18 +237,65 @@ def check_platform(out: Path, rows: Sequence[dict[str, Any]], todo: Sequence["Ru
 
 
 def load_saved(path: str | Path) -> "RunConfig":
-    """A run's config from its results folder (runs/<id>/ or its config.yaml), to reproduce it."""
+    """A run's config from its results folder (runs/<id>/ or its config.yaml), to reproduce it.
+
+    The config must give the run id it was stored under (its folder's name, its result.json's
+    run_id): a config.yaml cut short or edited by hand would otherwise train, or describe, another
+    run with the defaults filling the gap. Either is refused in one line naming the file."""
     import yaml
 
     p = Path(path)
     f = p / "config.yaml" if p.is_dir() else p
     if not f.is_file():
         raise UserError(f"{path}: no config.yaml there; give a run folder such as results/DIR/runs/<run_id>")
+    fix = "restore it from a copy, or train the config you want with overrides (dropbench run KEY=VALUE ...)"
     try:
         d = yaml.safe_load(f.read_text())
     except yaml.YAMLError as e:
-        raise UserError(f"{f}: not valid YAML ({' '.join(str(e).split())[:100]})") from None
-    return config_mod.build(d)
+        raise UserError(f"{f} is damaged: not valid YAML ({' '.join(str(e).split())[:100]}); {fix}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{f} is damaged: not UTF-8 text; {fix}") from None
+    except OSError as e:
+        raise UserError(f"{f}: cannot read it ({e.strerror or type(e).__name__})") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
+    row = _stored_result(f.parent)
+    try:
+        cfg = config_mod.build(d)
+    except config_mod.DataFileError as e:
+        data = d.get("data") if isinstance(d.get("data"), dict) else {}
+        if row is None or all(row.get(f"data.{k}") == data.get(k) for k in ("path", "sha256")):
+            raise  # the config names the file its run used: that file moved or changed
+        raise UserError(f"{f} is damaged or was edited ({e}); {fix}") from None
+    except UserError as e:
+        raise UserError(f"{f} is damaged or was edited ({e}); {fix}") from None
+    stored = _stored_ids(f.parent, row)
+    if stored and stored != {cfg.run_id}:
+        raise UserError(
+            f"{f} is damaged or was edited: it gives run id {cfg.run_id}, not the stored run's {' or '.join(sorted(stored))} "
+            f"(cut short, missing keys take their defaults); {fix}"
+        )
+    return cfg
+
+
+def _stored_result(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's result.json row, where it holds one."""
+    try:
+        row = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return row if isinstance(row, dict) else None
+
+
+def _stored_ids(run_dir: Path, row: dict[str, Any] | None) -> set[str]:
+    """The ids a run folder says its run has: its name (runs/<run_id>) and its result.json's
+    run_id, where they exist; empty for a config.yaml kept elsewhere."""
+    import re
+
+    ids = {run_dir.name} if re.fullmatch(r"[0-9a-f]{12}", run_dir.name) else set()
+    if row is not None and isinstance(row.get("run_id"), str):
+        ids.add(row["run_id"])
+    return ids
 
 
 def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = False) -> "RunConfig":
@@ -277,6 +324,18 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
         get_engine(cfg.engine)
 
 
+OUT_OPTION = "out=DIR"  # how a user sends results elsewhere, named in the fix of an OS error
+
+
+class Stopped(UserError):
+    """Training stopped by an OS error (a full disk) after the sweep was recorded: the runs that
+    finished are stored, and resuming trains the rest."""
+
+    def __init__(self, cause: str, out: Path, stored: int, total: int) -> None:
+        super().__init__(f"{cause}; {stored} of {total} runs are stored in {out}")
+        self.out, self.stored, self.total = out, stored, total
+
+
 def execute(
     cfgs: Sequence["RunConfig"],
     launcher: "Launcher | None" = None,
@@ -292,12 +351,18 @@ def execute(
     `command` (command_of / from_command) is recorded in sweep.yaml, so `--resume` can re-plan
     it; a folder that records another command takes it only with `append`. None (--resume, or a
     caller that records nothing) leaves sweep.yaml as it is.
+
+    Writing fails in one line (results.os_error: read-only, full disk, permission). A failure
+    before any run is stored leaves the folder as it was (one this call created is removed);
+    after that it raises Stopped, the finished runs kept. A folder with nothing to train is
+    only read.
     """
+    import warnings
+
     import yaml
 
-    from dropbench import results
+    from dropbench import launchers, results
     from dropbench.config import LocalLauncher
-    from dropbench.launchers import launch
 
     if not cfgs:
         raise UserError("nothing to run")
@@ -306,7 +371,7 @@ def execute(
     results.check_out_dir(out)
     if out.is_dir():
         results.remove_leftovers(out)
-    updated_record(out, command, cfgs, append)  # refuse before anything is written
+    record = updated_record(out, command, cfgs, append)  # refuse before anything is written
     finished = results.finished_rows(out)  # one read of the run folders serves both checks
     done = {r["run_id"] for r in finished}
     todo = [c for c in cfgs if c.run_id not in done]
@@ -314,15 +379,28 @@ def execute(
     # records its node's, and report/check warn of a mix afterwards.
     if not allow_mixed_platforms and not (launcher is not None and launcher.name == "submitit_slurm"):
         check_platform(out, finished, todo)
+    if todo:  # a launcher has nothing to share out when every run is finished
+        launchers.check_available(launcher or LocalLauncher())
+    for why in results.damaged(out, [c.run_id for c in todo]).values():
+        warnings.warn(f"{why}; training that run again", stacklevel=2)
     outcome = RunOutcome(out=out, skipped=len(cfgs) - len(todo))
-    out.mkdir(parents=True, exist_ok=True)
-    if command is not None:
-        with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
-            record = updated_record(out, command, cfgs, append)
+    option = OUT_OPTION if command is not None else None  # --resume: the folder is the one given
+    created: list[Path] = []
+    recorded = False
+    try:
+        with results.writing(option, out):
+            created = results.make_dirs(out)
             if record is not None:
-                results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
-    if on_start:
-        on_start(len(todo))
+                with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
+                    record = updated_record(out, command, cfgs, append)
+                    if record is not None:
+                        results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
+                        recorded = True
+            if on_start:
+                on_start(len(todo))
+    except BaseException:
+        _undo_new_folder(out, created, command)
+        raise
 
     def stored(run_id: str, status: str) -> None:
         outcome.trained += 1
@@ -330,22 +408,62 @@ def execute(
             on_result(run_id, status)
 
     t0 = time.perf_counter()
-    interrupted = False
-    with results.training_into(out):  # report tells this sweep in progress from a stopped one
+    error: BaseException | None = None
+    plan_ids = [c.run_id for c in cfgs]
+    # training_into: report tells this sweep in progress from a stopped one; held from training
+    # through the CSV rebuild, and only where there is something to train (a finished folder is
+    # only read).
+    holding = contextlib.ExitStack()
+    try:
+        if todo:
+            with results.writing(option, out):
+                holding.enter_context(results.training_into(out))
+                launchers.launch(todo, out, launcher or LocalLauncher(), stored)
+    except BaseException as e:  # Ctrl-C, a full disk, a bug: what finished is kept and listed first
+        error = e
+    with holding:
+        outcome.train_seconds = time.perf_counter() - t0
+        stop = error if isinstance(error, UserError) else None
         try:
-            if todo:  # a launcher has nothing to share out when every run is finished
-                launch(todo, out, launcher or LocalLauncher(), stored)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            outcome.train_seconds = time.perf_counter() - t0
-            # Whatever finished is kept and listed, even after Ctrl-C or an error.
-            plan_ids = [c.run_id for c in cfgs]
-            rows = results.consolidate(out, plan_ids)
-            wanted = set(plan_ids)
-            outcome.rows = [r for r in rows if r["run_id"] in wanted]
+            with results.writing(option, out):
+                rows = results.consolidate(out, plan_ids)
+        except UserError as e:  # the CSVs cannot be rebuilt; the run folders hold every finished run
+            stop = stop or e
+            stored_rows = results.stored_rows(out)
+            rows = [stored_rows[r] for r in plan_ids if r in stored_rows]
+    wanted = set(plan_ids)
+    outcome.rows = [r for r in rows if r["run_id"] in wanted]
     trained = {c.run_id: c.epochs for c in todo}
     outcome.network_steps = sum(trained[r["run_id"]] for r in outcome.rows if r["run_id"] in trained and r["status"] == "ok")
-    if interrupted:
+    if isinstance(error, KeyboardInterrupt):
         raise Interrupted(out, len(outcome.rows), len(cfgs))
+    if error is not None and stop is not error:
+        raise error
+    if stop is not None:
+        if _undo_new_folder(out, created, command) or not (outcome.trained or recorded):
+            raise stop  # the folder is as it was
+        raise Stopped(str(stop), out, len(outcome.rows), len(cfgs)) from None
     return outcome
+
+
+def _undo_new_folder(out: Path, created: Sequence[Path], command: dict[str, Any] | None) -> bool:
+    """Remove the results folder this invocation created, where it stored no run in it: a sweep
+    that could not start leaves nothing behind. Only what it wrote goes (a sweep.yaml that
+    records another command too is a concurrent writer's). True when the folder is gone."""
+    from dropbench import results
+
+    if not created or results.stored_ids(out):
+        return False
+    try:
+        recorded = read_commands(out)
+    except UserError:
+        return False
+    if recorded is not None and (command is None or [_same_key(c) for c in recorded] != [_same_key(command)]):
+        return False
+    for name in (SWEEP_FILE, results.RUNS_CSV, results.CURVES_CSV, ".lock", results.RUNNING):
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError:
+            pass
+    results.remove_dirs([*created, out / results.RUNS_DIR])
+    return not out.exists()

@@ -297,14 +297,18 @@ def _check_folder(p: Plan) -> None:
         raise UserError(other) from None
 
 
-def _write_spec(p: Plan) -> None:
+def _write_spec(p: Plan) -> bool:
+    """Record the tuning in OUT/tune.yaml, unless it is there; True where it was written now."""
     import yaml
 
-    from dropbench.results import atomic_write
+    from dropbench.results import atomic_write, writing
 
-    if read_spec(p.out) is None:
+    if read_spec(p.out) is not None:
+        return False
+    with writing("out=DIR", p.out):
         p.out.mkdir(parents=True, exist_ok=True)
         atomic_write(p.out / TUNE_FILE, yaml.safe_dump(p.spec.to_dict(), sort_keys=False))
+    return True
 
 
 def tuned_rows(p: Plan, choices: Sequence[Choice], final_rows: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -337,7 +341,7 @@ def write_tuned(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     import csv
     import io
 
-    from dropbench.results import _cell, atomic_write
+    from dropbench.results import _cell, write_if_changed, writing
 
     buf = io.StringIO()
     columns = list(rows[0]) if rows else ["status"]
@@ -345,7 +349,8 @@ def write_tuned(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     w.writeheader()
     for r in rows:
         w.writerow({k: _cell(v) for k, v in r.items()})
-    atomic_write(out / TUNED_CSV, buf.getvalue())
+    with writing("out=DIR", out):
+        write_if_changed(out / TUNED_CSV, buf.getvalue())  # a finished tuning resumed is only read
     return out / TUNED_CSV
 
 
@@ -365,16 +370,27 @@ def execute(
     search_dir, final_dir = p.out / SEARCH_DIR, p.out / FINAL_DIR
     command = runner.command_of(p.search_overrides, True) if record else None
     phase = progress or (lambda name: contextlib.nullcontext((None, None)))
+    wrote_spec, out_existed = False, p.out.exists()
     with phase("search") as (on_start, on_result):
 
         def started(n: int) -> None:  # the search folder exists and records its command: so may OUT
+            nonlocal wrote_spec
             if record:
-                _write_spec(p)
+                wrote_spec = _write_spec(p)
             if on_start:
                 on_start(n)
 
-        search = runner.execute(p.search, p.launcher, search_dir, on_start=started, on_result=on_result, command=command,
-                                allow_mixed_platforms=allow_mixed_platforms)
+        try:
+            search = runner.execute(p.search, p.launcher, search_dir, on_start=started, on_result=on_result, command=command,
+                                    allow_mixed_platforms=allow_mixed_platforms)
+        except UserError as e:
+            if wrote_spec and not isinstance(e, runner.Stopped) and not search_dir.exists():
+                # the search could not start and left nothing: neither does OUT
+                with contextlib.suppress(OSError):
+                    (p.out / TUNE_FILE).unlink(missing_ok=True)
+                    if not out_existed:
+                        p.out.rmdir()
+            raise
     by_id = {r["run_id"]: r for r in search.rows}
     choices = []
     for g in p.groups:

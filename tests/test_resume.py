@@ -386,9 +386,12 @@ def test_a_damaged_run_folder_is_trained_again(tmp_path, damage):
         (victim / "result.json").write_text("{not json")
     else:
         (victim / "curve.csv").unlink()
-    res = cli(*args[:-1])
+    with pytest.warns(UserWarning) as said:
+        res = cli(*args[:-1])
     assert res.exit_code == 0, res.output
     assert "3 run(s) were already finished" in res.output  # the damaged one is trained again
+    why = "result.json is damaged (not valid JSON)" if damage == "garbage json" else "curve.csv is missing"
+    assert [str(w.message) for w in said] == [f"{victim / why.split()[0]} {why.split(' ', 1)[1]}; training that run again"]
     assert without_seconds(out) == before
 
 
@@ -555,6 +558,15 @@ def test_each_run_records_its_platform(tmp_path):
     assert row["cpu"]
 
 
+def _fake_slurm(bin_dir: Path) -> Path:
+    """A folder holding stand-ins for SLURM's sbatch and srun (found on PATH, never run)."""
+    bin_dir.mkdir()
+    for name in ("sbatch", "srun"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    return bin_dir
+
+
 def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
     """The platform check compares with the host that trains: locally it refuses, for SLURM
     (whose nodes this host does not know) it leaves the warning to report and check."""
@@ -570,6 +582,7 @@ def test_slurm_runs_on_nodes_the_login_host_cannot_check(tmp_path, monkeypatch):
         runner.execute(cfgs, LocalLauncher(), out)
     launched = []
     monkeypatch.setattr(launchers, "launch", lambda todo, *a: launched.extend(todo))
+    monkeypatch.setenv("PATH", str(_fake_slurm(tmp_path / "bin")))  # a login node: SLURM's commands, no platform check
     runner.execute(cfgs, SubmititSlurmLauncher(), out)
     assert len(launched) == 1
 
@@ -587,3 +600,92 @@ def test_the_same_runs_typed_otherwise_are_a_resume_and_new_runs_are_not(tmp_pat
     import yaml
 
     assert len(yaml.safe_load((tmp_path / "r" / "sweep.yaml").read_text())["commands"]) == 1
+
+
+def _stored_run(folder: Path, *overrides: str) -> Path:
+    """A run stored as `dropbench run` stores it (config.yaml, result.json, curve.csv), without
+    training: the curve is made up."""
+    from dropbench.config import load
+    from dropbench.engines.base import RunResult
+    from dropbench.results import write_run
+
+    r = RunResult(load([*overrides, "eval_every=1"]))
+    r.curve = [(e, 0.5 / e, 0.6 / e, 0.5 / e) for e in range(1, r.cfg.epochs + 1)]
+    return write_run(folder, r)
+
+
+@pytest.mark.parametrize("data", ["noisy_linear", "csv"])
+def test_from_refuses_a_config_cut_anywhere(tmp_path, data):
+    """A saved config.yaml cut at every byte (every line boundary and inside every line): --from
+    either refuses it in one line that names the file as damaged, or, where what is left is a
+    whole config of the same run, trains that run, never another one."""
+    from dropbench import runner
+    from dropbench.errors import UserError
+
+    extra = []
+    if data == "csv":
+        (tmp_path / "data.csv").write_text("a,b,y\n" + "".join(f"{i},{i % 3},{i * 0.5}\n" for i in range(12)))
+        extra = ["data=csv", f"data.path={tmp_path / 'data.csv'}", "data.target=y"]
+    run_dir = _stored_run(tmp_path / "r", *extra, "reg=dropout", "p=0.3", "seed=4", "epochs=3", "model.hidden=16",
+                          "optim.lr=0.005")
+    saved = run_dir / "config.yaml"
+    text = saved.read_text()
+    assert runner.reproduce(run_dir).run_id == run_dir.name  # the whole file is the stored run
+    refused = accepted = 0
+    for cut in range(len(text)):
+        saved.write_text(text[:cut])
+        try:
+            cfg = runner.reproduce(run_dir)
+        except UserError as e:
+            msg = str(e)
+            assert msg.startswith(f"{saved} is damaged") and "\n" not in msg, (cut, msg)
+            refused += 1
+        else:
+            assert cfg.run_id == run_dir.name, (cut, text[:cut][-30:])
+            accepted += 1
+    assert refused > accepted > 0  # e.g. cut inside the last value's trailing newline: the same run
+
+
+def test_from_a_cut_config_is_refused_before_anything_is_written(tmp_path):
+    """The issue's trial: everything from `seed:` on removed trained the defaults, exit 0; a cut
+    inside `optim:` said `unknown option optim=None`."""
+    run_dir = _stored_run(tmp_path / "r", "reg=dropout", "seed=3", "epochs=3", "model.hidden=8")
+    text = (run_dir / "config.yaml").read_text()
+    for cut, said in ((text.index("\nseed:") + 1, "it gives run id "), (text.index("optim:") + len("optim:\n"), "optim=None")):
+        (run_dir / "config.yaml").write_text(text[:cut])
+        p = dropbench("run", "--from", str(run_dir), f"out={tmp_path / 'again'}")
+        assert p.returncode == 2 and p.stdout == "", p.stderr
+        assert p.stderr.startswith(f"dropbench: error: {run_dir / 'config.yaml'} is damaged or was edited") and said in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+        assert not (tmp_path / "again").exists()
+
+
+def test_from_a_run_whose_data_file_changed_says_so(tmp_path):
+    """A whole config whose CSV changed since is the data's fault, not a damaged config."""
+    from dropbench import runner
+    from dropbench.errors import UserError
+
+    f = tmp_path / "data.csv"
+    f.write_text("a,y\n" + "".join(f"{i},{i * 0.5}\n" for i in range(12)))
+    run_dir = _stored_run(tmp_path / "r", "data=csv", f"data.path={f}", "data.target=y", "epochs=2")
+    f.write_text(f.read_text() + "12,6.5\n")
+    with pytest.raises(UserError, match="the file changed since this config was saved") as e:
+        runner.reproduce(run_dir)
+    assert "damaged" not in str(e.value)
+    f.unlink()
+    with pytest.raises(UserError, match="no such file") as e:
+        runner.reproduce(run_dir)
+    assert "damaged" not in str(e.value)
+
+
+def test_a_damaged_result_is_named_on_stderr_when_trained_again(tmp_path):
+    out = tmp_path / "r"
+    args = ["run", "-m", "reg=none,l1", "epochs=5", "model.hidden=8", f"out={out}", "-q"]
+    assert cli(*args).exit_code == 0
+    victim = sorted((out / "runs").iterdir())[1]
+    (victim / "result.json").write_text('{"run_id": "x"')
+    p = dropbench("run", "--resume", str(out), "-q")
+    assert p.returncode == 0, p.stderr
+    said = [ln for ln in p.stderr.splitlines() if "damaged" in ln]
+    assert said == [f"dropbench: warning: {out}/runs/{victim.name}/result.json is damaged (not valid JSON); training that run again"]
+    assert json.loads((victim / "result.json").read_text())["run_id"] == victim.name

@@ -35,6 +35,7 @@ from dropbench.config.identity import (
     ID_OMITS_DEFAULT,
     UNHASHED_DATA_KEYS,
     UNHASHED_KEYS,
+    DataFileError,
     _omit_new_defaults,
     csv_read_errors,
 )
@@ -71,7 +72,7 @@ __all__ = [
     # coerce
     "SEED_MAX", "from_dict",
     # identity
-    "ID_OMITS_DEFAULT", "UNHASHED_DATA_KEYS", "UNHASHED_KEYS", "csv_read_errors",
+    "ID_OMITS_DEFAULT", "UNHASHED_DATA_KEYS", "UNHASHED_KEYS", "DataFileError", "csv_read_errors",
     # rules
     "DROP_FAMILY", "TABLE_KEY", "n_trained",
     # schema

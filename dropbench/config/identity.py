@@ -84,17 +84,22 @@ _SHA_CACHE: dict[str, tuple[tuple[int, ...], str]] = {}
 _SETTLE_NS = 2_000_000_000
 
 
+class DataFileError(UserError):
+    """The data file a config names is missing, unreadable or changed since: the config itself
+    may be whole (runner.load_saved tells the two apart)."""
+
+
 @contextmanager
 def csv_read_errors(path: str) -> Iterator[None]:
     """Reading the user's CSV: a missing file, a folder or an unreadable one is one line."""
     try:
         yield
     except FileNotFoundError:
-        raise UserError(f"data.path={path}: no such file; give the path of a CSV file") from None
+        raise DataFileError(f"data.path={path}: no such file; give the path of a CSV file") from None
     except IsADirectoryError:
-        raise UserError(f"data.path={path}: is a folder; give the path of a CSV file") from None
+        raise DataFileError(f"data.path={path}: is a folder; give the path of a CSV file") from None
     except OSError as e:
-        raise UserError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
+        raise DataFileError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
 
 
 def _file_sha256(path: str) -> str:
@@ -124,7 +129,7 @@ def _pin_csv(data: Csv) -> Csv:
     path = os.path.abspath(os.path.expanduser(data.path))
     digest = _file_sha256(path)
     if data.sha256 is not None and data.sha256 != digest:
-        raise UserError(
+        raise DataFileError(
             f"data.sha256={data.sha256} does not match {path} (now sha256 {digest}): the file changed since this "
             "config was saved; restore it, or drop data.sha256 to use the file as it is now"
         )
