@@ -32,10 +32,14 @@ from dropbench.provenance import IDENTITY_COLUMNS, PLATFORM_COLUMNS, describe, i
 
 Row = dict[str, Any]
 NAN = float("nan")
-RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
+RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds",
+                  "stopped_epoch", "kept_epoch")
+# What `report --epoch best` adds to each run and group: the curve column its epoch was chosen by,
+# and whether that was measured on the test rows (an optimistic number).
+SELECTION_COLUMNS = ("selected_on", "test_selected")
 # Columns that are not part of a run's config: its id, its seed, its results, the folder label
 # of a multi-folder report and the platform that computed it (reported, never grouped by).
-NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS}
+NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS, *SELECTION_COLUMNS}
 # Result columns beyond RESULT_COLUMNS (final_test_rmse, final_test_ll, best_val_ll, ...) are
 # known by their prefix, so a new metric never becomes a grouping key.
 RESULT_PREFIXES = ("final_", "best_")
@@ -158,7 +162,8 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "accuracy")
 WORDS = {"mc": "MC", "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
 # Columns that are never metrics, whatever they hold.
-NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS,
+NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", "stopped_epoch", "kept_epoch",
+               *SELECTION_COLUMNS, *PLATFORM_COLUMNS,
                *TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)}  # learned rates: text, one value per layer
 
 
