@@ -581,6 +581,15 @@ def parse_epoch(epoch: str) -> int | str:
     return n
 
 
+def test_chosen_metric_note(metric: Metric) -> str | None:
+    """A WARNING where the compared metric itself was chosen on the test set (best_test_mse:
+    each run's lowest test MSE over its evaluations)."""
+    if not metric.test.startswith("best_test"):
+        return None
+    return (f"WARNING: {metric.test} is each run's best test value over its evaluations, chosen on the test set "
+            "(optimistic); compare final_ metrics for honest numbers")
+
+
 def selection_note(summary: Sequence[dict[str, Any]], keys: Sequence[str]) -> str | None:
     """What `--epoch best` chose each group's epochs on (stats.at_epoch); a WARNING where that
     was the test set, naming the groups when only some were."""
@@ -655,8 +664,11 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         s.update(interval=interval, test_interval=s[f"test_{field_}"])
         if "paired_diff" in s:
             s["paired_interval"] = s[f"paired_{field_}"]
+    if chosen.test.startswith("best_test"):  # the metric is an oracle's already
+        for s in summary:
+            s.update(selected_on=chosen.test.removeprefix("best_"), test_selected=True)
     notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys),
-                         selection_note(summary, keys)) if n]
+                         selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
     if sort is not None:
@@ -725,6 +737,8 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
     tables: list[Any] = []
     notes = list(getattr(result, "notes", []))
     m = getattr(result, "metric", None) or MSE
+    if (oracle := test_chosen_metric_note(m)) is not None:
+        notes.append(oracle)
     if result.verdicts:
         caption = (f"final {m.label}, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is "
                    + ("lower (higher is better)" if m.higher else "higher"))

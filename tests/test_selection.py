@@ -109,3 +109,18 @@ def test_the_runs_table_marks_the_test_chosen_best():
                     {"run_id": "b", "reg": "early_stopping", "seed": 0, "kept_epoch": 20, "stopped_epoch": 30, **base}])
     heads = [c.header for c in t.columns]
     assert "best test MSE (optimistic)" in heads and list(t.columns[heads.index("kept (stopped)")].cells) == ["", "20 (30)"]
+
+
+def test_comparing_best_test_mse_is_flagged_in_report_and_check(tmp_path):
+    """best_test_mse (each run's lowest test MSE) is an oracle's number wherever it is compared."""
+    folder = val_sweep(tmp_path)
+    warning = "WARNING: best_test_mse is each run's best test value over its evaluations, chosen on the test set (optimistic)"
+    assert warning in report(str(folder), "--metric", "best_test_mse", "--format", "markdown").stdout
+    res = report(str(folder), "--metric", "best_test_mse", "--format", "json")
+    assert all(g["test_selected"] is True for g in json.loads(res.stdout)) and warning in res.stderr
+    base = tmp_path / "b.csv"
+    res = runner.invoke(app, ["check", str(folder), "--baseline", str(base), "--update-baseline", "--metric", "best_test_mse"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["check", str(folder), "--baseline", str(base)])
+    assert res.exit_code == 0 and warning in " ".join(res.stdout.split())
+    assert "optimistic" not in runner.invoke(app, ["report", str(folder)]).stdout
