@@ -387,6 +387,8 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     for r in summary:
         table.add_row(*r.values())
     console.print(table)
+    for line in tune_mod.edge_warnings(t):
+        typer.echo(f"dropbench: warning: {line}", err=True)
     if t.final is not None:
         ok = [r for r in t.final.rows if r["status"] == "ok"]
         if len(t.final.rows) > 1 and ok:
