@@ -183,19 +183,21 @@ def report(
     by: Annotated[Optional[str], typer.Option("--by", help="Group by these keys, comma separated (default: every swept key but the seed).")] = None,
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by rank, test, train, gap, std, ci, seeds, paired or a key.")] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
-    epoch: Annotated[str, typer.Option("--epoch", help="final, best (each run at its lowest test MSE) or an evaluated epoch number.")] = "final",
+    epoch: Annotated[Optional[str], typer.Option("--epoch", help="final, best (each run at its best evaluation: by val_mse where it has validation rows, else by the test metric, flagged as optimistic) or an evaluated epoch number.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
     interval: Annotated[str, typer.Option("--interval", help="What follows ±: ci95 (95% t-interval), se (standard error, SD ddof=0 / √n, as the UCI literature) or std (sample SD).")] = "ci95",
     layout: Annotated[str, typer.Option("--layout", help="long (a line per group) or wide (the literature's table: a row per data set, a column per regularizer, plus paired differences).")] = "long",
     metric: Annotated[str, typer.Option("--metric", help="The result column to compare (test_mse; any column runs.csv carries, final_ prefix optional).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll, log-likelihood, is higher).")] = None,
+    select_on: Annotated[Optional[str], typer.Option("--select-on", help="With --epoch best (implied): choose each run's epoch by this curve metric (val_mse, train_mse, ...); a test_ metric is marked as optimistic.")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
     from dropbench.reporting import build_report, parse_epoch, render_report
 
     with _user_errors():
-        rep = build_report(folders, _split_keys(by), sort, desc, parse_epoch(epoch), interval, layout, metric, better)
+        at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
+        rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on)
         rendered = render_report(rep, fmt)
         if output is not None:
             from rich.console import Console
@@ -396,6 +398,8 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     for r in summary:
         table.add_row(*r.values())
     console.print(table)
+    for line in tune_mod.edge_warnings(t):
+        typer.echo(f"dropbench: warning: {line}", err=True)
     if t.final is not None:
         ok = [r for r in t.final.rows if r["status"] == "ok"]
         if len(t.final.rows) > 1 and ok:

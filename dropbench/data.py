@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,17 +30,22 @@ class Dataset:
     # original units is the UCI protocol's next step. 0/1 for the other data sets.
     y_mean: float = 0.0
     y_std: float = 1.0
+    # Validation rows held out of the training rows by a loop-slot regularizer (early stopping:
+    # regs.holdout_fraction); every evaluation scores them (val_mse). None: every row is trained on.
+    x_val: "torch.Tensor | None" = None
+    y_val: "torch.Tensor | None" = None
 
     @property
     def n_features(self) -> int:
         return int(self.x_train.shape[1])
 
     def to(self, dtype: "torch.dtype", device: Any = "cpu") -> "Dataset":
-        moved = (t.to(device=device, dtype=dtype) for t in (self.x_train, self.y_train, self.x_test, self.y_test))
-        return Dataset(*moved, y_mean=self.y_mean, y_std=self.y_std)
+        move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
+        moved = (move(t) for t in (self.x_train, self.y_train, self.x_test, self.y_test))
+        return Dataset(*moved, y_mean=self.y_mean, y_std=self.y_std, x_val=move(self.x_val), y_val=move(self.y_val))
 
 
-def _linspace_noise(cfg: Any, seed: int, f: Any) -> Dataset:
+def _linspace_noise(cfg: Any, seed: int, f: Any, fraction: float = 0.0, what: str = "") -> Dataset:
     """The seed recipe: x = linspace, y = f(x) + noise*N(0,1); test = same x, fresh noise.
 
     Noise is drawn with torch.normal(zeros, ones) from a generator seeded with `seed`, exactly as
@@ -52,15 +58,24 @@ def _linspace_noise(cfg: Any, seed: int, f: Any) -> Dataset:
     y = f(x) + cfg.noise * torch.normal(torch.zeros(cfg.n_train, 1), torch.ones(cfg.n_train, 1), generator=g)
     tx = torch.unsqueeze(torch.linspace(cfg.x_min, cfg.x_max, cfg.n_test), 1)
     ty = f(tx) + cfg.noise * torch.normal(torch.zeros(cfg.n_test, 1), torch.ones(cfg.n_test, 1), generator=g)
+    if fraction > 0:
+        # The rows lie in x order, so the last ones would validate on the right end of the range
+        # only: the validation rows are drawn from the data seed instead (the same for every
+        # regularizer and strength of that seed), the rest trained on in x order.
+        fit, val = validation_split(cfg.n_train, fraction, what, np.random.default_rng((seed, VALIDATION_STREAM)))
+        fit_i, val_i = torch.from_numpy(fit), torch.from_numpy(val)
+        return Dataset(x[fit_i], y[fit_i], tx, ty, x_val=x[val_i], y_val=y[val_i])
     return Dataset(x, y, tx, ty)
 
 
-def _standardize(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Scale with the training set's statistics only, so no test information leaks."""
+def _standardize(xtr: np.ndarray, ytr: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Scale with the rows trained on only, so no test (or validation) information leaks; others
+    are (x, y) pairs scaled alike."""
     mx, sx = xtr.mean(0), xtr.std(0)
     sx = np.where(sx > 0, sx, 1.0)
     my, sy = ytr.mean(), ytr.std() or 1.0
-    return (xtr - mx) / sx, (ytr - my) / sy, (xte - mx) / sx, (yte - my) / sy
+    scaled = [(a - mx) / sx if i % 2 == 0 else (a - my) / sy for i, a in enumerate(others)]
+    return ((xtr - mx) / sx, (ytr - my) / sy, *scaled)
 
 
 # Fewer training rows than this cannot show over- or underfitting (one point is fit exactly).
@@ -103,18 +118,56 @@ def holdout(xtr: np.ndarray, ytr: np.ndarray, what: str) -> tuple[np.ndarray, ..
     return xtr[:n_fit], ytr[:n_fit], xtr[n_fit:], ytr[n_fit:]
 
 
+# A loop-slot regularizer's validation rows (early stopping: regs.holdout_fraction): the last
+# `fraction` of the training rows in the split's order, int((1 - fraction) * n) trained on, as
+# data.holdout cuts its 80%. After data.holdout: in dropbench tune's search they come out of the
+# rows the search trains on, never out of its validation ("test") rows.
+VALIDATION_STREAM = 0x56414C  # the noisy sets' draw of validation rows: a stream of the data seed's own
+
+
+def validation_rows(n: int, fraction: float, what: str) -> int:
+    """How many of `n` training rows are held out as validation rows (the rest are trained on)."""
+    n_fit = math.floor(round((1.0 - fraction) * n, 9))
+    if n_fit < MIN_TRAIN_ROWS or n - n_fit < 1:
+        raise UserError(
+            f"{what} has {n} training row(s): holding out {fraction:g} of them to validate leaves {n_fit} to train on and "
+            f"{n - n_fit} to validate; a run needs at least {MIN_TRAIN_ROWS} and 1; use more training rows or change the fraction"
+        )
+    return n - n_fit
+
+
+def validation_split(n: int, fraction: float, what: str, rng: "np.random.Generator | None" = None) -> tuple[np.ndarray, np.ndarray]:
+    """(rows trained on, validation rows) as index arrays in the rows' order: the last rows, or
+    with `rng` rows drawn from it (for data sets whose rows are sorted by x)."""
+    n_val = validation_rows(n, fraction, what)
+    if rng is None:
+        return np.arange(n - n_val), np.arange(n - n_val, n)
+    val = np.zeros(n, dtype=bool)
+    val[rng.permutation(n)[:n_val]] = True
+    return np.flatnonzero(~val), np.flatnonzero(val)
+
+
 def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, standardize: bool,
-             held_out: str = "none", what: str = "the data set") -> Dataset:
+             held_out: str = "none", what: str = "the data set", fraction: float = 0.0) -> Dataset:
     """A tabular Dataset; with held_out="validation" the test rows are the training rows' last
-    20% (the real test rows are not used), and standardisation sees the remaining 80% only."""
+    20% (the real test rows are not used), and standardisation sees the remaining 80% only. With
+    `fraction` > 0 the last rows of those are validation rows, and standardisation sees the
+    rest only."""
     import torch
 
     if held_out == "validation":
         xtr, ytr, xte, yte = holdout(xtr, ytr, what)
+    xva = yva = None
+    if fraction > 0:
+        fit, val = validation_split(len(xtr), fraction, what)
+        xtr, ytr, xva, yva = xtr[fit], ytr[fit], xtr[val], ytr[val]
     if standardize:
-        xtr, ytr, xte, yte = _standardize(xtr, ytr, xte, yte)
+        xtr, ytr, xte, yte, *va = _standardize(xtr, ytr, xte, yte, *((xva, yva) if xva is not None else ()))
+        if va:
+            xva, yva = va
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
-    return Dataset(t(xtr), t(ytr).reshape(-1, 1), t(xte), t(yte).reshape(-1, 1))
+    val = dict(x_val=t(xva), y_val=t(yva).reshape(-1, 1)) if xva is not None else {}
+    return Dataset(t(xtr), t(ytr).reshape(-1, 1), t(xte), t(yte).reshape(-1, 1), **val)
 
 
 def read_csv(path: str, target: str, features: list[str] | None, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -162,26 +215,30 @@ def load_dataset(cfg: "RunConfig") -> Dataset:
     """Build the run's data set (float32 on CPU); the engine moves it to its dtype and device."""
     import torch
 
+    from dropbench import regs
+
     d, seed = cfg.data, cfg.data_seed
+    frac = regs.holdout_fraction(cfg.reg)  # a loop-slot regularizer's validation rows (early stopping)
     if d.name == "noisy_linear":
-        return _linspace_noise(d, seed, lambda x: d.slope * x + d.intercept)
+        return _linspace_noise(d, seed, lambda x: d.slope * x + d.intercept, frac, "data=noisy_linear")
     if d.name == "noisy_sine":
-        return _linspace_noise(d, seed, lambda x: torch.sin(d.freq * x))
+        return _linspace_noise(d, seed, lambda x: torch.sin(d.freq * x), frac, "data=noisy_sine")
     if d.name == "friedman1":
         from sklearn.datasets import make_friedman1
 
         x, y = make_friedman1(n_samples=d.n_train + d.n_test, n_features=d.n_features, noise=d.noise, random_state=seed)
-        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize, d.holdout, "data=friedman1")
+        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize, d.holdout,
+                        "data=friedman1", frac)
     if d.name == "diabetes":
         from sklearn.datasets import load_diabetes
 
         x, y = load_diabetes(return_X_y=True)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, "data=diabetes")
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, "data=diabetes", frac)
     if d.name == "csv":
         x, y = read_csv(d.path, d.target, d.features, d.sha256)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, f"data.path={d.path}")
+        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, f"data.path={d.path}", frac)
     if d.name == "uci":
         from dropbench import uci
 
-        return uci.load_dataset(d.dataset, d.split, d.root, holdout=d.holdout)
+        return uci.load_dataset(d.dataset, d.split, d.root, holdout=d.holdout, validation=frac)
     raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it

@@ -157,18 +157,25 @@ def runs_table(rows: Sequence[dict[str, Any]], title: str = "dropbench runs") ->
     t = Table(title=title, header_style="bold", caption="\n".join([*captions, *([note] if note else [])]) or None)
     t.add_column("run_id", style="dim")
     t.add_column("config", ratio=1)
-    for c in ("train MSE", "test MSE", "gap", "best test MSE", "best epoch"):
+    # The best test MSE over the curve is chosen on the test set: an oracle's number, said so.
+    stops = any(r.get("kept_epoch") not in (None, "") for r in rows)  # early stopping: where each run is reported
+    for c in ("train MSE", "test MSE", "gap", *(["kept (stopped)"] if stops else []), "best test MSE (optimistic)", "at epoch"):
         t.add_column(c, justify="right")
     t.add_column("status")
     for r, label in zip(rows, labels):
         gap = r["final_test_mse"] - r["final_train_mse"]
         status = r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/red]"
+        kept = []
+        if stops:
+            k, st = (key_str(r.get(c)) for c in ("kept_epoch", "stopped_epoch"))
+            kept = [f"{k} ({st})" if st else k]
         t.add_row(
             r["run_id"],
             label,
             _fmt(r["final_train_mse"]),
             _fmt(r["final_test_mse"]),
             _fmt(gap),
+            *kept,
             _fmt(r["best_test_mse"]),
             str(r["best_epoch"]),
             status,
@@ -528,7 +535,7 @@ def wide_records(rep: "Report") -> list[dict[str, Any]]:
     """One record per data set: per group its statistics, every spread at full precision."""
     w = wide(rep.summary, rep.keys, rep.reference)
     stats = ("n_seeds", "failed", "test_mean", "test_std", "test_se", "test_ci", "test_interval", "rank",
-             "paired_diff", "paired_std", "paired_se", "paired_ci", "paired_interval", "n_pairs")
+             "paired_diff", "paired_std", "paired_se", "paired_ci", "paired_interval", "n_pairs", "selected_on", "test_selected")
     out = []
     for row in w.rows:
         first = next(r for (rr, _), r in w.cells.items() if rr == row)
@@ -574,14 +581,47 @@ def parse_epoch(epoch: str) -> int | str:
     return n
 
 
+def test_chosen_metric_note(metric: Metric) -> str | None:
+    """A WARNING where the compared metric itself was chosen on the test set (best_test_mse:
+    each run's lowest test MSE over its evaluations)."""
+    if not metric.test.startswith("best_test"):
+        return None
+    return (f"WARNING: {metric.test} is each run's best test value over its evaluations, chosen on the test set "
+            "(optimistic); compare final_ metrics for honest numbers")
+
+
+def selection_note(summary: Sequence[dict[str, Any]], keys: Sequence[str]) -> str | None:
+    """What `--epoch best` chose each group's epochs on (stats.at_epoch); a WARNING where that
+    was the test set, naming the groups when only some were."""
+    from dropbench.stats import measured_on
+
+    chosen = [s for s in summary if s.get("selected_on")]
+    if not chosen:
+        return None
+    by = lambda cols: " and ".join(f"by {c} on {measured_on(c)}" for c in cols)  # noqa: E731
+    honest = sorted({c for s in chosen if not s.get("test_selected") for c in str(s["selected_on"]).split("+")})
+    tested = [s for s in chosen if s.get("test_selected")]
+    if not tested:
+        return f"each run's epoch chosen {by(honest)}, never on the test rows"
+    cols = sorted({c for s in tested for c in str(s["selected_on"]).split("+") if c.startswith("test_")})
+    what = f"WARNING: epoch chosen on the test set (optimistic): each run at its best {' and '.join(cols)}"
+    if len(tested) == len(chosen):
+        return what
+    names = "; ".join(group_label({k: _cell(s.get(k)) for k in keys}) for s in tested)
+    return f"{what} in {names}; the other groups' chosen {by(honest)} (column selected_on)"
+
+
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
                  descending: bool = False, epoch: int | str = "final", interval: str = "ci95", layout: str = "long",
-                 metric: str = DEFAULT_METRIC, better: str | None = None) -> Report:
+                 metric: str = DEFAULT_METRIC, better: str | None = None, select_on: str | None = None) -> Report:
     """The sweep summary from CSVs alone; several folders become one table with a `sweep` column.
 
     interval: what follows ± (ci95, se, std); the JSON and CSV carry all three and the chosen
     one as test_interval. layout: long (a line per group) or wide (a row per data set, a
     column per regularizer). metric: the result column the test statistics and ranks use.
+    epoch "best" chooses each run's epoch on select_on, else on its validation rows where it
+    has them (val_mse), else on the metric itself (the test set: flagged as optimistic in the
+    caption and in each group's selected_on / test_selected).
     """
     from dropbench import results
 
@@ -605,12 +645,12 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         rows += [{**r, "sweep": label} for r in mine]
     running = [str(f) for f in folders if results.is_being_written(Path(f))]
     chosen = resolve_metric(rows, metric, better)
-    if epoch != "final":
+    if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_label.setdefault(r["sweep"], []).append(r)
         rows = [r for folder, label in zip(folders, labels)
-                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen)]
+                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen, select_on)]
     keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
@@ -628,7 +668,11 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         s.update(interval=interval, test_interval=s[f"test_{field_}"])
         if "paired_diff" in s:
             s["paired_interval"] = s[f"paired_{field_}"]
-    notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys)) if n]
+    if chosen.test.startswith("best_test"):  # the metric is an oracle's already
+        for s in summary:
+            s.update(selected_on=chosen.test.removeprefix("best_"), test_selected=True)
+    notes = [n for n in (pooled_note(pooled_configs(rows, keys), keys), _platform_note(rows, summary, keys),
+                         selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
     if running:
@@ -716,6 +760,8 @@ def check_tables(result: Any, baseline: str) -> list[Any]:
     tables: list[Any] = []
     notes = list(getattr(result, "notes", []))
     m = getattr(result, "metric", None) or MSE
+    if (oracle := test_chosen_metric_note(m)) is not None:
+        notes.append(oracle)
     if result.verdicts:
         caption = (f"final {m.label}, mean ± std (seeds); p: Welch's one-sided t-test that the new mean is "
                    + ("lower (higher is better)" if m.higher else "higher"))

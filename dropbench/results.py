@@ -42,8 +42,14 @@ if TYPE_CHECKING:
 LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
 # Every folder's runs.csv has all of these, empty where a run does not compute one (MC and
 # log-likelihood columns without eval.mc_samples / eval.tau, runs stored before they existed).
-METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_loss")
-RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds")
+# Columns are only ever appended (a script may read them by position): those added after
+# `seconds` go at the end, in the order they came.
+LATER_CURVE_COLUMNS = ("val_mse",)
+METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_loss" and c not in LATER_CURVE_COLUMNS)
+# A loop-slot regularizer's (early stopping): the validation MSE the run is reported at, the epoch
+# it stopped at (empty: it trained every epoch) and the epoch it is reported at (kept).
+STOP_COLUMNS = ("final_val_mse", "stopped_epoch", "kept_epoch")
+RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds", *STOP_COLUMNS)
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
@@ -568,8 +574,9 @@ def check_out_dir(out: Path) -> None:
 # --- reading a results folder (report, plot, check): csv module only, no pandas or torch ------
 
 _NUMBERS: dict[str, type] = {
-    **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float,
-    "best_epoch": int, "seed": int, "epoch": int, **{c: float for c in CURVE_COLUMNS[1:]},
+    **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float, "final_val_mse": float,
+    "best_epoch": int, "seed": int, "epoch": int, "stopped_epoch": int, "kept_epoch": int,
+    **{c: float for c in CURVE_COLUMNS[1:]},
 }
 for _c in (*TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)):  # text: kept as written
     del _NUMBERS[_c]

@@ -32,10 +32,14 @@ from dropbench.provenance import IDENTITY_COLUMNS, PLATFORM_COLUMNS, describe, i
 
 Row = dict[str, Any]
 NAN = float("nan")
-RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds")
+RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds",
+                  "stopped_epoch", "kept_epoch")
+# What `report --epoch best` adds to each run and group: the curve column its epoch was chosen by,
+# and whether that was measured on the test rows (an optimistic number).
+SELECTION_COLUMNS = ("selected_on", "test_selected")
 # Columns that are not part of a run's config: its id, its seed, its results, the folder label
 # of a multi-folder report and the platform that computed it (reported, never grouped by).
-NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS}
+NOT_KEYS = {"run_id", "seed", "sweep", *RESULT_COLUMNS, *PLATFORM_COLUMNS, *SELECTION_COLUMNS}
 # Result columns beyond RESULT_COLUMNS (final_test_rmse, final_test_ll, best_val_ll, ...) are
 # known by their prefix, so a new metric never becomes a grouping key.
 RESULT_PREFIXES = ("final_", "best_")
@@ -158,7 +162,8 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 HIGHER_IS_BETTER_SUFFIXES = ("_ll", "loglik", "log_likelihood", "_r2", "_acc", "accuracy")
 WORDS = {"mc": "MC", "mse": "MSE", "rmse": "RMSE", "mae": "MAE", "ll": "log-likelihood", "nll": "NLL", "r2": "R²"}
 # Columns that are never metrics, whatever they hold.
-NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", *PLATFORM_COLUMNS,
+NOT_METRICS = {"run_id", "seed", "sweep", "status", "reason", "seconds", "best_epoch", "stopped_epoch", "kept_epoch",
+               *SELECTION_COLUMNS, *PLATFORM_COLUMNS,
                *TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)}  # learned rates: text, one value per layer
 
 
@@ -531,6 +536,9 @@ def summarize(rows: Sequence[Mapping[str, Any]], by: Sequence[str] | None = None
         })
         repeats = [k for k in REPETITION_KEYS if k not in keys and len({key_str(r.get(k)) for r in good}) > 1]
         out[-1].update(test_se=sp["se"], metric=metric.name, higher_is_better=metric.higher, repeats="+".join(repeats))
+        chosen = sorted({str(r["selected_on"]) for r in good if r.get("selected_on")})
+        if chosen:  # report --epoch best: what the group's epochs were chosen on (stats.at_epoch)
+            out[-1].update(selected_on="+".join(chosen), test_selected=any(r.get("test_selected") for r in good))
     # Ranks compare groups of one data set only: MSEs of two data sets are not comparable.
     part = lambda s: data_set(s, keys)  # noqa: E731
     sign = -1.0 if metric.higher else 1.0
@@ -611,24 +619,55 @@ def default_reference(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) ->
     return None
 
 
+# Where a curve column is measured, by its prefix: what `report --epoch best` says it chose on.
+MEASURED_ON = {"val_": "the validation rows", "train_": "the training rows", "test_": "the test set"}
+VALIDATION_METRIC = "val_mse"  # what --epoch best chooses on where a run has validation rows
+
+
+def measured_on(column: str) -> str:
+    return next((where for prefix, where in MEASURED_ON.items() if column.startswith(prefix)), "its own rows")
+
+
+def _finite(curve: Sequence[Mapping[str, Any]], column: str) -> bool:
+    """Whether a run's curve records a number in `column` (old folders lack val_mse: empty)."""
+    for c in curve:
+        try:
+            if not math.isnan(float(c.get(column, NAN))):
+                return True
+        except (TypeError, ValueError):
+            return False
+    return False
+
+
 def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, Any]], epoch: int | str,
-             metric: Metric | None = None) -> list[Row]:
+             metric: Metric | None = None, select_on: str | None = None) -> list[Row]:
     """Runs with their final_X columns taken at another point of their curves (every curve
     column X that the runs also carry as final_X: train_mse, test_mse, ...).
 
-    epoch: "final" (as stored), "best" (each run at its best recorded value of the metric,
-    default test MSE: early stopping with an oracle), or an epoch number that every successful
-    run recorded.
+    epoch: "final" (as stored), "best", or an epoch number that every successful run recorded.
+    "best" takes each run at its best recorded value of a selection metric: `select_on` (a
+    curve column) where given; else val_mse where the run has validation rows (early stopping's
+    hold-out), else the reported metric itself (default test MSE: early stopping with an oracle,
+    an optimistic number). Each run then carries `selected_on` (the column) and
+    `test_selected` (whether it was measured on the test set).
     """
     if epoch == "final":
+        if select_on is not None:
+            raise UserError(f"--select-on {select_on} chooses each run's epoch: use it with --epoch best (not --epoch final)")
         return [dict(r) for r in rows]
-    pick_by = metric.curve if metric else "test_mse"
-    sign = -1.0 if metric and metric.higher else 1.0
+    if select_on is not None and epoch != "best":
+        raise UserError(f"--select-on {select_on} chooses each run's epoch: use it with --epoch best (not --epoch {epoch})")
+    reported = metric.curve if metric else "test_mse"
     by_run: dict[str, list[Mapping[str, Any]]] = {}
     for c in curves:
         by_run.setdefault(str(c["run_id"]), []).append(c)
-    if curves and pick_by not in curves[0]:
-        raise UserError(f"--epoch {epoch}: curves.csv records no {pick_by}; use --epoch final with --metric {metric.name if metric else pick_by}")
+    recorded = [c for c in columns_of(curves[:1]) if c not in NOT_METRICS and c != "epoch"]
+    if select_on is not None:
+        select_on = select_on.removeprefix("final_")
+        if curves and select_on not in recorded:
+            raise UserError(f"--select-on {select_on}: curves.csv records no such metric; choose from {', '.join(recorded)}")
+    elif curves and reported not in curves[0]:
+        raise UserError(f"--epoch {epoch}: curves.csv records no {reported}; use --epoch final with --metric {metric.name if metric else reported}")
     copied = [c for c in columns_of(curves[:1]) if f"final_{c}" in columns_of(rows[:1])]
     out = []
     for r in rows:
@@ -636,8 +675,16 @@ def at_epoch(rows: Sequence[Mapping[str, Any]], curves: Sequence[Mapping[str, An
         if _ok(r):
             curve = by_run.get(str(r["run_id"]), [])
             if epoch == "best":
+                pick_by = select_on or (VALIDATION_METRIC if _finite(curve, VALIDATION_METRIC) else reported)
+                if select_on is not None and curve and not _finite(curve, pick_by):
+                    why = " (only runs with validation rows record it: reg=early_stopping)" if pick_by.startswith("val_") else ""
+                    raise UserError(f"--select-on {pick_by}: run {r['run_id']} recorded none{why}; "
+                                    "leave --select-on out to choose each run's epoch on its validation rows where it has them")
+                higher = metric.higher if metric and pick_by == reported else higher_is_better(pick_by)
+                sign = -1.0 if higher else 1.0
                 # NaN last: a plain min() keeps a NaN it meets first (NaN < x is False).
                 pick = min(curve, key=lambda c: (math.isnan(float(c[pick_by])), sign * float(c[pick_by])), default=None)
+                r.update(selected_on=pick_by, test_selected=pick_by.startswith("test_"))
             else:
                 pick = next((c for c in curve if int(c["epoch"]) == epoch), None)
             if pick is None:

@@ -8,7 +8,8 @@ A tuning is two ordinary sweeps in one folder OUT:
                   columns measured on the last 20%)
     OUT/final/    phase 2: per group, the selected grid point with data.holdout=none (the full
                   training rows, the real test rows); `dropbench report OUT/final` reads it
-    OUT/tuned.csv one row per group: the values chosen, their validation score, both run ids
+    OUT/tuned.csv one row per group: the values chosen, their validation score, both run ids,
+                  and which --over keys were chosen at an end of their grid (at_edge)
     OUT/tune.yaml the command, so the same command again (or --resume OUT) finishes what is missing
 
 A group is one job of the base sweep: a data set, a split, a seed, a regularizer and every other
@@ -18,7 +19,10 @@ the order given, the first --over key varying slowest), each run once: a grid ke
 use (p for reg=l2) gives the same run id, so it does not multiply that group's runs. Selection
 takes the best finite value of the metric (higher for *_ll, else lower; --better overrides);
 a tie goes to the candidate first in grid order. Failed candidates (and non-finite scores) are
-left out; a group with none left is reported failed and gets no final run.
+left out; a group with none left is reported failed and gets no final run. A value chosen at the
+lowest or highest point of a numeric grid of 3 or more values is counted per setting (the tune's
+summary) and warned where at least half of the setting's groups chose it: the best value may lie
+beyond the grid.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ class Plan:
     metric: str
     column: str
     higher: bool
+    grid: dict[str, list[str]] = field(default_factory=dict)  # each --over key's values, in grid order
 
 
 def plan(spec: Spec, out: Path) -> Plan:
@@ -186,8 +191,66 @@ def plan(spec: Spec, out: Path) -> Plan:
         values = {job[i] for job in base_jobs}
         if len(values) > 1:
             swept.append(base_jobs[0][i].split("=", 1)[0].lstrip("+~"))
+    grid = {k: [job[0].split("=", 1)[1] for job in config_mod.expand_sweep([o])] for k, o in zip(over_keys, spec.over)}
     return Plan(spec, out, search_overrides, list(search.values()), list(unique.values()), loaded[0][1], swept,
-                over_keys, name, column, higher)
+                over_keys, name, column, higher, grid)
+
+
+# ---- a choice at the edge of its grid --------------------------------------------------------
+# A value chosen at the lowest or highest point of a numeric grid may have been stopped by the grid,
+# not chosen by the data: the best value can lie beyond it. Counted in tuned.csv (at_edge) and the
+# tune's summary; warned where it is the choice of at least half of a setting's groups. A grid of
+# one or two values (or of words) has no inside, so no edge: every choice would sit on one.
+MIN_EDGED_GRID = 3
+EDGE_SHARE = 0.5
+
+
+def _number(v: str) -> float | None:
+    try:
+        x = float(v)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def edge_of(p: Plan, key: str, value: str) -> str | None:
+    """"lowest" or "highest" where `value` is that end of `key`'s grid, else None (inside it, the
+    key not used by the run, or a grid without an inside: fewer than 3 numbers, or words)."""
+    nums = [_number(v) for v in p.grid.get(key, [])]
+    v = _number(value) if value != "" else None
+    if v is None or any(n is None for n in nums) or len(set(nums)) < MIN_EDGED_GRID:
+        return None
+    return "lowest" if v == min(nums) else "highest" if v == max(nums) else None  # type: ignore[type-var]
+
+
+def at_edge(p: Plan, chosen: "RunConfig | None") -> str:
+    """tuned.csv's at_edge: key=lowest / key=highest for each --over key chosen at an end of its grid."""
+    if chosen is None:
+        return ""
+    return " ".join(f"{k}={side}" for k in p.over_keys if (side := edge_of(p, k, value_of(chosen, k))))
+
+
+@dataclass(frozen=True)
+class EdgeHit:
+    """How many of a setting's groups chose one end of a key's grid."""
+
+    setting: dict[str, str]  # the swept base keys but seeds and splits (data set, regularizer, ...)
+    key: str
+    value: str
+    side: str  # lowest | highest
+    count: int
+    of: int  # the setting's groups that chose a value of this key (tuned, and using the key)
+    over: str  # what the groups are: splits, seeds or groups
+
+    @property
+    def warned(self) -> bool:
+        return self.count >= EDGE_SHARE * self.of
+
+    def message(self) -> str:
+        where = f" of {' '.join(f'{k}={v}' for k, v in self.setting.items())}" if self.setting else ""
+        beyond = "below" if self.side == "lowest" else "above"
+        return (f"{self.key}={self.value} is the {self.side} value of its grid and was chosen in {self.count} of {self.of} "
+                f"{self.over}{where}; extend the grid {beyond} it")
 
 
 def value_of(cfg: "RunConfig", key: str) -> Any:
@@ -333,6 +396,7 @@ def tuned_rows(p: Plan, choices: Sequence[Choice], final_rows: Mapping[str, Mapp
             row.update(status="missing", reason="the final run did not finish; run the command again to resume")
         else:
             row.update(status=fr.get("status", ""), reason=fr.get("reason") or "")
+        row["at_edge"] = at_edge(p, ch.chosen)  # appended: tuned.csv's earlier columns keep their places
         rows.append(row)
     return rows
 
@@ -413,10 +477,11 @@ def execute(
 
 def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
     """Per setting (the swept base keys but seeds and splits), how often each grid point was
-    chosen: {keys..., "chosen": "p=0.01 eval.tau=0.1 (12); ...", "failed": n}."""
-    from dropbench.stats import REPETITION_KEYS, sort_key
+    chosen, and how often a key's choice sat at an end of its grid (edge_hits):
+    {keys..., "chosen": "p=0.01 eval.tau=0.1 (12); ...", "at grid edge": "eval.tau=0.1 lowest (11/12)", "failed": n}."""
+    from dropbench.stats import sort_key
 
-    keys = [k for k in t.plan.swept if k not in REPETITION_KEYS]
+    keys = _setting_keys(t)
     out: dict[tuple[str, ...], dict[str, Any]] = {}
     for r in t.rows:
         s = out.setdefault(tuple(str(r[k]) for k in keys), {"counts": {}, "failed": 0})
@@ -425,12 +490,61 @@ def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
             continue
         label = " ".join(f"{k}={r[k]}" for k in t.plan.over_keys if r[k] != "") or "(no grid key applies)"
         s["counts"][label] = s["counts"].get(label, 0) + 1
+    edges: dict[tuple[str, ...], list[EdgeHit]] = {}
+    for h in edge_hits(t):
+        edges.setdefault(tuple(h.setting[k] for k in keys), []).append(h)
     res = []
     for key, s in sorted(out.items(), key=lambda kv: [sort_key(v) for v in kv[0]]):
         counts = sorted(s["counts"].items(), key=lambda kv: (-kv[1], kv[0]))
+        hits = "; ".join(f"{h.key}={h.value} {h.side} ({h.count}/{h.of})" for h in edges.get(key, []))
         res.append({**dict(zip(keys, key)), "chosen": "; ".join(f"{lab} ({n})" for lab, n in counts) or "-",
-                    "failed": str(s["failed"])})
+                    "at grid edge": hits or "-", "failed": str(s["failed"])})
     return res
+
+
+def _setting_keys(t: TuneOutcome) -> list[str]:
+    from dropbench.stats import REPETITION_KEYS
+
+    return [k for k in t.plan.swept if k not in REPETITION_KEYS]
+
+
+def edge_hits(t: TuneOutcome) -> list[EdgeHit]:
+    """Per setting, key and end of its grid, how many groups chose that end (only ends some group
+    chose), in setting, key and grid order."""
+    from dropbench.stats import REPETITION_KEYS, sort_key
+
+    keys = _setting_keys(t)
+    reps = [k for k in t.plan.swept if k in REPETITION_KEYS]
+    over = {("data.split",): "splits", ("seed",): "seeds"}.get(tuple(reps), "groups")
+    tally: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
+    for r in t.rows:
+        if not r.get("search_run_id"):  # no choice made
+            continue
+        setting = tuple(str(r[k]) for k in keys)
+        for k in t.plan.over_keys:
+            side = edge_of(t.plan, k, str(r[k]))
+            if r[k] == "" or (side is None and not _in_grid(t.plan, k)):
+                continue
+            s = tally.setdefault((setting, k), {"of": 0, "hits": {}})
+            s["of"] += 1
+            if side is not None:
+                s["hits"][(side, str(r[k]))] = s["hits"].get((side, str(r[k])), 0) + 1
+    out = []
+    for (setting, k), s in sorted(tally.items(), key=lambda kv: ([sort_key(v) for v in kv[0][0]], t.plan.over_keys.index(kv[0][1]))):
+        for (side, value), n in sorted(s["hits"].items(), key=lambda kv: kv[0][0] != "lowest"):  # lowest end first
+            out.append(EdgeHit(dict(zip(keys, setting)), k, value, side, n, s["of"], over))
+    return out
+
+
+def _in_grid(p: Plan, key: str) -> bool:
+    """Whether the key's grid has ends at all (edge_of can say lowest or highest)."""
+    nums = [_number(v) for v in p.grid.get(key, [])]
+    return all(n is not None for n in nums) and len(set(nums)) >= MIN_EDGED_GRID
+
+
+def edge_warnings(t: TuneOutcome) -> list[str]:
+    """One line per key and end of its grid chosen in at least half of a setting's groups."""
+    return [h.message() for h in edge_hits(t) if h.warned]
 
 
 def report_keys(t: TuneOutcome) -> list[str]:

@@ -300,25 +300,37 @@ def held_out(s: Split, what: str) -> Split:
     return Split(*holdout(s.x_train, s.y_train, what))
 
 
-def load_dataset(dataset: str, split: int, root: str | None = None, holdout: str = "none", **kw: Any) -> "Dataset":
+def load_dataset(dataset: str, split: int, root: str | None = None, holdout: str = "none", validation: float = 0.0,
+                 **kw: Any) -> "Dataset":
     """A run's Dataset: standardised float32 tensors, with the target's training mean and SD kept
     so that predictions and metrics can be mapped back to the target's original units. With
     holdout="validation", the rows trained on are the first 80% of the training rows, and they
-    alone give the statistics (as the original code, which standardises what it trains on)."""
+    alone give the statistics (as the original code, which standardises what it trains on).
+    validation > 0 (a loop-slot regularizer's hold-out: data.validation_split): the last rows of
+    those, in index-file order, are validation rows, standardised with the rows trained on."""
     import numpy as np
     import torch
 
-    from dropbench.data import Dataset
+    from dropbench.data import Dataset, validation_split
 
     s = load_split(dataset, split, root, **kw)
     rows = "the training rows"
     if holdout == "validation":
         s = held_out(s, f"{dataset} split {split}")
         rows = "the first 80% of the training rows"
+    val = None
+    if validation > 0:
+        fit, v = validation_split(len(s.x_train), validation, f"{dataset} split {split}")
+        val = (s.x_train[v], s.y_train[v])
+        s = Split(s.x_train[fit], s.y_train[fit], s.x_test, s.y_test)
+        rows += " not held out to validate"
     z = standardize(s, f"{rows} of {dataset} split {split}")
     t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
+    extra = {}
+    if val is not None:
+        extra = dict(x_val=t((val[0] - z.x_mean) / z.x_std), y_val=t((val[1] - z.y_mean) / z.y_std).reshape(-1, 1))
     return Dataset(t(z.x_train), t(z.y_train).reshape(-1, 1), t(z.x_test), t(z.y_test).reshape(-1, 1),
-                   y_mean=z.y_mean, y_std=z.y_std)
+                   y_mean=z.y_mean, y_std=z.y_std, **extra)
 
 
 # sha256 of every file the loader reads, as in ../shared/uci/SHA256SUMS (checked there with

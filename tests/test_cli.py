@@ -41,7 +41,7 @@ def test_run_writes_results(tmp_path):
     curves = list(csv.DictReader((out / "curves.csv").open()))
     assert [int(c["epoch"]) for c in curves] == [5, 10, 15, 20]
     assert list(curves[0]) == ["run_id", "epoch", "train_mse", "test_mse", "train_loss",
-                              "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll", "learned_p"]
+                              "train_rmse", "test_rmse", "test_mc_mse", "test_mc_rmse", "test_ll", "learned_p", "val_mse"]
     assert (out / "runs" / r["run_id"] / "config.yaml").is_file()
 
 

@@ -16,6 +16,9 @@ from dropbench import regs
 from dropbench.config import load
 from dropbench.errors import UserError
 from dropbench.regs import concrete_dropout as cd
+from dropbench.engines.base import CURVE_COLUMNS
+
+LEARNED = CURVE_COLUMNS.index("learned_p")  # a curve row's learned rates (text)
 
 REG = regs.REGISTRY["concrete_dropout"]
 
@@ -103,7 +106,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
     cfgs = [load([*over, f"seed={s}"]) for s in (0, 1)]
     ref = [train_one(c) for c in cfgs]
     got = _train_chunk(cfgs, 2)
-    learned = lambda r: [[float(v) for v in row[-1].split()] for row in r.rows()]  # noqa: E731
+    learned = lambda r: [[float(v) for v in row[LEARNED].split()] for row in r.rows()]  # noqa: E731
     for a, b in zip(ref, got):
         assert a.status == b.status == "ok" and len(learned(a)) == len(a.curve) == 3
         ps = learned(a)[-1]
@@ -119,7 +122,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
     by_id = {r.run_id: r for r in ref}
     assert {r["run_id"]: r["final_learned_p"] for r in runs} == {k: r.summary()["final_learned_p"] for k, r in by_id.items()}
     assert sorted((c["run_id"], c["epoch"], c["learned_p"]) for c in curves) == \
-        sorted((k, row[0], row[-1]) for k, r in by_id.items() for row in r.rows())
+        sorted((k, row[0], row[LEARNED]) for k, r in by_id.items() for row in r.rows())
     none = train_one(load(["reg=dropout", "epochs=3"]))
     assert none.summary()["final_learned_p"] is None
 
@@ -168,7 +171,7 @@ def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():
     assert group_key(on, load_dataset(on)) != group_key(off, load_dataset(off))
     for cfg, n in ((on, 3), (off, 2)):  # the inputs and 2 hidden layers, or the hidden ones
         a, (b,) = train_one(cfg), _train_chunk([cfg], 2)
-        ps = [[float(v) for v in row[-1].split()] for row in a.rows()]
+        ps = [[float(v) for v in row[LEARNED].split()] for row in a.rows()]
         assert all(len(v) == n for v in ps)
-        np.testing.assert_allclose([[float(v) for v in row[-1].split()] for row in b.rows()], ps, rtol=1e-10)
+        np.testing.assert_allclose([[float(v) for v in row[LEARNED].split()] for row in b.rows()], ps, rtol=1e-10)
         np.testing.assert_allclose([r[2] for r in b.curve], [r[2] for r in a.curve], rtol=1e-10)

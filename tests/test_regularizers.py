@@ -356,7 +356,8 @@ NAMES = list(regs.REGISTRY)
 PAIRS = [[a, b] for i, a in enumerate(NAMES) for b in NAMES[i + 1:] if regs.conflict([a, b]) is None]
 COMBOS = [[n] for n in NAMES] + PAIRS
 SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=10", "eval_every=5", "dtype=float64", "optim.lr=0.05"]
-SLOT_HOOKS = {"loss": ("penalty", "batched"), "optimizer": ("decay",), "after_step": ("after_step", "batched")}
+SLOT_HOOKS = {"loss": ("penalty", "batched"), "optimizer": ("decay",), "after_step": ("after_step", "batched"),
+              "loop": ("holdout", "watch")}
 
 
 def combo_cfgs(names, *extra, seeds=(0, 1)):
@@ -367,11 +368,16 @@ def _curve_err(a, b) -> float:
     assert [r[0] for r in a.curve] == [r[0] for r in b.curve] and a.status == b.status == "ok"
     errs = [abs(x - y) / max(abs(x), 1e-12) for ra, rb in zip(a.curve, b.curve) for x, y in zip(ra[1:], rb[1:])]
     errs += [abs(y1 - y2) / max(abs(y1), 1e-12) for (_, y1), (_, y2) in zip(a.fit, b.fit)]
-    # learned values (concrete dropout's p per layer), recorded as text in the last column
-    learned = [[float(v) for v in (row[-1] or "").split()] for row in (*a.rows(), *b.rows())]
+    # learned values (concrete dropout's p per layer), recorded as text
+    learned = [[float(v) for v in (p or "").split()] for p in (*a.column("learned_p"), *b.column("learned_p"))]
     half = len(learned) // 2
     assert [len(v) for v in learned[:half]] == [len(v) for v in learned[half:]]
     errs += [abs(x - y) / max(abs(x), 1e-12) for la, lb in zip(learned[:half], learned[half:]) for x, y in zip(la, lb)]
+    # validation rows (a loop-slot regularizer's) and what it decided from them
+    va, vb = a.column("val_mse"), b.column("val_mse")
+    assert [v is None for v in va] == [v is None for v in vb]
+    errs += [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(va, vb) if x is not None]
+    assert (a.kept, a.stopped) == (b.kept, b.stopped) and a.summary().keys() == b.summary().keys()
     return max(errs)
 
 

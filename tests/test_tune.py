@@ -198,3 +198,62 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(uci_root, tmp_path, ar
 def test_a_data_set_without_a_holdout_is_one_line(tmp_path):
     res = invoke("data=noisy_linear", "--over", "p=0.1,0.2", "reg=dropout", f"out={tmp_path / 'x'}")
     assert res.exit_code == 2 and "needs a validation hold-out" in res.output and not (tmp_path / "x").exists()
+
+
+# ---- a choice at the edge of its grid ---------------------------------------------------------
+
+def test_edges_are_the_ends_of_a_numeric_grid_of_three_or_more_values():
+    from types import SimpleNamespace
+
+    p = SimpleNamespace(grid={"eval.tau": ["0.1", "0.15", "0.2"], "p": ["0.5", "0.05", "0.1"], "two": ["1", "2"],
+                              "optim": ["adam", "sgd", "x"], "lr": ["1e-3", "0.01", "0.1"]})
+    assert [tune.edge_of(p, "eval.tau", v) for v in ("0.1", "0.15", "0.2")] == ["lowest", None, "highest"]
+    assert [tune.edge_of(p, "p", v) for v in ("0.5", "0.05", "0.1")] == ["highest", "lowest", None], "by value, not grid order"
+    assert tune.edge_of(p, "lr", "0.001") == "lowest", "the config's spelling of 1e-3"
+    assert tune.edge_of(p, "two", "1") is None and tune.edge_of(p, "optim", "adam") is None, "no inside: no edge"
+    assert tune.edge_of(p, "p", "") is None, "a key the run does not use"
+
+
+def _outcome(rows, over_keys=("eval.tau",), grid=None, swept=("reg", "data.split")):
+    from types import SimpleNamespace
+
+    grid = grid or {"eval.tau": ["0.1", "0.15", "0.2"]}
+    return SimpleNamespace(plan=SimpleNamespace(swept=list(swept), over_keys=list(over_keys), grid=grid), rows=rows)
+
+
+def test_an_edge_chosen_by_half_of_a_settings_groups_or_more_is_warned_with_its_count():
+    rows = [{"reg": "dropout", "data.split": str(i), "eval.tau": "0.1" if i < 11 else "0.15", "search_run_id": "x"}
+            for i in range(12)]
+    rows += [{"reg": "l2", "data.split": str(i), "eval.tau": "0.2" if i < 5 else "0.15", "search_run_id": "x"} for i in range(12)]
+    rows.append({"reg": "l2", "data.split": "12", "eval.tau": "", "search_run_id": ""})  # every grid point failed
+    t = _outcome(rows)
+    assert tune.edge_warnings(t) == ["eval.tau=0.1 is the lowest value of its grid and was chosen in 11 of 12 splits of "
+                                     "reg=dropout; extend the grid below it"]
+    hits = tune.edge_hits(t)
+    assert [(h.setting, h.value, h.side, h.count, h.of, h.warned) for h in hits] == [
+        ({"reg": "dropout"}, "0.1", "lowest", 11, 12, True), ({"reg": "l2"}, "0.2", "highest", 5, 12, False)]
+    one = _outcome([{"data.split": "0", "eval.tau": "0.2", "search_run_id": "x"}], swept=("data.split",))
+    assert tune.edge_warnings(one) == ["eval.tau=0.2 is the highest value of its grid and was chosen in 1 of 1 splits; "
+                                       "extend the grid above it"]
+
+
+def test_a_tune_warns_of_edges_and_records_them(uci_root, tmp_path):
+    """Split 0 wants a large tau, split 1 a small one (module docstring): at the ends of a grid
+    around them each is an edge, warned and counted; a grid reaching beyond both has none."""
+    out = tmp_path / "edge"
+    res = invoke(*BASE, "reg=none", "--over", "eval.tau=0.01,1,100", "--metric", "test_ll", f"out={out}")
+    assert res.exit_code == 0, res.output
+    assert ("dropbench: warning: eval.tau=100.0 is the highest value of its grid and was chosen in 1 of 2 splits; "
+            "extend the grid above it") in res.stderr
+    assert "dropbench: warning: eval.tau=0.01 is the lowest value of its grid and was chosen in 1 of 2 splits" in res.stderr
+    assert {r["data.split"]: r["at_edge"] for r in rows(out / "tuned.csv")} == {"0": "eval.tau=highest", "1": "eval.tau=lowest"}
+    assert "eval.tau=0.01 lowest (1/2); eval.tau=100.0 highest (1/2)" in " ".join(res.stdout.split())
+    header = (out / "tuned.csv").read_text().splitlines()[0].split(",")
+    assert header[-3:] == ["status", "reason", "at_edge"], "appended after the earlier columns"
+    inside = tmp_path / "inside"
+    res = invoke(*BASE, "reg=none", "--over", "eval.tau=1e-5,5e-4,400,1e6", "--metric", "test_ll", f"out={inside}")
+    assert res.exit_code == 0 and "warning" not in res.stderr, res.output
+    assert {r["eval.tau"]: r["at_edge"] for r in rows(inside / "tuned.csv")} == {"400.0": "", "0.0005": ""}
+    two = tmp_path / "two"
+    res = invoke(*BASE, "reg=none", "--over", "eval.tau=0.01,100", "--metric", "test_ll", f"out={two}")
+    assert res.exit_code == 0 and "warning" not in res.stderr, "a grid of two values has no inside"

@@ -65,13 +65,15 @@ def _check_l2_given(given_reg: Any, cfg: RunConfig) -> None:
 
 
 # ---- values derived from the rest of the config (the one hook) -------------------------------
-_ROWS_TRAINED: dict[tuple[str, int], int] = {}
+_ROWS_TRAINED: dict[tuple[str, int, float], int] = {}
 
 
 def n_trained(cfg: RunConfig) -> int:
-    """How many rows the run trains on (after a data.holdout=validation split): loads its data
-    once per process and data config (the UCI files are verified, a CSV is pinned by its sha256)."""
-    key = (type(cfg.data).__name__ + json.dumps(dataclasses.asdict(cfg.data), sort_keys=True, default=str), cfg.data_seed)
+    """How many rows the run trains on (after a data.holdout=validation split, and without the
+    validation rows a loop-slot regularizer holds out): loads its data once per process and data
+    config (the UCI files are verified, a CSV is pinned by its sha256)."""
+    key = (type(cfg.data).__name__ + json.dumps(dataclasses.asdict(cfg.data), sort_keys=True, default=str), cfg.data_seed,
+           regs.holdout_fraction(cfg.reg))
     if key not in _ROWS_TRAINED:
         from dropbench.data import load_dataset
 

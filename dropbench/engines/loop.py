@@ -10,8 +10,11 @@ members of a chunk) and hands `train` what only it knows how to do:
                            engine may measure the MSE alone, without the loss-slot penalties.
     shuffle()              draw this epoch's order of the training rows: each member's
                            torch.randperm(n) from its own shuffle_generator (mini-batches only)
-    evaluate()             each member's (train MSE, test MSE, MC test MSE, test log-likelihood)
-    fit()                  each member's fitted curve: (x, prediction) on fit_grid(x_train)
+    evaluate()             each member's (train MSE, test MSE, MC test MSE, test log-likelihood[,
+                           learned values, validation MSE]); the validation MSE on the rows a
+                           loop-slot regularizer holds out (None without them)
+    fit()                  each member's fitted curve: (x, prediction) on fit_grid(x_train), in
+                           eval mode, leaving training as it was (it may be asked mid-training)
 
 The rules:
   epochs      1..cfg.epochs; evaluated after eval_epochs(epochs, eval_every): every
@@ -27,7 +30,16 @@ The rules:
               on (a chunk still computes it: its numbers are ignored). No member left: training
               stops.
   evals       on an evaluated epoch, each member still training gets RunResult.add_eval.
-  fit         on 1-D data (the engine passes fit), after training, for the members still ok.
+  stopping    a member with a loop-slot regularizer that holds out validation rows (early
+              stopping) is watched after each of its evaluations: the regularizer's watch(its
+              validation MSEs so far) names the evaluation the run is reported at (RunResult.kept:
+              its final_* are that row's, as if the weights were restored there) and whether it
+              stops. A stopped member is ok, records stopped=epoch, is never evaluated again, and
+              the others go on: as with divergence, a chunk still computes it and ignores its
+              numbers. No member left: training stops.
+  fit         on 1-D data (the engine passes fit), after training, for the members still ok; for a
+              watched member, when the evaluation it is reported at is the newest (the curve of
+              the weights it is reported with).
   seconds     wall time since t0 (the engine's start), shared equally by the members.
   cancel      set (Ctrl-C in the main thread): Cancelled at the start of the next epoch.
   settle      the last check of every run (below): a non-finite evaluation fails it too.
@@ -38,7 +50,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dropbench.engines.base import CURVE_COLUMNS, RunResult
 
@@ -49,7 +61,8 @@ if TYPE_CHECKING:
 
 Rows = tuple[int, int] | None  # a step's slice of the epoch's order; None: every row, in order
 Step = Callable[[Rows, bool], Sequence[float]]  # (rows, objective) -> each member's objective
-Evaluation = tuple[float, float, float | None, float | None]  # train MSE, test MSE, MC test MSE, test LL
+# train MSE, test MSE, MC test MSE, test LL[, learned values, validation MSE]
+Evaluation = tuple[float | Sequence[float] | None, ...]
 Fit = Callable[[], Sequence[list[tuple[float, float]]]]  # each member's (x, prediction) pairs
 
 
@@ -71,6 +84,8 @@ def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Ste
         raise TypeError("batch_size needs the engine's shuffle")
     results = [RunResult(c) for c in cfgs]
     alive = [True] * len(cfgs)
+    watchers = [watcher(c) for c in cfgs]
+    fitted = [False] * len(cfgs)  # watched members whose curve was drawn at their kept evaluation
 
     def check(losses: Sequence[float], epoch: int) -> bool:
         """Fail each member still training whose loss is not finite; False once none is left."""
@@ -99,17 +114,49 @@ def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Ste
         if not check(losses, epoch):
             break
         if record:
-            for i, (tr, te, *more) in enumerate(evaluate()):  # more: mc, ll[, learned]
+            for i, (tr, te, *more) in enumerate(evaluate()):  # more: mc, ll[, learned, val]
                 if alive[i]:
                     results[i].add_eval(epoch, tr, te, losses[i], y_std[i], *more)
-    if fit is not None and any(alive):
+            moved = []
+            for i, w in enumerate(watchers):
+                if w is None or not alive[i]:
+                    continue
+                r = results[i]
+                keep, stop = w[0].watch(r.column("val_mse"), w[1])
+                newest = len(r.curve) - 1
+                keep = newest if keep is None else keep
+                if keep != r.kept:
+                    if keep != newest:
+                        raise RuntimeError(f"regularizer {w[0].name} moved the kept evaluation to {keep}, not the newest ({newest})")
+                    r.kept = keep
+                    moved.append(i)
+                if stop:
+                    alive[i], r.stopped = False, epoch
+            if fit is not None and moved:  # the curve of the weights each is reported with
+                curves = fit()
+                for i in moved:
+                    results[i].fit, fitted[i] = curves[i], True
+            if not any(alive):
+                break
+    if fit is not None and any(a and not f for a, f in zip(alive, fitted)):
         for i, curve in enumerate(fit()):
-            if alive[i]:
+            if alive[i] and not fitted[i]:
                 results[i].fit = curve
     secs = (time.perf_counter() - t0) / len(cfgs)
     for r in results:
         r.seconds = secs
     return [settle(r) for r in results]
+
+
+def watcher(cfg: "RunConfig") -> tuple[Any, Any] | None:
+    """The loop-slot regularizer that watches a run's validation rows (and its config), or None:
+    none is selected, or it holds out no rows (strength 0)."""
+    from dropbench import regs
+
+    reg = getattr(cfg, "reg", None)
+    if reg is None or regs.holdout_fraction(reg) <= 0:
+        return None
+    return regs.watcher(reg)
 
 
 def eval_epochs(epochs: int, eval_every: int) -> list[int]:

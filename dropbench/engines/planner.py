@@ -21,6 +21,7 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
     m = cfg.model
     return (
         tuple(data.x_train.shape), tuple(data.x_test.shape),
+        None if data.x_val is None else tuple(data.x_val.shape),  # a loop-slot regularizer's validation rows
         m.hidden, m.depth, m.activation, m.placement, m.residual,
         tuple(cfg.reg.names), cfg.optim.name, cfg.dtype, cfg.device, cfg.epochs, cfg.eval_every,
         cfg.batch_size,  # the steps' shapes and schedule

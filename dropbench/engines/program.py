@@ -25,7 +25,7 @@ from dropbench.models import acts_after
 from dropbench.engines import loop
 from dropbench.engines.base import MCStats, RunResult, mc_active, mc_block, mc_regs, resolve_device
 from dropbench.engines.loop import Cancelled, batch_slices, fit_grid, shuffle_generator
-from dropbench.regs.base import ChunkView, Piece
+from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -114,6 +114,9 @@ class Chunk(ChunkView):
         stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
         self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
+        # A loop-slot regularizer's validation rows (one group: every member has them, or none)
+        self.vx = stack([d.x_val for d in datasets]) if datasets[0].x_val is not None else None
+        self.vy = stack([d.y_val for d in datasets]) if datasets[0].y_val is not None else None
         # From the data in the run's dtype, on its device, as the reference engine draws it.
         self.grid = torch.stack([fit_grid(x) for x in self.x]) if datasets[0].n_features == 1 else None
 
@@ -146,7 +149,7 @@ class Chunk(ChunkView):
         self.pieces: dict[str, list[Piece]] = {}
         for name in c0.reg.names:
             reg = regs.REGISTRY[name]
-            if reg.slot == "optimizer":
+            if reg.slot in NO_PIECE_SLOTS:  # the optimizer's weight decay; the loop's own rules
                 continue
             self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
         self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
@@ -412,18 +415,23 @@ class Chunk(ChunkView):
         torch._foreach_sub_(params, torch._foreach_mul(buf, rep(h.lr)))
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[list[float], list[float], list[float | None], list[float | None]]:
+    def evaluate(self) -> tuple[list[float], list[float], list[float | None], list[float | None], list[Any], list[float | None]]:
         """Each member's train and test MSE in eval mode, MC test MSE and test log-likelihood
-        (None where its eval block does not ask for them)."""
+        (None where its eval block does not ask for them), learned values (None: none) and the
+        MSE on its validation rows (None without them)."""
         tr = (self.forward(self.x, train=False) - self.y).pow(2).mean(dim=(1, 2))
         pred = self.forward(self.tx, train=False)
         te = (pred - self.ty).pow(2).mean(dim=(1, 2))
         mc, ll = self._mc_evaluate(pred)
-        if not self.learners:
-            return tr.tolist(), te.tolist(), mc, ll
-        each = [p.learned() or [None] * len(self.cfgs) for p in self.learners]
-        learned = [[v for vals in member if vals for v in vals] or None for member in zip(*each)]
-        return tr.tolist(), te.tolist(), mc, ll, learned
+        C = len(self.cfgs)
+        val: list[float | None] = [None] * C
+        if self.vx is not None:
+            val = (self.forward(self.vx, train=False) - self.vy).pow(2).mean(dim=(1, 2)).tolist()
+        learned: list[Any] = [None] * C
+        if self.learners:
+            each = [p.learned() or [None] * C for p in self.learners]
+            learned = [[v for vals in member if vals for v in vals] or None for member in zip(*each)]
+        return tr.tolist(), te.tolist(), mc, ll, learned, val
 
     def _mc_pieces(self) -> frozenset[Piece]:
         """The pieces of the MC-active regularizers (base.mc_active), found by registry order

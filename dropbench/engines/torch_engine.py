@@ -132,16 +132,19 @@ def _train_one(cfg: "RunConfig") -> RunResult:
         model.eval()
         with torch.no_grad():
             grid = fit_grid(data.x_train)
-            return [list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))]
+            curve = list(zip(grid[:, 0].tolist(), model(grid)[:, 0].tolist()))
+        model.train()  # early stopping asks mid-training; training goes on in training mode
+        return [curve]
 
     model.train()
     (result,) = loop.train([cfg], n, [data.y_std], step, scores, shuffle, fit if data.n_features == 1 else None, t0=t0)
     return result
 
 
-def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None, list[float] | None]:
+def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None, list[float] | None, float | None]:
     """loop.Evaluation: train and test MSE in eval mode; with eval.mc_samples the MC test MSE,
-    and with eval.tau the test log-likelihood (engines/base.py: MCStats)."""
+    and with eval.tau the test log-likelihood (engines/base.py: MCStats); the learned values; the
+    MSE on the validation rows a loop-slot regularizer holds out (None without them)."""
     mse = nn.MSELoss()
     model.eval()
     with torch.no_grad():
@@ -149,8 +152,9 @@ def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, floa
         pred = model(data.x_test)
         test_mse = mse(pred, data.y_test).item()
         mc_mse, ll = mc_evaluate(model, data, cfg, pred)
+        val_mse = mse(model(data.x_val), data.y_val).item() if data.x_val is not None else None
     learned = [v for r, c in learning(cfg) for v in (r.torch_learned(model, c) or [])]
-    return train_mse, test_mse, mc_mse, ll, learned or None
+    return train_mse, test_mse, mc_mse, ll, learned or None, val_mse
 
 
 def learning(cfg: "RunConfig") -> list[tuple[Any, Any]]:

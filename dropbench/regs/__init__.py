@@ -75,3 +75,14 @@ def active(reg: Any, slot: str | None = None) -> list[tuple[Regularizer, Any]]:
     """(regularizer, its config) for each selected in `reg` (a config.Reg), in order; one slot's only."""
     return [(r, c) for n, r in REGISTRY.items()
             if (c := getattr(reg, n, None)) is not None and (slot is None or r.slot == slot)]
+
+
+def holdout_fraction(reg: Any) -> float:
+    """The fraction of the training rows the selected loop-slot regularizer holds out as
+    validation rows (0: none; at most one loop-slot regularizer is selected)."""
+    return next((float(r.holdout(c)) for r, c in active(reg, "loop")), 0.0)
+
+
+def watcher(reg: Any) -> tuple[Regularizer, Any] | None:
+    """The selected loop-slot regularizer and its config (early stopping), or None."""
+    return next(iter(active(reg, "loop")), None)

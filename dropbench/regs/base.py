@@ -10,6 +10,12 @@ A regularizer is one module in dropbench/regs/ holding a `REGULARIZER` (an insta
 - its batched piece (`batched`), drawing from each member's own generator as the reference does;
 - `cost`: its share of a training step, in parameters' worth of work, for the chunk planner.
 
+A `loop`-slot regularizer (early stopping) changes no tensor of the program: it holds out some
+training rows as validation rows (`holdout`), which every evaluation then scores (the `val_mse`
+column), and decides after each evaluation, from those scores alone, which evaluation the run is
+reported at and whether it stops (`watch`). engines/loop.py applies the decision the same way in
+both engines, so it has neither a torch form nor a batched piece.
+
 Nothing here imports torch at import time: dropbench.config reads the registry, and `dropbench run
 --cfg` should not pay for torch.
 """
@@ -38,8 +44,11 @@ if TYPE_CHECKING:
 #   loss:       a penalty added to the training loss
 #   optimizer:  the optimizer's weight decay (at most one)
 #   after_step: the parameters, after each optimizer step (constraints)
-SLOTS = ("input", "weight", "activation", "residual", "loss", "optimizer", "after_step")
-EXCLUSIVE_SLOTS = ("optimizer",)  # one optimizer, one weight decay
+#   loop:       the training loop, after each evaluation: which evaluation the run is reported at,
+#               and whether it stops (early stopping); may hold out training rows to validate on
+SLOTS = ("input", "weight", "activation", "residual", "loss", "optimizer", "after_step", "loop")
+EXCLUSIVE_SLOTS = ("optimizer", "loop")  # one optimizer, one weight decay; one rule for when to stop
+NO_PIECE_SLOTS = ("optimizer", "loop")  # slots with no piece in the batched program
 
 MASK_COST = 3.0  # drawing one mask element costs as much as 3 parameters' share of a step
 
@@ -165,6 +174,21 @@ class Regularizer:
 
         `params` is the model's parameters in layer order, [W1, b1, ..., W_out, b_out], each W in
         torch's [out, in] layout (a unit's incoming weights are a row)."""
+        raise NotImplementedError
+
+    # -- loop slot (both engines: engines/loop.py) --
+    def holdout(self, conf: Any) -> float:
+        """The fraction of the training rows held out as validation rows (0: none, every row is
+        trained on). dropbench.data cuts them off (the last rows in the split's order), scales the
+        data with the rows trained on, and every evaluation scores them (val_mse). At strength 0 it
+        must be 0: strength 0 changes no number."""
+        return 0.0
+
+    def watch(self, val: Sequence[float], conf: Any) -> tuple[int | None, bool]:
+        """loop slot: after each evaluation, from the run's validation MSEs so far (one per
+        evaluation, oldest first): (the index of the evaluation the run is reported at, None for
+        the last one; whether the run stops now). The index may only stay where it was or move to
+        the newest evaluation: the run's fitted curve is drawn when it moves there."""
         raise NotImplementedError
 
     # -- engine=batched --
