@@ -1,10 +1,16 @@
-"""Shared helpers: results folders written by hand, so statistics can be checked by hand."""
+"""Shared helpers: results folders written by hand, so statistics can be checked by hand; where
+the real UCI files are (uci_dir)."""
 
 import csv
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dropbench import uci
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RUN_COLUMNS = ["run_id", "data", "model", "reg", "optim", "seed", "p", "epochs",
                "final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds"]
@@ -74,3 +80,42 @@ def autograd_and_backward(chunk: Any, of: str = "network") -> tuple[list, list, 
     with torch.no_grad():
         chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
     return list(want), got, tape
+
+
+# ---- the real UCI files -------------------------------------------------------------------------
+HOW_TO_ENABLE_UCI = f"set {uci.ENV_DIR} to a folder with the UCI split files, see README"
+
+
+def _uci_candidates() -> list[tuple[Path, str]]:
+    """Where the real files may be, as the loader looks for them: $DROPBENCH_UCI_DIR alone when it
+    is set; else the download cache, then ../shared/uci beside the clone (CI's layout)."""
+    env = os.environ.get(uci.ENV_DIR)
+    if env:
+        return [(Path(env).expanduser(), f"{uci.ENV_DIR}={env}")]
+    shared = ROOT.parent / "shared" / "uci"
+    return [(uci.cache_dir(), f"the download cache {uci.cache_dir()}"), (shared, f"../shared/uci ({shared})")]
+
+
+def find_uci_dir() -> tuple[Path | None, str]:
+    """(the first candidate holding every file the loader reads, "") or (None, why none does).
+    A folder counts only when complete: a cache that downloaded one split is not enough."""
+    why = []
+    for folder, name in _uci_candidates():
+        if not folder.is_dir():
+            why.append(f"{name} does not exist")
+            continue
+        missing = [rel for rel in uci.MANIFEST if not (folder / rel).is_file()]
+        if not missing:
+            return folder, ""
+        why.append(f"{name} lacks {len(missing)} of the {len(uci.MANIFEST)} files (e.g. {missing[0]})")
+    return None, "; ".join(why)
+
+
+@pytest.fixture(scope="session")
+def uci_dir() -> Path:
+    """The folder with the eight UCI data sets' files (one sub-folder each, as the loader reads
+    them); the test is skipped, saying how to enable it, where there is none."""
+    folder, why = find_uci_dir()
+    if folder is None:
+        pytest.skip(f"no UCI files here ({why}): {HOW_TO_ENABLE_UCI}")
+    return folder

@@ -9,7 +9,6 @@ run's MC numbers for invariance to its company and to the training it must not d
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +26,6 @@ from dropbench.engines.torch_engine import build_model, make_optimizer, train_on
 from dropbench.data import load_dataset
 from dropbench.errors import UserError
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "uci"
-needs_shared = pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED} is absent")
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -234,11 +231,10 @@ def test_a_folder_with_curves_from_before_the_new_columns_still_reads(tmp_path):
     assert json.loads((out / "runs" / new.run_id / "result.json").read_text())["final_test_mc_mse"] is None
 
 
-@needs_shared
-def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch):
+def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch, uci_dir):
     """The UCI columns end to end: RMSE in the target's units (its training SD from the files, by
     numpy), report --metric test_rmse / test_ll / test_mc_rmse, and --epoch on the curves."""
-    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(SHARED))
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
     out = tmp_path / "u"
     runner = CliRunner()
     res = runner.invoke(app, ["run", "-m", "data=uci", "data.dataset=yacht", "data.split=0,1", "reg=none,dropout",
@@ -246,10 +242,10 @@ def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch):
                               "eval.mc_samples=30", "eval.tau=0.5", f"out={out}", "-q"])
     assert res.exit_code == 0, res.output
     rows = results.read_runs(out)
-    raw = np.loadtxt(SHARED / "yacht" / "data.txt")
+    raw = np.loadtxt(uci_dir / "yacht" / "data.txt")
     for r in rows:
         split = int(r["data.split"])
-        train = np.loadtxt(SHARED / "yacht" / f"index_train_{split}.txt").astype(int)
+        train = np.loadtxt(uci_dir / "yacht" / f"index_train_{split}.txt").astype(int)
         y_std = float(np.std(raw[train, -1]))
         assert r["final_test_rmse"] == pytest.approx(math.sqrt(r["final_test_mse"]) * y_std, rel=1e-12)
         assert r["final_train_rmse"] == pytest.approx(math.sqrt(r["final_train_mse"]) * y_std, rel=1e-12)

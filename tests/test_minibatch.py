@@ -3,7 +3,6 @@ agreeing in float64, the hand-written backward on a batch, the planner, and full
 
 import math
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,8 +18,6 @@ from dropbench.errors import UserError
 
 # noisy_linear's 20 training rows in batches of 7: steps of 7, 7 and 6 rows.
 SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=4", "eval_every=2", "dtype=float64", "optim.lr=0.05"]
-UCI = Path(__file__).parents[1].parent / "shared" / "uci"
-needs_uci = pytest.mark.skipif(not (UCI / "SHA256SUMS").is_file(), reason=f"{UCI} (the standard UCI files) is absent")
 
 
 def _err(a, b) -> float:
@@ -148,11 +145,10 @@ def test_engines_agree_in_float64_with_mini_batches(name):
         assert _err(train_one(cfg), b) < 1e-9
 
 
-@needs_uci
-def test_engines_agree_on_the_uci_protocols_shape(monkeypatch):
+def test_engines_agree_on_the_uci_protocols_shape(monkeypatch, uci_dir):
     """yacht's 277 training rows in batches of 32 (the last of 21), dropout on the inputs and
     after the ReLU, L2 on the weights, with MC evaluation and the log-likelihood after training."""
-    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(UCI))
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
     cfgs = [load(["data=uci", "data.dataset=yacht", "reg=[input_dropout,dropout,l2]", "reg.l2.biases=false",
                   "p=0.05", "model.placement=after", "model.depth=1", "model.hidden=50", "batch_size=32",
                   "epochs=3", "eval_every=1", "eval.mc_samples=20", "eval.tau=0.5", "dtype=float64", f"seed={s}"])
