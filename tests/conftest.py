@@ -1,8 +1,9 @@
 """Shared helpers: results folders written by hand, so statistics can be checked by hand; where
-the real UCI files are (uci_dir)."""
+the real UCI files are (uci_dir); bit-for-bit comparisons that name the platform (kernels)."""
 
 import csv
 import os
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,80 @@ def uci_dir() -> Path:
     if folder is None:
         pytest.skip(f"no UCI files here ({why}): {HOW_TO_ENABLE_UCI}")
     return folder
+
+
+# ---- bit-identity between CPU kernel paths (marker `kernels`) ----------------------------------
+# Two kernel paths giving the same bits (a batch of 2 and of 37, a hand-written backward and
+# autograd's, rand and bernoulli_) is a property of the CPU and the torch build, which dropbench
+# relies on and these tests pin on whatever machine runs them. A failure on a new machine should
+# read as "platform" first: the message names it.
+def platform_line() -> str:
+    """`platform: <cpu model> <torch's CPU capability> torch <version>`, as runs record it."""
+    import torch
+
+    from dropbench.provenance import cpu_model
+
+    return f"platform: {cpu_model()} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+
+
+def _bits(t: Any) -> Any:
+    """A tensor's elements as integers of the same width: equal iff the same bits (-0.0 is not
+    0.0; a NaN equals the same NaN)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    if t.is_floating_point() or t.is_complex():
+        width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}[t.element_size()]
+        return t.view(width)
+    return t
+
+
+def first_difference(a: Any, b: Any, at: str = "") -> str | None:
+    """Where a and b first differ bit for bit, or None: tensors, floats (by their bits), and
+    lists, tuples and dicts of them, compared element by element; anything else by ==."""
+    import torch
+
+    where = at or "the value"
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return f"{where}: {type(a).__name__} vs {type(b).__name__}"
+        if (a.dtype, a.shape) != (b.dtype, b.shape):
+            return f"{where}: {a.dtype} {tuple(a.shape)} vs {b.dtype} {tuple(b.shape)}"
+        differ = _bits(a) != _bits(b)
+        if a.is_complex():
+            differ = differ.view(*a.shape, -1).any(-1)
+        if not differ.any():
+            return None
+        i = tuple(int(k) for k in differ.nonzero()[0])
+        return (f"{at}[{', '.join(map(str, i))}]: {a[i].item()!r} vs {b[i].item()!r} "
+                f"({int(differ.sum())} of {a.numel()} elements differ)")
+    if isinstance(a, float) and isinstance(b, float):
+        return None if struct.pack("<d", a) == struct.pack("<d", b) else f"{where}: {a!r} vs {b!r}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{where}: keys {sorted(map(str, a.keys() ^ b.keys()))} are in one only"
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{at}[{k!r}]")) is not None), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} items vs {len(b)}"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := first_difference(x, y, f"{at}[{i}]")) is not None), None)
+    return None if type(a) is type(b) and a == b else f"{where}: {a!r} vs {b!r}"
+
+
+def assert_bits_equal(got: Any, want: Any, what: str) -> None:
+    """Assert that got and want are the same bits; the failure names what was compared, the
+    first difference and the platform, so it reads as what it most likely is on a new machine."""
+    d = first_difference(got, want)
+    if d is not None:
+        raise AssertionError(f"{what}: not bit-identical at {d}; {platform_line()} "
+                             "(bit-identity between kernel paths is a property of the CPU and torch build)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failing `kernels` test's report gets a section naming the platform, whatever its assert."""
+    report = yield
+    if report.when == "call" and report.failed and item.get_closest_marker("kernels") is not None:
+        report.sections.append(("kernels", f"{platform_line()}\nThis test asserts bit-identity between CPU kernel "
+                                           "paths: a property of the CPU and torch build (pytest -m 'not kernels' skips them)."))
+    return report

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_bits_equal
 from typer.testing import CliRunner
 
 from dropbench import regs, results
@@ -147,22 +148,31 @@ def test_batched_mc_matches_the_reference_in_float64(reg):
             assert col(b, name) == pytest.approx(col(a, name), rel=1e-11, abs=1e-12), name
 
 
+MC_BASE = ["reg=[input_dropout,dropout]", "p=0.1", "model.hidden=30", "epochs=6", "eval_every=3", "data=friedman1",
+           "data.n_train=15", "data.n_test=11"]
+
+
+@pytest.mark.kernels
 def test_mc_numbers_do_not_depend_on_the_runs_company():
-    """A run gives the same bits alone and in a chunk with runs of other T, tau and seeds; and MC
-    evaluation leaves training alone: its other columns are those of the run without MC."""
-    base = ["reg=[input_dropout,dropout]", "p=0.1", "model.hidden=30", "epochs=6", "eval_every=3", "data=friedman1",
-            "data.n_train=15", "data.n_test=11"]
-    me = load(base + ["eval.mc_samples=40", "eval.tau=2"])
-    others = [load(base + ["seed=5", "eval.mc_samples=150"]), load(base + ["seed=6"]), load(base + ["seed=7", "eval.tau=1"])]
+    """A run gives the same bits alone and in a chunk with runs of other T, tau and seeds."""
+    me = load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2"])
+    others = [load(MC_BASE + ["seed=5", "eval.mc_samples=150"]), load(MC_BASE + ["seed=6"]), load(MC_BASE + ["seed=7", "eval.tau=1"])]
     alone = batched([me])[me.run_id]
     crowd = batched([others[0], me, *others[1:]])
-    assert crowd[me.run_id].rows() == alone.rows()
-    plain = batched([load(base)])[load(base).run_id]
-    assert [r[:6] for r in alone.rows()] == [r[:6] for r in plain.rows()]
+    assert_bits_equal(crowd[me.run_id].rows(), alone.rows(), "T=40 in a chunk of 4 with other T and tau, against alone")
     assert col(crowd[others[1].run_id].rows()[-1], "test_mc_mse") is None
     assert col(crowd[others[2].run_id].rows()[-1], "test_mc_mse") is None and col(crowd[others[2].run_id].rows()[-1], "test_ll") is not None
-    ref = train_one(load(base + ["eval.mc_samples=40", "eval.tau=2", "engine=torch"]))
-    assert [r[:6] for r in ref.rows()] == [r[:6] for r in train_one(load(base + ["engine=torch"])).rows()]
+
+
+def test_mc_evaluation_leaves_training_alone():
+    """A run's columns other than the MC ones are those of the run without MC, in both engines
+    (each alone: the same kernels)."""
+    with_mc = batched([load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2"])])
+    plain = batched([load(MC_BASE)])
+    (a,), (b,) = with_mc.values(), plain.values()
+    assert [r[:6] for r in a.rows()] == [r[:6] for r in b.rows()] and col(a.rows()[-1], "test_mc_mse") is not None
+    ref = train_one(load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2", "engine=torch"]))
+    assert [r[:6] for r in ref.rows()] == [r[:6] for r in train_one(load(MC_BASE + ["engine=torch"])).rows()]
 
 
 def test_without_a_dropout_layer_every_pass_is_the_eval_mode_one():

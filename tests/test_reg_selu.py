@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import autograd_and_backward
+from conftest import assert_bits_equal, autograd_and_backward
 from torch import nn
 
 from dropbench.config import load
@@ -37,7 +37,7 @@ def engines_agree(overrides, seeds=(0, 1)) -> float:
     return max(_curve_err(train_one(c), b) for c, b in zip(cfgs, _train_chunk(cfgs, len(cfgs))))
 
 
-def backward_is_autograds(overrides) -> bool:
+def assert_backward_is_autograds(overrides) -> None:
     from dropbench.engines.batched import Chunk
 
     cfgs = [quiet_load([*SMALL, *overrides, "dtype=float32", f"seed={s}"]) for s in (0, 1, 2)]
@@ -45,7 +45,8 @@ def backward_is_autograds(overrides) -> bool:
     for _ in range(2):
         chunk.step(objective=False)
     want, got, _ = autograd_and_backward(chunk)
-    return all(torch.equal(w, g) for w, g in zip(want, got))
+    assert len(got) == len(want)
+    assert_bits_equal(got, want, f"the hand-written backward of {overrides}, against autograd's")
 
 
 # ---- SELU -------------------------------------------------------------------------------------
@@ -63,10 +64,11 @@ def test_selu_engines_agree_in_float64(placement):
     assert engines_agree(["model.activation=selu", "reg=dropout", f"model.placement={placement}"]) < 1e-9
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("extra", [[], ["reg=dropout"], ["reg=alpha_dropout"], ["reg=[dropout,alpha_dropout]", "model.placement=after"]])
 def test_selu_backward_is_autograds_bit_for_bit(extra):
     """The batched engine's SELU backward is aten.elu_backward, the op autograd runs for selu."""
-    assert backward_is_autograds(["model.activation=selu", *extra])
+    assert_backward_is_autograds(["model.activation=selu", *extra])
 
 
 # ---- LeCun-normal initialisation ---------------------------------------------------------------
