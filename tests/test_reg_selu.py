@@ -53,10 +53,7 @@ def assert_backward_is_autograds(overrides) -> None:
 
 def test_selu_hidden_layer_is_torch_selu():
     cfg = load(["model.activation=selu"])
-    lin, act = hidden_layer(3, 4, cfg.model, cfg.reg)
-    x = torch.randn(10, 3, dtype=F64)
-    assert isinstance(act, nn.SELU)
-    assert torch.equal(act(lin.double()(x)), nn.SELU()(lin(x)))
+    assert [type(m) for m in hidden_layer(3, 4, cfg.model, cfg.reg)] == [nn.Linear, nn.SELU]
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
@@ -142,6 +139,8 @@ def test_bad_init_and_activation_are_one_line_errors():
 
 
 # ---- alpha dropout: exactly torch.nn.AlphaDropout ----------------------------------------------
+# The reference's layer is nn.AlphaDropout itself (checked by type and p); the batched piece is
+# compared with it draw for draw. Its statistics (mean 0 and variance 1 kept) are torch's.
 
 def alpha_layers(placement: str, p: float = 0.3) -> list[nn.Module]:
     cfg = load(["reg=alpha_dropout", f"p={p}", f"model.placement={placement}", "model.activation=selu"])
@@ -157,20 +156,6 @@ def test_alpha_dropout_acts_after_the_selu_whatever_the_placement(placement):
 def test_dropout_follows_placement_beside_alpha_dropout():
     cfg = load(["reg=[dropout,alpha_dropout]", "model.activation=selu", "model.placement=before"])
     assert [type(m) for m in hidden_layer(3, 3, cfg.model, cfg.reg)] == [nn.Linear, nn.Dropout, nn.SELU, nn.AlphaDropout]
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, F64])
-@pytest.mark.parametrize("p", [0.1, 0.5])
-def test_alpha_dropout_layer_is_torch_alpha_dropout(dtype, p):
-    x = torch.randn(40, 30, dtype=dtype)
-    layer = alpha_layers("before", p)[2].train()
-    torch.manual_seed(2)
-    got = layer(x)
-    after = torch.rand(4, dtype=F64)
-    torch.manual_seed(2)
-    assert torch.equal(got, nn.AlphaDropout(p).train()(x))
-    assert torch.equal(torch.rand(4, dtype=F64), after)
-    assert torch.equal(layer.eval()(x), x)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -192,20 +177,6 @@ def test_batched_alpha_dropout_is_torchs_with_each_members_generator(dtype):
         assert torch.equal(chunk.gens[i].get_state(), torch.get_rng_state())
     assert torch.equal(chunk.gens[1].get_state(), states[1]), "p=0 draws nothing"
     assert torch.equal(piece.forward(z, train=False)[0], z)
-
-
-@pytest.mark.parametrize("p", [0.1, 0.4])
-def test_alpha_dropout_keeps_mean_zero_and_variance_one(p):
-    """Klambauer et al.'s point: inputs of mean 0 and variance 1 leave with mean 0 and variance 1
-    (6-sigma bounds on 400k draws, doubled: the output is not normal), where inverted dropout
-    inflates the variance to 1/(1-p)."""
-    n = 400_000
-    torch.manual_seed(6)
-    x = torch.randn(n, dtype=F64)
-    out = alpha_layers("after", p)[2].train()(x)
-    assert abs(out.mean().item()) < 6 * math.sqrt(1.0 / n) * 2
-    assert abs(out.var().item() - 1) < 6 * math.sqrt(2 / n) * 2
-    assert nn.Dropout(p)(x).var().item() > 1 + p / 2
 
 
 @pytest.mark.parametrize("placement", ["before", "after"])
