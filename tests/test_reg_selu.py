@@ -4,6 +4,7 @@ recipe for SELU networks), and weight decay computed by hand."""
 
 import math
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -205,44 +206,72 @@ def test_the_cli_says_the_warning_in_one_line(tmp_path):
 
 # ---- L2 without the biases ---------------------------------------------------------------------
 
-def _one_step(opt_name: str, decoupled: bool, biases: bool) -> tuple[nn.Module, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    from dropbench.engines.torch_engine import build_model, make_optimizer
+LR, WD, EPS = 0.1, 0.5, 1e-8
 
-    cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.5", f"reg.l2.decoupled={str(decoupled).lower()}",
-                f"reg.l2.biases={str(biases).lower()}", "model.hidden=4", "optim.lr=0.1"])
-    model = build_model(cfg, 2).double()
-    before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    opt = make_optimizer(model, cfg)
-    model(torch.randn(6, 2, dtype=F64)).pow(2).mean().backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-    if decoupled and opt_name == "sgd":  # the torch engine's own decoupled SGD step, as _train_one runs it
-        from dropbench.engines.torch_engine import decayed
 
-        with torch.no_grad():
-            for p in decayed(model, cfg):
-                p.mul_(1 - 0.1 * 0.5)
-    opt.step()
-    return model, before, grads
+def _l2_cfg(opt_name: str, decoupled: bool, biases: bool, seed: int = 0):
+    return load([f"optim={opt_name}", "reg=l2", f"reg.l2.weight_decay={WD}", f"reg.l2.decoupled={str(decoupled).lower()}",
+                 f"reg.l2.biases={str(biases).lower()}", "model.hidden=4", f"optim.lr={LR}",
+                 *([f"optim.eps={EPS}"] if opt_name == "adam" else []), "epochs=1", "eval_every=1", "dtype=float64",
+                 f"seed={seed}"])
+
+
+def _by_hand(cfg, opt_name: str, decoupled: bool, biases: bool) -> list[torch.Tensor]:
+    """Each Linear's weight and bias after one full-batch step, by hand in float64: from the
+    initial w and autograd's gradient g of the MSE at w, lr 0.1, wd 0.5. Coupled: g' = g + wd*w
+    (SGD: w - lr*g'; Adam's first step: w - lr*g'/(|g'|+eps)); decoupled: w*(1-lr*wd), then the
+    plain step. With biases=false a bias takes the plain step."""
+    from dropbench.data import load_dataset
+    from dropbench.engines.torch_engine import build_model
+
+    model = build_model(cfg, 1).double()  # the run's initial weights (test_default_init_is_torchs_linear_init)
+    data = load_dataset(cfg).to(F64)
+    params = [t for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+    grads = torch.autograd.grad((model(data.x_train) - data.y_train).pow(2).mean(), params)
+    step = (lambda gr: LR * gr) if opt_name == "sgd" else (lambda gr: LR * gr / (gr.abs() + EPS))
+    out = []
+    for k, (w, g) in enumerate(zip(params, grads)):
+        w = w.detach()
+        on = biases or k % 2 == 0  # even: a weight; odd: a bias
+        out.append(w * (1 - LR * WD if on else 1.0) - step(g) if decoupled else w - step(g + (WD * w if on else 0.0)))
+    return out
+
+
+def _reference_step(cfg, monkeypatch) -> list[torch.Tensor]:
+    """The reference engine's weights after its one step: train_one (epochs=1) on the network it
+    built, caught on its way in."""
+    from dropbench.engines import torch_engine
+
+    built = []
+    build = torch_engine.build_model
+    monkeypatch.setattr(torch_engine, "build_model", lambda c, n: built.append(build(c, n)) or built[-1])
+    assert torch_engine.train_one(cfg).status == "ok"
+    (model,) = built
+    return [t.detach() for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
+
+
+def _batched_step(cfg) -> list[torch.Tensor]:
+    """The batched engine's weights after one step of a chunk of two (member 0), as [out, in]."""
+    from dropbench.engines.batched import Chunk
+
+    chunk = Chunk([cfg, replace(cfg, seed=cfg.seed + 1)], 2)
+    chunk.step(objective=False)
+    return [p[0].t() if k % 2 == 0 else p[0, 0] for k, p in enumerate(chunk.params)]
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("biases", [False, True])
-def test_l2_decays_biases_only_when_asked(opt_name, decoupled, biases):
-    """One step from w with gradient g, lr 0.1, wd 0.5, by hand: coupled g' = g + wd*w (SGD:
-    w - lr*g'; Adam's first step: w - lr*g'/(|g'|+eps)); decoupled w*(1-lr*wd) then the plain step.
-    With biases=false a bias takes the plain step."""
-    model, w0, g = _one_step(opt_name, decoupled, biases)
-    lr, wd, eps = 0.1, 0.5, 1e-8
-    for name, p in model.named_parameters():
-        w = w0[name]
-        on = biases or not name.endswith("bias")
-        step = (lambda gr: lr * gr) if opt_name == "sgd" else (lambda gr: lr * gr / (gr.abs() + eps))
-        if decoupled:
-            want = w * (1 - lr * wd if on else 1.0) - step(g[name])
-        else:
-            want = w - step(g[name] + (wd * w if on else 0.0))
-        torch.testing.assert_close(p.detach(), want, rtol=1e-12, atol=1e-14, msg=name)
+@pytest.mark.parametrize("engine", ["torch", "batched"])
+def test_l2_decays_biases_only_when_asked(opt_name, decoupled, biases, engine, monkeypatch):
+    """Each engine's first step is the hand-computed one (_by_hand): the engines' own code runs
+    it (the reference's decoupled SGD step and parameter groups, the batched optimizer), not a copy."""
+    cfg = _l2_cfg(opt_name, decoupled, biases)
+    got = _reference_step(cfg, monkeypatch) if engine == "torch" else _batched_step(cfg)
+    want = _by_hand(cfg, opt_name, decoupled, biases)
+    assert len(got) == len(want) == 6
+    for k, (g, w) in enumerate(zip(got, want)):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14, msg=f"{'weight' if k % 2 == 0 else 'bias'} {k // 2}")
 
 
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
