@@ -13,6 +13,33 @@ from dropbench import uci
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
+# ---- the environment the suite runs in -----------------------------------------------------------
+# The tests read dropbench's output as a CI log gets it: no colours or cursor codes, rich's width
+# for a non-terminal. These variables change that, and CI services set some of them (GitHub
+# Actions sets GITHUB_ACTIONS, which typer takes as "colour the help as on a terminal"); tests
+# that want a width set COLUMNS themselves. Removed after pytest has set up its own output.
+TERMINAL_ENV = ("COLUMNS", "LINES", "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "TTY_COMPATIBLE",
+                "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+# No test reaches the network: a download a test did not arrange goes to a closed local port and
+# fails at once (tests that download serve the files on 127.0.0.1 and set their own URL).
+NO_NETWORK = {uci.ENV_URL: "http://127.0.0.1:9/closed"}
+_saved_env: dict[str, str | None] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name in (*TERMINAL_ENV, *NO_NETWORK):
+        _saved_env[name] = os.environ.pop(name, None)
+    os.environ.update(NO_NETWORK)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
 RUN_COLUMNS = ["run_id", "data", "model", "reg", "optim", "seed", "p", "epochs",
                "final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds"]
 

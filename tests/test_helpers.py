@@ -30,3 +30,14 @@ def test_assert_bits_equal_names_what_where_and_the_platform():
     with pytest.raises(AssertionError, match=r"^x: not bit-identical at \[0\]\[2\]: 1\.0 vs 2\.0 \(1 of 3 elements differ\); "
                                              rf"platform: .+ {torch.backends.cpu.get_cpu_capability()} torch {re.escape(str(torch.__version__))} "):
         assert_bits_equal([torch.ones(3)], [torch.tensor([1.0, 1.0, 2.0])], "x")
+
+
+def test_the_suite_runs_without_terminal_variables_and_without_the_network():
+    """conftest.pytest_configure: what CI services set for terminals is gone while tests run, and
+    a download no test arranged goes to a closed local port."""
+    import os
+
+    from conftest import NO_NETWORK, TERMINAL_ENV
+
+    assert not [name for name in TERMINAL_ENV if name in os.environ]
+    assert all(os.environ.get(k) == v for k, v in NO_NETWORK.items())
