@@ -405,7 +405,8 @@ def test_cuda_runs_where_available():
 @pytest.mark.slow
 def test_thousand_short_runs_fit_in_memory(tmp_path):
     """A 1000-run sweep streams its results: peak memory stays far below holding them all.
-    Memory follows the chunks alive at once, not the epochs, so two epochs make the point."""
+    Memory follows the chunks alive at once, not the epochs, so two epochs make the point; two
+    workers whatever this host's core count (one chunk alive per worker)."""
     out = tmp_path / "k"
     code = (
         "import resource, subprocess, sys;"
@@ -413,7 +414,7 @@ def test_thousand_short_runs_fit_in_memory(tmp_path):
         "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)"
     )
     cmd = [sys.executable, "-m", "dropbench", "run", "-m", "reg=none,l1,l2,dropout,droppath", "seed=range(200)",
-           "epochs=2", "eval_every=1", f"out={out}", "-q"]
+           "epochs=2", "eval_every=1", "launcher.workers=2", f"out={out}", "-q"]
     rc, peak_mb = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True).stdout.split()
     assert rc == "0"
     assert int(peak_mb) < 2048, f"peak RSS {peak_mb} MB"
