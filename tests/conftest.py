@@ -1,10 +1,44 @@
-"""Shared helpers: results folders written by hand, so statistics can be checked by hand."""
+"""Shared helpers: results folders written by hand, so statistics can be checked by hand; where
+the real UCI files are (uci_dir); bit-for-bit comparisons that name the platform (kernels)."""
 
 import csv
+import os
+import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from dropbench import uci
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- the environment the suite runs in -----------------------------------------------------------
+# The tests read dropbench's output as a CI log gets it: no colours or cursor codes, rich's width
+# for a non-terminal. These variables change that, and CI services set some of them (GitHub
+# Actions sets GITHUB_ACTIONS, which typer takes as "colour the help as on a terminal"); tests
+# that want a width set COLUMNS themselves. Removed after pytest has set up its own output.
+TERMINAL_ENV = ("COLUMNS", "LINES", "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS", "GITHUB_ACTIONS", "TTY_COMPATIBLE",
+                "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
+# No test reaches the network: a download a test did not arrange goes to a closed local port and
+# fails at once (tests that download serve the files on 127.0.0.1 and set their own URL).
+NO_NETWORK = {uci.ENV_URL: "http://127.0.0.1:9/closed"}
+_saved_env: dict[str, str | None] = {}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for name in (*TERMINAL_ENV, *NO_NETWORK):
+        _saved_env[name] = os.environ.pop(name, None)
+    os.environ.update(NO_NETWORK)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in _saved_env.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 RUN_COLUMNS = ["run_id", "data", "model", "reg", "optim", "seed", "p", "epochs",
                "final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds"]
@@ -74,3 +108,119 @@ def autograd_and_backward(chunk: Any, of: str = "network") -> tuple[list, list, 
     with torch.no_grad():
         chunk._backward(tape, chunk._inv_n * (2.0 * d.detach()))
     return list(want), got, tape
+
+
+# ---- the real UCI files -------------------------------------------------------------------------
+HOW_TO_ENABLE_UCI = f"set {uci.ENV_DIR} to a folder with the UCI split files, see README"
+
+
+def _uci_candidates() -> list[tuple[Path, str]]:
+    """Where the real files may be, as the loader looks for them: $DROPBENCH_UCI_DIR alone when it
+    is set; else the download cache, then ../shared/uci beside the clone (CI's layout)."""
+    env = os.environ.get(uci.ENV_DIR)
+    if env:
+        return [(Path(env).expanduser(), f"{uci.ENV_DIR}={env}")]
+    shared = ROOT.parent / "shared" / "uci"
+    return [(uci.cache_dir(), f"the download cache {uci.cache_dir()}"), (shared, f"../shared/uci ({shared})")]
+
+
+def find_uci_dir() -> tuple[Path | None, str]:
+    """(the first candidate holding every file the loader reads, "") or (None, why none does).
+    A folder counts only when complete: a cache that downloaded one split is not enough."""
+    why = []
+    for folder, name in _uci_candidates():
+        if not folder.is_dir():
+            why.append(f"{name} does not exist")
+            continue
+        missing = [rel for rel in uci.MANIFEST if not (folder / rel).is_file()]
+        if not missing:
+            return folder, ""
+        why.append(f"{name} lacks {len(missing)} of the {len(uci.MANIFEST)} files (e.g. {missing[0]})")
+    return None, "; ".join(why)
+
+
+@pytest.fixture(scope="session")
+def uci_dir() -> Path:
+    """The folder with the eight UCI data sets' files (one sub-folder each, as the loader reads
+    them); the test is skipped, saying how to enable it, where there is none."""
+    folder, why = find_uci_dir()
+    if folder is None:
+        pytest.skip(f"no UCI files here ({why}): {HOW_TO_ENABLE_UCI}")
+    return folder
+
+
+# ---- bit-identity between CPU kernel paths (marker `kernels`) ----------------------------------
+# Two kernel paths giving the same bits (a batch of 2 and of 37, a hand-written backward and
+# autograd's, rand and bernoulli_) is a property of the CPU and the torch build, which dropbench
+# relies on and these tests pin on whatever machine runs them. A failure on a new machine should
+# read as "platform" first: the message names it.
+def platform_line() -> str:
+    """`platform: <cpu model> <torch's CPU capability> torch <version>`, as runs record it."""
+    import torch
+
+    from dropbench.provenance import cpu_model
+
+    return f"platform: {cpu_model()} {torch.backends.cpu.get_cpu_capability()} torch {torch.__version__}"
+
+
+def _bits(t: Any) -> Any:
+    """A tensor's elements as integers of the same width: equal iff the same bits (-0.0 is not
+    0.0; a NaN equals the same NaN)."""
+    import torch
+
+    t = t.detach().cpu().contiguous()
+    if t.is_floating_point() or t.is_complex():
+        width = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.int64}[t.element_size()]
+        return t.view(width)
+    return t
+
+
+def first_difference(a: Any, b: Any, at: str = "") -> str | None:
+    """Where a and b first differ bit for bit, or None: tensors, floats (by their bits), and
+    lists, tuples and dicts of them, compared element by element; anything else by ==."""
+    import torch
+
+    where = at or "the value"
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return f"{where}: {type(a).__name__} vs {type(b).__name__}"
+        if (a.dtype, a.shape) != (b.dtype, b.shape):
+            return f"{where}: {a.dtype} {tuple(a.shape)} vs {b.dtype} {tuple(b.shape)}"
+        differ = _bits(a) != _bits(b)
+        if a.is_complex():
+            differ = differ.view(*a.shape, -1).any(-1)
+        if not differ.any():
+            return None
+        i = tuple(int(k) for k in differ.nonzero()[0])
+        return (f"{at}[{', '.join(map(str, i))}]: {a[i].item()!r} vs {b[i].item()!r} "
+                f"({int(differ.sum())} of {a.numel()} elements differ)")
+    if isinstance(a, float) and isinstance(b, float):
+        return None if struct.pack("<d", a) == struct.pack("<d", b) else f"{where}: {a!r} vs {b!r}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return f"{where}: keys {sorted(map(str, a.keys() ^ b.keys()))} are in one only"
+        return next((d for k in a if (d := first_difference(a[k], b[k], f"{at}[{k!r}]")) is not None), None)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} items vs {len(b)}"
+        return next((d for i, (x, y) in enumerate(zip(a, b)) if (d := first_difference(x, y, f"{at}[{i}]")) is not None), None)
+    return None if type(a) is type(b) and a == b else f"{where}: {a!r} vs {b!r}"
+
+
+def assert_bits_equal(got: Any, want: Any, what: str) -> None:
+    """Assert that got and want are the same bits; the failure names what was compared, the
+    first difference and the platform, so it reads as what it most likely is on a new machine."""
+    d = first_difference(got, want)
+    if d is not None:
+        raise AssertionError(f"{what}: not bit-identical at {d}; {platform_line()} "
+                             "(bit-identity between kernel paths is a property of the CPU and torch build)")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """A failing `kernels` test's report gets a section naming the platform, whatever its assert."""
+    report = yield
+    if report.when == "call" and report.failed and item.get_closest_marker("kernels") is not None:
+        report.sections.append(("kernels", f"{platform_line()}\nThis test asserts bit-identity between CPU kernel "
+                                           "paths: a property of the CPU and torch build (pytest -m 'not kernels' skips them)."))
+    return report

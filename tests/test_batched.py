@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from conftest import autograd_and_backward
+from conftest import assert_bits_equal, autograd_and_backward
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,6 +152,7 @@ def _signature(results):
     return {r.run_id: (r.curve, r.fit, r.status) for r in results}
 
 
+@pytest.mark.kernels
 @pytest.mark.parametrize("reg", ["none", *REGISTRY])
 def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     """A run's numbers do not depend on its company (default 1-300-300-1 network, whose thin
@@ -164,13 +165,14 @@ def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
         members = others[: size - 1]
         members.insert(pos, target)
         got = _signature(_train_chunk(members, size))[target.run_id]
-        assert got == want, f"chunk of {size}, position {pos}"
+        assert_bits_equal(got, want, f"reg={reg} in a chunk of {size} at position {pos}, against alone")
     sweep = others[:9] + [target] + others[9:20]
     got = _signature(BatchedEngine(workers=2).train(sweep))[target.run_id]
-    assert got == want, "inside a 21-run sweep on two worker threads"
+    assert_bits_equal(got, want, f"reg={reg} inside a 21-run sweep on two worker threads, against alone")
 
 
 @pytest.mark.slow
+@pytest.mark.kernels
 @pytest.mark.parametrize("reg", ["none", "dropout", "dropconnect", "droppath", "input_dropout", "max_norm"])
 def test_mini_batch_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     """The same with batch_size=7 (batches of 7, 7 and 6 of the 20 rows, each member gathering
@@ -184,10 +186,10 @@ def test_mini_batch_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
         members = others[: size - 1]
         members.insert(pos, target)
         got = _signature(_train_chunk(members, size))[target.run_id]
-        assert got == want, f"chunk of {size}, position {pos}"
+        assert_bits_equal(got, want, f"reg={reg} batch_size=7 in a chunk of {size} at position {pos}, against alone")
     sweep = others[:9] + [target] + others[9:20] + [replace(o, batch_size=None) for o in others[20:25]]
     got = _signature(BatchedEngine(workers=2).train(sweep))[target.run_id]
-    assert got == want, "inside a 26-run sweep (5 of them full batch) on two worker threads"
+    assert_bits_equal(got, want, f"reg={reg} batch_size=7 inside a 26-run sweep (5 of them full batch), against alone")
 
 
 def test_a_lone_run_is_padded_to_two_members():
@@ -285,7 +287,7 @@ def test_a_smaller_l2_cuts_smaller_chunks(sweeps):
     assert largest == sorted(largest) and largest[0] == 2 and largest[-1] == 10
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.tuples(st.integers(1, 40), st.floats(0.1, 5.0)), min_size=1, max_size=12), st.integers(1, 16))
 def test_balance_only_halves_chunks_and_never_lengthens_the_makespan(pieces, workers):
     """On any chunks: each output chunk is a part of one input chunk, every member is kept,
@@ -301,16 +303,20 @@ def test_balance_only_halves_chunks_and_never_lengthens_the_makespan(pieces, wor
     assert cost_of(out) <= cost_of(chunks) + 1e-9
 
 
-def test_machine_facts_are_detected_or_injected():
+def test_machine_facts_are_detected_or_injected(monkeypatch):
     assert MachineFacts.detect(3).workers == 3
     import os
 
-    assert MachineFacts.detect().workers == (os.cpu_count() or 1)
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)  # one worker per core by default, whatever this host has
+    assert MachineFacts.detect().workers == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert MachineFacts.detect().workers == 1
     machine = MachineFacts(5, 2**19)
     assert BatchedEngine(machine=machine).machine == machine and BatchedEngine(machine=machine).workers == 5
     assert plan_chunks([], MachineFacts(2)) == [] and list(BatchedEngine(2).train([])) == []
 
 
+@pytest.mark.kernels
 def test_numbers_do_not_depend_on_the_machine_facts():
     """The same sweep planned for a 256 KB L2 on one worker (chunks of 2) and for a 2 MB L2 on two
     (chunks of up to 17): every run's numbers are identical."""
@@ -318,9 +324,10 @@ def test_numbers_do_not_depend_on_the_machine_facts():
     cfgs = [replace(cfg, seed=s) for s in range(7)]
     small = _signature(BatchedEngine(machine=MachineFacts(1, 2**18)).train(cfgs))
     large = _signature(BatchedEngine(machine=MachineFacts(2, 2**21)).train(cfgs))
-    assert small == large
+    assert_bits_equal(large, small, "7 runs in chunks of up to 7 on two workers, against chunks of 2 on one")
 
 
+@pytest.mark.kernels
 def test_mixed_sweep_groups_and_matches_solo_runs():
     """Different data sets, model sizes, optimizers and regularizers in one sweep."""
     cfgs = [
@@ -335,19 +342,23 @@ def test_mixed_sweep_groups_and_matches_solo_runs():
     assert len(keys) == 5, "friedman1 runs share a chunk; every other run has its own program"
     mixed = _signature(BatchedEngine(workers=2).train(cfgs))
     for c in cfgs:
-        assert mixed[c.run_id] == _signature(BatchedEngine(workers=1).train([c]))[c.run_id]
+        assert_bits_equal(mixed[c.run_id], _signature(BatchedEngine(workers=1).train([c]))[c.run_id],
+                          f"{c.run_id} in a mixed sweep on two workers, against alone")
         assert mixed[c.run_id][2] == "ok"
 
 
 def test_diverging_member_is_isolated():
+    """A member whose numbers become inf and NaN leaves its chunk mates' bits as they are beside a
+    member that trains normally: the same chunk size and positions, so the same kernels."""
     good = cfgs_for("none", [1, 2], "epochs=30", "eval_every=10", "optim=sgd")
     bad = load(["seed=3", "epochs=30", "eval_every=10", "optim=sgd", "optim.lr=1e6"])
     results = {r.run_id: r for r in _train_chunk([good[0], bad, good[1]], 3)}
     assert results[bad.run_id].status == "failed" and "diverged" in results[bad.run_id].reason
-    alone = {r.run_id: r for r in _train_chunk(good, 2)}
+    tame = load(["seed=3", "epochs=30", "eval_every=10", "optim=sgd", "optim.lr=0.01"])
+    beside_tame = {r.run_id: r for r in _train_chunk([good[0], tame, good[1]], 3)}
     for g in good:
         assert results[g.run_id].status == "ok"
-        assert results[g.run_id].curve == alone[g.run_id].curve
+        assert results[g.run_id].curve == beside_tame[g.run_id].curve
 
 
 @pytest.mark.parametrize("engine", ["torch", "batched"])
@@ -394,7 +405,8 @@ def test_cuda_runs_where_available():
 @pytest.mark.slow
 def test_thousand_short_runs_fit_in_memory(tmp_path):
     """A 1000-run sweep streams its results: peak memory stays far below holding them all.
-    Memory follows the chunks alive at once, not the epochs, so two epochs make the point."""
+    Memory follows the chunks alive at once, not the epochs, so two epochs make the point; two
+    workers whatever this host's core count (one chunk alive per worker)."""
     out = tmp_path / "k"
     code = (
         "import resource, subprocess, sys;"
@@ -402,27 +414,13 @@ def test_thousand_short_runs_fit_in_memory(tmp_path):
         "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)"
     )
     cmd = [sys.executable, "-m", "dropbench", "run", "-m", "reg=none,l1,l2,dropout,droppath", "seed=range(200)",
-           "epochs=2", "eval_every=1", f"out={out}", "-q"]
+           "epochs=2", "eval_every=1", "launcher.workers=2", f"out={out}", "-q"]
     rc, peak_mb = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True).stdout.split()
     assert rc == "0"
     assert int(peak_mb) < 2048, f"peak RSS {peak_mb} MB"
     with (out / "runs.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1000 and all(r["status"] == "ok" for r in rows)
-
-
-@pytest.mark.parametrize("keep", [0.5, 0.7, 0.1, 0.999])
-@pytest.mark.parametrize("shape", [(20, 300), (300, 300), (7, 1)])
-def test_rand_draws_are_bernoullis_draws(keep, shape):
-    """The batched engine draws masks as rand(float64) < keep: the reference's bernoulli_(keep)
-    masks, bit for bit, with the generator left in the same state."""
-    g = torch.Generator()
-    g.manual_seed(3)
-    want = torch.empty(shape).bernoulli_(keep, generator=g)
-    after = torch.rand(4, generator=g)
-    g.manual_seed(3)
-    got = (torch.rand(shape, dtype=torch.float64, generator=g) < keep).float()
-    assert torch.equal(got, want) and torch.equal(torch.rand(4, generator=g), after)
 
 
 def test_a_sweep_mixing_engines_groups_them(tmp_path):
@@ -470,6 +468,7 @@ def test_chunk_size_follows_the_l2_cache(tmp_path):
         ["reg=dropout", "dtype=float64", "optim=sgd"],
     ],
 )
+@pytest.mark.kernels
 def test_hand_written_backward_is_autograds_bit_for_bit(overrides):
     """Chunk._backward gives exactly the gradients autograd takes through the same forward pass
     (same masks), so the hand-written backward changes no run's numbers."""
@@ -478,6 +477,5 @@ def test_hand_written_backward_is_autograds_bit_for_bit(overrides):
     for _ in range(3):  # a few steps, so the weights are past their initial values
         chunk.step(objective=False)
     want, got, tape = autograd_and_backward(chunk)
-    assert len(tape) == chunk.n_linear
-    for w, g in zip(want, got):
-        assert torch.equal(w, g)
+    assert len(tape) == chunk.n_linear and len(got) == len(want)
+    assert_bits_equal(got, want, f"the hand-written backward of {overrides}, against autograd's")

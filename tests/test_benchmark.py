@@ -11,8 +11,6 @@ import pytest
 from dropbench.config import load_sweep
 
 ROOT = Path(__file__).parents[1]
-SHARED = ROOT.parent / "shared" / "uci"
-needs_shared = pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED} (the standard UCI files) is absent")
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +78,9 @@ def test_missing_uci_files_is_one_line_and_exit_2(bm, monkeypatch, tmp_path, cap
     assert len(err) == 1 and "yacht/data.txt is missing from DROPBENCH_UCI_DIR=" in err[0] and "set DROPBENCH_UCI_DIR=" in err[0]
 
 
-@needs_shared
-def test_the_loop_takes_the_planned_steps(bm, monkeypatch):
+def test_the_loop_takes_the_planned_steps(bm, monkeypatch, uci_dir):
     """(a)'s loop does ceil(n/B) updates per epoch, the count the throughput divides by."""
-    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(SHARED))
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
     plan = bm.UciPlan(datasets=("yacht",), splits=2, batch_sizes=(128,), epochs=2, ps=(0.05,), wds=(1e-6,))
     shapes = bm.uci_n_train(plan)
     assert shapes["yacht", 0] == (277, 6)

@@ -9,11 +9,11 @@ run's MC numbers for invariance to its company and to the training it must not d
 import csv
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import assert_bits_equal
 from typer.testing import CliRunner
 
 from dropbench import regs, results
@@ -27,8 +27,6 @@ from dropbench.engines.torch_engine import build_model, make_optimizer, train_on
 from dropbench.data import load_dataset
 from dropbench.errors import UserError
 
-SHARED = Path(__file__).parents[1].parent / "shared" / "uci"
-needs_shared = pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED} is absent")
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -150,22 +148,31 @@ def test_batched_mc_matches_the_reference_in_float64(reg):
             assert col(b, name) == pytest.approx(col(a, name), rel=1e-11, abs=1e-12), name
 
 
+MC_BASE = ["reg=[input_dropout,dropout]", "p=0.1", "model.hidden=30", "epochs=6", "eval_every=3", "data=friedman1",
+           "data.n_train=15", "data.n_test=11"]
+
+
+@pytest.mark.kernels
 def test_mc_numbers_do_not_depend_on_the_runs_company():
-    """A run gives the same bits alone and in a chunk with runs of other T, tau and seeds; and MC
-    evaluation leaves training alone: its other columns are those of the run without MC."""
-    base = ["reg=[input_dropout,dropout]", "p=0.1", "model.hidden=30", "epochs=6", "eval_every=3", "data=friedman1",
-            "data.n_train=15", "data.n_test=11"]
-    me = load(base + ["eval.mc_samples=40", "eval.tau=2"])
-    others = [load(base + ["seed=5", "eval.mc_samples=150"]), load(base + ["seed=6"]), load(base + ["seed=7", "eval.tau=1"])]
+    """A run gives the same bits alone and in a chunk with runs of other T, tau and seeds."""
+    me = load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2"])
+    others = [load(MC_BASE + ["seed=5", "eval.mc_samples=150"]), load(MC_BASE + ["seed=6"]), load(MC_BASE + ["seed=7", "eval.tau=1"])]
     alone = batched([me])[me.run_id]
     crowd = batched([others[0], me, *others[1:]])
-    assert crowd[me.run_id].rows() == alone.rows()
-    plain = batched([load(base)])[load(base).run_id]
-    assert [r[:6] for r in alone.rows()] == [r[:6] for r in plain.rows()]
+    assert_bits_equal(crowd[me.run_id].rows(), alone.rows(), "T=40 in a chunk of 4 with other T and tau, against alone")
     assert col(crowd[others[1].run_id].rows()[-1], "test_mc_mse") is None
     assert col(crowd[others[2].run_id].rows()[-1], "test_mc_mse") is None and col(crowd[others[2].run_id].rows()[-1], "test_ll") is not None
-    ref = train_one(load(base + ["eval.mc_samples=40", "eval.tau=2", "engine=torch"]))
-    assert [r[:6] for r in ref.rows()] == [r[:6] for r in train_one(load(base + ["engine=torch"])).rows()]
+
+
+def test_mc_evaluation_leaves_training_alone():
+    """A run's columns other than the MC ones are those of the run without MC, in both engines
+    (each alone: the same kernels)."""
+    with_mc = batched([load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2"])])
+    plain = batched([load(MC_BASE)])
+    (a,), (b,) = with_mc.values(), plain.values()
+    assert [r[:6] for r in a.rows()] == [r[:6] for r in b.rows()] and col(a.rows()[-1], "test_mc_mse") is not None
+    ref = train_one(load(MC_BASE + ["eval.mc_samples=40", "eval.tau=2", "engine=torch"]))
+    assert [r[:6] for r in ref.rows()] == [r[:6] for r in train_one(load(MC_BASE + ["engine=torch"])).rows()]
 
 
 def test_without_a_dropout_layer_every_pass_is_the_eval_mode_one():
@@ -234,11 +241,10 @@ def test_a_folder_with_curves_from_before_the_new_columns_still_reads(tmp_path):
     assert json.loads((out / "runs" / new.run_id / "result.json").read_text())["final_test_mc_mse"] is None
 
 
-@needs_shared
-def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch):
+def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch, uci_dir):
     """The UCI columns end to end: RMSE in the target's units (its training SD from the files, by
     numpy), report --metric test_rmse / test_ll / test_mc_rmse, and --epoch on the curves."""
-    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(SHARED))
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
     out = tmp_path / "u"
     runner = CliRunner()
     res = runner.invoke(app, ["run", "-m", "data=uci", "data.dataset=yacht", "data.split=0,1", "reg=none,dropout",
@@ -246,10 +252,10 @@ def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch):
                               "eval.mc_samples=30", "eval.tau=0.5", f"out={out}", "-q"])
     assert res.exit_code == 0, res.output
     rows = results.read_runs(out)
-    raw = np.loadtxt(SHARED / "yacht" / "data.txt")
+    raw = np.loadtxt(uci_dir / "yacht" / "data.txt")
     for r in rows:
         split = int(r["data.split"])
-        train = np.loadtxt(SHARED / "yacht" / f"index_train_{split}.txt").astype(int)
+        train = np.loadtxt(uci_dir / "yacht" / f"index_train_{split}.txt").astype(int)
         y_std = float(np.std(raw[train, -1]))
         assert r["final_test_rmse"] == pytest.approx(math.sqrt(r["final_test_mse"]) * y_std, rel=1e-12)
         assert r["final_train_rmse"] == pytest.approx(math.sqrt(r["final_train_mse"]) * y_std, rel=1e-12)

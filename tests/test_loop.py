@@ -3,7 +3,6 @@ callables and a log of the calls the loop makes (no torch, no training)."""
 
 import math
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -149,6 +148,11 @@ def test_a_non_finite_evaluation_fails_the_run_when_it_settles():
 
 
 def test_seconds_since_the_engines_start_are_shared_by_the_members():
+    """The clock is read once at the end (and at the start when no t0 is given): 8 s / 4 members."""
     f = Fake(members=4, epochs=2)
-    results = loop.train(f.cfgs, f.n, [1.0] * 4, f.step, f.evaluate, t0=time.perf_counter() - 8.0)
-    assert all(2.0 <= r.seconds < 2.5 for r in results)  # 8 s (+ the fake's microseconds) / 4 members
+    ticks = iter([18.0])
+    results = loop.train(f.cfgs, f.n, [1.0] * 4, f.step, f.evaluate, t0=10.0, clock=lambda: next(ticks))
+    assert [r.seconds for r in results] == [2.0] * 4
+    f, ticks = Fake(members=2, epochs=2), iter([100.0, 103.0])
+    results = loop.train(f.cfgs, f.n, [1.0] * 2, f.step, f.evaluate, clock=lambda: next(ticks))
+    assert [r.seconds for r in results] == [1.5, 1.5]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import assert_bits_equal
 
 SWEEP = ["-m", "reg=none,dropout", "seed=range(6)", "epochs=60", "eval_every=20", "model.hidden=64"]
 
@@ -33,6 +34,76 @@ def start(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "dropbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# Waiting for a child to reach a point is bounded only to turn a hang into a failure: the
+# waits below end on an event, and a loaded machine only makes them longer.
+HANG_S = 600
+
+# `dropbench ARGS` that stops at a chosen point, says so by creating MARKER, and waits there to be
+# killed: after the sweep is recorded and before any run (AFTER=0), or right after its AFTER-th
+# run is stored. The point is reached, not guessed by polling the folder against the clock.
+PAUSED_RUN = """
+import sys, threading
+from pathlib import Path
+
+from dropbench import runner
+from dropbench.cli import main
+
+marker, after = Path(sys.argv[1]), int(sys.argv[2])
+execute = runner.execute
+
+
+def pause():
+    marker.touch()
+    threading.Event().wait()
+
+
+def paused(*args, on_start=None, on_result=None, **kw):
+    stored = []
+
+    def started(n):
+        if on_start:
+            on_start(n)
+        if after == 0:
+            pause()
+
+    def result(run_id, status):
+        if on_result:
+            on_result(run_id, status)
+        stored.append(run_id)
+        if len(stored) == after:
+            pause()
+
+    return execute(*args, on_start=started, on_result=result, **kw)
+
+
+runner.execute = paused
+sys.argv = ["dropbench", *sys.argv[3:]]
+main()
+"""
+
+
+def start_paused(marker: Path, after: int, *args: str) -> subprocess.Popen:
+    """`dropbench ARGS` (PAUSED_RUN), returned once it waits at its point."""
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED_RUN, str(marker), str(after), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + HANG_S
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"dropbench ended before its pause point (exit {proc.returncode}): {proc.communicate()[1]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"dropbench did not reach its pause point in {HANG_S} s")
+        time.sleep(0.01)
+    return proc
+
+
+def same_files(folder: Path, want: Path, what: str) -> None:
+    """folder's curves.csv and runs.csv (without the wall-clock seconds) are want's, bit for bit."""
+    assert_bits_equal((folder / "curves.csv").read_text().splitlines(), (want / "curves.csv").read_text().splitlines(),
+                      f"curves.csv {what}")
+    assert_bits_equal(without_seconds(folder), without_seconds(want), f"runs.csv {what}")
+
+
 def without_seconds(folder: Path) -> list[list[str]]:
     rows = list(csv.reader((folder / "runs.csv").open()))
     col = rows[0].index("seconds")
@@ -53,24 +124,19 @@ def uninterrupted(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("when", ["at-start", "mid-sweep"])
-def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when):
-    """kill -9 at any moment: whatever it hit, the resumed folder is the uninterrupted one."""
+@pytest.mark.kernels  # the resumed runs train in other chunks than the uninterrupted ones
+@pytest.mark.parametrize("when, after", [("at-start", 0), ("mid-sweep", 6)])
+def test_killed_sweep_resumes_to_identical_csvs(tmp_path, uninterrupted, when, after):
+    """kill -9 once the sweep is recorded and before any run, or once half its runs are stored and
+    before the CSVs are: the resumed folder is the uninterrupted one."""
     out = tmp_path / "r"
-    proc = start("run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
-    deadline = time.time() + 60
-    if when == "at-start":
-        while not (out / "sweep.yaml").exists() and time.time() < deadline:
-            time.sleep(0.01)
-    else:
-        while stored(out) < 6 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.01)
+    proc = start_paused(tmp_path / "paused", after, "run", *SWEEP, "launcher.workers=1", f"out={out}", "-q")
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.communicate(timeout=HANG_S)
+    assert (out / "sweep.yaml").is_file() and stored(out) == after
     p = dropbench("run", "--resume", str(out), "-q")
     assert p.returncode == 0, p.stderr
-    assert (out / "curves.csv").read_bytes() == (uninterrupted / "curves.csv").read_bytes()
-    assert without_seconds(out) == without_seconds(uninterrupted)
+    same_files(out, uninterrupted, f"after kill -9 {when} and --resume, against the uninterrupted sweep")
     assert not [d for d in (out / "runs").iterdir() if d.name.startswith(".")], "no leftovers"
 
 
@@ -78,6 +144,7 @@ class CtrlC(Exception):
     pass
 
 
+@pytest.mark.kernels  # the resumed runs train in other chunks than the uninterrupted ones
 @pytest.mark.parametrize("after", [1, 7])
 def test_ctrl_c_after_n_runs_then_resume_gives_identical_csvs(tmp_path, uninterrupted, after):
     """Ctrl-C delivered exactly after the n-th stored run (no timing): exactly n runs are kept,
@@ -101,8 +168,7 @@ def test_ctrl_c_after_n_runs_then_resume_gives_identical_csvs(tmp_path, uninterr
     cfgs, launcher, _ = runner.plan_resume(out)
     outcome = runner.execute(cfgs, launcher, out)
     assert (outcome.trained, outcome.skipped) == (12 - after, after)
-    assert (out / "curves.csv").read_bytes() == (uninterrupted / "curves.csv").read_bytes()
-    assert without_seconds(out) == without_seconds(uninterrupted)
+    same_files(out, uninterrupted, f"after Ctrl-C after {after} run(s) and resume, against the uninterrupted sweep")
     assert not [d for d in (out / "runs").iterdir() if d.name.startswith(".")], "no leftovers"
 
 
@@ -113,8 +179,8 @@ def test_sigint_mid_sweep_exits_130_with_the_sweep_unfinished(tmp_path):
     (a worker left inside torch at exit aborts the interpreter), nothing half written."""
     out = tmp_path / "r"
     proc = start("run", "-m", "epochs=5,10000000", "model.hidden=8", "launcher.workers=2", f"out={out}", "-q")
-    deadline = time.time() + 60
-    while stored(out) < 1 and time.time() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + HANG_S
+    while stored(out) < 1 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGINT)
@@ -297,6 +363,7 @@ def test_diverging_run_inside_a_sweep(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.kernels  # each launcher shares the runs out, and so chunks them, its own way
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_give_the_same_rows(tmp_path, launcher):
     args = ["-m", "reg=none,droppath", "seed=range(3)", "epochs=20", "model.hidden=32"]
@@ -304,8 +371,7 @@ def test_launchers_give_the_same_rows(tmp_path, launcher):
     assert cli("run", *args, f"out={local}", "-q").exit_code == 0
     p = dropbench("run", *args, f"launcher={launcher}", f"out={other}", "-q")
     assert p.returncode == 0, p.stderr
-    assert without_seconds(local) == without_seconds(other)
-    assert (local / "curves.csv").read_bytes() == (other / "curves.csv").read_bytes()
+    same_files(other, local, f"from launcher={launcher}, against launcher=local")
     # Again into the finished folder: nothing left to share out, nothing trained.
     res = cli("run", *args, f"launcher={launcher}", f"out={other}")
     assert res.exit_code == 0, res.output
@@ -426,9 +492,9 @@ def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypat
     for (reg, seed), (st, reason) in status.items():
         assert (st, reason) == (("failed", "RuntimeError: boom in l1") if (reg, seed) == ("l1", 1) else ("ok", ""))
     assert len(outcome.failed) == 1
-    # the l1 runs that shared the failing chunk were retried alone: their numbers are unchanged
+    # the l1 runs that shared the failing chunk were retried alone: their numbers are a lone run's
     monkeypatch.setattr(batched.Chunk, "train", train)
-    alone = {r.cfg.seed: r.curve for r in batched._train_chunk([c for c in cfgs if c.reg.names == ["l1"]][::2], 2)}
+    alone = {c.seed: batched._train_chunk([c], 2)[0].curve for c in cfgs if c.reg.names == ["l1"] and c.seed != 1}
     rows = {(r["reg"], r["seed"]): r["final_test_mse"] for r in outcome.rows}
     assert rows[("l1", 0)] == alone[0][-1][2] and rows[("l1", 2)] == alone[2][-1][2]
 

@@ -3,7 +3,7 @@
 The loader's logic runs on small fixture trees written here (same layout, a fixture manifest);
 downloads come from a server on 127.0.0.1 or a fake opener. Nothing here touches the network or
 the user's cache: XDG_CACHE_HOME points into tmp_path and DROPBENCH_UCI_URL at a closed local
-port. The real files are checked where ../shared/uci is present.
+port. The real files are checked where the uci_dir fixture (tests/conftest.py) finds them.
 """
 
 import csv
@@ -20,9 +20,6 @@ from typer.testing import CliRunner
 from dropbench import uci
 from dropbench.config import load
 from dropbench.errors import UserError
-
-SHARED = Path(__file__).parents[1].parent / "shared" / "uci"
-needs_shared = pytest.mark.skipif(not (SHARED / "SHA256SUMS").is_file(), reason=f"{SHARED} (the standard UCI files) is absent")
 
 # 10 rows; columns: two inputs, the target, one unused column. Rows 0-7 train, 8-9 test (split 0).
 DATA = np.array([
@@ -359,8 +356,8 @@ def test_a_run_end_to_end_and_a_missing_folder_is_one_line(tmp_path, monkeypatch
     assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
 
 
-# ---- the real files (../shared/uci) --------------------------------------------------------------
-# rows, inputs, and train/test rows per split, from ../shared/uci/README.md
+# ---- the real files (the uci_dir fixture) ----------------------------------------------------------
+# rows, inputs, and train/test rows per split, from the UCI folder's README.md
 REAL = {
     "boston_housing": (506, 13, 455, 51), "concrete": (1030, 8, 927, 103), "energy": (768, 8, 691, 77),
     "kin8nm": (8192, 8, 7373, 819), "naval": (11934, 16, 10741, 1193), "power_plant": (9568, 4, 8611, 957),
@@ -368,18 +365,22 @@ REAL = {
 }
 
 
-def test_the_shipped_manifest_is_the_shared_folders_sums():
+def test_the_shipped_manifest_lists_eight_data_sets_of_20_splits():
     assert set(uci.DATASETS) == set(REAL)
     assert len(uci.MANIFEST) == 8 * 43 and all(uci.n_splits(n) == 20 for n in uci.DATASETS)
-    if (SHARED / "SHA256SUMS").is_file():
-        shared = uci.parse_manifest((SHARED / "SHA256SUMS").read_text())
-        assert {k: shared[k] for k in uci.MANIFEST} == uci.MANIFEST
 
 
-@needs_shared
+def test_the_shipped_manifest_is_the_real_files_sums(uci_dir):
+    """Every file's sha256, computed here; and the folder's own SHA256SUMS where it has one."""
+    assert {rel: hashlib.sha256((uci_dir / rel).read_bytes()).hexdigest() for rel in uci.MANIFEST} == uci.MANIFEST
+    if (uci_dir / "SHA256SUMS").is_file():
+        sums = uci.parse_manifest((uci_dir / "SHA256SUMS").read_text())
+        assert {k: sums[k] for k in uci.MANIFEST} == uci.MANIFEST
+
+
 @pytest.mark.parametrize("name", list(REAL))
-def test_every_real_data_set_loads_and_verifies(name, monkeypatch):
-    monkeypatch.setenv(uci.ENV_DIR, str(SHARED))
+def test_every_real_data_set_loads_and_verifies(name, monkeypatch, uci_dir):
+    monkeypatch.setenv(uci.ENV_DIR, str(uci_dir))
     rows, inputs, n_train, n_test = REAL[name]
     for split in (0, 19):
         files = uci.fetch(name, split, opener=must_not_download)
@@ -392,9 +393,8 @@ def test_every_real_data_set_loads_and_verifies(name, monkeypatch):
         assert d.y_std > 0
 
 
-@needs_shared
-def test_naval_constant_columns_are_standardised_as_the_original_code_does(monkeypatch):
-    monkeypatch.setenv(uci.ENV_DIR, str(SHARED))
+def test_naval_constant_columns_are_standardised_as_the_original_code_does(monkeypatch, uci_dir):
+    monkeypatch.setenv(uci.ENV_DIR, str(uci_dir))
     z = uci.standardize(uci.load_split("naval", 0))
     assert z.x_std[8] == 1.0 and (z.x_train[:, 8] == 0).all()  # T1: SD exactly 0 -> 1
     assert 0 < z.x_std[11] < 1e-9 and np.allclose(np.abs(z.x_train[:, 11]), 1.0)  # P1: round-off SD, kept

@@ -72,11 +72,13 @@ class Cancelled(BaseException):
 
 def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Step,
           evaluate: Callable[[], Sequence[Evaluation]], shuffle: Callable[[], None] | None = None,
-          fit: Fit | None = None, cancel: threading.Event | None = None, t0: float | None = None) -> list[RunResult]:
+          fit: Fit | None = None, cancel: threading.Event | None = None, t0: float | None = None,
+          clock: Callable[[], float] = time.perf_counter) -> list[RunResult]:
     """Train the members (one per cfg; they share epochs, eval_every and batch_size) on n rows
     by the rules above; y_std: each member's target SD (its RMSEs in original units). step,
-    evaluate and fit answer for these members alone, in cfgs' order."""
-    t0 = time.perf_counter() if t0 is None else t0
+    evaluate and fit answer for these members alone, in cfgs' order. `clock` reads the seconds
+    (t0 is on it); tests pass their own."""
+    t0 = clock() if t0 is None else t0
     cfg = cfgs[0]
     marks = set(eval_epochs(cfg.epochs, cfg.eval_every))
     slices = batch_slices(n, cfg.batch_size)
@@ -142,7 +144,7 @@ def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Ste
         for i, curve in enumerate(fit()):
             if alive[i] and not fitted[i]:
                 results[i].fit = curve
-    secs = (time.perf_counter() - t0) / len(cfgs)
+    secs = (clock() - t0) / len(cfgs)
     for r in results:
         r.seconds = secs
     return [settle(r) for r in results]

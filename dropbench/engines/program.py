@@ -264,7 +264,7 @@ class Chunk(ChunkView):
         CPU bernoulli_ draws, element by element, one double uniform u (the 53-bit draw torch.rand
         makes in float64) and keeps the element when u < keep. torch.rand in float64 makes the same
         draws in the same order 2.6x faster, leaving the generator in the same state; one
-        comparison then serves every member (tests/test_batched.py pins the equality).
+        comparison then serves every member (tests/test_torch_canaries.py pins the equality).
         """
         u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
         return (u < keep64).to(device=self.device, dtype=self.dtype)
