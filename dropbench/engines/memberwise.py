@@ -53,12 +53,18 @@ MATMUL_ALIGN = 16
 _aten = torch.ops.aten
 
 
+_CPU = torch.device("cpu")
+
+
 def _in_rows_here(shape: Sequence[int], device: torch.device) -> bool:
     return device.type == "cpu" and len(shape) > 0 and shape[0] >= 2
 
 
-@lru_cache(maxsize=1024)
-def _strides(shape: tuple[int, ...], itemsize: int, pad: bool) -> tuple[int, ...]:
+@lru_cache(maxsize=4096)
+def _strides(shape: tuple[int, ...], itemsize: int, pad: bool) -> tuple[int, ...] | None:
+    """A CPU tensor's strides in member rows; None where that is the contiguous layout."""
+    if len(shape) == 0 or shape[0] < 2:
+        return None
     inner = [1]
     for n in reversed(shape[2:]):
         inner.insert(0, inner[0] * n)
@@ -69,19 +75,21 @@ def _strides(shape: tuple[int, ...], itemsize: int, pad: bool) -> tuple[int, ...
     else:
         per = max(1, MATMUL_ALIGN // itemsize)
         row = -(-k // per) * per
+        if row == k:
+            return None
     return (row, *inner[: len(shape) - 1])
 
 
-def rows(shape: Sequence[int], dtype: torch.dtype, device: torch.device | str = "cpu", pad: bool = False) -> torch.Tensor:
+def rows(shape: Sequence[int], dtype: torch.dtype, device: torch.device = _CPU, pad: bool = False) -> torch.Tensor:
     """An uninitialised [C, ...] tensor in member rows, each member contiguous at the start of its
     row. Rows are a multiple of MATMUL_ALIGN bytes long (a matrix product's operand or result):
     the tensor is contiguous where a member's size is such a multiple already, and kernels take it
     as they took a contiguous one. With `pad` (an element-wise op's output) rows are a multiple of
     ALIGN bytes and always longer than a member. Contiguous off the CPU or below two members."""
-    shape, device = tuple(shape), torch.device(device)
-    if not _in_rows_here(shape, device):
+    strides = _strides(tuple(shape), dtype.itemsize, pad) if device.type == "cpu" else None
+    if strides is None:
         return torch.empty(shape, dtype=dtype, device=device)
-    return torch.empty_strided(shape, _strides(shape, dtype.itemsize, pad), dtype=dtype, device=device)
+    return torch.empty_strided(shape, strides, dtype=dtype, device=device)
 
 
 def out_like(x: torch.Tensor) -> torch.Tensor:
@@ -94,7 +102,7 @@ def zeros_like(x: torch.Tensor) -> torch.Tensor:
     return rows(x.shape, x.dtype, x.device).zero_()
 
 
-def stacked(ts: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+def stacked(ts: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """torch.stack(ts) in member rows, in `dtype` on `device`."""
     out = rows((len(ts), *ts[0].shape), dtype, device)
     for o, t in zip(out, ts):
@@ -107,7 +115,7 @@ def in_rows(t: torch.Tensor) -> torch.Tensor:
     apart (each then sits, modulo that, where it sits alone: at the start of a row, or at the same
     offset into it), else a copy in member rows (each member contiguous: pass a transposed operand
     as a view of one in member rows)."""
-    if not _in_rows_here(t.shape, t.device) or (t.stride(0) * t.element_size()) % MATMUL_ALIGN == 0:
+    if t.stride(0) * t.element_size() % MATMUL_ALIGN == 0 or not _in_rows_here(t.shape, t.device):
         return t
     out = rows(t.shape, t.dtype, t.device)
     return out.copy_(t)
@@ -245,9 +253,14 @@ def bmm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> to
     """torch.bmm(a, b) into `out` (default: new member rows), each member's operands where they
     sit alone (in_rows: pass a transposed operand as a view of one in member rows, so that a copy
     never changes its layout)."""
-    if out is None:
-        out = rows((a.shape[0], a.shape[1], b.shape[2]), a.dtype, a.device)
-    return torch.bmm(in_rows(a), in_rows(b), out=out)
+    a, b = in_rows(a), in_rows(b)
+    if out is not None:
+        return torch.bmm(a, b, out=out)
+    shape = (a.shape[0], a.shape[1], b.shape[2])
+    strides = _strides(shape, a.element_size(), False) if a.device.type == "cpu" else None
+    if strides is None:  # contiguous is member rows: torch's own output, as fast
+        return torch.bmm(a, b)
+    return torch.bmm(a, b, out=torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device))
 
 
 class _Baddbmm(torch.autograd.Function):
@@ -271,8 +284,12 @@ class _Baddbmm(torch.autograd.Function):
 
 
 def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    out = rows((a.shape[0], a.shape[1], b.shape[2]), a.dtype, a.device)
-    return torch.baddbmm(bias, in_rows(a), in_rows(b), out=out)
+    a, b = in_rows(a), in_rows(b)
+    shape = (a.shape[0], a.shape[1], b.shape[2])
+    strides = _strides(shape, a.element_size(), False) if a.device.type == "cpu" else None
+    if strides is None:  # contiguous is member rows: torch's own output, as fast
+        return torch.baddbmm(bias, a, b)
+    return torch.baddbmm(bias, a, b, out=torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device))
 
 
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
