@@ -51,8 +51,6 @@ ALIGN = 64  # bytes: where a fresh tensor starts (the CPU allocator's alignment)
 MATMUL_ALIGN = 16
 
 _aten = torch.ops.aten
-
-
 _CPU = torch.device("cpu")
 
 
@@ -254,13 +252,16 @@ def bmm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> to
     sit alone (in_rows: pass a transposed operand as a view of one in member rows, so that a copy
     never changes its layout)."""
     a, b = in_rows(a), in_rows(b)
-    if out is not None:
-        return torch.bmm(a, b, out=out)
+    out = out if out is not None else _result(a, b)
+    return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
+
+
+def _result(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """A matrix product's result in member rows; None where that is the contiguous tensor torch
+    allocates itself (every member a multiple of MATMUL_ALIGN bytes: torch's own call, as fast)."""
     shape = (a.shape[0], a.shape[1], b.shape[2])
     strides = _strides(shape, a.element_size(), False) if a.device.type == "cpu" else None
-    if strides is None:  # contiguous is member rows: torch's own output, as fast
-        return torch.bmm(a, b)
-    return torch.bmm(a, b, out=torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device))
+    return None if strides is None else torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device)
 
 
 class _Baddbmm(torch.autograd.Function):
@@ -285,11 +286,8 @@ class _Baddbmm(torch.autograd.Function):
 
 def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a, b = in_rows(a), in_rows(b)
-    shape = (a.shape[0], a.shape[1], b.shape[2])
-    strides = _strides(shape, a.element_size(), False) if a.device.type == "cpu" else None
-    if strides is None:  # contiguous is member rows: torch's own output, as fast
-        return torch.baddbmm(bias, a, b)
-    return torch.baddbmm(bias, a, b, out=torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device))
+    out = _result(a, b)
+    return torch.baddbmm(bias, a, b) if out is None else torch.baddbmm(bias, a, b, out=out)
 
 
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

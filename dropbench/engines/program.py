@@ -347,8 +347,9 @@ class Chunk(ChunkView):
         draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
         n = self.x.shape[1]
         perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
-        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2]), out=memberwise.out_like(self.x)),
-                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2]), out=memberwise.out_like(self.y)))
+        into = lambda t: memberwise.rows(t.shape, t.dtype, t.device)  # noqa: E731  (a product's operand)
+        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2]), out=into(self.x)),
+                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2]), out=into(self.y)))
 
     @torch.no_grad()
     def step(self, objective: bool, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
