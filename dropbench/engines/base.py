@@ -157,6 +157,7 @@ class MCStats:
     need not be held).
 
     y: [C, n] test targets (standardised); T, tau, y_std: per run (tau None: no log-likelihood).
+    exp and log go member by member (engines/memberwise.py), as a run alone computes them.
     """
 
     def __init__(self, y: "torch.Tensor", T: Sequence[int], tau: Sequence[float | None], y_std: Sequence[float]) -> None:
@@ -178,6 +179,8 @@ class MCStats:
         """pred: [C, B, n], passes start .. start+B-1 (those at or past a run's T are left out)."""
         import torch
 
+        from dropbench.engines.memberwise import exp
+
         p = pred.to(torch.float64)
         idx = torch.arange(start, start + p.shape[1], dtype=torch.float64, device=p.device).view(1, -1, 1)
         valid = idx < self.T_col  # [C, B, 1]
@@ -187,10 +190,10 @@ class MCStats:
         e = torch.where(valid, self.k * (self.y.unsqueeze(1) - p).square(), -math.inf)
         bm = e.amax(1)
         if self.m is None:
-            self.m, self.s = bm, (e - bm.unsqueeze(1)).exp().sum(1)
+            self.m, self.s = bm, exp(e - bm.unsqueeze(1)).sum(1)
             return
         m = torch.maximum(self.m, bm)
-        self.s = self.s * (self.m - m).exp() + (e - m.unsqueeze(1)).exp().sum(1)
+        self.s = self.s * exp(self.m - m) + exp(e - m.unsqueeze(1)).sum(1)
         self.m = m
 
     def mse(self) -> list[float]:
@@ -203,7 +206,9 @@ class MCStats:
         - log(2 pi)/2 + log(tau)/2, in original units (PROTOCOL.md); None without tau."""
         if self.m is None:
             return [None] * len(self.T)
-        lse = (self.m + self.s.log()).mean(1).tolist()
+        from dropbench.engines.memberwise import log
+
+        lse = (self.m + log(self.s)).mean(1).tolist()
         return [None if tau is None or T < 1 else v - math.log(T) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
                 for v, T, tau in zip(lse, self.T, self.tau)]
 

@@ -16,6 +16,10 @@ Why a run's numbers do not depend on its company:
   tests/test_batched.py checks it on the machine it runs on); a lone run is therefore padded
   with a copy of itself;
 - each worker computes with one thread, so no kernel splits work differently;
+- a chunk's tensors lie in member rows (engines/memberwise.py): each member's elements start
+  a row, so element-wise ops loop member by member (the scalar tail of torch's vectorized loop
+  is each member's own, not the last member's) and matrix products find each member at the
+  alignment it has alone;
 - a run's random draws come from its own generator, started from the global RNG state the
   reference engine is in after building the model under torch.manual_seed(seed); the masks are
   therefore exactly the reference engine's, whatever the chunk, worker or sweep;

@@ -17,12 +17,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.models import acts_after
-from dropbench.engines import loop
+from dropbench.engines import loop, memberwise
 from dropbench.engines.base import MCStats, RunResult, mc_active, mc_block, mc_regs, resolve_device
 from dropbench.engines.loop import Cancelled, batch_slices, fit_grid, shuffle_generator
 from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
@@ -30,9 +29,14 @@ from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
-ACT = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu, "selu": torch.selu}
-# SELU's constants as ATen's selu passes them to elu (and autograd to elu_backward).
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+# Each activation and the gradient autograd takes through it (from its input x or output y).
+# All but relu (max and where, exact in any code) go member by member (engines/memberwise.py).
+ACT: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "relu": (torch.relu, lambda g, x, y: torch.ops.aten.threshold_backward(g, y, 0)),
+    "tanh": (memberwise.tanh, lambda g, x, y: memberwise.tanh_backward(g, y)),
+    "gelu": (memberwise.gelu, lambda g, x, y: memberwise.gelu_backward(g, x)),
+    "selu": (memberwise.selu, lambda g, x, y: memberwise.selu_backward(g, x)),  # elu(x, alpha, scale)
+}
 
 
 @dataclass
@@ -105,13 +109,13 @@ class Chunk(ChunkView):
         self.dtype = getattr(torch, c0.dtype)
         dev, dt = self.device, self.dtype
         self.kinds = set(c0.reg.names)
-        self.act = ACT[c0.model.activation]
+        self.act, self.act_backward = ACT[c0.model.activation]
         self.placement = c0.model.placement
         self.residual = c0.model.residual
 
         datasets = [load_dataset(c) for c in self.cfgs]
         self.y_std = [d.y_std for d in datasets]  # RMSE and log-likelihood in original units
-        stack = lambda ts: torch.stack(ts).to(device=dev, dtype=dt)  # noqa: E731
+        stack = lambda ts: memberwise.stacked(ts, dt, dev)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
         self.tx, self.ty = stack([d.x_test for d in datasets]), stack([d.y_test for d in datasets])
         # A loop-slot regularizer's validation rows (one group: every member has them, or none)
@@ -132,8 +136,10 @@ class Chunk(ChunkView):
             self.gens.append(g)
             lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
             weights.append([t for lin in lins for t in (lin.weight.detach().t(), lin.bias.detach().unsqueeze(0))])
-        self.params = [torch.stack([w[i] for w in weights]).to(device=dev, dtype=dt).contiguous() for i in range(len(weights[0]))]
-        self.grads = [torch.zeros_like(p) for p in self.params]  # written in place every step
+        # Parameters, gradients and optimizer state in member rows (engines/memberwise.py), as the
+        # data: each member's tensors sit where the run's own would sit alone.
+        self.params = [stack([w[i] for w in weights]) for i in range(len(weights[0]))]
+        self.grads = [memberwise.zeros_like(p) for p in self.params]  # written in place every step
         self.n_linear = len(self.params) // 2
         self.n_rows = self.x.shape[1]
         n_out = self.y.shape[1] * self.y.shape[2]
@@ -189,7 +195,7 @@ class Chunk(ChunkView):
             decay_b=_col([f if b else 1.0 for f, b in zip(decay, biases)], dt, dev) if has_wd else None,
             decayed=[i for i in range(len(self.params)) if i % 2 == 0 or any(biases)],  # params: W, b per layer
         )
-        self.state = [[torch.zeros_like(p) for p in self.params + self.extra] for _ in range(2 if c0.optim.name == "adam" else 1)]
+        self.state = [[memberwise.zeros_like(p) for p in self.params + self.extra] for _ in range(2 if c0.optim.name == "adam" else 1)]
         self.step_no = 0
         self.adam_groups = self._adam_groups() if c0.optim.name == "adam" else []
 
@@ -236,7 +242,7 @@ class Chunk(ChunkView):
         fn = sample or torch.rand
         # Each member's draws straight into its row of one buffer (no stack copy: measured 5% of
         # a UCI-shaped mini-batch step); a row is contiguous, so the same kernel as a fresh tensor.
-        out = torch.empty((len(self.gens), *shape), dtype=dtype)
+        out = memberwise.rows((len(self.gens), *shape), dtype)
         for i, (g, a) in enumerate(zip(self.gens, active)):
             if a:
                 fn(shape, dtype=dtype, generator=g, out=out[i])
@@ -272,9 +278,11 @@ class Chunk(ChunkView):
     # ---- the network ---------------------------------------------------------------------
     def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
         W, b = self.params[2 * i], self.params[2 * i + 1]
+        # the matrix product's operands in member rows, saved so for the backward's products
+        x = memberwise.in_rows(x)
         s = _Saved(x, W)
-        W = s.W = _apply(self.on_weight, W, train, s.on_w, i)
-        z = torch.baddbmm(b, x, W)
+        W = s.W = memberwise.in_rows(_apply(self.on_weight, W, train, s.on_w, i))
+        z = memberwise.baddbmm(b, x, W)
         s.pre = _apply(self.on_pre, z, train, s.on_act, i)
         s.act_out = self.act(s.pre)
         out = _apply(self.on_post, s.act_out, train, s.on_post, i)
@@ -298,9 +306,10 @@ class Chunk(ChunkView):
                 z = z + branch
             else:
                 z = branch
+        z = memberwise.in_rows(z)
         if tape is not None:
             tape.append(_Saved(z, self.params[-2]))
-        return torch.baddbmm(self.params[-1], z, self.params[-2])
+        return memberwise.baddbmm(self.params[-1], z, self.params[-2])
 
     def _backward(self, tape: list[_Saved], grad: torch.Tensor) -> None:
         """Every parameter's gradient from the gradient of the predictions, into `self.grads`.
@@ -319,27 +328,19 @@ class Chunk(ChunkView):
                 skip = grad
                 grad = _unapply(s.on_branch, grad)
                 # post(act(pre(z)))
-                grad = _unapply(s.on_act, self._act_backward(_unapply(s.on_post, grad), s))
+                grad = _unapply(s.on_act, self.act_backward(_unapply(s.on_post, grad), s.pre, s.act_out))
+            grad = memberwise.in_rows(grad)  # an operand of the products below
             torch.sum(grad, 1, keepdim=True, out=G[2 * i + 1])
             if not s.on_w:
-                torch.bmm(s.x.transpose(1, 2), grad, out=G[2 * i])
+                memberwise.bmm(s.x.transpose(1, 2), grad, out=G[2 * i])
             else:  # the weight slot: W' = f(W)
-                G[2 * i].copy_(_unapply(s.on_w, torch.bmm(s.x.transpose(1, 2), grad)))
+                G[2 * i].copy_(_unapply(s.on_w, memberwise.bmm(s.x.transpose(1, 2), grad)))
             if i == 0:
                 if s.on_in:  # the data needs no gradient, but an input piece's parameters do
-                    _unapply(s.on_in, torch.bmm(grad, s.W.transpose(1, 2)))
+                    _unapply(s.on_in, memberwise.bmm(grad, s.W.transpose(1, 2)))
                 break
-            g_in = torch.bmm(grad, s.W.transpose(1, 2))
+            g_in = memberwise.bmm(grad, s.W.transpose(1, 2))
             grad = skip + g_in if self.residual and 0 < i < last else g_in
-
-    def _act_backward(self, grad: torch.Tensor, s: _Saved) -> torch.Tensor:
-        if self.act is torch.relu:
-            return torch.ops.aten.threshold_backward(grad, s.act_out, 0)
-        if self.act is torch.tanh:
-            return torch.ops.aten.tanh_backward(grad, s.act_out)
-        if self.act is torch.selu:  # autograd's: selu is elu(x, alpha, scale), EluBackward0
-            return torch.ops.aten.elu_backward(grad, SELU_ALPHA, SELU_SCALE, 1, False, s.pre)
-        return torch.ops.aten.gelu_backward(grad, s.pre)
 
     # ---- one training step ---------------------------------------------------------------
     @torch.no_grad()
@@ -349,8 +350,9 @@ class Chunk(ChunkView):
         draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
         n = self.x.shape[1]
         perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
-        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2])),
-                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2])))
+        into = lambda t: memberwise.rows(t.shape, t.dtype, t.device)  # noqa: E731  (a product's operand)
+        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2]), out=into(self.x)),
+                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2]), out=into(self.y)))
 
     @torch.no_grad()
     def step(self, objective: bool, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -55,14 +55,16 @@ def logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
-def relaxed(x: Any, p_logit: Any, u: Any, temperature: float) -> Any:
+def relaxed(x: Any, p_logit: Any, u: Any, temperature: float, ops: Any = None) -> Any:
     """The authors' _concrete_dropout, op for op: both engines call this, so their forward kernels
-    (and autograd's backward through them) are the same."""
+    (and autograd's backward through them) are the same. ops: where sigmoid and log come from,
+    torch (default) or, for a chunk's [C, ...] tensors, engines/memberwise (member by member)."""
     import torch
 
-    p = torch.sigmoid(p_logit)
-    drop_prob = torch.log(p + EPS) - torch.log(1 - p + EPS) + torch.log(u + EPS) - torch.log(1 - u + EPS)
-    drop_prob = torch.sigmoid(drop_prob / temperature)
+    ops = ops or torch
+    p = ops.sigmoid(p_logit)
+    drop_prob = ops.log(p + EPS) - ops.log(1 - p + EPS) + ops.log(u + EPS) - ops.log(1 - u + EPS)
+    drop_prob = ops.sigmoid(drop_prob / temperature)
     return x * (1 - drop_prob) / (1 - p)
 
 
@@ -71,14 +73,15 @@ def factors(conf: Config, k: int, n: int) -> tuple[float, float]:
     return conf.length_scale**2 / n, 2.0 / n * k
 
 
-def regularizer(sq_w: Any, p_logit: Any, wr: Any, dr: Any) -> Any:
+def regularizer(sq_w: Any, p_logit: Any, wr: Any, dr: Any, ops: Any = None) -> Any:
     """The layer's term of the objective, from sum(W**2) of the Linear its output feeds; wr and dr
-    are `factors` (Python floats, or per-member columns of them)."""
+    are `factors` (Python floats, or per-member columns of them); ops as for `relaxed`."""
     import torch
 
-    p = torch.sigmoid(p_logit)
+    ops = ops or torch
+    p = ops.sigmoid(p_logit)
     weight = wr * sq_w / (1 - p)
-    dropout = (p * torch.log(p) + (1 - p) * torch.log(1 - p)) * dr
+    dropout = (p * ops.log(p) + (1 - p) * ops.log(1 - p)) * dr
     return weight + dropout
 
 
@@ -203,7 +206,9 @@ class _Batched(Piece):
     def _apply(self, z: Any, p_logit: Any, u: Any) -> Any:
         import torch
 
-        return torch.where(self.on, relaxed(z, p_logit, u, self.temperature), z)
+        from dropbench.engines import memberwise
+
+        return torch.where(self.on, relaxed(z, p_logit, u, self.temperature, memberwise), z)
 
     def backward(self, grad: Any, saved: Any) -> Any:
         if saved is None:
@@ -223,13 +228,15 @@ class _Batched(Piece):
         is Linear j (+1 without the inputs), whose transposed weight is [C, in, out]."""
         import torch
 
+        from dropbench.engines import memberwise
+
         n = self.chunk.n_rows
         total = None
         for i, pl in enumerate(p_logits):
             W = params[2 * (i + 1 - self.first)]
             sq = torch.sum(torch.pow(W, 2), dim=(1, 2)).view(-1, 1, 1)
             f = [factors(c, W.shape[1], n) for c in self.confs]
-            t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]))
+            t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]), memberwise)
             total = t if total is None else total + t
         assert total is not None
         return torch.where(self.on, total, torch.zeros_like(total)).view(-1)
@@ -256,9 +263,9 @@ class _Batched(Piece):
             self.grads[i].add_(got[k + i])
 
     def learned(self) -> list[list[float] | None]:
-        import torch
+        from dropbench.engines.memberwise import sigmoid
 
-        ps = [torch.sigmoid(p).view(-1).tolist() for p in self.params]
+        ps = [sigmoid(p).reshape(-1).tolist() for p in self.params]
         return [[float(ps[i][j]) for i in range(len(ps))] if a else None for j, a in enumerate(self.active)]
 
 
