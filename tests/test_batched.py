@@ -20,7 +20,8 @@ from dropbench.engines.batched import (
     plan_chunks, split_group, step_work,
 )
 from dropbench.engines.planner import run_work
-from dropbench.engines.torch_engine import build_model, train_one
+from dropbench.engines.torch_engine import train_one
+from dropbench.models import build_model
 from dropbench.regs import REGISTRY
 
 

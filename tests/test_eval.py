@@ -23,7 +23,8 @@ from dropbench.engines.base import (
     CURVE_COLUMNS, MC_BLOCK_ELEMENTS, MCStats, RunResult, curve_row, mc_block, settle,
 )
 from dropbench.engines.batched import BatchedEngine, MachineFacts
-from dropbench.engines.torch_engine import build_model, make_optimizer, train_one
+from dropbench.engines.torch_engine import make_optimizer, train_one
+from dropbench.models import build_model
 from dropbench.data import load_dataset
 from dropbench.errors import UserError
 

@@ -14,7 +14,8 @@ from dropbench.data import load_dataset
 from dropbench.engines.base import batch_slices, get_engine, shuffle_generator, shuffle_seed, steps_per_epoch
 from dropbench.engines.batched import BatchedEngine, Chunk, MachineFacts, _train_chunk, plan_chunks
 from dropbench.engines.planner import run_work, step_work
-from dropbench.engines.torch_engine import build_model, train_one
+from dropbench.engines.torch_engine import train_one
+from dropbench.models import build_model
 from dropbench.errors import UserError
 
 # noisy_linear's 20 training rows in batches of 7: steps of 7, 7 and 6 rows.

@@ -1,19 +1,27 @@
-"""Small regression data sets, generated from their own seed (never the model's RNG)."""
+"""What every data set shares: the Dataset a run trains on, standardisation, and the hold-out rules.
+
+A data set (one module of this package, see __init__.py) turns its Config into a Dataset. The rules
+here decide which rows a run trains on, the same way for every data set: a test split by fraction
+(split), data.holdout=validation (dropbench tune's search: the first 80% of the training rows are
+trained on, the last 20% evaluated), and a loop-slot regularizer's validation rows (early
+stopping). rows_trained() says how many rows those rules leave without loading anything, which is
+what values derived from N (reg.l2.prior_length_scale) need before runs are planned.
+
+Imports nothing else of dropbench but errors and params; numpy and torch only where data are built.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal
 
 from dropbench.errors import UserError
+from dropbench.params import param
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
-
-    from dropbench.config import RunConfig
 
 
 @dataclass(frozen=True)
@@ -24,11 +32,8 @@ class Dataset:
     y_train: "torch.Tensor"
     x_test: "torch.Tensor"
     y_test: "torch.Tensor"
-    # The target's training mean and SD when y is standardised for training (data=uci):
-    # y = y_std * y_standardised + y_mean. The engines do not use them yet, so data=uci's MSE
-    # columns are in standardised units (the README says so); reporting RMSE and log-likelihood in
-    # original units is the UCI protocol's next step. 0/1 for the other data sets.
-    y_mean: float = 0.0
+    # The target's training SD when y is standardised for training (data=uci): RMSE and the
+    # log-likelihood are reported in the target's original units with it. 1 for the other data sets.
     y_std: float = 1.0
     # Validation rows held out of the training rows by a loop-slot regularizer (early stopping:
     # regs.holdout_fraction); every evaluation scores them (val_mse). None: every row is trained on.
@@ -42,63 +47,28 @@ class Dataset:
     def to(self, dtype: "torch.dtype", device: Any = "cpu") -> "Dataset":
         move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
         moved = (move(t) for t in (self.x_train, self.y_train, self.x_test, self.y_test))
-        return Dataset(*moved, y_mean=self.y_mean, y_std=self.y_std, x_val=move(self.x_val), y_val=move(self.y_val))
+        return Dataset(*moved, y_std=self.y_std, x_val=move(self.x_val), y_val=move(self.y_val))
 
 
-def _linspace_noise(cfg: Any, seed: int, f: Any, fraction: float = 0.0, what: str = "") -> Dataset:
-    """The seed recipe: x = linspace, y = f(x) + noise*N(0,1); test = same x, fresh noise.
-
-    Noise is drawn with torch.normal(zeros, ones) from a generator seeded with `seed`, exactly as
-    seed 003 draws it after torch.manual_seed(seed): train noise first, then test noise.
-    """
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.unsqueeze(torch.linspace(cfg.x_min, cfg.x_max, cfg.n_train), 1)
-    y = f(x) + cfg.noise * torch.normal(torch.zeros(cfg.n_train, 1), torch.ones(cfg.n_train, 1), generator=g)
-    tx = torch.unsqueeze(torch.linspace(cfg.x_min, cfg.x_max, cfg.n_test), 1)
-    ty = f(tx) + cfg.noise * torch.normal(torch.zeros(cfg.n_test, 1), torch.ones(cfg.n_test, 1), generator=g)
-    if fraction > 0:
-        # The rows lie in x order, so the last ones would validate on the right end of the range
-        # only: the validation rows are drawn from the data seed instead (the same for every
-        # regularizer and strength of that seed), the rest trained on in x order.
-        fit, val = validation_split(cfg.n_train, fraction, what, np.random.default_rng((seed, VALIDATION_STREAM)))
-        fit_i, val_i = torch.from_numpy(fit), torch.from_numpy(val)
-        return Dataset(x[fit_i], y[fit_i], tx, ty, x_val=x[val_i], y_val=y[val_i])
-    return Dataset(x, y, tx, ty)
+# ---- data.holdout=validation ----------------------------------------------------------------
+Holdout = Literal["none", "validation"]
 
 
-def _standardize(xtr: np.ndarray, ytr: np.ndarray, *others: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Scale with the rows trained on only, so no test (or validation) information leaks; others
-    are (x, y) pairs scaled alike."""
-    mx, sx = xtr.mean(0), xtr.std(0)
-    sx = np.where(sx > 0, sx, 1.0)
-    my, sy = ytr.mean(), ytr.std() or 1.0
-    scaled = [(a - mx) / sx if i % 2 == 0 else (a - my) / sy for i, a in enumerate(others)]
-    return ((xtr - mx) / sx, (ytr - my) / sy, *scaled)
+def holdout_param() -> Any:
+    """data.holdout of the data sets that have training rows to hold out. validation: train on
+    the first 80% of the training rows (in the split's order) and evaluate on the last 20% as the
+    "test" set (dropbench tune's search phase; the 2018 rule of the PROTOCOL.md of the UCI split
+    files, docs/uci-protocol.md). Added after run ids were pinned: out of the run id at its default."""
+    return param("none", id_omits_default=True)
 
+
+# dropbench tune's validation hold-out (as the original MC-dropout code cuts it: n_fit =
+# int(0.8 * n)): the first 80% of a split's training rows, in the split's own order, are trained
+# on and the last 20% are the validation set. Standardisation then uses the fit rows only.
+HOLDOUT_FIT = 0.8
 
 # Fewer training rows than this cannot show over- or underfitting (one point is fit exactly).
 MIN_TRAIN_ROWS = 2
-
-
-def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, ...]:
-    n = len(x)
-    n_test = max(1, int(round(n * test_fraction)))
-    if n - n_test < MIN_TRAIN_ROWS:
-        raise UserError(
-            f"data has {n} rows: data.test_fraction={test_fraction} leaves {n - n_test} training and {n_test} test row(s), "
-            f"and a run needs at least {MIN_TRAIN_ROWS} training rows and 1 test row; add rows or lower data.test_fraction"
-        )
-    perm = np.random.default_rng(seed).permutation(n)
-    te, tr = perm[:n_test], perm[n_test:]
-    return x[tr], y[tr], x[te], y[te]
-
-
-# dropbench tune's validation hold-out (PROTOCOL.md, 2018 version, as the original code cuts it:
-# n_fit = int(0.8 * n)): the first 80% of a split's training rows, in the split's own order, are
-# trained on and the last 20% are the validation set. Standardisation then uses the fit rows only.
-HOLDOUT_FIT = 0.8
 
 
 def holdout_rows(n: int, what: str) -> int:
@@ -112,16 +82,17 @@ def holdout_rows(n: int, what: str) -> int:
     return n_fit
 
 
-def holdout(xtr: np.ndarray, ytr: np.ndarray, what: str) -> tuple[np.ndarray, ...]:
+def holdout(xtr: "np.ndarray", ytr: "np.ndarray", what: str) -> tuple["np.ndarray", ...]:
     """(fit x, fit y, validation x, validation y): the first 80% of the training rows and the last 20%."""
     n_fit = holdout_rows(len(xtr), what)
     return xtr[:n_fit], ytr[:n_fit], xtr[n_fit:], ytr[n_fit:]
 
 
-# A loop-slot regularizer's validation rows (early stopping: regs.holdout_fraction): the last
-# `fraction` of the training rows in the split's order, int((1 - fraction) * n) trained on, as
-# data.holdout cuts its 80%. After data.holdout: in dropbench tune's search they come out of the
-# rows the search trains on, never out of its validation ("test") rows.
+# ---- a loop-slot regularizer's validation rows -----------------------------------------------
+# (early stopping: regs.holdout_fraction): the last `fraction` of the training rows in the split's
+# order, int((1 - fraction) * n) trained on, as data.holdout cuts its 80%. After data.holdout: in
+# dropbench tune's search they come out of the rows the search trains on, never out of its
+# validation ("test") rows.
 VALIDATION_STREAM = 0x56414C  # the noisy sets' draw of validation rows: a stream of the data seed's own
 
 
@@ -136,9 +107,11 @@ def validation_rows(n: int, fraction: float, what: str) -> int:
     return n - n_fit
 
 
-def validation_split(n: int, fraction: float, what: str, rng: "np.random.Generator | None" = None) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(n: int, fraction: float, what: str, rng: "np.random.Generator | None" = None) -> tuple["np.ndarray", "np.ndarray"]:
     """(rows trained on, validation rows) as index arrays in the rows' order: the last rows, or
     with `rng` rows drawn from it (for data sets whose rows are sorted by x)."""
+    import numpy as np
+
     n_val = validation_rows(n, fraction, what)
     if rng is None:
         return np.arange(n - n_val), np.arange(n - n_val, n)
@@ -147,98 +120,72 @@ def validation_split(n: int, fraction: float, what: str, rng: "np.random.Generat
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def _tabular(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, standardize: bool,
-             held_out: str = "none", what: str = "the data set", fraction: float = 0.0) -> Dataset:
+def rows_trained(n: int, held_out: str, fraction: float, what: str) -> int:
+    """How many of `n` training rows a run trains on after data.holdout (`held_out`) and a
+    loop-slot regularizer's `fraction`: what the loaders leave, and the same errors, without data."""
+    if held_out == "validation":
+        n = holdout_rows(n, what)
+    return n - validation_rows(n, fraction, what) if fraction > 0 else n
+
+
+# ---- a test split by fraction ----------------------------------------------------------------
+def split_sizes(n: int, test_fraction: float) -> tuple[int, int]:
+    """(training rows, test rows) of `n` rows split by data.test_fraction; too few is one line."""
+    n_test = max(1, int(round(n * test_fraction)))
+    if n - n_test < MIN_TRAIN_ROWS:
+        raise UserError(
+            f"data has {n} rows: data.test_fraction={test_fraction} leaves {n - n_test} training and {n_test} test row(s), "
+            f"and a run needs at least {MIN_TRAIN_ROWS} training rows and 1 test row; add rows or lower data.test_fraction"
+        )
+    return n - n_test, n_test
+
+
+def split(x: "np.ndarray", y: "np.ndarray", test_fraction: float, seed: int) -> tuple["np.ndarray", ...]:
+    """(x train, y train, x test, y test): the test rows drawn from `seed`."""
+    import numpy as np
+
+    _, n_test = split_sizes(len(x), test_fraction)
+    perm = np.random.default_rng(seed).permutation(len(x))
+    te, tr = perm[:n_test], perm[n_test:]
+    return x[tr], y[tr], x[te], y[te]
+
+
+# ---- standardisation and tensors -------------------------------------------------------------
+def standardize(xtr: "np.ndarray", ytr: "np.ndarray", *others: "np.ndarray") -> tuple["np.ndarray", ...]:
+    """Scale with the rows trained on only, so no test (or validation) information leaks; others
+    are (x, y) pairs scaled alike. A constant column (SD 0) or target is only centred."""
+    import numpy as np
+
+    mx, sx = xtr.mean(0), xtr.std(0)
+    sx = np.where(sx > 0, sx, 1.0)
+    my, sy = ytr.mean(), ytr.std() or 1.0
+    scaled = [(a - mx) / sx if i % 2 == 0 else (a - my) / sy for i, a in enumerate(others)]
+    return ((xtr - mx) / sx, (ytr - my) / sy, *scaled)
+
+
+def tensor(a: Any) -> "torch.Tensor":
+    """An array as the float32 tensor a Dataset holds (through float64, as every loader converts)."""
+    import numpy as np
+    import torch
+
+    return torch.as_tensor(np.asarray(a, dtype=np.float64)).float()
+
+
+def tabular(xtr: "np.ndarray", ytr: "np.ndarray", xte: "np.ndarray", yte: "np.ndarray", standardize_: bool,
+            held_out: str = "none", what: str = "the data set", fraction: float = 0.0) -> Dataset:
     """A tabular Dataset; with held_out="validation" the test rows are the training rows' last
     20% (the real test rows are not used), and standardisation sees the remaining 80% only. With
     `fraction` > 0 the last rows of those are validation rows, and standardisation sees the
     rest only."""
-    import torch
-
     if held_out == "validation":
         xtr, ytr, xte, yte = holdout(xtr, ytr, what)
     xva = yva = None
     if fraction > 0:
         fit, val = validation_split(len(xtr), fraction, what)
         xtr, ytr, xva, yva = xtr[fit], ytr[fit], xtr[val], ytr[val]
-    if standardize:
-        xtr, ytr, xte, yte, *va = _standardize(xtr, ytr, xte, yte, *((xva, yva) if xva is not None else ()))
+    if standardize_:
+        xtr, ytr, xte, yte, *va = standardize(xtr, ytr, xte, yte, *((xva, yva) if xva is not None else ()))
         if va:
             xva, yva = va
-    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64)).float()  # noqa: E731
-    val = dict(x_val=t(xva), y_val=t(yva).reshape(-1, 1)) if xva is not None else {}
-    return Dataset(t(xtr), t(ytr).reshape(-1, 1), t(xte), t(yte).reshape(-1, 1), **val)
-
-
-def read_csv(path: str, target: str, features: list[str] | None, sha256: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Load a user's CSV with checks that turn every problem into a one-line UserError.
-
-    With `sha256` (the config's), the bytes parsed are the bytes the run id was computed from: a
-    file edited after the run was planned is refused, not trained on under the old id.
-    """
-    import hashlib
-    import io
-
-    import pandas as pd
-
-    from dropbench.config import csv_read_errors
-
-    with csv_read_errors(path), open(path, "rb") as fh:
-        raw = fh.read()
-    if sha256 is not None and hashlib.sha256(raw).hexdigest() != sha256:
-        raise UserError(f"data.path={path}: the file changed after the run was planned (its sha256 is no longer {sha256}); run the command again")
-    try:
-        df = pd.read_csv(io.BytesIO(raw))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"data.path={path}: not a readable CSV ({' '.join(str(e).split())[:120]})") from None
-    if target not in df.columns:
-        raise UserError(f"data.target={target}: no such column in {path}; columns are {', '.join(repr(str(c)) for c in df.columns)}")
-    cols = features if features is not None else [c for c in df.columns if c != target]
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise UserError(f"data.features: no column {missing[0]!r} in {path}; columns are {', '.join(repr(str(c)) for c in df.columns)}")
-    if not cols:
-        raise UserError(f"{path} has no feature columns besides the target {target!r}")
-    sub = df[list(cols) + [target]]
-    if len(sub) == 0:
-        raise UserError(f"{path}: has a header but no data rows; add rows of numbers below the header")
-    bad = [c for c in sub.columns if not pd.api.types.is_numeric_dtype(sub[c]) or pd.api.types.is_bool_dtype(sub[c])]
-    if bad:
-        raise UserError(f"{path}: column {bad[0]!r} is not numeric; dropbench needs numeric columns (drop it or set data.features)")
-    if sub.isna().any().any() or not np.isfinite(sub.to_numpy(dtype=float)).all():
-        col = sub.columns[(sub.isna() | ~np.isfinite(sub.astype(float))).any()][0]
-        raise UserError(f"{path}: column {col!r} has missing or infinite values; clean the file first")
-    return sub[list(cols)].to_numpy(dtype=float), sub[target].to_numpy(dtype=float)
-
-
-def load_dataset(cfg: "RunConfig") -> Dataset:
-    """Build the run's data set (float32 on CPU); the engine moves it to its dtype and device."""
-    import torch
-
-    from dropbench import regs
-
-    d, seed = cfg.data, cfg.data_seed
-    frac = regs.holdout_fraction(cfg.reg)  # a loop-slot regularizer's validation rows (early stopping)
-    if d.name == "noisy_linear":
-        return _linspace_noise(d, seed, lambda x: d.slope * x + d.intercept, frac, "data=noisy_linear")
-    if d.name == "noisy_sine":
-        return _linspace_noise(d, seed, lambda x: torch.sin(d.freq * x), frac, "data=noisy_sine")
-    if d.name == "friedman1":
-        from sklearn.datasets import make_friedman1
-
-        x, y = make_friedman1(n_samples=d.n_train + d.n_test, n_features=d.n_features, noise=d.noise, random_state=seed)
-        return _tabular(x[: d.n_train], y[: d.n_train], x[d.n_train :], y[d.n_train :], d.standardize, d.holdout,
-                        "data=friedman1", frac)
-    if d.name == "diabetes":
-        from sklearn.datasets import load_diabetes
-
-        x, y = load_diabetes(return_X_y=True)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, "data=diabetes", frac)
-    if d.name == "csv":
-        x, y = read_csv(d.path, d.target, d.features, d.sha256)
-        return _tabular(*_split(x, y, d.test_fraction, seed), d.standardize, d.holdout, f"data.path={d.path}", frac)
-    if d.name == "uci":
-        from dropbench import uci
-
-        return uci.load_dataset(d.dataset, d.split, d.root, holdout=d.holdout, validation=frac)
-    raise UserError(f"unknown data set {d.name}")  # pragma: no cover - config validation catches it
+    val = dict(x_val=tensor(xva), y_val=tensor(yva).reshape(-1, 1)) if xva is not None else {}
+    return Dataset(tensor(xtr), tensor(ytr).reshape(-1, 1), tensor(xte), tensor(yte).reshape(-1, 1), **val)

@@ -99,7 +99,8 @@ class Chunk(ChunkView):
     """C runs of one group, trained together. Members past `n_real` are padding."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
-        from dropbench.engines.torch_engine import build_model, decays_biases, weight_decay
+        from dropbench.engines.torch_engine import decays_biases, weight_decay
+        from dropbench.models import build_model
 
         self.n_real = len(cfgs)
         self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))

@@ -16,7 +16,7 @@ from dropbench.engines.base import (
 )
 from dropbench.engines.loop import fit_grid, shuffle_generator
 from dropbench import regs
-from dropbench.models import build_mlp
+from dropbench.models import build_model
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -59,12 +59,6 @@ def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
         return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd, fused=device_fused(model))
     # SGD has no decoupled form in torch: TorchEngine applies w <- w*(1-lr*wd) itself.
     return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
-
-
-def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
-    """The run's network with its initial weights: a function of cfg.seed alone."""
-    torch.manual_seed(cfg.seed)
-    return build_mlp(n_in, 1, cfg.model, cfg.reg)
 
 
 def train_one(cfg: "RunConfig") -> RunResult:
