@@ -10,7 +10,7 @@ validation reads this module (a known data set, a split it has), so it is standa
 from __future__ import annotations
 
 from collections.abc import Mapping
-from importlib import resources
+from pathlib import Path
 
 from dropbench.errors import UserError, did_you_mean
 
@@ -39,7 +39,8 @@ def parse_manifest(text: str) -> dict[str, str]:
     return out
 
 
-MANIFEST: dict[str, str] = parse_manifest(resources.files(__package__).joinpath("SHA256SUMS").read_text())
+# Read beside this module, as conf/ is (the package is installed as files, never zipped).
+MANIFEST: dict[str, str] = parse_manifest((Path(__file__).parent / "SHA256SUMS").read_text())
 
 
 def folder_of(dataset: str) -> str:
