@@ -1,4 +1,4 @@
-"""The `dropbench` command: a thin typer layer over runner, config and reporting.
+"""The `dropbench` command: a thin typer layer over runner, config, report and render.
 
 Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --help is instant.
 """
@@ -112,7 +112,7 @@ def run(
 
 
 def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool) -> None:
-    from dropbench.reporting import print_runs
+    from dropbench.render.runs import print_runs
 
     if 0 < len(outcome.rows) <= 10:
         print_runs(outcome.rows, console)
@@ -137,8 +137,10 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
 
 def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
     """Grouped by every swept key except the seed, with the paired difference to reg=none."""
-    from dropbench.reporting import summary_table
-    from dropbench.stats import default_reference, group_keys, summarize
+    from dropbench.analysis.grouping import group_keys
+    from dropbench.analysis.pairing import default_reference
+    from dropbench.analysis.summary import summarize
+    from dropbench.render.long import summary_table
 
     keys = group_keys(rows)
     ref = default_reference(rows, keys)
@@ -193,7 +195,8 @@ def report(
     select_on: Annotated[Optional[str], typer.Option("--select-on", help="With --epoch best (implied): choose each run's epoch by this curve metric (val_mse, train_mse, ...); a test_ metric is marked as optimistic.")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
-    from dropbench.reporting import build_report, parse_epoch, render_report
+    from dropbench.analysis.selection import parse_epoch
+    from dropbench.report import build_report, render_report
 
     with _user_errors():
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
@@ -303,7 +306,7 @@ def check(
 ) -> None:
     """Fail (exit 1) when a sweep's metric (test MSE by default) regressed against a baseline or a claim does not hold."""
     from dropbench.check import run_check
-    from dropbench.reporting import baseline_table, check_tables
+    from dropbench.render.check import baseline_table, check_tables
 
     with _user_errors():
         result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit, metric, better)
@@ -403,8 +406,10 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     if t.final is not None:
         ok = [r for r in t.final.rows if r["status"] == "ok"]
         if len(t.final.rows) > 1 and ok:
-            from dropbench.reporting import summary_table
-            from dropbench.stats import default_reference, resolve_metric, summarize
+            from dropbench.analysis.metrics import resolve_metric
+            from dropbench.analysis.pairing import default_reference
+            from dropbench.analysis.summary import summarize
+            from dropbench.render.long import summary_table
 
             # Grouped by the swept keys, seeds and splits pooled: the tuned values differ by split.
             keys = tune_mod.report_keys(t)

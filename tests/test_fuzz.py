@@ -96,7 +96,7 @@ def test_report_and_check_read_damaged_results_cleanly(tmp_path, runs, baseline)
     """report and check on a damaged runs.csv and baseline: a result or a one-line UserError
     (a folder whose runs all failed: that line, then one indented line per reason)."""
     from dropbench.check import run_check
-    from dropbench.reporting import build_report
+    from dropbench.report import build_report
 
     folder = tmp_path / "sweep"
     folder.mkdir(exist_ok=True)

@@ -160,7 +160,7 @@ def test_report_imports_neither_torch_nor_matplotlib_nor_pandas(hand_sweep):
 def test_runs_table_names_what_distinguishes_each_run():
     """The swept keys, as the summary groups them (p, varying only along with reg here, adds
     nothing), and the seed; never p=None for a run without dropout."""
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok"}
     rows = [{"run_id": "a", "reg": "none", "p": None, "reg.dropout.p": None, "seed": 0, **base},
@@ -174,8 +174,13 @@ def test_runs_table_names_what_distinguishes_each_run():
 
 
 def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
-    from dropbench.reporting import DROPPATH_NOTE, runs_table, summary_markdown, summary_table
-    from dropbench.stats import summarize
+    from dropbench.analysis.summary import summarize
+    from dropbench.regs import REGISTRY
+    from dropbench.render.long import summary_markdown, summary_table
+    from dropbench.render.runs import runs_table
+
+    DROPPATH_NOTE = REGISTRY["droppath"].note
+    assert DROPPATH_NOTE == "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"
 
     base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok",
             "data": "noisy_linear", "seed": 1}
@@ -191,7 +196,7 @@ def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
 
 def test_the_same_folder_twice_is_refused(hand_sweep):
     from dropbench.errors import UserError
-    from dropbench.reporting import build_report
+    from dropbench.report import build_report
 
     folder = hand_sweep
     with pytest.raises(UserError, match="is given twice"):
@@ -201,7 +206,7 @@ def test_the_same_folder_twice_is_refused(hand_sweep):
 def test_a_single_run_shows_the_overrides_that_made_it():
     """Everything that differs from the defaults of its group choices, and nothing else."""
     from dropbench.config import load
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     cfg = load(["reg=dropout", "p=0.3", "model.activation=tanh", "model.hidden=64", "optim=sgd", "optim.lr=0.05", "epochs=40", "seed=2"])
     row = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed, **{k: v for k, v in cfg.flat().items() if k != "seed"},
@@ -217,7 +222,7 @@ def test_a_single_run_shows_the_overrides_that_made_it():
 
 def test_a_single_run_names_the_required_data_keys(tmp_path):
     """Keys without a default (a CSV's path and target, a UCI set's name) are overrides too."""
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     row = {"run_id": "a", "data": "uci", "model": "mlp", "reg": "none", "optim": "adam", "seed": 1, "data.dataset": "yacht",
            "data.split": 3, "data.root": "", "final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2,
