@@ -6,7 +6,7 @@ A group is WORSE when its mean final metric (test MSE unless the baseline record
 needed: the test alone flags tiny but consistent shifts (a different CPU's rounding), the
 tolerance alone ignores noise. Groups with fewer than 2 seeds on either side cannot be tested;
 for them the tolerance decides. Worse is higher for most metrics, lower for a log-likelihood
-(stats.higher_is_better, or --better).
+(analysis.metrics.higher_is_better, or --better).
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ from typing import Any, Mapping, Sequence
 
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
-from dropbench.stats import (
-    DEFAULT_METRIC, FILE_KEY, FILE_LABEL, MSE, UNRECORDED, Metric, by_keys, canonical_metric, repeated_over, columns_of, config_columns, file_labels,
-    group_label, key_str, members, platform_counts, platform_note, resolve_metric, sort_key, summarize, welch_greater,
-)
+from dropbench.analysis.grouping import by_keys, members, repeated_over
+from dropbench.analysis.labels import file_labels, group_label
+from dropbench.analysis.metrics import DEFAULT_METRIC, MSE, Metric, canonical_metric, higher_is_better, resolve_metric
+from dropbench.analysis.platforms import UNRECORDED, platform_counts, platform_note
+from dropbench.analysis.significance import paired_greater, welch_greater
+from dropbench.analysis.summary import summarize
+from dropbench.analysis.taxonomy import FILE_KEY, FILE_LABEL, columns_of, config_columns, key_str, repetition, sort_key
 
 BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
 # JSON columns: `config`, every config value the group's runs share (a list where they differ:
@@ -48,7 +51,7 @@ class Verdict:
     new: Mapping[str, Any] | None
     p: float  # Welch one-sided p-value of "new is worse" (NaN where untestable)
     detail: str
-    files: Mapping[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (stats.file_labels)
+    files: Mapping[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
 
     @property
     def passed(self) -> bool:
@@ -112,7 +115,7 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
 
 
 def _files(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, str]:
-    """Names of the csv files a grouping by data.sha256 splits on, for labels (stats.file_labels)."""
+    """Names of the csv files a grouping by data.sha256 splits on, for labels (labels.file_labels)."""
     return file_labels(runs) if FILE_KEY in keys else {}
 
 
@@ -198,9 +201,7 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _metric_cells(row: dict[str, Any], path: Path, line: int) -> None:
     """The row's metric and direction: test_mse, lower, where the baseline predates them; a
-    metric without a direction goes by its name (stats.higher_is_better)."""
-    from dropbench.stats import higher_is_better
-
+    metric without a direction goes by its name (higher_is_better)."""
     metric = canonical_metric((row.get("metric") or "").strip()) or DEFAULT_METRIC
     better = (row.get("better") or "").strip() or ("higher" if higher_is_better(metric) else "lower")
     if better not in ("higher", "lower"):
@@ -378,8 +379,6 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
                     column: str = "final_test_mse") -> tuple[float, int]:
     """One-sided paired t-test of H1: hi's metric (`column`) exceeds lo's, repetition by
     repetition (seed, and split where the runs span several; NaN if the repetitions differ)."""
-    from dropbench.stats import repetition, t_sf
-
     def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
         ok = members((r for r in runs if r.get("status") == "ok"), {k: g[k] for k in keys})
         seeds = {repetition(r) for r in ok}
@@ -389,10 +388,7 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
     if len(a) < 2 or set(a) != set(b):
         return math.nan, 0
     d = [a[s] - b[s] for s in a]
-    mean, sd = sum(d) / len(d), (sum((x - sum(d) / len(d)) ** 2 for x in d) / (len(d) - 1)) ** 0.5
-    if sd == 0.0:
-        return (0.0 if mean > 0 else 1.0), len(d)
-    return t_sf(mean / (sd / math.sqrt(len(d))), len(d) - 1), len(d)
+    return paired_greater(d), len(d)
 
 
 def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, alpha: float = 0.01, metric: Metric = MSE) -> Expectation:

@@ -91,7 +91,7 @@ def _key(o: str) -> str:
 
 def metric_column(metric: str, better: str | None) -> tuple[str, str, bool]:
     """(name, the runs.csv column, higher is better) of a selection metric."""
-    from dropbench.stats import higher_is_better
+    from dropbench.analysis.metrics import higher_is_better
 
     name = metric.removeprefix("final_")
     if name.startswith("val_"):
@@ -255,7 +255,7 @@ class EdgeHit:
 
 def value_of(cfg: "RunConfig", key: str) -> Any:
     """A config key's value as runs.csv spells it ("" where the run does not use it: p of reg=l2)."""
-    from dropbench.stats import key_str
+    from dropbench.analysis.taxonomy import key_str
 
     values = {**cfg.choices(), **cfg.flat()}
     return key_str(values.get(key)) if key in values else ""
@@ -479,7 +479,7 @@ def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
     """Per setting (the swept base keys but seeds and splits), how often each grid point was
     chosen, and how often a key's choice sat at an end of its grid (edge_hits):
     {keys..., "chosen": "p=0.01 eval.tau=0.1 (12); ...", "at grid edge": "eval.tau=0.1 lowest (11/12)", "failed": n}."""
-    from dropbench.stats import sort_key
+    from dropbench.analysis.taxonomy import sort_key
 
     keys = _setting_keys(t)
     out: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -503,7 +503,7 @@ def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
 
 
 def _setting_keys(t: TuneOutcome) -> list[str]:
-    from dropbench.stats import REPETITION_KEYS
+    from dropbench.analysis.taxonomy import REPETITION_KEYS
 
     return [k for k in t.plan.swept if k not in REPETITION_KEYS]
 
@@ -511,7 +511,7 @@ def _setting_keys(t: TuneOutcome) -> list[str]:
 def edge_hits(t: TuneOutcome) -> list[EdgeHit]:
     """Per setting, key and end of its grid, how many groups chose that end (only ends some group
     chose), in setting, key and grid order."""
-    from dropbench.stats import REPETITION_KEYS, sort_key
+    from dropbench.analysis.taxonomy import REPETITION_KEYS, sort_key
 
     keys = _setting_keys(t)
     reps = [k for k in t.plan.swept if k in REPETITION_KEYS]
@@ -550,7 +550,7 @@ def edge_warnings(t: TuneOutcome) -> list[str]:
 def report_keys(t: TuneOutcome) -> list[str]:
     """The final runs' grouping: the swept base keys but seeds and splits (the tuned values differ
     from split to split, so report's default, every key that varies, would split the groups)."""
-    from dropbench.stats import REPETITION_KEYS
+    from dropbench.analysis.taxonomy import REPETITION_KEYS
 
     return [k for k in t.plan.swept if k not in REPETITION_KEYS] or ["reg"]
 

@@ -175,6 +175,23 @@ def test_help_does_not_import_torch():
     assert p.stdout.strip() == "False", p.stderr
 
 
+def test_run_and_tune_share_their_common_options():
+    """The options both commands take are declared once (cli.py): the same flags, kind and
+    default in each, and each command's own help."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    run, tune = ({p.name: p for p in commands[c].params} for c in ("run", "tune"))
+    shared = run.keys() & tune.keys()
+    assert shared == {"overrides", "multirun", "resume", "allow_mixed_platforms", "allow_failures", "quiet"}
+    for name in shared:
+        a, b = run[name], tune[name]
+        same = lambda p: (p.param_type_name, p.opts, p.secondary_opts, p.default, p.multiple, p.nargs, getattr(p, "is_flag", None))  # noqa: E731
+        assert same(a) == same(b), name
+        assert a.help and b.help, name
+    assert run["multirun"].opts == ["-m", "--multirun"] and run["quiet"].help == tune["quiet"].help
+
+
 def test_version():
     p = dropbench("--version")
     assert (p.returncode, p.stdout, p.stderr) == (0, "dropbench 0.1.0\n", "")

@@ -502,3 +502,25 @@ def test_readme_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
     assert list(found) == ["gaussian_dropout"] and found["gaussian_dropout"].slot == "activation"
     sys.modules.pop("myregs.gaussian_dropout", None)
     sys.modules.pop("myregs", None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_config_keys_a_regularizer_sets_are_declared(name):
+    """Reports read `sets` to pair and group runs (analysis.plugins): every config value outside
+    reg.* that selecting it changes must be declared there, and only config keys may be."""
+    base = load(["model.depth=3", "model.hidden=16"]).flat()
+    chosen = load([f"reg={name}", "model.depth=3", "model.hidden=16"]).flat()
+    changed = {k for k in base if not k.startswith("reg.") and k != "p" and base[k] != chosen.get(k)}
+    reg = regs.REGISTRY[name]
+    assert changed <= set(reg.sets), f"{name} sets {sorted(changed - set(reg.sets))} without declaring it in `sets`"
+    assert set(reg.sets) <= set(base), f"{name} declares keys that are not config keys: {sorted(set(reg.sets) - set(base))}"
+    assert reg.note is None or (reg.note.strip() and "\n" not in reg.note), "a note is one caption line"
+
+
+def test_mc_follows_the_dropout_family_unless_declared():
+    """Regularizer.mc: the dropout family (shares_p) stays active in MC evaluation by default;
+    concrete dropout declares it with its learned rates."""
+    for name, reg in regs.REGISTRY.items():
+        declared = "mc" in vars(type(reg))
+        assert isinstance(reg.mc, bool) and (declared or reg.mc == reg.shares_p), name
+    assert regs.REGISTRY["concrete_dropout"].mc and regs.REGISTRY["dropout"].mc and not regs.REGISTRY["l2"].mc
