@@ -24,7 +24,7 @@ OnResult = Callable[[str, str], None]  # run_id, status
 def train_and_store(cfgs: Sequence["RunConfig"], out: str, workers: int | None = None) -> list[tuple[str, str]]:
     """One worker's share: train every run and store it under `out` as soon as it is done."""
     from dropbench import results
-    from dropbench.engines.base import get_engine
+    from dropbench.engines import get_engine
 
     stored = []
     by_engine: dict[str, list[RunConfig]] = {}
@@ -86,7 +86,7 @@ def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_resul
     from contextlib import closing
 
     from dropbench import results
-    from dropbench.engines.base import get_engine
+    from dropbench.engines import get_engine
 
     by_engine: dict[str, list[RunConfig]] = {}
     for c in cfgs:

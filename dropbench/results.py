@@ -2,7 +2,7 @@
 
 Layout of a results folder:
     runs.csv                one row per run
-    curves.csv              run_id and engines.base.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
+    curves.csv              run_id and columns.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
     runs/<run_id>/config.yaml   the run's resolved config (train it again with run --from)
     runs/<run_id>/result.json   its summary row
     runs/<run_id>/curve.csv     its curve
@@ -30,26 +30,17 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from dropbench.engines.base import CURVE_COLUMNS, CURVE_REQUIRED, TEXT_COLUMNS, RunResult
+from dropbench.columns import (
+    CURVE_COLUMNS, CURVE_REQUIRED, FIT_COLUMNS, LEAD_COLUMNS, METRIC_COLUMNS, PLATFORM_COLUMNS, RESULT_COLUMNS, TEXT_COLUMNS,
+)
+from dropbench.engines.result import RunResult
 from dropbench.errors import UserError
-from dropbench.provenance import PLATFORM_COLUMNS
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from dropbench.config import RunConfig
 
-LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
-# Every folder's runs.csv has all of these, empty where a run does not compute one (MC and
-# log-likelihood columns without eval.mc_samples / eval.tau, runs stored before they existed).
-# Columns are only ever appended (a script may read them by position): those added after
-# `seconds` go at the end, in the order they came.
-LATER_CURVE_COLUMNS = ("val_mse",)
-METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_loss" and c not in LATER_CURVE_COLUMNS)
-# A loop-slot regularizer's (early stopping): the validation MSE the run is reported at, the epoch
-# it stopped at (empty: it trained every epoch) and the epoch it is reported at (kept).
-STOP_COLUMNS = ("final_val_mse", "stopped_epoch", "kept_epoch")
-RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds", *STOP_COLUMNS)
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 
 
@@ -230,7 +221,7 @@ def write_run(out: Path, result: RunResult) -> Path:
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
         if result.fit:
-            (tmp / "fit.csv").write_text("x,y_pred\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
+            (tmp / "fit.csv").write_text(",".join(FIT_COLUMNS) + "\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
         (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
         # Under the lock: a CSV rebuild never sees a run folder half replaced.
         with folder_lock(out):

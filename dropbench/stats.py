@@ -26,9 +26,9 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import Any, Iterable, Mapping, Sequence
 
-from dropbench.engines.base import TEXT_COLUMNS
+from dropbench.columns import PLATFORM_COLUMNS, TEXT_COLUMNS
 from dropbench.errors import UserError
-from dropbench.provenance import IDENTITY_COLUMNS, PLATFORM_COLUMNS, describe, identity
+from dropbench.provenance import IDENTITY_COLUMNS, describe, identity
 
 Row = dict[str, Any]
 NAN = float("nan")

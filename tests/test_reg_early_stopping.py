@@ -201,8 +201,7 @@ def test_the_l2_prior_counts_the_rows_trained_on():
 
 def test_the_new_columns_come_after_the_old_ones(tmp_path):
     """CSV contract: columns are appended, never inserted or renamed."""
-    from dropbench.engines.base import CURVE_COLUMNS
-    from dropbench.results import RESULT_COLUMNS
+    from dropbench.columns import CURVE_COLUMNS, RESULT_COLUMNS
 
     assert CURVE_COLUMNS[-1] == "val_mse" and CURVE_COLUMNS.index("learned_p") == 9
     assert RESULT_COLUMNS[-4:] == ("seconds", "final_val_mse", "stopped_epoch", "kept_epoch")

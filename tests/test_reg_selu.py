@@ -39,7 +39,7 @@ def engines_agree(overrides, seeds=(0, 1)) -> float:
 
 
 def assert_backward_is_autograds(overrides) -> None:
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     cfgs = [quiet_load([*SMALL, *overrides, "dtype=float32", f"seed={s}"]) for s in (0, 1, 2)]
     chunk = Chunk(cfgs, 3)
@@ -108,7 +108,7 @@ def test_default_init_is_torchs_linear_init():
 
 
 def test_batched_engine_starts_from_the_references_lecun_weights():
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
     from dropbench.engines.torch_engine import build_model
 
     cfgs = [load([*SMALL, *SELU, f"seed={s}"]) for s in (0, 1)]
@@ -163,7 +163,7 @@ def test_dropout_follows_placement_beside_alpha_dropout():
 def test_batched_alpha_dropout_is_torchs_with_each_members_generator(dtype):
     """Member i's output is nn.AlphaDropout(p_i) drawn from member i's generator state, bit for
     bit; a member at p=0 takes no draw; eval is the identity."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     ps = (0.5, 0.0, 0.2)
     chunk = Chunk([load(["reg=alpha_dropout", "model.activation=selu", f"p={p}", f"seed={s}", f"dtype={dtype}"])
@@ -252,7 +252,7 @@ def _reference_step(cfg, monkeypatch) -> list[torch.Tensor]:
 
 def _batched_step(cfg) -> list[torch.Tensor]:
     """The batched engine's weights after one step of a chunk of two (member 0), as [out, in]."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     chunk = Chunk([cfg, replace(cfg, seed=cfg.seed + 1)], 2)
     chunk.step(objective=False)

@@ -18,8 +18,8 @@ from dropbench.config import load
 from dropbench.models import hidden_layer
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
-from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.dropconnect import Config as DropConnectConfig
+from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.l1 import l1_penalty as _l1
 from dropbench.regs.vanilla_dropout import Config as VanillaConfig
 
@@ -271,7 +271,7 @@ def test_l2_decoupled_is_adamw():
 def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
     """The batched dropout piece for member i equals F.dropout (or the vanilla rule) drawn from member i's RNG state;
     eval mode is the identity (inverted) or a 1-p scale (vanilla)."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
     states = [g.get_state() for g in chunk.gens]
@@ -361,7 +361,7 @@ def test_engines_agree_in_float64(names, placement):
 @pytest.mark.parametrize("names", COMBOS, ids="+".join)
 def test_hand_written_backward_is_autograds(names):
     """Each piece's backward, in the chunk's backward, is autograd's through its forward, bit for bit."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     for placement in ("before", "after"):
         cfgs = combo_cfgs(names, f"model.placement={placement}", "dtype=float32", seeds=(0, 1, 2))
@@ -377,7 +377,7 @@ def test_hand_written_backward_is_autograds(names):
 def test_eval_mode_is_deterministic_and_draws_nothing(name):
     """In eval mode neither engine draws: two passes agree and every generator is left as it was;
     the two engines' eval predictions agree."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
     from dropbench.engines.torch_engine import build_model
 
     cfgs = combo_cfgs([name])

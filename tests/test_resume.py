@@ -503,7 +503,7 @@ def test_rows_follow_the_plan_whichever_runs_finished_first(tmp_path):
     """An interrupted sweep lists the runs it finished; on resume every run of the plan takes
     its plan position, and runs of an earlier sweep in the folder keep theirs."""
     from dropbench.config import load
-    from dropbench.engines.base import RunResult
+    from dropbench.engines.result import RunResult
     from dropbench.results import consolidate, write_run
 
     def store(*overrides):
@@ -672,7 +672,7 @@ def _stored_run(folder: Path, *overrides: str) -> Path:
     """A run stored as `dropbench run` stores it (config.yaml, result.json, curve.csv), without
     training: the curve is made up."""
     from dropbench.config import load
-    from dropbench.engines.base import RunResult
+    from dropbench.engines.result import RunResult
     from dropbench.results import write_run
 
     r = RunResult(load([*overrides, "eval_every=1"]))

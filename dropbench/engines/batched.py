@@ -34,12 +34,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-from dropbench.engines.base import RunResult, failed_results, one_intraop_thread, resolve_device
-from dropbench.engines.planner import (  # noqa: F401  (the planner's names, for callers of this module)
-    DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, l2_cache_bytes, makespan, max_chunk, plan_chunks,
-    split_group, step_work,
-)
-from dropbench.engines.program import Cancelled, Chunk
+from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
+from dropbench.engines.planner import MachineFacts, plan_chunks
+from dropbench.engines.program import Chunk
+from dropbench.engines.result import RunResult
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig

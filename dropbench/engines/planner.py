@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from dropbench import regs
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import MC_SLOTS, eval_epochs, mc_active, mc_block, steps_per_epoch
+from dropbench.engines.loop import eval_epochs, steps_per_epoch
+from dropbench.engines.mc import MC_SLOTS, mc_active, mc_block
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -135,7 +136,7 @@ MC_FORWARD_COST = 0.025
 
 def eval_work(cfg: "RunConfig", n_test: int, n_in: int) -> float:
     """A run's MC-dropout evaluations (eval.mc_samples = T) in parameters' worth of work: at each
-    eval epoch, T passes over the n_test test rows in blocks of engines/base.mc_block passes (the
+    eval epoch, T passes over the n_test test rows in blocks of engines/mc.mc_block passes (the
     last block is computed whole), each pass a forward plus the MC-active regularizers' mask
     draws. Zero without T or without an MC-active regularizer: every pass is then the eval-mode
     prediction, which the engines compute once. At T = 10,000 (the UCI protocol) this can

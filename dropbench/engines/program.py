@@ -20,10 +20,12 @@ import torch
 
 from dropbench import regs
 from dropbench.data import load_dataset
-from dropbench.models import acts_after
 from dropbench.engines import loop, memberwise
-from dropbench.engines.base import MCStats, RunResult, mc_active, mc_block, mc_regs, resolve_device
-from dropbench.engines.loop import Cancelled, batch_slices, fit_grid, shuffle_generator
+from dropbench.engines.base import resolve_device
+from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
+from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.result import RunResult
+from dropbench.models import acts_after
 from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
 
 if TYPE_CHECKING:
@@ -145,7 +147,7 @@ class Chunk(ChunkView):
         n_out = self.y.shape[1] * self.y.shape[2]
         self._inv_n = torch.ones((), dtype=dt, device=dev) / n_out  # mean's backward divides 1 by n
         self._inv_rows: dict[int, torch.Tensor] = {self.y.shape[1]: self._inv_n}  # the same, per batch's rows
-        # Mini-batches (base.batch_slices): every member has the same n and batch_size (one group),
+        # Mini-batches (loop.batch_slices): every member has the same n and batch_size (one group),
         # each its own shuffle generator, as the reference engine's.
         self.slices = batch_slices(self.x.shape[1], c0.batch_size)
         self.shuffle_gens = [shuffle_generator(c.seed) for c in self.cfgs] if self.slices is not None else []
@@ -346,7 +348,7 @@ class Chunk(ChunkView):
     @torch.no_grad()
     def shuffled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training rows in this epoch's order, [C, n, d] and [C, n, 1]: each member's
-        torch.randperm(n) from its own shuffle generator (base.batch_slices), as the reference
+        torch.randperm(n) from its own shuffle generator (loop.batch_slices), as the reference
         draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
         n = self.x.shape[1]
         perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
@@ -436,7 +438,7 @@ class Chunk(ChunkView):
         return tr.tolist(), te.tolist(), mc, ll, learned, val
 
     def _mc_pieces(self) -> frozenset[Piece]:
-        """The pieces of the MC-active regularizers (base.mc_active), found by registry order
+        """The pieces of the MC-active regularizers (mc.mc_active), found by registry order
         within each slot, as __init__ built them."""
         by_slot: dict[str, list[str]] = {}
         for n in self.cfg0.reg.names:

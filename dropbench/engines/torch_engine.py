@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.engines import loop
-from dropbench.engines.base import (
-    MC_SLOTS, MCStats, RunResult, failed_results, mc_active, mc_block, mc_regs, one_intraop_thread, resolve_device,
-)
+from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
 from dropbench.engines.loop import fit_grid, shuffle_generator
-from dropbench import regs
+from dropbench.engines.mc import MC_SLOTS, MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.result import RunResult
 from dropbench.models import build_mlp
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
 
 def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None, list[float] | None, float | None]:
     """loop.Evaluation: train and test MSE in eval mode; with eval.mc_samples the MC test MSE,
-    and with eval.tau the test log-likelihood (engines/base.py: MCStats); the learned values; the
+    and with eval.tau the test log-likelihood (engines/mc.py: MCStats); the learned values; the
     MSE on the validation rows a loop-slot regularizer holds out (None without them)."""
     mse = nn.MSELoss()
     model.eval()
@@ -167,7 +167,7 @@ def learning(cfg: "RunConfig") -> list[tuple[Any, Any]]:
 def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tensor) -> tuple[float | None, float | None]:
     """(MC test MSE, test log-likelihood), None where not asked for.
 
-    The T passes run in blocks (base.mc_block) of the test set stacked pass by pass, with the
+    The T passes run in blocks (mc.mc_block) of the test set stacked pass by pass, with the
     dropout-family layers in training mode. Their masks continue the run's random stream from
     where training is, on a copy of it: training goes on from the same state, so a run's
     training numbers do not depend on eval.mc_samples. Without a dropout-family layer every pass
@@ -195,7 +195,7 @@ def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tenso
 
 @contextmanager
 def mc_mode(model: nn.Module, cfg: "RunConfig") -> Iterator[None]:
-    """The model in eval mode but for its MC-active regularizer layers (base.mc_active), which
+    """The model in eval mode but for its MC-active regularizer layers (mc.mc_active), which
     draw as in training; eval mode again afterwards."""
     from dropbench.regs.base import _layer_classes
 
