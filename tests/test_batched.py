@@ -22,7 +22,8 @@ from dropbench.engines.planner import (
 )
 from dropbench.engines.program import Chunk
 from dropbench.engines.result import RunResult
-from dropbench.engines.torch_engine import build_model, train_one
+from dropbench.engines.torch_engine import train_one
+from dropbench.models import build_model
 from dropbench.regs import REGISTRY
 
 

@@ -16,8 +16,9 @@ from dropbench.engines.batched import _train_chunk
 from dropbench.engines.loop import batch_slices, shuffle_generator, shuffle_seed, steps_per_epoch
 from dropbench.engines.planner import MachineFacts, plan_chunks, run_work, step_work
 from dropbench.engines.program import Chunk
-from dropbench.engines.torch_engine import build_model, train_one
+from dropbench.engines.torch_engine import train_one
 from dropbench.errors import UserError
+from dropbench.models import build_model
 
 # noisy_linear's 20 training rows in batches of 7: steps of 7, 7 and 6 rows.
 SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=4", "eval_every=2", "dtype=float64", "optim.lr=0.05"]

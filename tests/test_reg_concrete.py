@@ -71,7 +71,7 @@ def test_the_objective_terms_are_the_papers_per_dropped_layer(inputs):
     """l^2/N sum(W^2)/(1-p) + 2/N K (p log p + (1-p) log(1-p)) for each concrete layer, with W the
     weight (no bias) of the Linear its output feeds and K that Linear's input width: every Linear
     with inputs=true (the inputs are dropped too), all but the first with inputs=false."""
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     cfg = load(["reg=concrete_dropout", "model.depth=2", "model.hidden=6", "reg.concrete_dropout.length_scale=0.5",
                 "reg.concrete_dropout.init_p=0.25", f"reg.concrete_dropout.inputs={str(inputs).lower()}"])

@@ -28,7 +28,7 @@ def rng_after(fn) -> torch.Tensor:
 
 
 def model_for(*overrides: str, n_in: int = 7) -> nn.Sequential:
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     return build_model(load([*TABULAR, *overrides]), n_in).double()
 

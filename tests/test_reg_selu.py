@@ -74,7 +74,7 @@ def test_selu_backward_is_autograds_bit_for_bit(extra):
 def test_lecun_normal_is_torchs_recipe_for_selu_networks():
     """Every Linear's weight as nn.init.kaiming_normal_(nonlinearity='linear') draws it (torch's SELU
     docs), layer by layer after construction, from the run's seed; biases zero."""
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     cfg = load([*SELU, "model.hidden=7", "model.depth=3", "seed=4"])
     got = [m for m in build_model(cfg, 2).modules() if isinstance(m, nn.Linear)]
@@ -89,7 +89,7 @@ def test_lecun_normal_is_torchs_recipe_for_selu_networks():
 
 
 def test_lecun_normal_variance_is_one_over_fan_in():
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     w = build_model(load([*SELU, "model.hidden=400"]), 3)[2].weight.detach().double()
     n = w.numel()  # 160k draws of N(0, 1/400): 6-sigma bound on the sample variance
@@ -98,7 +98,7 @@ def test_lecun_normal_variance_is_one_over_fan_in():
 
 def test_default_init_is_torchs_linear_init():
     """model.init=default keeps today's weights: nn.Linear's own init from the seed."""
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     model = build_model(load(["model.hidden=5", "seed=3"]), 2)
     torch.manual_seed(3)
@@ -109,7 +109,7 @@ def test_default_init_is_torchs_linear_init():
 
 def test_batched_engine_starts_from_the_references_lecun_weights():
     from dropbench.engines.program import Chunk
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     cfgs = [load([*SMALL, *SELU, f"seed={s}"]) for s in (0, 1)]
     chunk = Chunk(cfgs, 2)
@@ -222,7 +222,7 @@ def _by_hand(cfg, opt_name: str, decoupled: bool, biases: bool) -> list[torch.Te
     (SGD: w - lr*g'; Adam's first step: w - lr*g'/(|g'|+eps)); decoupled: w*(1-lr*wd), then the
     plain step. With biases=false a bias takes the plain step."""
     from dropbench.data import load_dataset
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     model = build_model(cfg, 1).double()  # the run's initial weights (test_default_init_is_torchs_linear_init)
     data = load_dataset(cfg).to(F64)

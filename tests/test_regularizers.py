@@ -207,7 +207,7 @@ def test_dropconnect_eval_and_p_zero_use_the_plain_weights_and_draw_nothing():
 def test_l1_penalty_is_the_sum_of_abs_over_every_named_parameter():
     """Each parameter of dropbench's residual model is set to its own constant c_i, so the penalty
     is sum numel_i * |c_i|, with numel_i counted from the architecture by hand."""
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     model = build_model(load(["reg=[l1,droppath]", "model.depth=3", "model.hidden=7"]), 2).double()
     h, n_in = 7, 2
@@ -234,7 +234,7 @@ def test_l1_penalty_gradient_is_sign():
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_l2_matches_optimizer_weight_decay(opt_name):
     """reg=l2 is the optimizer's weight_decay: identical to adding wd*w to the gradient."""
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.1"])
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def test_l2_matches_optimizer_weight_decay(opt_name):
 
 
 def test_l2_decoupled_is_adamw():
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load(["reg=l2", "reg.l2.decoupled=true", "reg.l2.weight_decay=0.1"])
     opt = make_optimizer(nn.Linear(2, 2), cfg)
@@ -378,7 +378,7 @@ def test_eval_mode_is_deterministic_and_draws_nothing(name):
     """In eval mode neither engine draws: two passes agree and every generator is left as it was;
     the two engines' eval predictions agree."""
     from dropbench.engines.program import Chunk
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     cfgs = combo_cfgs([name])
     model = build_model(cfgs[0], 1).double().eval()

@@ -25,7 +25,8 @@ from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
 from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
 from dropbench.engines.result import RunResult
-from dropbench.models import acts_after
+from dropbench.models import acts_after, build_model
+from dropbench.optim import decays_biases, weight_decay
 from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
 
 if TYPE_CHECKING:
@@ -101,8 +102,6 @@ class Chunk(ChunkView):
     """C runs of one group, trained together. Members past `n_real` are padding."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
-        from dropbench.engines.torch_engine import build_model, decays_biases, weight_decay
-
         self.n_real = len(cfgs)
         self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))
         c0 = self.cfgs[0]
@@ -208,8 +207,6 @@ class Chunk(ChunkView):
         same work as separate foreach ops takes ten passes over state that does not fit in cache.
         """
         groups: dict[tuple, list[int]] = {}
-        from dropbench.engines.torch_engine import decays_biases, weight_decay
-
         for i, c in enumerate(self.cfgs):
             key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, *weight_decay(c), decays_biases(c))
             groups.setdefault(key, []).append(i)
