@@ -21,8 +21,8 @@ from dropbench.engines.planner import (
     DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, makespan, max_chunk, plan_chunks, run_work, split_group, step_work,
 )
 from dropbench.engines.program import Chunk
+from dropbench.engines.reference import train_one
 from dropbench.engines.result import RunResult
-from dropbench.engines.torch_engine import train_one
 from dropbench.models import build_model
 from dropbench.regs import REGISTRY
 

@@ -25,8 +25,8 @@ from dropbench.engines.batched import BatchedEngine
 from dropbench.engines.loop import settle
 from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MCStats, mc_block
 from dropbench.engines.planner import MachineFacts
+from dropbench.engines.reference import train_one
 from dropbench.engines.result import RunResult, curve_row
-from dropbench.engines.torch_engine import train_one
 from dropbench.errors import UserError
 from dropbench.models import build_model
 from dropbench.optim import make_optimizer

@@ -16,7 +16,7 @@ from dropbench.engines.batched import _train_chunk
 from dropbench.engines.loop import batch_slices, shuffle_generator, shuffle_seed, steps_per_epoch
 from dropbench.engines.planner import MachineFacts, plan_chunks, run_work, step_work
 from dropbench.engines.program import Chunk
-from dropbench.engines.torch_engine import train_one
+from dropbench.engines.reference import train_one
 from dropbench.errors import UserError
 from dropbench.models import build_model
 

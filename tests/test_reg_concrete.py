@@ -99,7 +99,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
     """A run's p moves away from init_p, each layer its own; curves.csv records them at every
     evaluation and runs.csv the last ones, the same in both engines (float64)."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     over = ["reg=concrete_dropout", "model.depth=2", "model.hidden=16", "epochs=30", "eval_every=10", "dtype=float64",
             "optim.lr=0.05", "reg.concrete_dropout.length_scale=0.1"]
@@ -129,7 +129,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
 
 def test_mc_evaluation_draws_relaxed_masks_in_both_engines():
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     over = ["reg=concrete_dropout", "model.hidden=8", "epochs=4", "eval_every=4", "dtype=float64", "eval.mc_samples=7"]
     cfgs = [load([*over, f"seed={s}"]) for s in (0, 1)]
@@ -166,7 +166,7 @@ def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():
     from dropbench.data import load_dataset
     from dropbench.engines.batched import _train_chunk
     from dropbench.engines.planner import group_key
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     on, off = (load(["reg=concrete_dropout", "model.hidden=8", "epochs=6", "eval_every=3", "dtype=float64", "data=friedman1",
                      f"reg.concrete_dropout.inputs={v}"]) for v in ("true", "false"))

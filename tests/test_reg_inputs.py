@@ -181,7 +181,7 @@ def test_max_norm_holds_after_every_step_of_a_run_and_leaves_the_output_layer(en
     """A run with c=0.05 (well below the initial norms) ends with every hidden unit's incoming
     vector at norm <= c, the output layer's weights (initial norm about 0.6) above it, and other
     numbers than the same run without the constraint."""
-    from dropbench.engines import torch_engine
+    from dropbench.engines import reference
     from dropbench.engines.batched import _train_chunk
     from dropbench.engines.program import Chunk
 
@@ -190,13 +190,13 @@ def test_max_norm_holds_after_every_step_of_a_run_and_leaves_the_output_layer(en
             "epochs=6", "eval_every=3", "dtype=float64"]
     cfg = load(args)
     if engine == "torch":
-        built, build = [], torch_engine.build_model
-        monkeypatch.setattr(torch_engine, "build_model", lambda *a: built.append(build(*a)) or built[-1])
-        result = torch_engine.train_one(cfg)
+        built, build = [], reference.build_model
+        monkeypatch.setattr(reference, "build_model", lambda *a: built.append(build(*a)) or built[-1])
+        result = reference.train_one(cfg)
         lins = [m for m in built[0].modules() if isinstance(m, nn.Linear)]
         hidden = [lin.weight.detach().norm(dim=1) for lin in lins[:-1]]
         out_norm = lins[-1].weight.detach().norm()
-        unconstrained = torch_engine.train_one(load([*args, "reg.max_norm.c=0"]))
+        unconstrained = reference.train_one(load([*args, "reg.max_norm.c=0"]))
     else:
         chunk = Chunk([cfg, cfg], 2)
         for _ in range(3):

@@ -350,7 +350,7 @@ def test_engines_agree_in_float64(names, placement):
     """Every regularizer and valid pair: the batched engine's curves and fit are the reference's
     to rounding (float64: the kernels differ; the draws are the same)."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = combo_cfgs(names, f"model.placement={placement}")
     for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
@@ -409,7 +409,7 @@ def test_strength_zero_is_the_identity_and_draws_nothing(name, engine):
     """At strength 0 (p=0, weight=0, ...) a regularizer changes no number and takes no draw: beside
     a drawing witness, the run is bit for bit the witness alone, in both engines."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     reg = regs.REGISTRY[name]
     w = _witness(name)

@@ -23,9 +23,9 @@ if TYPE_CHECKING:
 def get_engine(name: str, workers: int | None = None) -> "Engine":
     """The engine called `name`; `workers` threads for the batched one (default: one per core)."""
     if name == "torch":
-        from dropbench.engines.torch_engine import TorchEngine
+        from dropbench.engines.reference import ReferenceEngine
 
-        return TorchEngine()
+        return ReferenceEngine()
     if name == "batched":
         from dropbench.engines.batched import BatchedEngine
 

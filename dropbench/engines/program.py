@@ -445,7 +445,7 @@ class Chunk(ChunkView):
                          if mc_active(regs.REGISTRY[n]))
 
     def _mc_evaluate(self, pred: torch.Tensor) -> tuple[list[float | None], list[float | None]]:
-        """As torch_engine.mc_evaluate, for every member at once: the same blocks of passes, the
+        """As reference.mc_evaluate, for every member at once: the same blocks of passes, the
         same masks (each member's draws continue its own generator, on a copy of its state),
         so a member's numbers are those it gets alone. Members with fewer passes than others
         draw the others' too, on the copy, and leave them out."""

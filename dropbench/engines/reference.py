@@ -179,7 +179,7 @@ def mc_mode(model: nn.Module, cfg: "RunConfig") -> Iterator[None]:
         model.eval()
 
 
-class TorchEngine:
+class ReferenceEngine:
     name = "torch"
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
