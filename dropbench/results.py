@@ -425,15 +425,11 @@ def _status(run_dir: Path) -> str | None:
 def finished_rows(out: Path) -> list[dict[str, Any]]:
     """The stored rows of runs finished with status ok: a resumed sweep skips them, and a new run
     would join their numbers."""
-    return [r for r in _stored_rows(out).values() if r.get("status") == "ok"]
+    return [r for r in stored_rows(out).values() if r.get("status") == "ok"]
 
 
 def stored_rows(out: Path) -> dict[str, dict[str, Any]]:
     """Every stored run's row, by run id, whatever its status; only reads."""
-    return _stored_rows(out)
-
-
-def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
     runs = out / RUNS_DIR
     dirs = sorted(d for d in runs.iterdir() if not d.name.startswith(".")) if runs.is_dir() else []
     return {d.name: row for d in dirs if (row := _stored_row(d)) is not None}
@@ -470,7 +466,7 @@ def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str,
     runs if none was); then any others by id. So a sweep that was interrupted and resumed ends
     with the same files as one that never stopped, whichever of its runs had finished first.
     """
-    stored = _stored_rows(out)
+    stored = stored_rows(out)
     in_plan, listed, placed = set(plan), [], False
     for rid in _existing_order(out):
         if rid not in in_plan:
@@ -625,7 +621,7 @@ def _sweep_folder(folder: Path) -> Path:
 
 
 def _finished(folder: Path) -> str:
-    rows = _stored_rows(folder).values()
+    rows = stored_rows(folder).values()
     failed = sum(1 for r in rows if r.get("status") != "ok")
     return f"{len(rows)} run(s) finished so far" + (f" ({failed} failed)" if failed else "")
 

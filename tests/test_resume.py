@@ -480,7 +480,7 @@ def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypat
     train = batched.Chunk.train
 
     def boom_for_l1_seed_1(self, *a, **kw):
-        if "l1" in self.kinds and any(c.seed == 1 for c in self.cfgs):
+        if "l1" in self.cfg0.reg.names and any(c.seed == 1 for c in self.cfgs):
             raise RuntimeError("boom in l1")
         return train(self, *a, **kw)
 

@@ -46,11 +46,10 @@ def one_intraop_thread() -> Iterator[None]:
 
 
 def resolve_device(device: str) -> "torch.device":
-    """A run's device (config resolved device=auto before the run existed)."""
+    """A run's device, cpu or cuda: config.build resolves device=auto before the run exists (its
+    run id names the device that runs it), so no run reaches an engine with auto."""
     import torch
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda: no CUDA GPU is visible to torch here; use device=cpu or device=auto")
     return torch.device(device)

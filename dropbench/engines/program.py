@@ -109,7 +109,6 @@ class Chunk(ChunkView):
         self.device = resolve_device(c0.device)
         self.dtype = getattr(torch, c0.dtype)
         dev, dt = self.device, self.dtype
-        self.kinds = set(c0.reg.names)
         self.act, self.act_backward = ACT[c0.model.activation]
         self.placement = c0.model.placement
         self.residual = c0.model.residual
