@@ -23,7 +23,10 @@ MC_SLOTS = ("input", "weight", "activation", "residual")  # where a forward pass
 # major), so each stochastic layer draws a block's masks in one call. A block's size depends only
 # on the run's shapes (never on T, the chunk or the device), so a run draws the same masks alone
 # or in any company; the last block is computed whole and its passes past T are left out.
-MC_BLOCK_ELEMENTS = 2**15  # widest activation of a block, per run (measured: 2**15 at ~9 ns per mask element, 2**17 at 17 ns, cache-bound)
+# MC_BLOCK_ELEMENTS bounds a block's widest activation, per run: a block's masks and activations
+# stay in cache (mask draws cost more per element once they spill), yet a block holds enough
+# passes that one call draws them all.
+MC_BLOCK_ELEMENTS = 2**15
 
 
 def mc_active(reg: Any) -> bool:

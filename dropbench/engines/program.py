@@ -238,8 +238,8 @@ class Chunk(ChunkView):
         without drawing for the others: the reference's layers return their input then and draw
         nothing, and a draw here would shift every later mask of the run."""
         fn = sample or torch.rand
-        # Each member's draws straight into its row of one buffer (no stack copy: measured 5% of
-        # a UCI-shaped mini-batch step); a row is contiguous, so the same kernel as a fresh tensor.
+        # Each member's draws straight into its row of one buffer, not stacked afterwards: a copy
+        # the size of every mask, each step; a row is contiguous, so the same kernel as a fresh tensor.
         out = memberwise.rows((len(self.gens), *shape), dtype)
         for i, (g, a) in enumerate(zip(self.gens, active)):
             if a:
@@ -267,8 +267,8 @@ class Chunk(ChunkView):
 
         CPU bernoulli_ draws, element by element, one double uniform u (the 53-bit draw torch.rand
         makes in float64) and keeps the element when u < keep. torch.rand in float64 makes the same
-        draws in the same order 2.6x faster, leaving the generator in the same state; one
-        comparison then serves every member (tests/test_torch_canaries.py pins the equality).
+        draws in the same order, faster, leaving the generator in the same state; one comparison
+        then serves every member (tests/test_torch_canaries.py pins the equality).
         """
         u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
         return (u < keep64).to(device=self.device, dtype=self.dtype)
@@ -314,9 +314,9 @@ class Chunk(ChunkView):
 
         The same kernels, in the same order, as autograd's backward of `forward` (bit for bit:
         tests/test_batched.py compares them for every regularizer, placement and activation),
-        but writing weight gradients into buffers kept across steps. Autograd allocates a fresh
-        [C, in, out] tensor per weight per step (measured, chunk of 8, 2 threads: 0.147 against
-        0.118 ms per network-step; 0.130 when glibc keeps freed memory, so most of it is allocation).
+        but writing weight gradients into buffers kept across steps, where autograd allocates a
+        fresh [C, in, out] tensor per weight per step: at these sizes allocating (and faulting in
+        memory the allocator gave back) is a share of the step worth saving.
         """
         G = self.grads
         last = len(tape) - 1
