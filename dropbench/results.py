@@ -20,15 +20,17 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import shlex
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from dropbench.columns import (
     CURVE_COLUMNS, CURVE_REQUIRED, FIT_COLUMNS, LEAD_COLUMNS, METRIC_COLUMNS, PLATFORM_COLUMNS, RESULT_COLUMNS, TEXT_COLUMNS,
@@ -560,61 +562,91 @@ def check_out_dir(out: Path) -> None:
 
 # --- reading a results folder (report, plot, check): csv module only, no pandas or torch ------
 
-_NUMBERS: dict[str, type] = {
-    **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float, "final_val_mse": float,
-    "best_epoch": int, "seed": int, "epoch": int, "stopped_epoch": int, "kept_epoch": int,
-    **{c: float for c in CURVE_COLUMNS[1:]},
+def float_cell(v: str) -> float:
+    """A float cell: empty is NaN (a metric the run does not compute, or a column it predates)."""
+    return float(v) if v != "" else math.nan
+
+
+def int_cell(v: str) -> int | None:
+    """An integer cell: empty is None (a stopped_epoch of a run that trained every epoch)."""
+    return int(v) if v != "" else None
+
+
+# The cells read_csv parses in a results folder's CSVs; the others stay text as written.
+CELLS: dict[str, Callable[[str], Any]] = {
+    **{c: float_cell for c in METRIC_COLUMNS}, "best_test_mse": float_cell, "seconds": float_cell, "final_val_mse": float_cell,
+    "best_epoch": int_cell, "seed": int_cell, "epoch": int_cell, "stopped_epoch": int_cell, "kept_epoch": int_cell,
+    **{c: float_cell for c in CURVE_COLUMNS[1:]},
 }
 for _c in (*TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)):  # text: kept as written
-    del _NUMBERS[_c]
+    del CELLS[_c]
 
 
-def read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, Any]]:
-    """Rows of a CSV this tool wrote, numbers parsed; any damage is a one-line UserError."""
+@dataclass(frozen=True)
+class Wording:
+    """How read_csv words each kind of damage in its one-line UserError: str.format templates
+    over {file} (the file as the user knows it), {path}, {fix} (what to do about it) and the
+    damage's own fields. The defaults are a results folder's; a check's baseline words its own."""
+
+    missing: str = "{file}: no such file; {fix}"
+    unreadable: str = "{file} cannot be read ({error}); check its permissions (ls -l {path})"
+    not_text: str = "{file} is not a text CSV; {fix}"
+    invalid: str = "{file} is not a valid CSV ({error}); {fix}"
+    empty: str = "{file} is empty; {fix}"
+    lacks: str = "{file} lacks column(s) {columns}; {fix}"
+    width: str = "{file} line {line} has {fields} fields where the header has {width}; the file is damaged ({fix})"
+    not_number: str = "{file} line {line}: {column}={value!r} is not a number; the file is damaged"
+
+
+def read_csv(path: Path, required: Sequence[str], fix: str, cells: Mapping[str, Callable[[str], Any]] = CELLS,
+             file: str | None = None, wording: Wording = Wording()) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """The header of a CSV this tool wrote, and its rows, each with its line number and its
+    `cells` parsed (column -> parser raising ValueError; other cells are kept as written). Any
+    damage is a one-line UserError worded by `wording`, naming the file as `file` (default: its
+    path) and ending in `fix`."""
+    def damage(template: str, **fields: Any) -> UserError:
+        return UserError(template.format(file=path if file is None else file, path=path, fix=fix, **fields))
+
     if not path.is_file():
-        raise UserError(f"{path}: no such file; {what}")
+        raise damage(wording.missing)
     try:
         with path.open(newline="") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
-                raise UserError(f"{path} is empty; {what}")
+                raise damage(wording.empty)
             missing = [c for c in required if c not in header]
             if missing:
-                raise UserError(f"{path} lacks column(s) {', '.join(missing)}; {what}")
+                raise damage(wording.lacks, columns=", ".join(missing))
             rows = []
             for line in reader:
                 if not line:
                     continue
                 if len(line) != len(header):
-                    raise UserError(
-                        f"{path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}; "
-                        f"the file is damaged ({what})"
-                    )
+                    raise damage(wording.width, line=reader.line_num, fields=len(line), width=len(header))
                 row: dict[str, Any] = dict(zip(header, line))
-                for c, kind in _NUMBERS.items():
+                for c, parse in cells.items():
                     if c in row:
-                        row[c] = _number(row[c], kind, path, reader.line_num, c)
-                rows.append(row)
+                        try:
+                            row[c] = parse(row[c])
+                        except ValueError:
+                            raise damage(wording.not_number, line=reader.line_num, column=c, value=row[c]) from None
+                rows.append((reader.line_num, row))
     except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text CSV; {what}") from None
+        raise damage(wording.not_text) from None
     except csv.Error as e:
-        raise UserError(f"{path} is not a valid CSV ({e}); {what}") from None
-    return rows
+        raise damage(wording.invalid, error=e) from None
+    except OSError as e:
+        raise damage(wording.unreadable, error=e.strerror or type(e).__name__) from None
+    return header, rows
 
 
-def _number(v: str, kind: type, path: Path, line: int, column: str) -> Any:
-    if v == "":
-        return float("nan") if kind is float else None
-    try:
-        return kind(v)
-    except ValueError:
-        raise UserError(f"{path} line {line}: {column}={v!r} is not a number; the file is damaged") from None
+READ_FIX = "give a results folder written by dropbench run"
 
 
 def _sweep_folder(folder: Path) -> Path:
     if not folder.is_dir():
-        raise UserError(f"{folder}: no such folder; give a results folder written by dropbench run")
+        raise UserError(f"{folder}: no such folder; {READ_FIX}")
     if not (folder / RUNS_CSV).is_file():
         raise UserError(_why_no_runs(folder))
     return folder
@@ -650,8 +682,9 @@ def _why_no_runs(folder: Path) -> str:
 
 def read_runs(folder: Path) -> list[dict[str, Any]]:
     """runs.csv of a results folder, one dict per run."""
-    rows = read_table(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
-                      "give a results folder written by dropbench run")
+    _, lines = read_csv(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
+                        READ_FIX)
+    rows = [row for _, row in lines]
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
@@ -659,4 +692,5 @@ def read_runs(folder: Path) -> list[dict[str, Any]]:
 
 def read_curves(folder: Path) -> list[dict[str, Any]]:
     """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
-    return read_table(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), "give a results folder written by dropbench run")
+    _, lines = read_csv(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
+    return [row for _, row in lines]
