@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
+# A tuning's folder (tune.py): its spec, and a results folder for each phase. Named here, with
+# the sweep folder's files, so that a reader told a tuning's folder can say where its runs are.
+TUNE_FILE, SEARCH_DIR, FINAL_DIR = "tune.yaml", "search", "final"
 
 
 def _host() -> str:
@@ -661,8 +664,6 @@ def _finished(folder: Path) -> str:
 def _why_no_runs(folder: Path) -> str:
     """Why a folder has no runs.csv to read, and what to do: wait for the command writing it,
     give a tuning's final runs, finish a stopped sweep, or give a results folder."""
-    from dropbench.tune import FINAL_DIR, SEARCH_DIR, TUNE_FILE
-
     if (folder / TUNE_FILE).is_file():
         final = folder / FINAL_DIR
         if (final / RUNS_CSV).is_file():
