@@ -27,14 +27,20 @@ def train_and_store(cfgs: Sequence["RunConfig"], out: str, workers: int | None =
     from dropbench.engines import get_engine
 
     stored = []
-    by_engine: dict[str, list[RunConfig]] = {}
-    for c in cfgs:
-        by_engine.setdefault(c.engine, []).append(c)
-    for name, group in by_engine.items():
+    for name, group in _by_engine(cfgs).items():
         for res in get_engine(name, workers).train(group):
             results.write_run(Path(out), res)
             stored.append((res.run_id, res.status))
     return stored
+
+
+def _by_engine(cfgs: Sequence["RunConfig"]) -> dict[str, list["RunConfig"]]:
+    """The runs of each engine, in the order given: an engine trains its runs in one call (the
+    batched one plans them into chunks together)."""
+    by_engine: dict[str, list[RunConfig]] = {}
+    for c in cfgs:
+        by_engine.setdefault(c.engine, []).append(c)
+    return by_engine
 
 
 def shares(cfgs: Sequence["RunConfig"], n: int) -> list[list["RunConfig"]]:
@@ -88,10 +94,7 @@ def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_resul
     from dropbench import results
     from dropbench.engines import get_engine
 
-    by_engine: dict[str, list[RunConfig]] = {}
-    for c in cfgs:
-        by_engine.setdefault(c.engine, []).append(c)
-    for name, group in by_engine.items():
+    for name, group in _by_engine(cfgs).items():
         # closing: where storing fails (a full disk), the engine's workers stop and are joined now,
         # not whenever the traceback that holds the generator is freed.
         with closing(get_engine(name, workers).train(group)) as trained:
