@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from dropbench.columns import BASELINE_META, BASELINE_METRIC, BASELINE_STATS
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
 from dropbench.analysis.grouping import by_keys, members, repeated_over
@@ -28,15 +29,8 @@ from dropbench.analysis.platforms import UNRECORDED, platform_counts, platform_n
 from dropbench.analysis.significance import paired_greater, welch_greater
 from dropbench.analysis.summary import summarize
 from dropbench.analysis.taxonomy import FILE_KEY, FILE_LABEL, columns_of, config_columns, key_str, repetition, sort_key
+from dropbench.results import Wording, float_cell, read_csv
 
-BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
-# JSON columns: `config`, every config value the group's runs share (a list where they differ:
-# a --by coarser than the config), and `platform`, the platforms that computed them with their
-# run counts. Baselines written before these columns existed are still read.
-BASELINE_META = ("config", "platform")
-# The metric the statistics are of (report's --metric, without final_) and which way is better.
-# Baselines written before these columns existed are of test MSE, lower is better.
-BASELINE_METRIC = ("metric", "better")
 CHOICE_COLUMNS = ("data", "model", "optim", "reg")  # RunConfig.choices(): what key_default needs
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
 OLD_BASELINE_NOTE = ("note: baseline {path} records no config (written by an older dropbench), so the sweep's config "
@@ -152,42 +146,31 @@ def baseline_csv(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+# A baseline's own wording of read_csv's damages: the file named as the baseline, the fix how to
+# create one (and no "the file is damaged": a hand-edited baseline is the usual cause).
+BASELINE_WORDING = Wording(
+    missing="{file} not found; {fix}",
+    lacks="{file} lacks column(s) {columns}; it is not a dropbench baseline ({fix})",
+    width="{file} line {line} has {fields} fields where the header has {width}",
+    not_number="{file} line {line}: {column}={value!r} is not a number",
+)
+BASELINE_CELLS = {c: int if c == "n_seeds" else float_cell for c in BASELINE_STATS}  # n_seeds may not be empty
+
+
 def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The group keys and rows of a baseline CSV; any damage is a one-line UserError."""
-    if not path.is_file():
-        raise UserError(f"baseline {path} not found; {HOW_TO_CREATE}")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"baseline {path} is not a text CSV; {HOW_TO_CREATE}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"baseline {path} is empty; {HOW_TO_CREATE}")
-    missing = [c for c in BASELINE_STATS if c not in header]
-    if missing:
-        raise UserError(f"baseline {path} lacks column(s) {', '.join(missing)}; it is not a dropbench baseline ({HOW_TO_CREATE})")
+    header, lines = read_csv(path, BASELINE_STATS, HOW_TO_CREATE, BASELINE_CELLS, f"baseline {path}", BASELINE_WORDING)
     keys = [c for c in header if c not in BASELINE_STATS and c not in BASELINE_META and c not in BASELINE_METRIC]
     rows, seen = [], set()
-    for line in reader:
-        if not line:
-            continue
-        if len(line) != len(header):
-            raise UserError(f"baseline {path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}")
-        row: dict[str, Any] = dict(zip(header, line))
-        for c in BASELINE_STATS:
-            try:
-                row[c] = int(row[c]) if c == "n_seeds" else float(row[c] or "nan")
-            except ValueError:
-                raise UserError(f"baseline {path} line {reader.line_num}: {c}={row[c]!r} is not a number") from None
+    for line, row in lines:
         if row["n_seeds"] < 1 or not math.isfinite(row["test_mean"]):
-            raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a finite test_mean")
-        _metric_cells(row, path, reader.line_num)
-        row["config"] = _json_cell(row, "config", dict, path, reader.line_num)
-        row["platform"] = _json_cell(row, "platform", list, path, reader.line_num)
+            raise UserError(f"baseline {path} line {line}: a group needs at least one seed and a finite test_mean")
+        _metric_cells(row, path, line)
+        row["config"] = _json_cell(row, "config", dict, path, line)
+        row["platform"] = _json_cell(row, "platform", list, path, line)
         key = tuple(row[k] for k in keys)
         if key in seen:
-            raise UserError(f"baseline {path} line {reader.line_num}: group {group_label(dict(zip(keys, key)))} appears twice")
+            raise UserError(f"baseline {path} line {line}: group {group_label(dict(zip(keys, key)))} appears twice")
         seen.add(key)
         rows.append(row)
     if not rows:

@@ -24,17 +24,23 @@ OnResult = Callable[[str, str], None]  # run_id, status
 def train_and_store(cfgs: Sequence["RunConfig"], out: str, workers: int | None = None) -> list[tuple[str, str]]:
     """One worker's share: train every run and store it under `out` as soon as it is done."""
     from dropbench import results
-    from dropbench.engines.base import get_engine
+    from dropbench.engines import get_engine
 
     stored = []
-    by_engine: dict[str, list[RunConfig]] = {}
-    for c in cfgs:
-        by_engine.setdefault(c.engine, []).append(c)
-    for name, group in by_engine.items():
+    for name, group in _by_engine(cfgs).items():
         for res in get_engine(name, workers).train(group):
             results.write_run(Path(out), res)
             stored.append((res.run_id, res.status))
     return stored
+
+
+def _by_engine(cfgs: Sequence["RunConfig"]) -> dict[str, list["RunConfig"]]:
+    """The runs of each engine, in the order given: an engine trains its runs in one call (the
+    batched one plans them into chunks together)."""
+    by_engine: dict[str, list[RunConfig]] = {}
+    for c in cfgs:
+        by_engine.setdefault(c.engine, []).append(c)
+    return by_engine
 
 
 def shares(cfgs: Sequence["RunConfig"], n: int) -> list[list["RunConfig"]]:
@@ -86,12 +92,9 @@ def _local(cfgs: Sequence["RunConfig"], out: Path, workers: int | None, on_resul
     from contextlib import closing
 
     from dropbench import results
-    from dropbench.engines.base import get_engine
+    from dropbench.engines import get_engine
 
-    by_engine: dict[str, list[RunConfig]] = {}
-    for c in cfgs:
-        by_engine.setdefault(c.engine, []).append(c)
-    for name, group in by_engine.items():
+    for name, group in _by_engine(cfgs).items():
         # closing: where storing fails (a full disk), the engine's workers stop and are joined now,
         # not whenever the traceback that holds the generator is freed.
         with closing(get_engine(name, workers).train(group)) as trained:

@@ -18,7 +18,7 @@ from dropbench import regs
 from dropbench.regs.base import reg_linear
 
 if TYPE_CHECKING:
-    from dropbench.config import MLP, Reg
+    from dropbench.config import MLP, Reg, RunConfig
     from dropbench.regs.base import Regularizer
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "selu": nn.SELU}
@@ -104,3 +104,10 @@ def build_mlp(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> nn.Sequential:
     elif cfg.init == "glorot_uniform":
         glorot_uniform_(model)
     return model
+
+
+def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
+    """The run's network with its initial weights: a function of cfg.seed alone (both engines
+    build it so; the batched one copies its weights)."""
+    torch.manual_seed(cfg.seed)
+    return build_mlp(n_in, 1, cfg.model, cfg.reg)

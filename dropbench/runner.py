@@ -312,7 +312,8 @@ def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = 
 def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     """Fail before anything is written: data must load, devices and engines must exist."""
     from dropbench.data import load_dataset
-    from dropbench.engines.base import get_engine, resolve_device
+    from dropbench.engines import get_engine
+    from dropbench.engines.base import resolve_device
 
     seen = set()
     for cfg in cfgs:

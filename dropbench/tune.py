@@ -37,12 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
 
 from dropbench.errors import UserError
+from dropbench.results import FINAL_DIR, SEARCH_DIR, TUNE_FILE
 
 if TYPE_CHECKING:
     from dropbench.config import Launcher, RunConfig
     from dropbench.runner import RunOutcome
 
-SEARCH_DIR, FINAL_DIR, TUNED_CSV, TUNE_FILE = "search", "final", "tuned.csv", "tune.yaml"
+TUNED_CSV = "tuned.csv"
 HOLDOUT_KEY = "data.holdout"
 # The metrics a selection can use: those the search runs measure on the validation rows (their
 # "test" set). val_X is accepted for test_X.

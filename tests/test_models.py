@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 from dropbench.config import load
-from dropbench.engines.torch_engine import build_model
-from dropbench.models import Residual
+from dropbench.models import Residual, build_model
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
 

@@ -12,8 +12,8 @@ from torch import nn
 from dropbench import config
 from dropbench.config import build, load
 from dropbench.data import holdout_rows
-from dropbench.engines.torch_engine import build_model
 from dropbench.errors import UserError
+from dropbench.models import build_model
 from dropbench.regs.l2 import prior_weight_decay
 
 E16, E18 = "+experiment=uci_mc_dropout_2016", "+experiment=uci_mc_dropout_2018"

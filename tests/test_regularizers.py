@@ -18,8 +18,8 @@ from dropbench.config import load
 from dropbench.models import hidden_layer
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
-from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.dropconnect import Config as DropConnectConfig
+from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.l1 import l1_penalty as _l1
 from dropbench.regs.vanilla_dropout import Config as VanillaConfig
 
@@ -207,7 +207,7 @@ def test_dropconnect_eval_and_p_zero_use_the_plain_weights_and_draw_nothing():
 def test_l1_penalty_is_the_sum_of_abs_over_every_named_parameter():
     """Each parameter of dropbench's residual model is set to its own constant c_i, so the penalty
     is sum numel_i * |c_i|, with numel_i counted from the architecture by hand."""
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.models import build_model
 
     model = build_model(load(["reg=[l1,droppath]", "model.depth=3", "model.hidden=7"]), 2).double()
     h, n_in = 7, 2
@@ -234,7 +234,7 @@ def test_l1_penalty_gradient_is_sign():
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_l2_matches_optimizer_weight_decay(opt_name):
     """reg=l2 is the optimizer's weight_decay: identical to adding wd*w to the gradient."""
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.1"])
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def test_l2_matches_optimizer_weight_decay(opt_name):
 
 
 def test_l2_decoupled_is_adamw():
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load(["reg=l2", "reg.l2.decoupled=true", "reg.l2.weight_decay=0.1"])
     opt = make_optimizer(nn.Linear(2, 2), cfg)
@@ -271,7 +271,7 @@ def test_l2_decoupled_is_adamw():
 def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
     """The batched dropout piece for member i equals F.dropout (or the vanilla rule) drawn from member i's RNG state;
     eval mode is the identity (inverted) or a 1-p scale (vanilla)."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
     states = [g.get_state() for g in chunk.gens]
@@ -350,7 +350,7 @@ def test_engines_agree_in_float64(names, placement):
     """Every regularizer and valid pair: the batched engine's curves and fit are the reference's
     to rounding (float64: the kernels differ; the draws are the same)."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = combo_cfgs(names, f"model.placement={placement}")
     for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
@@ -361,7 +361,7 @@ def test_engines_agree_in_float64(names, placement):
 @pytest.mark.parametrize("names", COMBOS, ids="+".join)
 def test_hand_written_backward_is_autograds(names):
     """Each piece's backward, in the chunk's backward, is autograd's through its forward, bit for bit."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     for placement in ("before", "after"):
         cfgs = combo_cfgs(names, f"model.placement={placement}", "dtype=float32", seeds=(0, 1, 2))
@@ -377,8 +377,8 @@ def test_hand_written_backward_is_autograds(names):
 def test_eval_mode_is_deterministic_and_draws_nothing(name):
     """In eval mode neither engine draws: two passes agree and every generator is left as it was;
     the two engines' eval predictions agree."""
-    from dropbench.engines.batched import Chunk
-    from dropbench.engines.torch_engine import build_model
+    from dropbench.engines.program import Chunk
+    from dropbench.models import build_model
 
     cfgs = combo_cfgs([name])
     model = build_model(cfgs[0], 1).double().eval()
@@ -409,7 +409,7 @@ def test_strength_zero_is_the_identity_and_draws_nothing(name, engine):
     """At strength 0 (p=0, weight=0, ...) a regularizer changes no number and takes no draw: beside
     a drawing witness, the run is bit for bit the witness alone, in both engines."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     reg = regs.REGISTRY[name]
     w = _witness(name)

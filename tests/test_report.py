@@ -128,6 +128,7 @@ def test_a_folder_whose_runs_all_failed_says_so_and_why(tmp_path):
     ("run_id,seed,final_train_mse,final_test_mse,status\nx,0,0.1,lots,ok\n", "final_test_mse='lots' is not a number"),
     ("run_id,seed,final_train_mse,final_test_mse,status\n", "lists no runs"),
     (b"\xff\xfe\x00garbage", "is not a text CSV"),
+    ('run_id,seed,final_train_mse,final_test_mse,status\n"' + "x" * 200_000 + '",0,0.1,0.2,ok\n', "is not a valid CSV (field larger than"),
 ])
 def test_bad_folders_give_one_line(tmp_path, damage, says):
     d = tmp_path / "d"

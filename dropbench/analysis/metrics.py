@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dropbench.analysis.taxonomy import LOCATION_COLUMNS, SELECTION_COLUMNS, WHERE_COLUMNS, columns_of, config_columns
-from dropbench.engines.base import TEXT_COLUMNS
+from dropbench.columns import PLATFORM_COLUMNS, TEXT_COLUMNS
 from dropbench.errors import UserError
-from dropbench.provenance import PLATFORM_COLUMNS
 
 # A metric whose name ends so is better when higher (log-likelihood, R², accuracy); every
 # other one (MSE, RMSE, NLL, ...) when lower.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from dropbench.provenance import PLATFORM_COLUMNS
+from dropbench.columns import PLATFORM_COLUMNS
 
 Row = dict[str, Any]
 RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds",

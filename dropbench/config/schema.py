@@ -285,7 +285,7 @@ Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlur
 # ---- evaluation ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Eval:
-    """What a run measures besides eval-mode MSE (engines/base.py: MCStats)."""
+    """What a run measures besides eval-mode MSE (engines/mc.py: MCStats)."""
 
     mc_samples: int = 0  # T > 0: MC dropout, the mean of T passes with the dropout family active
     tau: float | None = None  # model precision of the Gaussian test log-likelihood (null: not computed)
