@@ -1,5 +1,5 @@
 """`dropbench tune`: choose hyper-parameters on a validation hold-out inside each split, then
-retrain the choice on the whole training set and test it (PROTOCOL.md of the UCI splits, 2018).
+retrain the choice on the whole training set and test it (docs/uci-protocol.md, 2018 version).
 
 A tuning is two ordinary sweeps in one folder OUT:
 

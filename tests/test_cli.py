@@ -150,10 +150,11 @@ def test_groups_lists_the_experiments_with_how_to_use_them():
     lines = res.stdout.splitlines()
     head = next(line for line in lines if line.startswith("experiment"))
     assert "+experiment=NAME" in head and head.endswith(": " + ", ".join(names)) and "*" not in head
-    # Each YAML's first comment line, up to where it cites the protocol's document.
-    for start in ("  uci_mc_dropout_2016  The MC-dropout UCI protocol, 2016 version (Gal & Ghahramani, ICML 2016",
-                  "  uci_mc_dropout_2018  The MC-dropout UCI protocol, 2018 re-run"):
-        assert any(line.startswith(start) for line in lines), start
+    # Each YAML's first comment line, citing the protocol's page in the repository (never a path
+    # outside it: a user's clone has no ../shared).
+    for line in ("  uci_mc_dropout_2016  The MC-dropout UCI protocol, 2016 version (Gal & Ghahramani, ICML 2016; docs/uci-protocol.md)",
+                 "  uci_mc_dropout_2018  The MC-dropout UCI protocol, 2018 re-run (docs/uci-protocol.md)"):
+        assert line in lines, line
     assert "+experiment=NAME" in lines[-1]
 
 

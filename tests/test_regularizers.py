@@ -463,12 +463,12 @@ def test_gaussian_dropout_is_x_times_normal_noise(p):
     assert torch.equal(gaussian_layer(p).eval()(x), x)
 
 
-# ---- README "Adding a regularizer": its worked example is the shipped module, word for word ------
+# ---- docs "Adding a regularizer": its worked example is the shipped module, word for word ------
 
-def _readme_blocks() -> dict[str, str]:
+def _example_blocks() -> dict[str, str]:
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     section = text.split("## Adding a regularizer", 1)[1].split("\n## ", 1)[0]
     blocks: dict[str, str] = {}
     for chunk in section.split("```")[1::2]:
@@ -477,26 +477,26 @@ def _readme_blocks() -> dict[str, str]:
     return blocks
 
 
-def test_readme_worked_example_is_the_registered_module():
-    """The README's example is dropbench/regs/gaussian_dropout.py and its YAML verbatim, so the
-    registry-driven tests above (which run it in both engines) keep the example true."""
+def test_docs_worked_example_is_the_registered_module():
+    """docs/extending.md's example is dropbench/regs/gaussian_dropout.py and its YAML verbatim, so
+    the registry-driven tests above (which run it in both engines) keep the example true."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    blocks = _readme_blocks()
+    blocks = _example_blocks()
     assert blocks["python"] == (root / "dropbench/regs/gaussian_dropout.py").read_text()
     assert blocks["yaml"] == (root / "conf/reg/gaussian_dropout.yaml").read_text()
     assert "gaussian_dropout" in NAMES
 
 
-def test_readme_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
+def test_docs_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
     """The example's code alone, written into a new package, is found by the registry's discovery."""
     import sys
 
     pkg = tmp_path / "myregs"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "gaussian_dropout.py").write_text(_readme_blocks()["python"])
+    (pkg / "gaussian_dropout.py").write_text(_example_blocks()["python"])
     monkeypatch.syspath_prepend(str(tmp_path))
     found = regs.discover("myregs", [str(pkg)])
     assert list(found) == ["gaussian_dropout"] and found["gaussian_dropout"].slot == "activation"

@@ -2,7 +2,7 @@
 
 - ci: the half-width of the 95% Student-t interval, t(0.975, n-1) · s / √n, s the sample SD (ddof=1);
 - se: the standard error as the UCI literature computes it, SD / √n with numpy's population SD
-  (ddof=0; PROTOCOL.md of the UCI splits): so dropbench's ± equals the published tables' for the
+  (ddof=0; docs/uci-protocol.md): so dropbench's ± equals the published tables' for the
   same numbers. It is √((n-1)/n) times the sample-SD version (2.5% smaller at n = 20);
 - std: the sample SD (ddof=1).
 """

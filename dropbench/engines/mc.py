@@ -100,7 +100,7 @@ class MCStats:
 
     def ll(self) -> list[float | None]:
         """Each run's mean over test points of logsumexp_t(-tau/2 (y - yhat_t)^2) - log T
-        - log(2 pi)/2 + log(tau)/2, in original units (PROTOCOL.md); None without tau."""
+        - log(2 pi)/2 + log(tau)/2, in original units (docs/uci-protocol.md); None without tau."""
         if self.m is None:
             return [None] * len(self.T)
         from dropbench.engines.memberwise import log
