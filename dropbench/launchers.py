@@ -130,6 +130,7 @@ QUEUE_POLL_S = 2.0  # squeue this often at first, then every twentieth of the ti
 QUEUE_POLL_MAX_S = 30.0  # up to this: a long sweep asks the controller rarely
 GONE_POLLS = 2  # a job missing from this many answers of squeue in a row has left it
 RESULT_GRACE_S = 10.0  # a job ended without its result file or runs in sight: wait this long for a shared file system
+PREEMPTED_GRACE_S = 60.0  # a job preempted this long and not requeued has ended
 SQUEUE_PATIENCE_S = 600.0  # squeue failing this long: stop waiting, and say so
 
 
@@ -400,6 +401,7 @@ def _wait(jobs: Sequence[Any], tasks: Sequence[Sequence["RunConfig"]], arrivals:
     queued: dict[str, slurm.Queued] = {}
     missing: Counter[str] = Counter()
     over_since: dict[str, float] = {}
+    preempted_since: dict[str, float] = {}
     t0 = answered = next_queue = clock()
     while True:
         if cluster == "slurm" and waiting and clock() >= next_queue:
@@ -424,7 +426,11 @@ def _wait(jobs: Sequence[Any], tasks: Sequence[Sequence["RunConfig"]], arrivals:
             outcome = _outcome(job) if job.paths.result_pickle.exists() else None
             q = queued.get(jid)
             if cluster == "slurm":
-                over = outcome is not None or (q is not None and q.state in slurm.ENDED) or missing[jid] >= GONE_POLLS
+                preempted = q is not None and q.state == "PREEMPTED"
+                if not preempted:
+                    preempted_since.pop(jid, None)
+                over = (outcome is not None or (q is not None and q.state in slurm.ENDED) or missing[jid] >= GONE_POLLS
+                        or preempted and now - preempted_since.setdefault(jid, now) >= PREEMPTED_GRACE_S)
             else:
                 over = outcome is not None or job.done()
             if not over:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 # squeue's job states (man squeue, JOB STATE CODES). A job in any of these may still store runs:
-# PREEMPTED too, since a preempted job is often requeued.
+# PREEMPTED too, since a preempted job is often requeued (the submitter gives it a while).
 ACTIVE = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
     "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED", "RESV_DEL_HOLD", "SPECIAL_EXIT", "PREEMPTED",
@@ -159,7 +159,7 @@ def judge(queued: Queued | None, log: str, error: str | None, limit_min: int | N
     when the job's Python raised (`error`) and its exit code (`code`, where known).
     `limit_min`: the time limit asked for."""
     limit = queued.limit_min if queued is not None and queued.limit_min else limit_min
-    said = queued.state if queued is not None and queued.state in ENDED else None
+    said = queued.state if queued is not None and (queued.state in ENDED or queued.state == "PREEMPTED") else None
     if said not in (None, "FAILED", "COMPLETED"):  # SLURM ended it, and says why
         return Fate(said, limit_min=limit)
     in_log = fate_in_log(log)
