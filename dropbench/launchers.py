@@ -125,7 +125,8 @@ def _joblib(cfgs: Sequence["RunConfig"], out: Path, n_jobs: int, on_result: OnRe
 
 # --- SLURM and submitit: one job array; each task trains a share --------------------------------
 
-POLL_S = 0.5  # the run folders are read this often: progress as runs are stored
+POLL_S = 0.5  # the run folders are read this often at first, then every two-hundredth of the time waited,
+POLL_MAX_S = 5.0  # up to this: one listing of runs/ per look, which a long sweep on NFS need not repeat twice a second
 QUEUE_POLL_S = 2.0  # squeue this often at first, then every twentieth of the time waited,
 QUEUE_POLL_MAX_S = 30.0  # up to this: a long sweep asks the controller rarely
 GONE_POLLS = 2  # a job missing from this many answers of squeue in a row has left it
@@ -458,6 +459,6 @@ def _wait(jobs: Sequence[Any], tasks: Sequence[Sequence["RunConfig"]], arrivals:
             ends.append(JobEnd(jid, fate.describe(), len(left)))
             del waiting[jid]
         if waiting:
-            sleep(POLL_S)
+            sleep(min(POLL_MAX_S, max(POLL_S, (clock() - t0) / 200)))
     order = {j.job_id: i for i, j in enumerate(jobs)}
     return sorted(ends, key=lambda e: order[e.job_id])

@@ -134,8 +134,10 @@ def error_line(trace: str) -> str:
 
 
 def last_line(text: str, limit: int = 200) -> str:
-    """A log's last line, shortened: what a job that failed before Python started said last."""
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("srun: ")]
+    """A log's last line, shortened: what a job that failed before Python started said last
+    (srun's, submitit's and dropbench's own progress lines aside)."""
+    ours = ("srun: ", "submitit ", "dropbench: ")
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(ours)]
     return lines[-1][:limit] if lines else ""
 
 
@@ -170,6 +172,7 @@ def judge(queued: Queued | None, log: str, error: str | None, limit_min: int | N
             return Fate("TIMEOUT", limit_min=limit)
         return Fate("FAILED", error_line(error))
     if said is not None:  # ended without a Python error stored: it failed before or around Python
-        detail = "; ".join(x for x in (f"exit code {code}" if code else "", last_line(log)) if x)
+        how = "" if not code else f"exit code {code}" if code.isdigit() else f"killed by {code}"
+        detail = "; ".join(x for x in (how, last_line(log)) if x)
         return Fate(said, detail)
     return Fate("UNKNOWN")

@@ -85,6 +85,8 @@ def test_the_state_a_jobs_log_tells(lines, state):
     (slurm.Queued("FAILED", 60), "", SUBMITIT_TIMEOUT, None, "hit its 60 min time limit"),
     (slurm.Queued("FAILED", 60), "/var/spool/slurmd/job00013/slurm_script: line 17: /x/activate: No such file or directory\n",
      None, "3", "failed: exit code 3; /var/spool/slurmd/job00013/slurm_script: line 17: /x/activate: No such file or directory"),
+    (slurm.Queued("FAILED", 60), "dropbench: training this job's 2 runs into /x\nSegmentation fault\nsrun: error: vm: task 0: Segmentation fault\n",
+     None, "signal 11", "failed: killed by signal 11; Segmentation fault"),
     (slurm.Queued("NODE_FAIL"), "", None, None, "lost its node (NODE_FAIL)"),
     (slurm.Queued("OUT_OF_MEMORY"), "", None, None, "ran out of memory (raise launcher.mem_gb)"),
     (None, OOM, None, None, "ran out of memory (raise launcher.mem_gb)"),
