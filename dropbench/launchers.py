@@ -345,7 +345,11 @@ def _submit(executor: Any, tasks: list[list["RunConfig"]], out: Path, launcher: 
     except Exception as e:  # noqa: BLE001  sbatch refused the array, or could not be run
         for name in set(os.listdir(folder)) - (before or set()) if folder.is_dir() else ():
             p = folder / name
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    p.unlink()
         if before is None:
             with contextlib.suppress(OSError):
                 folder.rmdir()
