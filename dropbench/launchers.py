@@ -324,6 +324,8 @@ def _submitit(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_r
         ends = _wait(jobs, tasks, arrivals, on_result, cluster, launcher.timeout_min)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the jobs go too; what they stored is kept
         _cancel(jobs, cluster)
+        for rid, status in arrivals.scan():  # the progress's last line counts what is stored
+            on_result(rid, status)
         raise
     if ends:
         raise JobsEnded(ends, len(jobs))

@@ -97,6 +97,7 @@ def test_sigterm_to_the_submitter_keeps_what_finished_and_cancels_its_jobs(slurm
     s.proc.send_signal(signal.SIGTERM)
     assert s.wait(60) == 143, s.stderr
     out = s.out
+    assert re.match(r"dropbench: 2/4 runs done", s.stderr.splitlines()[-2]), s.stderr
     assert fate_lines(s.stderr) == [
         f"dropbench: error: terminated (SIGTERM): 2 of 4 runs are stored in {out}; resume with: dropbench run --resume {out}"
     ], s.stderr
