@@ -178,19 +178,27 @@ def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
 def _training_errors(resume_with: Callable[[Any], str]) -> Iterator[None]:
     """What ends `run` or `tune` early, in one line: bad input (exit 2), an OS error once runs
     are being stored (2, with the command that resumes), Ctrl-C after some runs were stored (130,
-    with the command that resumes) or before (130, nothing written)."""
+    with the command that resumes) or before (130, nothing written); SIGTERM as Ctrl-C, with 143.
+    Cluster jobs that ended before storing their runs: a line per job, then the one that
+    resumes (1)."""
     from dropbench import runner
 
     try:
-        yield
+        with runner.sigterm_as_interrupt():
+            yield
     except runner.Stopped as e:  # a full disk mid-sweep: what finished is kept
         _fail(f"{e}; resume with: {resume_with(e)}")
     except UserError as e:
         _fail(str(e))
+    except runner.JobsLost as e:  # cancelled, timed out, failed, node lost: what the jobs stored is kept
+        for line in e.lines:
+            typer.echo(f"dropbench: {line}", err=True)
+        _fail(f"{e}; resume with: {resume_with(e)}", 1)
     except runner.Interrupted as e:
-        _fail(f"{e}; resume with: {resume_with(e)}", 130)
-    except KeyboardInterrupt:
-        _fail("interrupted before training started; nothing was written", 130)
+        _fail(f"{e}; resume with: {resume_with(e)}", e.code)
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if runner.exit_code(e) == 143 else "interrupted"
+        _fail(f"{how} before training started; nothing was written", runner.exit_code(e))
 
 
 @contextmanager
