@@ -66,9 +66,9 @@ if _spec and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
         import sys
         import time
 
-        import dropbench.engines.base as _base
+        import dropbench.engines as _engines
 
-        _get_engine = _base.get_engine
+        _get_engine = _engines.get_engine
 
         def _holding(name, workers=None):
             engine = _get_engine(name, workers)
@@ -85,7 +85,7 @@ if _spec and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
 
             return Holding()
 
-        _base.get_engine = _holding
+        _engines.get_engine = _holding
 '''
 
 
