@@ -6,7 +6,7 @@ A group is WORSE when its mean final metric (test MSE unless the baseline record
 needed: the test alone flags tiny but consistent shifts (a different CPU's rounding), the
 tolerance alone ignores noise. Groups with fewer than 2 seeds on either side cannot be tested;
 for them the tolerance decides. Worse is higher for most metrics, lower for a log-likelihood
-(stats.higher_is_better, or --better).
+(analysis.metrics.higher_is_better, or --better).
 """
 
 from __future__ import annotations
@@ -19,21 +19,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from dropbench.columns import BASELINE_META, BASELINE_METRIC, BASELINE_STATS
 from dropbench.errors import UserError
 from dropbench.provenance import IDENTITY_COLUMNS
-from dropbench.stats import (
-    DEFAULT_METRIC, FILE_KEY, FILE_LABEL, MSE, UNRECORDED, Metric, by_keys, canonical_metric, repeated_over, columns_of, config_columns, file_labels,
-    group_label, key_str, members, platform_counts, platform_note, resolve_metric, sort_key, summarize, welch_greater,
-)
+from dropbench.analysis.grouping import by_keys, members, repeated_over
+from dropbench.analysis.labels import file_labels, group_label
+from dropbench.analysis.metrics import DEFAULT_METRIC, MSE, Metric, canonical_metric, higher_is_better, resolve_metric
+from dropbench.analysis.platforms import UNRECORDED, platform_counts, platform_note
+from dropbench.analysis.significance import paired_greater, welch_greater
+from dropbench.analysis.summary import summarize
+from dropbench.analysis.taxonomy import FILE_KEY, FILE_LABEL, columns_of, config_columns, key_str, repetition, sort_key
+from dropbench.results import Wording, float_cell, read_csv
 
-BASELINE_STATS = ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
-# JSON columns: `config`, every config value the group's runs share (a list where they differ:
-# a --by coarser than the config), and `platform`, the platforms that computed them with their
-# run counts. Baselines written before these columns existed are still read.
-BASELINE_META = ("config", "platform")
-# The metric the statistics are of (report's --metric, without final_) and which way is better.
-# Baselines written before these columns existed are of test MSE, lower is better.
-BASELINE_METRIC = ("metric", "better")
 CHOICE_COLUMNS = ("data", "model", "optim", "reg")  # RunConfig.choices(): what key_default needs
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
 OLD_BASELINE_NOTE = ("note: baseline {path} records no config (written by an older dropbench), so the sweep's config "
@@ -48,7 +45,7 @@ class Verdict:
     new: Mapping[str, Any] | None
     p: float  # Welch one-sided p-value of "new is worse" (NaN where untestable)
     detail: str
-    files: Mapping[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (stats.file_labels)
+    files: Mapping[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
 
     @property
     def passed(self) -> bool:
@@ -112,7 +109,7 @@ def baseline_rows(runs: Sequence[Mapping[str, Any]], by: Sequence[str] | None = 
 
 
 def _files(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, str]:
-    """Names of the csv files a grouping by data.sha256 splits on, for labels (stats.file_labels)."""
+    """Names of the csv files a grouping by data.sha256 splits on, for labels (labels.file_labels)."""
     return file_labels(runs) if FILE_KEY in keys else {}
 
 
@@ -149,42 +146,31 @@ def baseline_csv(keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
     return buf.getvalue()
 
 
+# A baseline's own wording of read_csv's damages: the file named as the baseline, the fix how to
+# create one (and no "the file is damaged": a hand-edited baseline is the usual cause).
+BASELINE_WORDING = Wording(
+    missing="{file} not found; {fix}",
+    lacks="{file} lacks column(s) {columns}; it is not a dropbench baseline ({fix})",
+    width="{file} line {line} has {fields} fields where the header has {width}",
+    not_number="{file} line {line}: {column}={value!r} is not a number",
+)
+BASELINE_CELLS = {c: int if c == "n_seeds" else float_cell for c in BASELINE_STATS}  # n_seeds may not be empty
+
+
 def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
     """The group keys and rows of a baseline CSV; any damage is a one-line UserError."""
-    if not path.is_file():
-        raise UserError(f"baseline {path} not found; {HOW_TO_CREATE}")
-    try:
-        text = path.read_text()
-    except UnicodeDecodeError:
-        raise UserError(f"baseline {path} is not a text CSV; {HOW_TO_CREATE}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise UserError(f"baseline {path} is empty; {HOW_TO_CREATE}")
-    missing = [c for c in BASELINE_STATS if c not in header]
-    if missing:
-        raise UserError(f"baseline {path} lacks column(s) {', '.join(missing)}; it is not a dropbench baseline ({HOW_TO_CREATE})")
+    header, lines = read_csv(path, BASELINE_STATS, HOW_TO_CREATE, BASELINE_CELLS, f"baseline {path}", BASELINE_WORDING)
     keys = [c for c in header if c not in BASELINE_STATS and c not in BASELINE_META and c not in BASELINE_METRIC]
     rows, seen = [], set()
-    for line in reader:
-        if not line:
-            continue
-        if len(line) != len(header):
-            raise UserError(f"baseline {path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}")
-        row: dict[str, Any] = dict(zip(header, line))
-        for c in BASELINE_STATS:
-            try:
-                row[c] = int(row[c]) if c == "n_seeds" else float(row[c] or "nan")
-            except ValueError:
-                raise UserError(f"baseline {path} line {reader.line_num}: {c}={row[c]!r} is not a number") from None
+    for line, row in lines:
         if row["n_seeds"] < 1 or not math.isfinite(row["test_mean"]):
-            raise UserError(f"baseline {path} line {reader.line_num}: a group needs at least one seed and a finite test_mean")
-        _metric_cells(row, path, reader.line_num)
-        row["config"] = _json_cell(row, "config", dict, path, reader.line_num)
-        row["platform"] = _json_cell(row, "platform", list, path, reader.line_num)
+            raise UserError(f"baseline {path} line {line}: a group needs at least one seed and a finite test_mean")
+        _metric_cells(row, path, line)
+        row["config"] = _json_cell(row, "config", dict, path, line)
+        row["platform"] = _json_cell(row, "platform", list, path, line)
         key = tuple(row[k] for k in keys)
         if key in seen:
-            raise UserError(f"baseline {path} line {reader.line_num}: group {group_label(dict(zip(keys, key)))} appears twice")
+            raise UserError(f"baseline {path} line {line}: group {group_label(dict(zip(keys, key)))} appears twice")
         seen.add(key)
         rows.append(row)
     if not rows:
@@ -198,9 +184,7 @@ def read_baseline(path: Path) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _metric_cells(row: dict[str, Any], path: Path, line: int) -> None:
     """The row's metric and direction: test_mse, lower, where the baseline predates them; a
-    metric without a direction goes by its name (stats.higher_is_better)."""
-    from dropbench.stats import higher_is_better
-
+    metric without a direction goes by its name (higher_is_better)."""
     metric = canonical_metric((row.get("metric") or "").strip()) or DEFAULT_METRIC
     better = (row.get("better") or "").strip() or ("higher" if higher_is_better(metric) else "lower")
     if better not in ("higher", "lower"):
@@ -378,8 +362,6 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
                     column: str = "final_test_mse") -> tuple[float, int]:
     """One-sided paired t-test of H1: hi's metric (`column`) exceeds lo's, repetition by
     repetition (seed, and split where the runs span several; NaN if the repetitions differ)."""
-    from dropbench.stats import repetition, t_sf
-
     def per_seed(g: Mapping[str, Any]) -> dict[Any, float]:
         ok = members((r for r in runs if r.get("status") == "ok"), {k: g[k] for k in keys})
         seeds = {repetition(r) for r in ok}
@@ -389,10 +371,7 @@ def _paired_greater(hi: Mapping[str, Any], lo: Mapping[str, Any], runs: Sequence
     if len(a) < 2 or set(a) != set(b):
         return math.nan, 0
     d = [a[s] - b[s] for s in a]
-    mean, sd = sum(d) / len(d), (sum((x - sum(d) / len(d)) ** 2 for x in d) / (len(d) - 1)) ** 0.5
-    if sd == 0.0:
-        return (0.0 if mean > 0 else 1.0), len(d)
-    return t_sf(mean / (sd / math.sqrt(len(d))), len(d) - 1), len(d)
+    return paired_greater(d), len(d)
 
 
 def expect(runs: Sequence[Mapping[str, Any]], keys: Sequence[str], text: str, alpha: float = 0.01, metric: Metric = MSE) -> Expectation:

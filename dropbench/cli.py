@@ -1,4 +1,4 @@
-"""The `dropbench` command: a thin typer layer over runner, config and reporting.
+"""The `dropbench` command: a thin typer layer over runner, config, report and render.
 
 Heavy libraries (torch, matplotlib, Hydra) are imported inside commands, so --help is instant.
 """
@@ -64,20 +64,50 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# ---- the options `run` and `tune` share -------------------------------------------------------
+# Their flags are declared once, here. -q means the same to both; the others each command words in
+# its own help, since it does something else with them (a sweep of runs, a tuning).
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")]
+
+
+def _multirun(help: str) -> Any:
+    return typer.Option("-m", "--multirun", help=help)
+
+
+def _resume(help: str) -> Any:
+    return typer.Option("--resume", help=help)
+
+
+def _allow_mixed_platforms(help: str) -> Any:
+    return typer.Option("--allow-mixed-platforms", help=help)
+
+
+def _allow_failures(help: str) -> Any:
+    return typer.Option("--allow-failures", help=help)
+
+
+def _failures(msg: str, console: "Console", allow_failures: bool) -> None:
+    """What failed in a run or tune: a warning with --allow-failures, else exit 1."""
+    if allow_failures:
+        console.print(f"[yellow]{msg}[/yellow]")
+    else:
+        _fail(msg + " (--allow-failures to exit 0)", 1)
+
+
 @app.command(
     context_settings={"allow_extra_args": False, "ignore_unknown_options": False},
     epilog="Examples:  dropbench run reg=dropout p=0.5   |   dropbench run -m reg=none,l1,l2,dropout,droppath seed='range(10)'",
 )
 def run(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides: key=value, group=option; with -m, sweeps (a,b  range(10)  glob(*)).")] = None,
-    multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides into one run each.")] = False,
+    multirun: Annotated[bool, _multirun("Expand sweep overrides into one run each.")] = False,
     cfg: Annotated[bool, typer.Option("--cfg", help="Print the resolved config of each run and exit without running.")] = False,
     from_run: Annotated[Optional[Path], typer.Option("--from", help="Train a stored run again from its saved config: results/DIR/runs/<run_id> (the only override it takes is out=DIR).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish every sweep recorded in a results folder: runs only what is missing.")] = None,
+    resume: Annotated[Optional[Path], _resume("Finish every sweep recorded in a results folder: runs only what is missing.")] = None,
     append: Annotated[bool, typer.Option("--append", help="Add this command to an out folder that already holds another sweep (its sweep.yaml then records both).")] = False,
-    allow_mixed_platforms: Annotated[bool, typer.Option("--allow-mixed-platforms", help="Add runs to a folder whose finished runs were computed on another platform (torch version, CPU capability, device, GPU) or on an unrecorded one.")] = False,
-    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when some runs failed (they are still listed).")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")] = False,
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to a folder whose finished runs were computed on another platform (torch version, CPU capability, device, GPU) or on an unrecorded one.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed (they are still listed).")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
     from dropbench import runner
@@ -112,7 +142,7 @@ def run(
 
 
 def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool) -> None:
-    from dropbench.reporting import print_runs
+    from dropbench.render.runs import print_runs
 
     if 0 < len(outcome.rows) <= 10:
         print_runs(outcome.rows, console)
@@ -128,17 +158,16 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
     typer.echo(f"results: {outcome.out}")
     if outcome.failed:
         first = outcome.failed[0]
-        msg = f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}"
-        if allow_failures:
-            console.print(f"[yellow]{msg}[/yellow]")
-        else:
-            _fail(msg + " (--allow-failures to exit 0)", 1)
+        _failures(f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}",
+                  console, allow_failures)
 
 
 def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
     """Grouped by every swept key except the seed, with the paired difference to reg=none."""
-    from dropbench.reporting import summary_table
-    from dropbench.stats import default_reference, group_keys, summarize
+    from dropbench.analysis.grouping import group_keys
+    from dropbench.analysis.pairing import default_reference
+    from dropbench.analysis.summary import summarize
+    from dropbench.render.long import summary_table
 
     keys = group_keys(rows)
     ref = default_reference(rows, keys)
@@ -149,19 +178,27 @@ def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
 def _training_errors(resume_with: Callable[[Any], str]) -> Iterator[None]:
     """What ends `run` or `tune` early, in one line: bad input (exit 2), an OS error once runs
     are being stored (2, with the command that resumes), Ctrl-C after some runs were stored (130,
-    with the command that resumes) or before (130, nothing written)."""
+    with the command that resumes) or before (130, nothing written); SIGTERM as Ctrl-C, with 143.
+    Cluster jobs that ended before storing their runs: a line per job, then the one that
+    resumes (1)."""
     from dropbench import runner
 
     try:
-        yield
+        with runner.sigterm_as_interrupt():
+            yield
     except runner.Stopped as e:  # a full disk mid-sweep: what finished is kept
         _fail(f"{e}; resume with: {resume_with(e)}")
     except UserError as e:
         _fail(str(e))
+    except runner.JobsLost as e:  # cancelled, timed out, failed, node lost: what the jobs stored is kept
+        for line in e.lines:
+            typer.echo(f"dropbench: {line}", err=True)
+        _fail(f"{e}; resume with: {resume_with(e)}", 1)
     except runner.Interrupted as e:
-        _fail(f"{e}; resume with: {resume_with(e)}", 130)
-    except KeyboardInterrupt:
-        _fail("interrupted before training started; nothing was written", 130)
+        _fail(f"{e}; resume with: {resume_with(e)}", e.code)
+    except KeyboardInterrupt as e:
+        how = "terminated (SIGTERM)" if runner.exit_code(e) == 143 else "interrupted"
+        _fail(f"{how} before training started; nothing was written", runner.exit_code(e))
 
 
 @contextmanager
@@ -193,7 +230,8 @@ def report(
     select_on: Annotated[Optional[str], typer.Option("--select-on", help="With --epoch best (implied): choose each run's epoch by this curve metric (val_mse, train_mse, ...); a test_ metric is marked as optimistic.")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
-    from dropbench.reporting import build_report, parse_epoch, render_report
+    from dropbench.analysis.selection import parse_epoch
+    from dropbench.report import build_report, render_report
 
     with _user_errors():
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
@@ -303,7 +341,7 @@ def check(
 ) -> None:
     """Fail (exit 1) when a sweep's metric (test MSE by default) regressed against a baseline or a claim does not hold."""
     from dropbench.check import run_check
-    from dropbench.reporting import baseline_table, check_tables
+    from dropbench.render.check import baseline_table, check_tables
 
     with _user_errors():
         result = run_check(folder, baseline, update_baseline, _split_keys(by), alpha, rtol, expect or [], junit, metric, better)
@@ -338,11 +376,11 @@ def tune(
     over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'); repeat for more keys.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Select on this metric of the validation rows: test_mse, test_rmse, test_mc_mse, test_mc_rmse or test_ll (val_ll is accepted).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher).")] = None,
-    multirun: Annotated[bool, typer.Option("-m", "--multirun", help="Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Finish the tuning a folder records (OUT/tune.yaml): trains only what is missing.")] = None,
-    allow_mixed_platforms: Annotated[bool, typer.Option("--allow-mixed-platforms", help="Add runs to folders whose finished runs were computed on another platform.")] = False,
-    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even when a group could not be tuned or a final run failed.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")] = False,
+    multirun: Annotated[bool, _multirun("Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
+    resume: Annotated[Optional[Path], _resume("Finish the tuning a folder records (OUT/tune.yaml): trains only what is missing.")] = None,
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when a group could not be tuned or a final run failed.")] = False,
+    quiet: Quiet = False,
 ) -> None:
     """Tune keys on a validation hold-out inside each split, retrain the choice on the full training set, test it.
 
@@ -403,8 +441,10 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     if t.final is not None:
         ok = [r for r in t.final.rows if r["status"] == "ok"]
         if len(t.final.rows) > 1 and ok:
-            from dropbench.reporting import summary_table
-            from dropbench.stats import default_reference, resolve_metric, summarize
+            from dropbench.analysis.metrics import resolve_metric
+            from dropbench.analysis.pairing import default_reference
+            from dropbench.analysis.summary import summarize
+            from dropbench.render.long import summary_table
 
             # Grouped by the swept keys, seeds and splits pooled: the tuned values differ by split.
             keys = tune_mod.report_keys(t)
@@ -423,11 +463,7 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     if failed:
         problems.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
     if problems:
-        msg = "; ".join(problems)
-        if allow_failures:
-            console.print(f"[yellow]{msg}[/yellow]")
-        else:
-            _fail(msg + " (--allow-failures to exit 0)", 1)
+        _failures("; ".join(problems), console, allow_failures)
 
 
 @app.command()

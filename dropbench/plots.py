@@ -11,7 +11,7 @@ test MSE first); a group has the same colour in every figure, and groups that di
 their data set share it. Where the runs span several data sets, every figure has one panel per
 data set (a row of panels for the curves): MSEs of two data sets never share an axis. A csv
 data set is split by its contents (data.sha256) but named by its file, as reports name it
-(stats.file_labels: data.file=train.csv). Only runs with status ok are drawn; failed ones are
+(labels.file_labels: data.file=train.csv). Only runs with status ok are drawn; failed ones are
 counted in the titles.
 
 MSE is never negative, so the lower ends of intervals (mean - t·s/√n can fall below zero with
@@ -29,10 +29,12 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
 from dropbench.results import atomic_file, make_dirs, remove_dirs, writing
-from dropbench.stats import (
-    DEFAULT_METRIC, FILE_KEY, REPETITION_KEYS, Metric, file_labels, is_result, repetition, resolve_metric, sort_key,
-    DATA_SET_KEYS, by_keys, data_set, group_label, key_str, members, pooled_configs, pooled_note, summarize, t_halfwidth,
-)
+from dropbench.analysis.grouping import by_keys, members, pooled_configs, pooled_note
+from dropbench.analysis.labels import file_labels, group_label
+from dropbench.analysis.metrics import DEFAULT_METRIC, Metric, resolve_metric
+from dropbench.analysis.spread import t_halfwidth
+from dropbench.analysis.summary import summarize
+from dropbench.analysis.taxonomy import DATA_SET_KEYS, FILE_KEY, REPETITION_KEYS, data_set, is_result, key_str, repetition, sort_key
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -63,7 +65,7 @@ class Sweep:
     failed: int
     curves: list[Row]
     pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
-    files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (stats.file_labels)
+    files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
 
     @property
     def runs(self) -> list[Row]:
@@ -150,7 +152,7 @@ def settings(sweep: Sweep) -> str:
     """The config values every run shares that differ from the defaults of their group choices
     (activation, optimizer, learning rate, ...), not already in describe(): the rest of what it
     takes to reproduce the figure. Empty where there are none."""
-    from dropbench.reporting import common_non_default, settings_label
+    from dropbench.render.naming import common_non_default, settings_label
 
     said = {"data", "model", "model.hidden", "model.depth", "epochs", "reg", *sweep.keys}
     common = {k: v for k, v in common_non_default(sweep.runs).items() if k not in said}

@@ -15,9 +15,8 @@ import platform as _platform
 from functools import cache
 from typing import Any, Mapping
 
-# Columns of runs.csv / keys of result.json that describe the platform, not the config. The
-# config's own `device` and `dtype` columns complete the picture.
-PLATFORM_COLUMNS = ("dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu")
+# The columns of runs.csv / keys of result.json that describe the platform, not the config, are
+# columns.PLATFORM_COLUMNS; the config's own `device` and `dtype` columns complete the picture.
 # What must agree for two platforms to compute the same numbers for the same config. The CPU
 # model counts as well as its instruction set: an AVX-512 Xeon and an AVX-512 EPYC, same torch,
 # gave different last bits (the BLAS picks kernels and blockings by vendor and cache sizes).

@@ -2,7 +2,7 @@
 
 Layout of a results folder:
     runs.csv                one row per run
-    curves.csv              run_id and engines.base.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
+    curves.csv              run_id and columns.CURVE_COLUMNS (epoch, train_mse, test_mse, ...)
     runs/<run_id>/config.yaml   the run's resolved config (train it again with run --from)
     runs/<run_id>/result.json   its summary row
     runs/<run_id>/curve.csv     its curve
@@ -20,39 +20,35 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import shlex
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 # make_dirs and remove_dirs too: the results folder's writers (runner, plots) take them from here.
 from dropbench.atomic import UMASK, atomic_file, atomic_write, chmod, host, make_dirs, owner, remove_dirs, unlink_quietly  # noqa: F401
-from dropbench.engines.base import CURVE_COLUMNS, CURVE_REQUIRED, TEXT_COLUMNS, RunResult
+from dropbench.columns import (
+    CURVE_COLUMNS, CURVE_REQUIRED, FIT_COLUMNS, LEAD_COLUMNS, METRIC_COLUMNS, PLATFORM_COLUMNS, RESULT_COLUMNS, TEXT_COLUMNS,
+)
+from dropbench.engines.result import RunResult
 from dropbench.errors import UserError
-from dropbench.provenance import PLATFORM_COLUMNS
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from dropbench.config import RunConfig
 
-LEAD_COLUMNS = ("run_id", "data", "model", "reg", "optim", "seed")
-# Every folder's runs.csv has all of these, empty where a run does not compute one (MC and
-# log-likelihood columns without eval.mc_samples / eval.tau, runs stored before they existed).
-# Columns are only ever appended (a script may read them by position): those added after
-# `seconds` go at the end, in the order they came.
-LATER_CURVE_COLUMNS = ("val_mse",)
-METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_loss" and c not in LATER_CURVE_COLUMNS)
-# A loop-slot regularizer's (early stopping): the validation MSE the run is reported at, the epoch
-# it stopped at (empty: it trained every epoch) and the epoch it is reported at (kept).
-STOP_COLUMNS = ("final_val_mse", "stopped_epoch", "kept_epoch")
-RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds", *STOP_COLUMNS)
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
+# A tuning's folder (tune.py): its spec, and a results folder for each phase. Named here, with
+# the sweep folder's files, so that a reader told a tuning's folder can say where its runs are.
+TUNE_FILE, SEARCH_DIR, FINAL_DIR = "tune.yaml", "search", "final"
 
 
 # .<name>.<host>-<pid>.<random>[.tmp]
@@ -149,7 +145,7 @@ def write_run(out: Path, result: RunResult) -> Path:
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
         if result.fit:
-            (tmp / "fit.csv").write_text("x,y_pred\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
+            (tmp / "fit.csv").write_text(",".join(FIT_COLUMNS) + "\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
         (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
         # Under the lock: a CSV rebuild never sees a run folder half replaced.
         with folder_lock(out):
@@ -353,15 +349,11 @@ def _status(run_dir: Path) -> str | None:
 def finished_rows(out: Path) -> list[dict[str, Any]]:
     """The stored rows of runs finished with status ok: a resumed sweep skips them, and a new run
     would join their numbers."""
-    return [r for r in _stored_rows(out).values() if r.get("status") == "ok"]
+    return [r for r in stored_rows(out).values() if r.get("status") == "ok"]
 
 
 def stored_rows(out: Path) -> dict[str, dict[str, Any]]:
     """Every stored run's row, by run id, whatever its status; only reads."""
-    return _stored_rows(out)
-
-
-def _stored_rows(out: Path) -> dict[str, dict[str, Any]]:
     runs = out / RUNS_DIR
     dirs = sorted(d for d in runs.iterdir() if not d.name.startswith(".")) if runs.is_dir() else []
     return {d.name: row for d in dirs if (row := _stored_row(d)) is not None}
@@ -398,7 +390,7 @@ def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str,
     runs if none was); then any others by id. So a sweep that was interrupted and resumed ends
     with the same files as one that never stopped, whichever of its runs had finished first.
     """
-    stored = _stored_rows(out)
+    stored = stored_rows(out)
     in_plan, listed, placed = set(plan), [], False
     for rid in _existing_order(out):
         if rid not in in_plan:
@@ -492,68 +484,98 @@ def check_out_dir(out: Path) -> None:
 
 # --- reading a results folder (report, plot, check): csv module only, no pandas or torch ------
 
-_NUMBERS: dict[str, type] = {
-    **{c: float for c in METRIC_COLUMNS}, "best_test_mse": float, "seconds": float, "final_val_mse": float,
-    "best_epoch": int, "seed": int, "epoch": int, "stopped_epoch": int, "kept_epoch": int,
-    **{c: float for c in CURVE_COLUMNS[1:]},
+def float_cell(v: str) -> float:
+    """A float cell: empty is NaN (a metric the run does not compute, or a column it predates)."""
+    return float(v) if v != "" else math.nan
+
+
+def int_cell(v: str) -> int | None:
+    """An integer cell: empty is None (a stopped_epoch of a run that trained every epoch)."""
+    return int(v) if v != "" else None
+
+
+# The cells read_csv parses in a results folder's CSVs; the others stay text as written.
+CELLS: dict[str, Callable[[str], Any]] = {
+    **{c: float_cell for c in METRIC_COLUMNS}, "best_test_mse": float_cell, "seconds": float_cell, "final_val_mse": float_cell,
+    "best_epoch": int_cell, "seed": int_cell, "epoch": int_cell, "stopped_epoch": int_cell, "kept_epoch": int_cell,
+    **{c: float_cell for c in CURVE_COLUMNS[1:]},
 }
 for _c in (*TEXT_COLUMNS, *(f"final_{c}" for c in TEXT_COLUMNS)):  # text: kept as written
-    del _NUMBERS[_c]
+    del CELLS[_c]
 
 
-def read_table(path: Path, required: tuple[str, ...], what: str) -> list[dict[str, Any]]:
-    """Rows of a CSV this tool wrote, numbers parsed; any damage is a one-line UserError."""
+@dataclass(frozen=True)
+class Wording:
+    """How read_csv words each kind of damage in its one-line UserError: str.format templates
+    over {file} (the file as the user knows it), {path}, {fix} (what to do about it) and the
+    damage's own fields. The defaults are a results folder's; a check's baseline words its own."""
+
+    missing: str = "{file}: no such file; {fix}"
+    unreadable: str = "{file} cannot be read ({error}); check its permissions (ls -l {path})"
+    not_text: str = "{file} is not a text CSV; {fix}"
+    invalid: str = "{file} is not a valid CSV ({error}); {fix}"
+    empty: str = "{file} is empty; {fix}"
+    lacks: str = "{file} lacks column(s) {columns}; {fix}"
+    width: str = "{file} line {line} has {fields} fields where the header has {width}; the file is damaged ({fix})"
+    not_number: str = "{file} line {line}: {column}={value!r} is not a number; the file is damaged"
+
+
+def read_csv(path: Path, required: Sequence[str], fix: str, cells: Mapping[str, Callable[[str], Any]] = CELLS,
+             file: str | None = None, wording: Wording = Wording()) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """The header of a CSV this tool wrote, and its rows, each with its line number and its
+    `cells` parsed (column -> parser raising ValueError; other cells are kept as written). Any
+    damage is a one-line UserError worded by `wording`, naming the file as `file` (default: its
+    path) and ending in `fix`."""
+    def damage(template: str, **fields: Any) -> UserError:
+        return UserError(template.format(file=path if file is None else file, path=path, fix=fix, **fields))
+
     if not path.is_file():
-        raise UserError(f"{path}: no such file; {what}")
+        raise damage(wording.missing)
     try:
         with path.open(newline="") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
-                raise UserError(f"{path} is empty; {what}")
+                raise damage(wording.empty)
             missing = [c for c in required if c not in header]
             if missing:
-                raise UserError(f"{path} lacks column(s) {', '.join(missing)}; {what}")
+                raise damage(wording.lacks, columns=", ".join(missing))
             rows = []
             for line in reader:
                 if not line:
                     continue
                 if len(line) != len(header):
-                    raise UserError(
-                        f"{path} line {reader.line_num} has {len(line)} fields where the header has {len(header)}; "
-                        f"the file is damaged ({what})"
-                    )
+                    raise damage(wording.width, line=reader.line_num, fields=len(line), width=len(header))
                 row: dict[str, Any] = dict(zip(header, line))
-                for c, kind in _NUMBERS.items():
+                for c, parse in cells.items():
                     if c in row:
-                        row[c] = _number(row[c], kind, path, reader.line_num, c)
-                rows.append(row)
+                        try:
+                            row[c] = parse(row[c])
+                        except ValueError:
+                            raise damage(wording.not_number, line=reader.line_num, column=c, value=row[c]) from None
+                rows.append((reader.line_num, row))
     except UnicodeDecodeError:
-        raise UserError(f"{path} is not a text CSV; {what}") from None
+        raise damage(wording.not_text) from None
     except csv.Error as e:
-        raise UserError(f"{path} is not a valid CSV ({e}); {what}") from None
-    return rows
+        raise damage(wording.invalid, error=e) from None
+    except OSError as e:
+        raise damage(wording.unreadable, error=e.strerror or type(e).__name__) from None
+    return header, rows
 
 
-def _number(v: str, kind: type, path: Path, line: int, column: str) -> Any:
-    if v == "":
-        return float("nan") if kind is float else None
-    try:
-        return kind(v)
-    except ValueError:
-        raise UserError(f"{path} line {line}: {column}={v!r} is not a number; the file is damaged") from None
+READ_FIX = "give a results folder written by dropbench run"
 
 
 def _sweep_folder(folder: Path) -> Path:
     if not folder.is_dir():
-        raise UserError(f"{folder}: no such folder; give a results folder written by dropbench run")
+        raise UserError(f"{folder}: no such folder; {READ_FIX}")
     if not (folder / RUNS_CSV).is_file():
         raise UserError(_why_no_runs(folder))
     return folder
 
 
 def _finished(folder: Path) -> str:
-    rows = _stored_rows(folder).values()
+    rows = stored_rows(folder).values()
     failed = sum(1 for r in rows if r.get("status") != "ok")
     return f"{len(rows)} run(s) finished so far" + (f" ({failed} failed)" if failed else "")
 
@@ -561,8 +583,6 @@ def _finished(folder: Path) -> str:
 def _why_no_runs(folder: Path) -> str:
     """Why a folder has no runs.csv to read, and what to do: wait for the command writing it,
     give a tuning's final runs, finish a stopped sweep, or give a results folder."""
-    from dropbench.tune import FINAL_DIR, SEARCH_DIR, TUNE_FILE
-
     if (folder / TUNE_FILE).is_file():
         final = folder / FINAL_DIR
         if (final / RUNS_CSV).is_file():
@@ -582,8 +602,9 @@ def _why_no_runs(folder: Path) -> str:
 
 def read_runs(folder: Path) -> list[dict[str, Any]]:
     """runs.csv of a results folder, one dict per run."""
-    rows = read_table(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
-                      "give a results folder written by dropbench run")
+    _, lines = read_csv(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
+                        READ_FIX)
+    rows = [row for _, row in lines]
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
@@ -591,4 +612,5 @@ def read_runs(folder: Path) -> list[dict[str, Any]]:
 
 def read_curves(folder: Path) -> list[dict[str, Any]]:
     """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
-    return read_table(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), "give a results folder written by dropbench run")
+    _, lines = read_csv(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
+    return [row for _, row in lines]

@@ -9,7 +9,7 @@ import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dropbench import config as config_mod
 from dropbench import derive
@@ -36,12 +36,53 @@ class RunOutcome:
 SWEEP_FILE = "sweep.yaml"
 
 
-class Interrupted(Exception):
-    """Ctrl-C during training: what finished is stored and listed."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, or SLURM ending the job this command runs in), handled as Ctrl-C is:
+    what finished is kept, and the command says how to resume (exit 143, not 130)."""
 
-    def __init__(self, out: Path, stored: int, total: int) -> None:
-        super().__init__(f"interrupted: {stored} of {total} runs are stored in {out}")
-        self.out, self.stored, self.total = out, stored, total
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While training: SIGTERM raises Terminated in the main thread, as SIGINT raises
+    KeyboardInterrupt, so every path that keeps what finished on Ctrl-C keeps it on SIGTERM."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def exit_code(e: BaseException) -> int:
+    """The shell's code for a command stopped by a signal: 128 + SIGTERM's 15, or + SIGINT's 2."""
+    return 143 if isinstance(e, Terminated) else 130
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training: what finished is stored and listed."""
+
+    def __init__(self, out: Path, stored: int, total: int, code: int = 130) -> None:
+        how = "terminated (SIGTERM)" if code == 143 else "interrupted"
+        super().__init__(f"{how}: {stored} of {total} runs are stored in {out}")
+        self.out, self.stored, self.total, self.code = out, stored, total, code
+
+
+class JobsLost(Exception):
+    """Jobs of a cluster launcher ended (cancelled, time limit, failed, node lost) before
+    storing all their runs: what finished is stored, each job's fate is a line of `lines`."""
+
+    def __init__(self, out: Path, stored: int, total: int, lines: Sequence[str], ended: str) -> None:
+        super().__init__(f"{ended}; {stored} of {total} runs are stored in {out}")
+        self.out, self.stored, self.total, self.lines = out, stored, total, list(lines)
 
 
 def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunConfig"], "Launcher"]:
@@ -313,7 +354,8 @@ def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = 
 def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     """Fail before anything is written: data must load, devices and engines must exist."""
     from dropbench.data import load_dataset
-    from dropbench.engines.base import get_engine, resolve_device
+    from dropbench.engines import get_engine
+    from dropbench.engines.base import resolve_device
 
     seen = set()
     for cfg in cfgs:
@@ -437,7 +479,9 @@ def execute(
     trained = {c.run_id: c.epochs for c in todo}
     outcome.network_steps = sum(trained[r["run_id"]] for r in outcome.rows if r["run_id"] in trained and r["status"] == "ok")
     if isinstance(error, KeyboardInterrupt):
-        raise Interrupted(out, len(outcome.rows), len(cfgs))
+        raise Interrupted(out, len(outcome.rows), len(cfgs), exit_code(error))
+    if isinstance(error, launchers.JobsEnded):
+        raise JobsLost(out, len(outcome.rows), len(cfgs), [e.line() for e in error.ends], str(error)) from None
     if error is not None and stop is not error:
         raise error
     if stop is not None:

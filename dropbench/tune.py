@@ -1,6 +1,5 @@
 """`dropbench tune`: choose hyper-parameters on a validation hold-out inside each split, then
-retrain the choice on the whole training set and test it (the 2018 version of the PROTOCOL.md of
-the UCI split files, docs/uci-protocol.md).
+retrain the choice on the whole training set and test it (docs/uci-protocol.md, 2018 version).
 
 A tuning is two ordinary sweeps in one folder OUT:
 
@@ -38,12 +37,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Sequence
 
 from dropbench.errors import UserError
+from dropbench.results import FINAL_DIR, SEARCH_DIR, TUNE_FILE
 
 if TYPE_CHECKING:
     from dropbench.config import Launcher, RunConfig
     from dropbench.runner import RunOutcome
 
-SEARCH_DIR, FINAL_DIR, TUNED_CSV, TUNE_FILE = "search", "final", "tuned.csv", "tune.yaml"
+TUNED_CSV = "tuned.csv"
 HOLDOUT_KEY = "data.holdout"
 # The metrics a selection can use: those the search runs measure on the validation rows (their
 # "test" set). val_X is accepted for test_X.
@@ -92,7 +92,7 @@ def _key(o: str) -> str:
 
 def metric_column(metric: str, better: str | None) -> tuple[str, str, bool]:
     """(name, the runs.csv column, higher is better) of a selection metric."""
-    from dropbench.stats import higher_is_better
+    from dropbench.analysis.metrics import higher_is_better
 
     name = metric.removeprefix("final_")
     if name.startswith("val_"):
@@ -257,7 +257,7 @@ class EdgeHit:
 
 def value_of(cfg: "RunConfig", key: str) -> Any:
     """A config key's value as runs.csv spells it ("" where the run does not use it: p of reg=l2)."""
-    from dropbench.stats import key_str
+    from dropbench.analysis.taxonomy import key_str
 
     values = {**cfg.choices(), **cfg.flat()}
     return key_str(values.get(key)) if key in values else ""
@@ -483,7 +483,7 @@ def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
     """Per setting (the swept base keys but seeds and splits), how often each grid point was
     chosen, and how often a key's choice sat at an end of its grid (edge_hits):
     {keys..., "chosen": "p=0.01 eval.tau=0.1 (12); ...", "at grid edge": "eval.tau=0.1 lowest (11/12)", "failed": n}."""
-    from dropbench.stats import sort_key
+    from dropbench.analysis.taxonomy import sort_key
 
     keys = _setting_keys(t)
     out: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -507,7 +507,7 @@ def chosen_summary(t: TuneOutcome) -> list[dict[str, str]]:
 
 
 def _setting_keys(t: TuneOutcome) -> list[str]:
-    from dropbench.stats import REPETITION_KEYS
+    from dropbench.analysis.taxonomy import REPETITION_KEYS
 
     return [k for k in t.plan.swept if k not in REPETITION_KEYS]
 
@@ -515,7 +515,7 @@ def _setting_keys(t: TuneOutcome) -> list[str]:
 def edge_hits(t: TuneOutcome) -> list[EdgeHit]:
     """Per setting, key and end of its grid, how many groups chose that end (only ends some group
     chose), in setting, key and grid order."""
-    from dropbench.stats import REPETITION_KEYS, sort_key
+    from dropbench.analysis.taxonomy import REPETITION_KEYS, sort_key
 
     keys = _setting_keys(t)
     reps = [k for k in t.plan.swept if k in REPETITION_KEYS]
@@ -554,7 +554,7 @@ def edge_warnings(t: TuneOutcome) -> list[str]:
 def report_keys(t: TuneOutcome) -> list[str]:
     """The final runs' grouping: the swept base keys but seeds and splits (the tuned values differ
     from split to split, so report's default, every key that varies, would split the groups)."""
-    from dropbench.stats import REPETITION_KEYS
+    from dropbench.analysis.taxonomy import REPETITION_KEYS
 
     return [k for k in t.plan.swept if k not in REPETITION_KEYS] or ["reg"]
 

@@ -440,7 +440,7 @@ print(json.dumps(out))
 def uci_chunk_sizes(plan: UciPlan, batch_size: int, workers: int) -> dict[str, int]:
     """The largest chunk the batched engine's planner makes for each data set's runs (what (c) trains)."""
     from dropbench.config import load
-    from dropbench.engines.batched import MachineFacts, plan_chunks
+    from dropbench.engines.planner import MachineFacts, plan_chunks
 
     cfgs = []
     for j in plan.runs(batch_size):
@@ -585,7 +585,7 @@ def seed_main(args: argparse.Namespace) -> None:
     t_flops = c["steps"] * flops / bounds["flops"]
     t_bytes = c["steps"] * nbytes / bounds["bandwidth"]
     n_runs = len(jobs)
-    from dropbench.engines.batched import MachineFacts
+    from dropbench.engines.planner import MachineFacts
 
     machine = MachineFacts.detect()  # what (c)'s chunk planner read: the numbers depend on it
     l2 = f"{machine.l2_bytes // 1024} KB L2 per core" if machine.l2_bytes else "L2 size unknown"

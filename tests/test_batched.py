@@ -14,13 +14,15 @@ from hypothesis import strategies as st
 
 from dropbench.config import load
 from dropbench.data import load_dataset
-from dropbench.engines.base import RunResult, fit_grid, get_engine, settle
-from dropbench.engines.batched import (
-    DEFAULT_L2, BatchedEngine, Chunk, MachineFacts, _train_chunk, balance, chunk_cost, group_key, makespan, max_chunk,
-    plan_chunks, split_group, step_work,
+from dropbench.engines import get_engine
+from dropbench.engines.batched import BatchedEngine, _train_chunk
+from dropbench.engines.loop import fit_grid, settle
+from dropbench.engines.planner import (
+    DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, makespan, max_chunk, plan_chunks, run_work, split_group, step_work,
 )
-from dropbench.engines.planner import run_work
-from dropbench.engines.torch_engine import train_one
+from dropbench.engines.program import Chunk
+from dropbench.engines.reference import train_one
+from dropbench.engines.result import RunResult
 from dropbench.models import build_model
 from dropbench.regs import REGISTRY
 
@@ -439,7 +441,7 @@ def test_a_sweep_mixing_engines_groups_them(tmp_path):
 
 
 def test_chunk_size_follows_the_l2_cache(tmp_path):
-    from dropbench.engines.batched import l2_cache_bytes
+    from dropbench.engines.planner import l2_cache_bytes
 
     for i, (level, kind, size) in enumerate([("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K")]):
         d = tmp_path / f"index{i}"

@@ -165,6 +165,34 @@ def test_bad_baselines_exit_2_with_one_line(tmp_path, content, says):
     assert not (tmp_path / "j.xml").exists(), "nothing is written on unusable input"
 
 
+def test_a_baseline_the_csv_module_refuses_or_cannot_read_is_one_line(tmp_path, monkeypatch):
+    """Damage below the rows' level (a cell past the csv module's field limit, bytes that are not
+    text, a file this user may not read) is one line too, worded as the baseline's, not a traceback."""
+    d = sweep(tmp_path / "s")
+    f = tmp_path / "b.csv"
+    header = "reg,n_seeds,test_mean,test_std,train_mean,train_std\n"
+    f.write_text(header + '"' + "x" * 200_000 + '",3,0.1,0.1,0.1,0.1\n')
+    res = check(str(d), "--baseline", str(f))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"baseline {f} is not a valid CSV (field larger than field limit" in res.stderr and "create it with" in res.stderr
+    f.write_bytes(b"\xff\xfe\x00garbage")
+    res = check(str(d), "--baseline", str(f))
+    assert res.exit_code == 2 and f"baseline {f} is not a text CSV; create it with" in res.stderr and res.stderr.count("\n") == 1
+
+    f.write_text(header + "none,3,0.1,0.1,0.1,0.1\n")
+    real_open = Path.open
+
+    def refuse(self, *a, **kw):
+        if self == f:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *a, **kw)
+
+    monkeypatch.setattr(Path, "open", refuse)
+    res = check(str(d), "--baseline", str(f))
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert f"baseline {f} cannot be read (Permission denied); check its permissions (ls -l {f})" in res.stderr
+
+
 def test_bad_options(base, tmp_path):
     d = str(tmp_path / "ref")
     for args, says in ((["--alpha", "1.5"], "invalid --alpha 1.5"), (["--rtol", "-1"], "invalid --rtol -1.0"),

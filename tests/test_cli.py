@@ -150,10 +150,11 @@ def test_groups_lists_the_experiments_with_how_to_use_them():
     lines = res.stdout.splitlines()
     head = next(line for line in lines if line.startswith("experiment"))
     assert "+experiment=NAME" in head and head.endswith(": " + ", ".join(names)) and "*" not in head
-    # Each YAML's first comment line, up to where it cites the protocol's document.
-    for start in ("  uci_mc_dropout_2016  The MC-dropout UCI protocol, 2016 version (Gal & Ghahramani, ICML 2016",
-                  "  uci_mc_dropout_2018  The MC-dropout UCI protocol, 2018 re-run"):
-        assert any(line.startswith(start) for line in lines), start
+    # Each YAML's first comment line, citing the protocol's page in the repository (never a path
+    # outside it: a user's clone has no ../shared).
+    for line in ("  uci_mc_dropout_2016  The MC-dropout UCI protocol, 2016 version (Gal & Ghahramani, ICML 2016; docs/uci-protocol.md)",
+                 "  uci_mc_dropout_2018  The MC-dropout UCI protocol, 2018 re-run (docs/uci-protocol.md)"):
+        assert line in lines, line
     assert "+experiment=NAME" in lines[-1]
 
 
@@ -173,6 +174,23 @@ def test_help_does_not_import_torch():
     code = "import sys; from dropbench.cli import app; from typer.testing import CliRunner; CliRunner().invoke(app, ['--help']); print('torch' in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.stdout.strip() == "False", p.stderr
+
+
+def test_run_and_tune_share_their_common_options():
+    """The options both commands take are declared once (cli.py): the same flags, kind and
+    default in each, and each command's own help."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    run, tune = ({p.name: p for p in commands[c].params} for c in ("run", "tune"))
+    shared = run.keys() & tune.keys()
+    assert shared == {"overrides", "multirun", "resume", "allow_mixed_platforms", "allow_failures", "quiet"}
+    for name in shared:
+        a, b = run[name], tune[name]
+        same = lambda p: (p.param_type_name, p.opts, p.secondary_opts, p.default, p.multiple, p.nargs, getattr(p, "is_flag", None))  # noqa: E731
+        assert same(a) == same(b), name
+        assert a.help and b.help, name
+    assert run["multirun"].opts == ["-m", "--multirun"] and run["quiet"].help == tune["quiet"].help
 
 
 def test_version():

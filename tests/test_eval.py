@@ -18,15 +18,18 @@ from typer.testing import CliRunner
 
 from dropbench import regs, results
 from dropbench.cli import app
+from dropbench.columns import CURVE_COLUMNS
 from dropbench.config import load
-from dropbench.engines.base import (
-    CURVE_COLUMNS, MC_BLOCK_ELEMENTS, MCStats, RunResult, curve_row, mc_block, settle,
-)
-from dropbench.engines.batched import BatchedEngine, MachineFacts
-from dropbench.engines.torch_engine import make_optimizer, train_one
-from dropbench.models import build_model
 from dropbench.data import load_dataset
+from dropbench.engines.batched import BatchedEngine
+from dropbench.engines.loop import settle
+from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MCStats, mc_block
+from dropbench.engines.planner import MachineFacts
+from dropbench.engines.reference import train_one
+from dropbench.engines.result import RunResult, curve_row
 from dropbench.errors import UserError
+from dropbench.models import build_model
+from dropbench.optim import make_optimizer
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from dropbench.config import build, load
 from dropbench.data import load_dataset
-from dropbench.errors import UserError
+from dropbench.errors import AllRunsFailed, UserError
 
 KEYS = ["p", "seed", "epochs", "eval_every", "dtype", "device", "engine", "model.hidden", "model.depth",
         "model.activation", "model.placement", "optim.lr", "data.n_train", "data.noise", "reg", "data", "optim",
@@ -91,10 +91,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
        .flatmap(lambda h: st.tuples(st.just(h), _damaged(h))),
        st.permutations(BASELINE_COLUMNS).flatmap(lambda cols: st.integers(len(cols) - 3, len(cols)).map(lambda n: cols[:n]))
        .flatmap(lambda h: st.tuples(st.just(h), _damaged(h))))
+@example(runs=(RUN_COLUMNS[:6], [["0", "none", "0", "0.0", "0.0", "failed"]]), baseline=(BASELINE_COLUMNS[:6], []))  # every run failed
 def test_report_and_check_read_damaged_results_cleanly(tmp_path, runs, baseline):
-    """report and check on a damaged runs.csv and baseline: a result or a one-line UserError."""
+    """report and check on a damaged runs.csv and baseline: a result or a one-line UserError
+    (a folder whose runs all failed: that line, then one indented line per reason)."""
     from dropbench.check import run_check
-    from dropbench.reporting import build_report
+    from dropbench.report import build_report
 
     folder = tmp_path / "sweep"
     folder.mkdir(exist_ok=True)
@@ -108,6 +110,9 @@ def test_report_and_check_read_damaged_results_cleanly(tmp_path, runs, baseline)
     for call in (lambda: build_report([folder]), lambda: run_check(folder, base), lambda: run_check(folder, new, update=True)):
         try:
             call()
+        except AllRunsFailed as e:
+            first, *reasons = str(e).splitlines()
+            assert first.startswith("every run in ") and reasons and all(r.startswith("  ") and "\n" not in r for r in reasons), str(e)
         except UserError as e:
             assert "\n" not in str(e)
     if new.exists():  # a baseline that was written reads back, and a sweep passes against its own baseline

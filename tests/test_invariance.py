@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from dropbench import regs
 from dropbench.config import load
 from dropbench.engines import memberwise
-from dropbench.engines.base import mc_active
 from dropbench.engines.batched import BatchedEngine, _train_chunk
+from dropbench.engines.mc import mc_active
 from dropbench.provenance import cpu_model
 
 kernels = pytest.mark.kernels

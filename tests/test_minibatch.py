@@ -11,12 +11,14 @@ from conftest import assert_bits_equal
 from dropbench import regs
 from dropbench.config import load
 from dropbench.data import load_dataset
-from dropbench.engines.base import batch_slices, get_engine, shuffle_generator, shuffle_seed, steps_per_epoch
-from dropbench.engines.batched import BatchedEngine, Chunk, MachineFacts, _train_chunk, plan_chunks
-from dropbench.engines.planner import run_work, step_work
-from dropbench.engines.torch_engine import train_one
-from dropbench.models import build_model
+from dropbench.engines import get_engine
+from dropbench.engines.batched import _train_chunk
+from dropbench.engines.loop import batch_slices, shuffle_generator, shuffle_seed, steps_per_epoch
+from dropbench.engines.planner import MachineFacts, plan_chunks, run_work, step_work
+from dropbench.engines.program import Chunk
+from dropbench.engines.reference import train_one
 from dropbench.errors import UserError
+from dropbench.models import build_model
 
 # noisy_linear's 20 training rows in batches of 7: steps of 7, 7 and 6 rows.
 SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=4", "eval_every=2", "dtype=float64", "optim.lr=0.05"]

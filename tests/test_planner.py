@@ -13,8 +13,8 @@ from conftest import assert_bits_equal
 
 from dropbench.config import load
 from dropbench.data import load_dataset
-from dropbench.engines.base import mc_block
 from dropbench.engines.batched import BatchedEngine
+from dropbench.engines.mc import mc_block
 from dropbench.engines.planner import MachineFacts, chunk_cost, eval_work, makespan, plan_chunks, run_work
 
 

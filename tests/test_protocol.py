@@ -1,4 +1,4 @@
-"""+experiment=uci_mc_dropout_2016 / _2018: the MC-dropout UCI protocol (../shared/uci/PROTOCOL.md)
+"""+experiment=uci_mc_dropout_2016 / _2018: the MC-dropout UCI protocol (docs/uci-protocol.md)
 as Hydra experiment configs, the L2 factor derived from the prior length-scale, Keras' init."""
 
 import dataclasses

@@ -13,10 +13,10 @@ import torch
 from conftest import assert_bits_equal, autograd_and_backward
 
 from dropbench import regs
+from dropbench.columns import CURVE_COLUMNS
 from dropbench.config import load
 from dropbench.errors import UserError
 from dropbench.regs import concrete_dropout as cd
-from dropbench.engines.base import CURVE_COLUMNS
 
 LEARNED = CURVE_COLUMNS.index("learned_p")  # a curve row's learned rates (text)
 
@@ -99,7 +99,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
     """A run's p moves away from init_p, each layer its own; curves.csv records them at every
     evaluation and runs.csv the last ones, the same in both engines (float64)."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     over = ["reg=concrete_dropout", "model.depth=2", "model.hidden=16", "epochs=30", "eval_every=10", "dtype=float64",
             "optim.lr=0.05", "reg.concrete_dropout.length_scale=0.1"]
@@ -113,7 +113,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
         assert len(ps) == 3 and all(0 < v < 1 for v in ps) and all(abs(v - 0.1) > 1e-4 for v in ps)  # inputs, 2 hidden
         np.testing.assert_allclose(np.array(learned(b)), np.array(learned(a)), rtol=1e-9)
         assert a.summary()["final_learned_p"] == " ".join(repr(v) for v in ps)
-    from dropbench.results import read_curves, read_runs, write_run, consolidate
+    from dropbench.results import consolidate, read_curves, read_runs, write_run
 
     for r in ref:
         write_run(tmp_path, r)
@@ -129,7 +129,7 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
 
 def test_mc_evaluation_draws_relaxed_masks_in_both_engines():
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     over = ["reg=concrete_dropout", "model.hidden=8", "epochs=4", "eval_every=4", "dtype=float64", "eval.mc_samples=7"]
     cfgs = [load([*over, f"seed={s}"]) for s in (0, 1)]
@@ -144,7 +144,7 @@ def test_mc_evaluation_draws_relaxed_masks_in_both_engines():
 def test_the_learned_rates_gradient_is_autograds_bit_for_bit(inputs):
     """The batched piece's gradient of p_logit (through the masks of every layer, the inputs' too)
     is autograd's through the chunk's forward, as the network's are (test_regularizers checks those)."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     cfgs = [load(["reg=concrete_dropout", "model.hidden=16", "model.depth=3", "dtype=float32", f"seed={s}",
                   f"reg.concrete_dropout.init_p={p}", f"reg.concrete_dropout.inputs={inputs}", "data=friedman1"])
@@ -166,7 +166,7 @@ def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():
     from dropbench.data import load_dataset
     from dropbench.engines.batched import _train_chunk
     from dropbench.engines.planner import group_key
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     on, off = (load(["reg=concrete_dropout", "model.hidden=8", "epochs=6", "eval_every=3", "dtype=float64", "data=friedman1",
                      f"reg.concrete_dropout.inputs={v}"]) for v in ("true", "false"))

@@ -81,7 +81,7 @@ def test_engines_agree_in_float64_when_members_stop_at_different_epochs():
     """Members of one chunk stop at different epochs; each matches the reference engine alone,
     fitted curve (drawn at the kept evaluation) included."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = [load(["reg=[dropout,early_stopping]", "epochs=120", *SMALL, "dtype=float64", f"seed={s}",
                   f"reg.early_stopping.patience={p}"]) for s, p in [(0, 1), (1, 2), (2, 5)]]
@@ -116,7 +116,7 @@ def test_a_runs_numbers_do_not_depend_on_when_its_chunk_mates_stop():
 
 def test_strength_zero_holds_out_nothing_and_changes_no_number():
     """patience=0: every training row is trained on, nothing is validated, the run is reg=none's."""
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     off = load(["reg=early_stopping", "reg.early_stopping.patience=0", "epochs=20", *SMALL])
     none = load(["reg=none", "epochs=20", *SMALL])
@@ -203,8 +203,7 @@ def test_the_l2_prior_counts_the_rows_trained_on():
 
 def test_the_new_columns_come_after_the_old_ones(tmp_path):
     """CSV contract: columns are appended, never inserted or renamed."""
-    from dropbench.engines.base import CURVE_COLUMNS
-    from dropbench.results import RESULT_COLUMNS
+    from dropbench.columns import CURVE_COLUMNS, RESULT_COLUMNS
 
     assert CURVE_COLUMNS[-1] == "val_mse" and CURVE_COLUMNS.index("learned_p") == 9
     assert RESULT_COLUMNS[-4:] == ("seconds", "final_val_mse", "stopped_epoch", "kept_epoch")

@@ -63,7 +63,7 @@ def test_input_noise_adds_sigma_times_standard_normal_to_the_inputs(sigma):
 def test_batched_input_noise_is_each_members_own_draw():
     """Member i's noisy inputs are x_i + sigma_i * N(0,1) drawn from member i's generator; a member
     at sigma=0 keeps x bit for bit and draws nothing."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     sigmas = (0.3, 0.0, 1.5)
     chunk = Chunk([load([*TABULAR, "reg=input_noise", f"reg.input_noise.sigma={s}", f"seed={i}", "dtype=float64"])
@@ -119,7 +119,7 @@ def test_input_dropout_never_writes_into_the_data():
 
 
 def test_batched_input_dropout_is_F_dropout_with_each_members_generator():
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     ps = (0.2, 0.6)
     chunk = Chunk([load([*TABULAR, "reg=input_dropout", f"p={p}", f"seed={i}", "dtype=float64"]) for i, p in enumerate(ps)], 2)
@@ -163,7 +163,7 @@ def test_max_norm_rescales_each_hidden_units_incoming_row_by_hand():
 def test_batched_max_norm_constrains_columns_of_the_transposed_weights():
     """The batched engine holds W as [C, in, out]: a unit's incoming vector is a column. Member 0
     (c=2) gets the hand-worked result, transposed; member 1 (c=0) is untouched bit for bit."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     before, want = known_params()
     layout = lambda ps: [p.t() if p.dim() == 2 else p.unsqueeze(0) for p in ps]  # noqa: E731
@@ -181,21 +181,22 @@ def test_max_norm_holds_after_every_step_of_a_run_and_leaves_the_output_layer(en
     """A run with c=0.05 (well below the initial norms) ends with every hidden unit's incoming
     vector at norm <= c, the output layer's weights (initial norm about 0.6) above it, and other
     numbers than the same run without the constraint."""
-    from dropbench.engines import torch_engine
-    from dropbench.engines.batched import Chunk, _train_chunk
+    from dropbench.engines import reference
+    from dropbench.engines.batched import _train_chunk
+    from dropbench.engines.program import Chunk
 
     c = 0.05
     args = [*TABULAR, "reg=max_norm", f"reg.max_norm.c={c}", "model.hidden=40", "model.depth=2",
             "epochs=6", "eval_every=3", "dtype=float64"]
     cfg = load(args)
     if engine == "torch":
-        built, build = [], torch_engine.build_model
-        monkeypatch.setattr(torch_engine, "build_model", lambda *a: built.append(build(*a)) or built[-1])
-        result = torch_engine.train_one(cfg)
+        built, build = [], reference.build_model
+        monkeypatch.setattr(reference, "build_model", lambda *a: built.append(build(*a)) or built[-1])
+        result = reference.train_one(cfg)
         lins = [m for m in built[0].modules() if isinstance(m, nn.Linear)]
         hidden = [lin.weight.detach().norm(dim=1) for lin in lins[:-1]]
         out_norm = lins[-1].weight.detach().norm()
-        unconstrained = torch_engine.train_one(load([*args, "reg.max_norm.c=0"]))
+        unconstrained = reference.train_one(load([*args, "reg.max_norm.c=0"]))
     else:
         chunk = Chunk([cfg, cfg], 2)
         for _ in range(3):

@@ -32,14 +32,14 @@ def _curve_err(a, b) -> float:
 
 def engines_agree(overrides, seeds=(0, 1)) -> float:
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = [quiet_load([*SMALL, *overrides, f"seed={s}"]) for s in seeds]
     return max(_curve_err(train_one(c), b) for c, b in zip(cfgs, _train_chunk(cfgs, len(cfgs))))
 
 
 def assert_backward_is_autograds(overrides) -> None:
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     cfgs = [quiet_load([*SMALL, *overrides, "dtype=float32", f"seed={s}"]) for s in (0, 1, 2)]
     chunk = Chunk(cfgs, 3)
@@ -108,7 +108,7 @@ def test_default_init_is_torchs_linear_init():
 
 
 def test_batched_engine_starts_from_the_references_lecun_weights():
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
     from dropbench.models import build_model
 
     cfgs = [load([*SMALL, *SELU, f"seed={s}"]) for s in (0, 1)]
@@ -163,7 +163,7 @@ def test_dropout_follows_placement_beside_alpha_dropout():
 def test_batched_alpha_dropout_is_torchs_with_each_members_generator(dtype):
     """Member i's output is nn.AlphaDropout(p_i) drawn from member i's generator state, bit for
     bit; a member at p=0 takes no draw; eval is the identity."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     ps = (0.5, 0.0, 0.2)
     chunk = Chunk([load(["reg=alpha_dropout", "model.activation=selu", f"p={p}", f"seed={s}", f"dtype={dtype}"])
@@ -240,19 +240,19 @@ def _by_hand(cfg, opt_name: str, decoupled: bool, biases: bool) -> list[torch.Te
 def _reference_step(cfg, monkeypatch) -> list[torch.Tensor]:
     """The reference engine's weights after its one step: train_one (epochs=1) on the network it
     built, caught on its way in."""
-    from dropbench.engines import torch_engine
+    from dropbench.engines import reference
 
     built = []
-    build = torch_engine.build_model
-    monkeypatch.setattr(torch_engine, "build_model", lambda c, n: built.append(build(c, n)) or built[-1])
-    assert torch_engine.train_one(cfg).status == "ok"
+    build = reference.build_model
+    monkeypatch.setattr(reference, "build_model", lambda c, n: built.append(build(c, n)) or built[-1])
+    assert reference.train_one(cfg).status == "ok"
     (model,) = built
     return [t.detach() for m in model.modules() if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
 
 
 def _batched_step(cfg) -> list[torch.Tensor]:
     """The batched engine's weights after one step of a chunk of two (member 0), as [out, in]."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     chunk = Chunk([cfg, replace(cfg, seed=cfg.seed + 1)], 2)
     chunk.step(objective=False)
@@ -280,7 +280,7 @@ def test_l2_without_biases_engines_agree_in_one_chunk(opt_name, decoupled):
     """Members with and without bias decay and with different decays share a chunk; each agrees
     with its own reference run."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = [load([*SMALL, f"optim={opt_name}", "reg=l2", f"reg.l2.decoupled={decoupled}", f"reg.l2.biases={b}",
                   f"reg.l2.weight_decay={wd}", "seed=1"])

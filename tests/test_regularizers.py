@@ -18,8 +18,8 @@ from dropbench.config import load
 from dropbench.models.layers import hidden_layer
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
-from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.dropconnect import Config as DropConnectConfig
+from dropbench.regs.droppath import Config as DropPathConfig
 from dropbench.regs.l1 import l1_penalty as _l1
 from dropbench.regs.vanilla_dropout import Config as VanillaConfig
 
@@ -234,7 +234,7 @@ def test_l1_penalty_gradient_is_sign():
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_l2_matches_optimizer_weight_decay(opt_name):
     """reg=l2 is the optimizer's weight_decay: identical to adding wd*w to the gradient."""
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load([f"optim={opt_name}", "reg=l2", "reg.l2.weight_decay=0.1"])
     torch.manual_seed(0)
@@ -257,7 +257,7 @@ def test_l2_matches_optimizer_weight_decay(opt_name):
 
 
 def test_l2_decoupled_is_adamw():
-    from dropbench.engines.torch_engine import make_optimizer
+    from dropbench.optim import make_optimizer
 
     cfg = load(["reg=l2", "reg.l2.decoupled=true", "reg.l2.weight_decay=0.1"])
     opt = make_optimizer(nn.Linear(2, 2), cfg)
@@ -271,7 +271,7 @@ def test_l2_decoupled_is_adamw():
 def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
     """The batched dropout piece for member i equals F.dropout (or the vanilla rule) drawn from member i's RNG state;
     eval mode is the identity (inverted) or a 1-p scale (vanilla)."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     chunk = Chunk([load([f"reg={reg}", f"p={p}", f"seed={s}"]) for s, p in [(0, 0.5), (1, 0.3)]], 2)
     states = [g.get_state() for g in chunk.gens]
@@ -350,7 +350,7 @@ def test_engines_agree_in_float64(names, placement):
     """Every regularizer and valid pair: the batched engine's curves and fit are the reference's
     to rounding (float64: the kernels differ; the draws are the same)."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     cfgs = combo_cfgs(names, f"model.placement={placement}")
     for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
@@ -361,7 +361,7 @@ def test_engines_agree_in_float64(names, placement):
 @pytest.mark.parametrize("names", COMBOS, ids="+".join)
 def test_hand_written_backward_is_autograds(names):
     """Each piece's backward, in the chunk's backward, is autograd's through its forward, bit for bit."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
 
     for placement in ("before", "after"):
         cfgs = combo_cfgs(names, f"model.placement={placement}", "dtype=float32", seeds=(0, 1, 2))
@@ -377,7 +377,7 @@ def test_hand_written_backward_is_autograds(names):
 def test_eval_mode_is_deterministic_and_draws_nothing(name):
     """In eval mode neither engine draws: two passes agree and every generator is left as it was;
     the two engines' eval predictions agree."""
-    from dropbench.engines.batched import Chunk
+    from dropbench.engines.program import Chunk
     from dropbench.models import build_model
 
     cfgs = combo_cfgs([name])
@@ -409,7 +409,7 @@ def test_strength_zero_is_the_identity_and_draws_nothing(name, engine):
     """At strength 0 (p=0, weight=0, ...) a regularizer changes no number and takes no draw: beside
     a drawing witness, the run is bit for bit the witness alone, in both engines."""
     from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.torch_engine import train_one
+    from dropbench.engines.reference import train_one
 
     reg = regs.REGISTRY[name]
     w = _witness(name)
@@ -463,12 +463,12 @@ def test_gaussian_dropout_is_x_times_normal_noise(p):
     assert torch.equal(gaussian_layer(p).eval()(x), x)
 
 
-# ---- README "Adding a regularizer": its worked example is the shipped module, word for word ------
+# ---- docs "Adding a regularizer": its worked example is the shipped module, word for word ------
 
-def _readme_blocks() -> dict[str, str]:
+def _example_blocks() -> dict[str, str]:
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
     section = text.split("## Adding a regularizer", 1)[1].split("\n## ", 1)[0]
     blocks: dict[str, str] = {}
     for chunk in section.split("```")[1::2]:
@@ -477,28 +477,50 @@ def _readme_blocks() -> dict[str, str]:
     return blocks
 
 
-def test_readme_worked_example_is_the_registered_module():
-    """The README's example is dropbench/regs/gaussian_dropout.py and its YAML verbatim, so the
-    registry-driven tests above (which run it in both engines) keep the example true."""
+def test_docs_worked_example_is_the_registered_module():
+    """docs/extending.md's example is dropbench/regs/gaussian_dropout.py and its YAML verbatim, so
+    the registry-driven tests above (which run it in both engines) keep the example true."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    blocks = _readme_blocks()
+    blocks = _example_blocks()
     assert blocks["python"] == (root / "dropbench/regs/gaussian_dropout.py").read_text()
     assert blocks["yaml"] == (root / "conf/reg/gaussian_dropout.yaml").read_text()
     assert "gaussian_dropout" in NAMES
 
 
-def test_readme_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
+def test_docs_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
     """The example's code alone, written into a new package, is found by the registry's discovery."""
     import sys
 
     pkg = tmp_path / "myregs"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
-    (pkg / "gaussian_dropout.py").write_text(_readme_blocks()["python"])
+    (pkg / "gaussian_dropout.py").write_text(_example_blocks()["python"])
     monkeypatch.syspath_prepend(str(tmp_path))
     found = regs.discover("myregs", [str(pkg)])
     assert list(found) == ["gaussian_dropout"] and found["gaussian_dropout"].slot == "activation"
     sys.modules.pop("myregs.gaussian_dropout", None)
     sys.modules.pop("myregs", None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_config_keys_a_regularizer_sets_are_declared(name):
+    """Reports read `sets` to pair and group runs (analysis.plugins): every config value outside
+    reg.* that selecting it changes must be declared there, and only config keys may be."""
+    base = load(["model.depth=3", "model.hidden=16"]).flat()
+    chosen = load([f"reg={name}", "model.depth=3", "model.hidden=16"]).flat()
+    changed = {k for k in base if not k.startswith("reg.") and k != "p" and base[k] != chosen.get(k)}
+    reg = regs.REGISTRY[name]
+    assert changed <= set(reg.sets), f"{name} sets {sorted(changed - set(reg.sets))} without declaring it in `sets`"
+    assert set(reg.sets) <= set(base), f"{name} declares keys that are not config keys: {sorted(set(reg.sets) - set(base))}"
+    assert reg.note is None or (reg.note.strip() and "\n" not in reg.note), "a note is one caption line"
+
+
+def test_mc_follows_the_dropout_family_unless_declared():
+    """Regularizer.mc: the dropout family (shares_p) stays active in MC evaluation by default;
+    concrete dropout declares it with its learned rates."""
+    for name, reg in regs.REGISTRY.items():
+        declared = "mc" in vars(type(reg))
+        assert isinstance(reg.mc, bool) and (declared or reg.mc == reg.shares_p), name
+    assert regs.REGISTRY["concrete_dropout"].mc and regs.REGISTRY["dropout"].mc and not regs.REGISTRY["l2"].mc

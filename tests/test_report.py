@@ -128,6 +128,7 @@ def test_a_folder_whose_runs_all_failed_says_so_and_why(tmp_path):
     ("run_id,seed,final_train_mse,final_test_mse,status\nx,0,0.1,lots,ok\n", "final_test_mse='lots' is not a number"),
     ("run_id,seed,final_train_mse,final_test_mse,status\n", "lists no runs"),
     (b"\xff\xfe\x00garbage", "is not a text CSV"),
+    ('run_id,seed,final_train_mse,final_test_mse,status\n"' + "x" * 200_000 + '",0,0.1,0.2,ok\n', "is not a valid CSV (field larger than"),
 ])
 def test_bad_folders_give_one_line(tmp_path, damage, says):
     d = tmp_path / "d"
@@ -160,7 +161,7 @@ def test_report_imports_neither_torch_nor_matplotlib_nor_pandas(hand_sweep):
 def test_runs_table_names_what_distinguishes_each_run():
     """The swept keys, as the summary groups them (p, varying only along with reg here, adds
     nothing), and the seed; never p=None for a run without dropout."""
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok"}
     rows = [{"run_id": "a", "reg": "none", "p": None, "reg.dropout.p": None, "seed": 0, **base},
@@ -174,8 +175,13 @@ def test_runs_table_names_what_distinguishes_each_run():
 
 
 def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
-    from dropbench.reporting import DROPPATH_NOTE, runs_table, summary_markdown, summary_table
-    from dropbench.stats import summarize
+    from dropbench.analysis.summary import summarize
+    from dropbench.regs import REGISTRY
+    from dropbench.render.long import summary_markdown, summary_table
+    from dropbench.render.runs import runs_table
+
+    DROPPATH_NOTE = REGISTRY["droppath"].note
+    assert DROPPATH_NOTE == "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"
 
     base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2, "best_epoch": 10, "status": "ok",
             "data": "noisy_linear", "seed": 1}
@@ -189,9 +195,46 @@ def test_a_single_run_is_named_and_droppath_says_it_uses_residual_blocks():
     assert DROPPATH_NOTE not in summary_table(summarize(one, ["reg"]), ["reg"]).caption
 
 
+def test_the_core_reads_what_a_regularizer_declares(monkeypatch):
+    """No regularizer is named by the report: a plug-in that sets a config key itself (as
+    droppath sets model.residual) and declares it is paired with reg=none across that key and
+    not grouped by it, and its declared note captions every table holding its runs."""
+    from dropbench import regs
+    from dropbench.analysis.grouping import group_keys
+    from dropbench.analysis.summary import summarize
+    from dropbench.regs.base import Regularizer
+    from dropbench.render.long import summary_markdown, summary_table
+    from dropbench.render.runs import runs_table
+    from dropbench.render.wide import wide_markdown
+
+    class Widen(Regularizer):
+        name, order, slot = "widen", 999, "activation"
+        sets = ("model.hidden",)
+        note = "reg=widen runs are twice as wide (it doubles model.hidden)"
+
+    rows = [{"run_id": f"{reg}{s}", "reg": reg, "model.hidden": 64 if reg == "widen" else 32, "seed": s, "final_train_mse": 0.1,
+             "final_test_mse": mse + s / 10 + (s == 2) * (reg == "widen") / 10, "best_test_mse": 0.1, "best_epoch": 10, "status": "ok"}
+            for reg, mse in (("none", 2.0), ("widen", 1.0)) for s in range(3)]
+
+    def tables(keys: list[str]) -> list[str]:
+        summary = summarize(rows, keys, {"reg": "none"})
+        return [str(summary_table(summary, keys).caption), summary_markdown(summary, keys), wide_markdown(summary, keys, {"reg": "none"}),
+                str(runs_table(rows).caption)]
+
+    # Undeclared, model.hidden is a config value of its own: a key, and nothing pairs across it.
+    assert group_keys(rows) == ["reg", "model.hidden"]
+    assert [s["n_pairs"] for s in summarize(rows, ["reg"], {"reg": "none"})] == [0, 0]
+    assert not any(Widen.note in t for t in tables(["reg"]))
+    monkeypatch.setitem(regs.REGISTRY, "widen", Widen())
+    assert group_keys(rows) == ["reg"], "model.hidden follows reg=widen"
+    widen = next(s for s in summarize(rows, ["reg"], {"reg": "none"}) if s["reg"] == "widen")
+    assert widen["n_pairs"] == 3 and widen["paired_diff"] == pytest.approx(-1.0 + 0.1 / 3)
+    assert all(Widen.note in t for t in tables(["reg"]))
+
+
 def test_the_same_folder_twice_is_refused(hand_sweep):
     from dropbench.errors import UserError
-    from dropbench.reporting import build_report
+    from dropbench.report import build_report
 
     folder = hand_sweep
     with pytest.raises(UserError, match="is given twice"):
@@ -201,7 +244,7 @@ def test_the_same_folder_twice_is_refused(hand_sweep):
 def test_a_single_run_shows_the_overrides_that_made_it():
     """Everything that differs from the defaults of its group choices, and nothing else."""
     from dropbench.config import load
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     cfg = load(["reg=dropout", "p=0.3", "model.activation=tanh", "model.hidden=64", "optim=sgd", "optim.lr=0.05", "epochs=40", "seed=2"])
     row = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed, **{k: v for k, v in cfg.flat().items() if k != "seed"},
@@ -217,7 +260,7 @@ def test_a_single_run_shows_the_overrides_that_made_it():
 
 def test_a_single_run_names_the_required_data_keys(tmp_path):
     """Keys without a default (a CSV's path and target, a UCI set's name) are overrides too."""
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     row = {"run_id": "a", "data": "uci", "model": "mlp", "reg": "none", "optim": "adam", "seed": 1, "data.dataset": "yacht",
            "data.split": 3, "data.root": "", "final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.2,

@@ -480,7 +480,7 @@ def test_a_run_that_raises_fails_alone_and_the_sweep_goes_on(tmp_path, monkeypat
     train = batched.Chunk.train
 
     def boom_for_l1_seed_1(self, *a, **kw):
-        if "l1" in self.kinds and any(c.seed == 1 for c in self.cfgs):
+        if "l1" in self.cfg0.reg.names and any(c.seed == 1 for c in self.cfgs):
             raise RuntimeError("boom in l1")
         return train(self, *a, **kw)
 
@@ -503,7 +503,7 @@ def test_rows_follow_the_plan_whichever_runs_finished_first(tmp_path):
     """An interrupted sweep lists the runs it finished; on resume every run of the plan takes
     its plan position, and runs of an earlier sweep in the folder keep theirs."""
     from dropbench.config import load
-    from dropbench.engines.base import RunResult
+    from dropbench.engines.result import RunResult
     from dropbench.results import consolidate, write_run
 
     def store(*overrides):
@@ -672,7 +672,7 @@ def _stored_run(folder: Path, *overrides: str) -> Path:
     """A run stored as `dropbench run` stores it (config.yaml, result.json, curve.csv), without
     training: the curve is made up."""
     from dropbench.config import load
-    from dropbench.engines.base import RunResult
+    from dropbench.engines.result import RunResult
     from dropbench.results import write_run
 
     r = RunResult(load([*overrides, "eval_every=1"]))

@@ -102,7 +102,7 @@ def test_bad_selections_are_one_line_errors(tmp_path, args, message):
 
 
 def test_the_runs_table_marks_the_test_chosen_best():
-    from dropbench.reporting import runs_table
+    from dropbench.render.runs import runs_table
 
     base = {"final_train_mse": 0.1, "final_test_mse": 0.2, "best_test_mse": 0.15, "best_epoch": 10, "status": "ok"}
     t = runs_table([{"run_id": "a", "reg": "none", "seed": 0, **base},

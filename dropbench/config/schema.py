@@ -121,7 +121,7 @@ Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlur
 # ---- evaluation ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Eval:
-    """What a run measures besides eval-mode MSE (engines/base.py: MCStats)."""
+    """What a run measures besides eval-mode MSE (engines/mc.py: MCStats)."""
 
     # T > 0: MC dropout, the mean of T passes with the dropout family active
     mc_samples: int = param(0, Range(0, why="0: eval-mode prediction only"))

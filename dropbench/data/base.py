@@ -57,7 +57,7 @@ Holdout = Literal["none", "validation"]
 def holdout_param() -> Any:
     """data.holdout of the data sets that have training rows to hold out. validation: train on
     the first 80% of the training rows (in the split's order) and evaluate on the last 20% as the
-    "test" set (dropbench tune's search phase; the 2018 rule of the PROTOCOL.md of the UCI split
+    "test" set (dropbench tune's search phase; the 2018 rule of the protocol of the UCI split
     files, docs/uci-protocol.md). Added after run ids were pinned: out of the run id at its default."""
     return param("none", id_omits_default=True)
 

@@ -4,17 +4,17 @@ Three parts: engines/planner.py cuts a sweep into chunks (groups, sizes, workers
 engines/program.py is one chunk's tensor program (Chunk), and this module executes the plan on
 worker threads.
 
-Why it is fast: a 1-300-300-1 network on 20 points is a few percent arithmetic and the rest
-Python and dispatch. Stacking C runs into [C, ...] tensors (batched matmuls, per-run p, lambda,
+Why it is fast: a step of a small network (the default 1-300-300-1 on 20 points) is mostly
+Python and dispatch, little arithmetic. Stacking C runs into [C, ...] tensors (batched matmuls, per-run p, lambda,
 weight decay and lr as [C, 1, 1] tensors, a hand-written backward, one fused optimizer step)
 pays that overhead once per chunk instead of once per run.
 
 Why a run's numbers do not depend on its company:
 - every chunk has at least two members: a batch of one takes other matmul kernels (thin layers
-  such as (20,300)@(300,1) then give different last bits), while batches of 2..37 members, at
-  any position, gave bit-identical results on every CPU tried (an AVX-512 Xeon, AMD EPYCs;
-  tests/test_batched.py checks it on the machine it runs on); a lone run is therefore padded
-  with a copy of itself;
+  such as (20,300)@(300,1) then give different last bits), while in a batch of two or more a
+  member gets the same bits at any size and position (tests/test_batched.py and
+  tests/test_invariance.py check it on the machine they run on); a lone run is therefore
+  padded with a copy of itself;
 - each worker computes with one thread, so no kernel splits work differently;
 - a chunk's tensors lie in member rows (engines/memberwise.py): each member's elements start
   a row, so element-wise ops loop member by member (the scalar tail of torch's vectorized loop
@@ -34,12 +34,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-from dropbench.engines.base import RunResult, failed_results, one_intraop_thread, resolve_device
-from dropbench.engines.planner import (  # noqa: F401  (the planner's names, for callers of this module)
-    DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, l2_cache_bytes, makespan, max_chunk, plan_chunks,
-    split_group, step_work,
-)
-from dropbench.engines.program import Cancelled, Chunk
+from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
+from dropbench.engines.planner import MachineFacts, plan_chunks
+from dropbench.engines.program import Chunk
+from dropbench.engines.result import RunResult
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -68,9 +66,9 @@ class BatchedEngine:
     """Trains chunks on `workers` threads (default: one per core), planned for `machine`
     (default: this one, detected).
 
-    Threads, not processes: torch releases the GIL inside its kernels, and threads start at
-    once where a spawned process spends ~2 s importing torch (measured: 50-run sweep, 2 cores,
-    8.5 s with two threads, 9.6 s with a spawned worker beside the main process, 13.8 s alone).
+    Threads, not processes: torch releases the GIL inside its kernels, and a thread starts at
+    once where a spawned process first imports torch, which costs a small sweep more than the
+    threads' contention for the GIL.
     """
 
     name = "batched"

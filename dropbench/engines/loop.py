@@ -52,7 +52,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from dropbench.engines.base import CURVE_COLUMNS, RunResult
+from dropbench.columns import CURVE_COLUMNS
+from dropbench.engines.result import RunResult
 
 if TYPE_CHECKING:
     import torch

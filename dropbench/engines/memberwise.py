@@ -44,10 +44,11 @@ import torch
 # SELU's constants as ATen's selu passes them to elu (and autograd to elu_backward).
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 ALIGN = 64  # bytes: where a fresh tensor starts (the CPU allocator's alignment), and a padded row
-# Bytes a matrix product's members lie apart, at least: measured on the development EPYC (Zen 4,
-# AVX-512), operands or results 4 or 8 bytes off change MKL's sums; any multiple of 16 does not.
-# The default network's members lie multiples of 16 (not 64) bytes apart and were found invariant
-# on an AVX-512 Xeon too. A CPU whose kernels care about more fails tests/test_invariance.py.
+# Bytes a matrix product's members lie apart, at least: MKL's gemm sums in an order that depends
+# on how its operands and result are aligned, and on the CPUs tried only an offset finer than
+# 16 bytes changed a sum (a coarser one would copy the default network's operands, which lie a
+# multiple of 16 bytes apart, for nothing). A CPU whose kernels care about more fails
+# tests/test_invariance.py.
 MATMUL_ALIGN = 16
 
 _aten = torch.ops.aten

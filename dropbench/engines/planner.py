@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from dropbench import regs
 from dropbench.data import Dataset, load_dataset
-from dropbench.engines.base import MC_SLOTS, eval_epochs, mc_active, mc_block, steps_per_epoch
+from dropbench.engines.loop import eval_epochs, steps_per_epoch
+from dropbench.engines.mc import MC_SLOTS, mc_active, mc_block
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -29,7 +30,7 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
     )
 
 
-L2_MULTIPLE = 12  # chunk working set per core's L2: the best measured here (2 MB L2, 24 MB)
+L2_MULTIPLE = 12  # a chunk's optimizer state may span this many cores' L2 caches (max_chunk)
 DEFAULT_L2 = 2 * 2**20
 
 
@@ -71,11 +72,10 @@ def max_chunk(n_params: int, dtype_bytes: int, l2: int | None) -> int:
     """Most members per chunk, from the optimizer's working set and a core's L2 cache (None:
     unknown, DEFAULT_L2 is assumed).
 
-    Measured on a 2-core Xeon with 2 MB L2 per core (1-300-300-1 MLP, 1.5 MB of Adam state per
-    member), two chunks training at once: reg=none 0.155, 0.145, 0.117, 0.114, 0.122, 0.127 ms
-    per network-step for chunks of 5, 8, 10, 16, 20, 25; dropout 0.25, 0.20, 0.20, 0.20, 0.19,
-    0.20. So a chunk's state may span about 12 L2 caches (17 members here). The size changes no
-    run's numbers (invariance), only the speed.
+    A larger chunk shares a step's fixed cost (Python, dispatch) among more members until its
+    optimizer state no longer stays near the core; timing chunk sizes puts that at a state of
+    about L2_MULTIPLE L2 caches, with a broad optimum, so the multiple need not be tuned per
+    machine. The size changes no run's numbers (invariance), only the speed.
     """
     per_member = 4 * n_params * dtype_bytes  # param, grad, exp_avg, exp_avg_sq
     budget = L2_MULTIPLE * (l2 or DEFAULT_L2)
@@ -89,7 +89,7 @@ def split_group(n: int, most: int) -> list[int]:
     return [base + (i < extra) for i in range(k)]
 
 
-CHUNK_OVERHEAD = 0.9  # per chunk step, in members' work: 0.31 ms/member alone in a pair, 0.22 in 16
+CHUNK_OVERHEAD = 0.9  # a chunk step's fixed cost (Python, dispatch), in members' work: small chunks cost more per run
 
 
 def makespan(costs: Sequence[float], workers: int) -> float:
@@ -104,9 +104,8 @@ def step_work(cfg: "RunConfig", n_train: int, n_in: int) -> tuple[int, float]:
     """A run's parameter count, and its training step's cost in parameters' worth of work: one
     per parameter, plus each selected regularizer's `cost` (dropbench/regs/).
 
-    Measured alone on one core, chunks of 10 (hidden 300, 20 points): 2.4 ns per parameter
-    (reg=none, 0.22 ms), 7-8 ns per mask element drawn (dropout +0.08 ms, dropconnect +0.72 ms),
-    L1 +0.06 ms. The chunk planner needs the costs only relative to each other.
+    The costs come from timing each piece alone against a plain step; the chunk planner needs
+    them only relative to each other.
     """
     m = cfg.model
     first, middle = n_in * m.hidden, (m.depth - 1) * m.hidden * m.hidden
@@ -123,19 +122,18 @@ def run_work(cfg: "RunConfig", n_train: int, n_in: int, n_test: int = 0) -> floa
     return training + eval_work(cfg, n_test, n_in)
 
 
-# The MC evaluation in the same units. A pass's forward over the test rows costs about 0.025
-# parameters' worth per row and parameter (a thin batched matmul's multiply-add, ~0.06 ns at
-# ~30 GFLOP/s, against 2.4 ns per parameter's share of a step), and each MC-active regularizer
-# draws its masks as in a training step on that many rows (its `cost`). Measured alone on one
-# core, chunks of 8 (2-core EPYC): a pass of the default 1-300-300-1 network with dropout on 20
-# test rows 168 us per run, modelled 81k units (~195 us); yacht's protocol network on 31 rows
-# 25 us, modelled 5.5k units (~13 us): its mask draws cost ~9 ns where MASK_COST says ~7.
+# The MC evaluation in the same units. A pass's forward over the test rows costs MC_FORWARD_COST
+# parameters' worth per row and parameter: one multiply-add of a batched matmul, a small fraction
+# of a parameter's share of a training step (which adds Python, dispatch, the backward and the
+# optimizer); and each MC-active regularizer draws its masks as in a training step on that many
+# rows (its `cost`). Timing MC passes alone confirms the model's order of magnitude, which is
+# all that ordering chunks needs.
 MC_FORWARD_COST = 0.025
 
 
 def eval_work(cfg: "RunConfig", n_test: int, n_in: int) -> float:
     """A run's MC-dropout evaluations (eval.mc_samples = T) in parameters' worth of work: at each
-    eval epoch, T passes over the n_test test rows in blocks of engines/base.mc_block passes (the
+    eval epoch, T passes over the n_test test rows in blocks of engines/mc.mc_block passes (the
     last block is computed whole), each pass a forward plus the MC-active regularizers' mask
     draws. Zero without T or without an MC-active regularizer: every pass is then the eval-mode
     prediction, which the engines compute once. At T = 10,000 (the UCI protocol) this can

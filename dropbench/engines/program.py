@@ -20,10 +20,13 @@ import torch
 
 from dropbench import regs
 from dropbench.data import load_dataset
-from dropbench.models import acts_after
 from dropbench.engines import loop, memberwise
-from dropbench.engines.base import MCStats, RunResult, mc_active, mc_block, mc_regs, resolve_device
-from dropbench.engines.loop import Cancelled, batch_slices, fit_grid, shuffle_generator
+from dropbench.engines.base import resolve_device
+from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
+from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.result import RunResult
+from dropbench.models import acts_after, build_model
+from dropbench.optim import decays_biases, weight_decay
 from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
 
 if TYPE_CHECKING:
@@ -99,9 +102,6 @@ class Chunk(ChunkView):
     """C runs of one group, trained together. Members past `n_real` are padding."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
-        from dropbench.engines.torch_engine import decays_biases, weight_decay
-        from dropbench.models import build_model
-
         self.n_real = len(cfgs)
         self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))
         c0 = self.cfgs[0]
@@ -109,7 +109,6 @@ class Chunk(ChunkView):
         self.device = resolve_device(c0.device)
         self.dtype = getattr(torch, c0.dtype)
         dev, dt = self.device, self.dtype
-        self.kinds = set(c0.reg.names)
         self.act, self.act_backward = ACT[c0.model.activation]
         self.placement = c0.model.placement
         self.residual = c0.model.residual
@@ -146,7 +145,7 @@ class Chunk(ChunkView):
         n_out = self.y.shape[1] * self.y.shape[2]
         self._inv_n = torch.ones((), dtype=dt, device=dev) / n_out  # mean's backward divides 1 by n
         self._inv_rows: dict[int, torch.Tensor] = {self.y.shape[1]: self._inv_n}  # the same, per batch's rows
-        # Mini-batches (base.batch_slices): every member has the same n and batch_size (one group),
+        # Mini-batches (loop.batch_slices): every member has the same n and batch_size (one group),
         # each its own shuffle generator, as the reference engine's.
         self.slices = batch_slices(self.x.shape[1], c0.batch_size)
         self.shuffle_gens = [shuffle_generator(c.seed) for c in self.cfgs] if self.slices is not None else []
@@ -207,8 +206,6 @@ class Chunk(ChunkView):
         same work as separate foreach ops takes ten passes over state that does not fit in cache.
         """
         groups: dict[tuple, list[int]] = {}
-        from dropbench.engines.torch_engine import decays_biases, weight_decay
-
         for i, c in enumerate(self.cfgs):
             key = (c.optim.lr, c.optim.beta1, c.optim.beta2, c.optim.eps, *weight_decay(c), decays_biases(c))
             groups.setdefault(key, []).append(i)
@@ -241,8 +238,8 @@ class Chunk(ChunkView):
         without drawing for the others: the reference's layers return their input then and draw
         nothing, and a draw here would shift every later mask of the run."""
         fn = sample or torch.rand
-        # Each member's draws straight into its row of one buffer (no stack copy: measured 5% of
-        # a UCI-shaped mini-batch step); a row is contiguous, so the same kernel as a fresh tensor.
+        # Each member's draws straight into its row of one buffer, not stacked afterwards: a copy
+        # the size of every mask, each step; a row is contiguous, so the same kernel as a fresh tensor.
         out = memberwise.rows((len(self.gens), *shape), dtype)
         for i, (g, a) in enumerate(zip(self.gens, active)):
             if a:
@@ -270,8 +267,8 @@ class Chunk(ChunkView):
 
         CPU bernoulli_ draws, element by element, one double uniform u (the 53-bit draw torch.rand
         makes in float64) and keeps the element when u < keep. torch.rand in float64 makes the same
-        draws in the same order 2.6x faster, leaving the generator in the same state; one
-        comparison then serves every member (tests/test_torch_canaries.py pins the equality).
+        draws in the same order, faster, leaving the generator in the same state; one comparison
+        then serves every member (tests/test_torch_canaries.py pins the equality).
         """
         u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
         return (u < keep64).to(device=self.device, dtype=self.dtype)
@@ -317,9 +314,9 @@ class Chunk(ChunkView):
 
         The same kernels, in the same order, as autograd's backward of `forward` (bit for bit:
         tests/test_batched.py compares them for every regularizer, placement and activation),
-        but writing weight gradients into buffers kept across steps. Autograd allocates a fresh
-        [C, in, out] tensor per weight per step (measured, chunk of 8, 2 threads: 0.147 against
-        0.118 ms per network-step; 0.130 when glibc keeps freed memory, so most of it is allocation).
+        but writing weight gradients into buffers kept across steps, where autograd allocates a
+        fresh [C, in, out] tensor per weight per step: at these sizes allocating (and faulting in
+        memory the allocator gave back) is a share of the step worth saving.
         """
         G = self.grads
         last = len(tape) - 1
@@ -347,7 +344,7 @@ class Chunk(ChunkView):
     @torch.no_grad()
     def shuffled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training rows in this epoch's order, [C, n, d] and [C, n, 1]: each member's
-        torch.randperm(n) from its own shuffle generator (base.batch_slices), as the reference
+        torch.randperm(n) from its own shuffle generator (loop.batch_slices), as the reference
         draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
         n = self.x.shape[1]
         perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
@@ -437,7 +434,7 @@ class Chunk(ChunkView):
         return tr.tolist(), te.tolist(), mc, ll, learned, val
 
     def _mc_pieces(self) -> frozenset[Piece]:
-        """The pieces of the MC-active regularizers (base.mc_active), found by registry order
+        """The pieces of the MC-active regularizers (mc.mc_active), found by registry order
         within each slot, as __init__ built them."""
         by_slot: dict[str, list[str]] = {}
         for n in self.cfg0.reg.names:
@@ -447,7 +444,7 @@ class Chunk(ChunkView):
                          if mc_active(regs.REGISTRY[n]))
 
     def _mc_evaluate(self, pred: torch.Tensor) -> tuple[list[float | None], list[float | None]]:
-        """As torch_engine.mc_evaluate, for every member at once: the same blocks of passes, the
+        """As reference.mc_evaluate, for every member at once: the same blocks of passes, the
         same masks (each member's draws continue its own generator, on a copy of its state),
         so a member's numbers are those it gets alone. Members with fewer passes than others
         draw the others' too, on the copy, and leave them out."""

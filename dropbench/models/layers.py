@@ -50,7 +50,7 @@ def lecun_normal_(model: nn.Module) -> None:
 
 def glorot_uniform_(model: nn.Module) -> None:
     """Every Linear's weight from U(-a, a), a = sqrt(6 / (fan_in + fan_out)), its bias 0: Keras'
-    default (glorot_uniform, zeros), the init of the MC-dropout UCI code (the PROTOCOL.md of the
+    default (glorot_uniform, zeros), the init of the MC-dropout UCI code (the protocol of the
     split files, docs/uci-protocol.md). Drawn from the global generator after construction, layer
     by layer, as lecun_normal_."""
     with torch.no_grad():

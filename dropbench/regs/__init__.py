@@ -1,7 +1,7 @@
 """The regularizer registry: every module in this package that defines REGULARIZER.
 
-Adding a regularizer is adding dropbench/regs/<name>.py and conf/reg/<name>.yaml (README,
-"Adding a regularizer"); dropbench.config and both engines read everything else from here: the order,
+Adding a regularizer is adding dropbench/regs/<name>.py and conf/reg/<name>.yaml
+(docs/extending.md); dropbench.config and both engines read everything else from here: the order,
 the Reg config's fields, the dropout family, which may not combine, and what acts in each slot.
 """
 

@@ -70,6 +70,20 @@ class Regularizer:
     # An activation-slot regularizer that may also act on the input features (before the first
     # Linear, after the input-slot ones) names the bool Config field that turns that on.
     inputs_field: ClassVar[str | None] = None
+    # Config keys outside reg.* that it sets itself (adjust_model; DropPath: model.residual).
+    # Reports pair its runs with reference runs that differ there, and do not show such a key
+    # as a grouping key of its own where it only follows reg.
+    sets: ClassVar[tuple[str, ...]] = ()
+    # A caption line for every table that holds its runs (what it changes beyond its own keys);
+    # None: nothing to say.
+    note: ClassVar[str | None] = None
+
+    @property
+    def mc(self) -> bool:
+        """Whether it stays active in MC evaluation (eval.mc_samples: MC dropout). By default
+        the dropout family (shares_p) does; a subclass sets `mc = True` or `False` to decide
+        otherwise (concrete dropout: its learned rates)."""
+        return self.shares_p
 
     # -- config --
     def adjust_model(self, model: "MLP", conf: Any) -> "MLP":

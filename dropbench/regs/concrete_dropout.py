@@ -129,8 +129,8 @@ class ConcreteDropout(Regularizer):
         return [float(torch.sigmoid(p.detach()).item()) for p in ps] if ps else None
 
     def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
-        # a uniform draw and the relaxation's dozen elementwise ops, forward, recomputed and backward:
-        # measured about 5x dropout's extra time per step (10 seeds, default network, 2-core EPYC)
+        # a uniform draw and the relaxation's dozen elementwise ops, forward, recomputed and
+        # backward: several times dropout's mask per element, as timing the two side by side shows
         return 5 * MASK_COST * n_train * model.hidden * model.depth
 
     def batched(self, chunk: ChunkView, confs: Sequence[Config]) -> Piece:

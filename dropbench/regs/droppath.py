@@ -23,6 +23,8 @@ class DropPath(Regularizer):
     slot = "residual"
     Config = Config
     shares_p = True
+    sets = ("model.residual",)
+    note = "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"
 
     def adjust_model(self, model: Any, conf: Config) -> Any:
         if model.depth < 2:

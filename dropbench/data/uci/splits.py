@@ -1,6 +1,6 @@
 """One standard UCI split as a run trains on it: its rows read, standardised and held out.
 
-Standardisation follows the PROTOCOL.md of the split files (docs/uci-protocol.md; the original code's net.py): inputs
+Standardisation follows the split files' protocol (docs/uci-protocol.md; the original code's net.py): inputs
 and target with the training rows' mean and numpy's population SD; an input SD of exactly 0 becomes
 1 (no tolerance: naval's column 11, constant but for round-off, keeps its tiny SD and so becomes
 +-1, as in the original).

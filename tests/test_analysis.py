@@ -5,11 +5,14 @@ import math
 import pytest
 from scipy import stats as sps
 
+from dropbench.analysis.grouping import group_keys, pooled_configs, pooled_note
+from dropbench.analysis.platforms import UNRECORDED, platform_counts, platform_note
+from dropbench.analysis.selection import at_epoch
+from dropbench.analysis.significance import welch_greater
+from dropbench.analysis.spread import t_halfwidth
+from dropbench.analysis.summary import summarize
+from dropbench.analysis.tdist import betainc, t_ppf, t_sf
 from dropbench.provenance import IDENTITY_COLUMNS
-from dropbench.stats import (
-    UNRECORDED, at_epoch, betainc, group_keys, platform_counts, platform_note, pooled_configs, pooled_note, summarize, t_halfwidth,
-    t_ppf, t_sf, welch_greater,
-)
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 19, 29.3, 100, 2500])
@@ -179,7 +182,7 @@ def test_platform_note_warns_for_two_recorded_platforms_only():
 def test_standard_error_is_the_literatures_population_sd_over_root_n():
     import numpy as np
 
-    from dropbench.stats import std_error
+    from dropbench.analysis.spread import std_error
 
     v = [0.3, 1.7, 2.2, 0.9, 5.0]
     assert std_error(v) == pytest.approx(np.std(v) / np.sqrt(len(v)), rel=1e-12), "numpy's default ddof=0, as PROTOCOL.md"
@@ -189,13 +192,13 @@ def test_standard_error_is_the_literatures_population_sd_over_root_n():
 @pytest.mark.parametrize("name, higher", [("test_mse", False), ("test_rmse", False), ("test_ll", True), ("val_ll", True),
                                           ("test_nll", False), ("test_log_likelihood", True)])
 def test_which_way_a_metric_is_better(name, higher):
-    from dropbench.stats import higher_is_better
+    from dropbench.analysis.metrics import higher_is_better
 
     assert higher_is_better(name) is higher
 
 
 def test_a_new_result_column_is_a_metric_not_a_grouping_key():
-    from dropbench.stats import group_keys, resolve_metric
+    from dropbench.analysis.metrics import resolve_metric
 
     rows = [{"run_id": f"r{i}", "reg": reg, "seed": s, "final_test_mse": 1.0 + i, "final_train_mse": 0.5,
              "final_test_rmse": 0.1 * i, "status": "ok"} for i, (reg, s) in enumerate([("none", 0), ("none", 1), ("l2", 0), ("l2", 1)])]
@@ -226,13 +229,13 @@ def csv_rows(*files: tuple[str, str], runs: int = 2) -> list[dict]:
     ([(SHA["a"], "")], ["aaaaaaaaaaaa"]),  # no path recorded
 ])
 def test_file_labels_are_the_shortest_unambiguous_paths(files, labels):
-    from dropbench.stats import file_labels
+    from dropbench.analysis.labels import file_labels
 
     assert file_labels(csv_rows(*files)) == {sha: label for (sha, _), label in zip(files, labels)}
 
 
 def test_file_labels_name_a_copy_by_the_path_most_runs_used_and_skip_other_data():
-    from dropbench.stats import file_labels
+    from dropbench.analysis.labels import file_labels
 
     rows = csv_rows((SHA["a"], "/d/b.csv"), runs=2) + csv_rows((SHA["a"], "/d/a.csv"), runs=1)
     rows += [{"data": "noisy_linear", "data.sha256": "", "reg": "none", "seed": 0}]
@@ -241,7 +244,7 @@ def test_file_labels_name_a_copy_by_the_path_most_runs_used_and_skip_other_data(
 
 
 def test_csv_groups_stay_by_contents_and_are_named_by_file():
-    from dropbench.stats import group_label
+    from dropbench.analysis.labels import group_label
 
     # Two contents under one path, and one content under two paths: three runs' files, two groups.
     rows = csv_rows((SHA["b"], "/d/data.csv"), (SHA["a"], "/d/data.csv"), (SHA["b"], "/old/data.csv"))

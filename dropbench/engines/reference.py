@@ -9,56 +9,18 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 from torch import nn
 
+from dropbench import regs
 from dropbench.data import load_dataset
 from dropbench.engines import loop
-from dropbench.engines.base import (
-    MC_SLOTS, MCStats, RunResult, failed_results, mc_active, mc_block, mc_regs, one_intraop_thread, resolve_device,
-)
+from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
 from dropbench.engines.loop import fit_grid, shuffle_generator
-from dropbench import regs
+from dropbench.engines.mc import MC_SLOTS, MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.result import RunResult
 from dropbench.models import build_model
+from dropbench.optim import decayed, make_optimizer, weight_decay
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
-
-
-def device_fused(model: nn.Module) -> bool:
-    return next(model.parameters()).device.type in ("cpu", "cuda")
-
-
-def weight_decay(cfg: "RunConfig") -> tuple[float, bool]:
-    """(weight_decay, decoupled) of the optimizer-slot regularizer (reg=l2), if any (at most one)."""
-    return next((r.decay(c) for r, c in regs.active(cfg.reg, "optimizer")), (0.0, False))
-
-
-def decays_biases(cfg: "RunConfig") -> bool:
-    """Whether the weight decay acts on the biases too (reg.l2.biases; true without an l2)."""
-    return next((getattr(c, "biases", True) for _, c in regs.active(cfg.reg, "optimizer")), True)
-
-
-def decayed(model: nn.Module, cfg: "RunConfig") -> list[nn.Parameter]:
-    """The parameters the weight decay acts on: all, or every Linear's weight (reg.l2.biases=false)."""
-    if decays_biases(cfg):
-        return list(model.parameters())
-    return [p for n, p in model.named_parameters() if not n.endswith("bias")]
-
-
-def make_optimizer(model: nn.Module, cfg: "RunConfig") -> torch.optim.Optimizer:
-    """The optimizer with coupled weight decay (reg=l2) or AdamW's decoupled one; with
-    reg.l2.biases=false the biases form a second parameter group without decay."""
-    wd, decoupled = weight_decay(cfg)
-    params: list = list(model.parameters())
-    if not decays_biases(cfg):
-        keep = {id(p) for p in decayed(model, cfg)}
-        params = [{"params": [p for p in params if id(p) in keep]},
-                  {"params": [p for p in params if id(p) not in keep], "weight_decay": 0.0}]
-    o = cfg.optim
-    if o.name == "adam":
-        cls = torch.optim.AdamW if decoupled else torch.optim.Adam
-        # fused=True: torch's one-pass CPU kernel, the one the batched engine runs too.
-        return cls(params, lr=o.lr, betas=(o.beta1, o.beta2), eps=o.eps, weight_decay=wd, fused=device_fused(model))
-    # SGD has no decoupled form in torch: TorchEngine applies w <- w*(1-lr*wd) itself.
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=0.0 if decoupled else wd)
 
 
 def train_one(cfg: "RunConfig") -> RunResult:
@@ -137,7 +99,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
 
 def evaluate(model: nn.Module, data: Any, cfg: "RunConfig") -> tuple[float, float, float | None, float | None, list[float] | None, float | None]:
     """loop.Evaluation: train and test MSE in eval mode; with eval.mc_samples the MC test MSE,
-    and with eval.tau the test log-likelihood (engines/base.py: MCStats); the learned values; the
+    and with eval.tau the test log-likelihood (engines/mc.py: MCStats); the learned values; the
     MSE on the validation rows a loop-slot regularizer holds out (None without them)."""
     mse = nn.MSELoss()
     model.eval()
@@ -161,7 +123,7 @@ def learning(cfg: "RunConfig") -> list[tuple[Any, Any]]:
 def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tensor) -> tuple[float | None, float | None]:
     """(MC test MSE, test log-likelihood), None where not asked for.
 
-    The T passes run in blocks (base.mc_block) of the test set stacked pass by pass, with the
+    The T passes run in blocks (mc.mc_block) of the test set stacked pass by pass, with the
     dropout-family layers in training mode. Their masks continue the run's random stream from
     where training is, on a copy of it: training goes on from the same state, so a run's
     training numbers do not depend on eval.mc_samples. Without a dropout-family layer every pass
@@ -189,7 +151,7 @@ def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tenso
 
 @contextmanager
 def mc_mode(model: nn.Module, cfg: "RunConfig") -> Iterator[None]:
-    """The model in eval mode but for its MC-active regularizer layers (base.mc_active), which
+    """The model in eval mode but for its MC-active regularizer layers (mc.mc_active), which
     draw as in training; eval mode again afterwards."""
     from dropbench.regs.base import _layer_classes
 
@@ -217,7 +179,7 @@ def mc_mode(model: nn.Module, cfg: "RunConfig") -> Iterator[None]:
         model.eval()
 
 
-class TorchEngine:
+class ReferenceEngine:
     name = "torch"
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:

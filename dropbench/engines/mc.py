@@ -1,0 +1,110 @@
+"""Evaluation beyond eval mode, as both engines compute it: MC dropout and the test log-likelihood.
+
+Which regularizers draw in MC evaluation (mc_active, mc_regs), how many passes go in one forward
+(mc_block), and the streaming statistics of the passes (MCStats). The engines run the passes
+(reference.mc_evaluate, program.Chunk._mc_evaluate); the rules are here, once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+from dropbench import regs
+
+if TYPE_CHECKING:
+    import torch
+
+    from dropbench.config import RunConfig
+
+MC_SLOTS = ("input", "weight", "activation", "residual")  # where a forward pass draws
+
+# Passes are computed in blocks: one forward over a block's passes stacked along the rows (pass
+# major), so each stochastic layer draws a block's masks in one call. A block's size depends only
+# on the run's shapes (never on T, the chunk or the device), so a run draws the same masks alone
+# or in any company; the last block is computed whole and its passes past T are left out.
+# MC_BLOCK_ELEMENTS bounds a block's widest activation, per run: a block's masks and activations
+# stay in cache (mask draws cost more per element once they spill), yet a block holds enough
+# passes that one call draws them all.
+MC_BLOCK_ELEMENTS = 2**15
+
+
+def mc_active(reg: Any) -> bool:
+    """Whether a regularizer stays active in MC evaluation: the dropout family (its `mc`
+    attribute, where it declares one, decides)."""
+    return bool(getattr(reg, "mc", reg.shares_p))
+
+
+def mc_regs(cfg: "RunConfig") -> list[str]:
+    """The selected regularizers that act in MC evaluation (none: every pass is the eval-mode one)."""
+    return [r.name for r, _ in regs.active(cfg.reg) if r.slot in MC_SLOTS and mc_active(r)]
+
+
+def mc_block(cfg: "RunConfig", n_test: int, n_in: int) -> int:
+    """Passes per block: a weight-slot regularizer (DropConnect) draws one mask per forward, so
+    its passes go one at a time; otherwise as many as fit MC_BLOCK_ELEMENTS."""
+    if any(regs.REGISTRY[n].slot == "weight" for n in mc_regs(cfg)):
+        return 1
+    return max(1, MC_BLOCK_ELEMENTS // max(1, n_test * max(n_in, cfg.model.hidden)))
+
+
+class MCStats:
+    """Streaming statistics of stochastic passes for C runs at once: the mean prediction and the
+    log-likelihood's log-sum-exp, in float64, one block of passes at a time (T = 10,000 passes
+    need not be held).
+
+    y: [C, n] test targets (standardised); T, tau, y_std: per run (tau None: no log-likelihood).
+    exp and log go member by member (engines/memberwise.py), as a run alone computes them.
+    """
+
+    def __init__(self, y: "torch.Tensor", T: Sequence[int], tau: Sequence[float | None], y_std: Sequence[float]) -> None:
+        import torch
+
+        self.y = y.to(torch.float64)
+        col = lambda v: torch.tensor(v, dtype=torch.float64, device=y.device).view(-1, 1, 1)  # noqa: E731
+        self.T = list(T)
+        self.T_col = col([float(t) for t in T])
+        self.tau = list(tau)
+        # -tau/2 * (y_std * (y - yhat))**2: the squared error in original units
+        self.k = col([-0.5 * (t if t is not None else 1.0) * s * s for t, s in zip(tau, y_std)])
+        self.want_ll = any(t is not None for t in tau)
+        self.total = torch.zeros_like(self.y)
+        self.m: "torch.Tensor | None" = None  # running max of the log terms, [C, n]
+        self.s: "torch.Tensor | None" = None  # running sum of exp(term - m)
+
+    def add(self, pred: "torch.Tensor", start: int) -> None:
+        """pred: [C, B, n], passes start .. start+B-1 (those at or past a run's T are left out)."""
+        import torch
+
+        from dropbench.engines.memberwise import exp
+
+        p = pred.to(torch.float64)
+        idx = torch.arange(start, start + p.shape[1], dtype=torch.float64, device=p.device).view(1, -1, 1)
+        valid = idx < self.T_col  # [C, B, 1]
+        self.total += torch.where(valid, p, 0.0).sum(1)
+        if not self.want_ll:
+            return
+        e = torch.where(valid, self.k * (self.y.unsqueeze(1) - p).square(), -math.inf)
+        bm = e.amax(1)
+        if self.m is None:
+            self.m, self.s = bm, exp(e - bm.unsqueeze(1)).sum(1)
+            return
+        m = torch.maximum(self.m, bm)
+        self.s = self.s * exp(self.m - m) + exp(e - m.unsqueeze(1)).sum(1)
+        self.m = m
+
+    def mse(self) -> list[float]:
+        """Each run's MSE of the mean of its passes (standardised units)."""
+        mean = self.total / self.T_col.view(-1, 1)
+        return (self.y - mean).square().mean(1).tolist()
+
+    def ll(self) -> list[float | None]:
+        """Each run's mean over test points of logsumexp_t(-tau/2 (y - yhat_t)^2) - log T
+        - log(2 pi)/2 + log(tau)/2, in original units (docs/uci-protocol.md); None without tau."""
+        if self.m is None:
+            return [None] * len(self.T)
+        from dropbench.engines.memberwise import log
+
+        lse = (self.m + log(self.s)).mean(1).tolist()
+        return [None if tau is None or T < 1 else v - math.log(T) - 0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau)
+                for v, T, tau in zip(lse, self.T, self.tau)]
