@@ -356,6 +356,7 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     from dropbench.data import load_dataset
     from dropbench.engines import get_engine
     from dropbench.engines.base import resolve_device
+    from dropbench.engines.generic import unsupported
 
     seen = set()
     for cfg in cfgs:
@@ -365,6 +366,10 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
             seen.add(key)
         resolve_device(cfg.device)
         get_engine(cfg.engine)
+        if cfg.engine == "batched":  # a plug-in the generic path cannot run: say so before anything is written
+            why = unsupported(cfg)
+            if why is not None:
+                raise UserError(why)
 
 
 OUT_OPTION = "out=DIR"  # how a user sends results elsewhere, named in the fix of an OS error

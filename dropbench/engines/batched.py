@@ -34,18 +34,20 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
+from dropbench.engines.base import GLOBAL_RNG, failed_results, one_intraop_thread, resolve_device
 from dropbench.engines.planner import MachineFacts, plan_chunks
+from dropbench.engines import generic
 from dropbench.engines.program import Chunk
 from dropbench.engines.result import RunResult
+from dropbench.models import PROGRAM
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 
 # Building initial weights goes through the global RNG (torch.manual_seed, as the reference engine
-# does); worker threads take turns there.
-_GLOBAL_RNG = threading.Lock()
+# does); worker threads take turns there (with the generic path's pieces: engines/generic.py).
+_GLOBAL_RNG = GLOBAL_RNG
 
 
 def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event | None = None) -> list[RunResult]:
@@ -53,6 +55,8 @@ def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event
     again on its own, so only the runs that raise alone fail: the others' numbers are the same
     in any chunk (invariance), so the retry changes nothing but the time taken."""
     try:
+        if cfgs[0].model.name not in PROGRAM:  # a plug-in model: the generic path, member by member
+            return generic.train_members(cfgs, cancel)
         with _GLOBAL_RNG:
             chunk = Chunk(cfgs, size)
         return chunk.train(cancel)
