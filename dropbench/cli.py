@@ -76,10 +76,12 @@ ConfigDir = Annotated[Optional[list[Path]], typer.Option(
 
 def _config_dirs(dirs: Optional[list[Path]]) -> None:
     """The user's config directories, before anything loads the registries (docs/extending.md)."""
-    from dropbench import plugins
+    if not dirs:
+        return
+    from dropbench import registration
 
-    for d in dirs or []:
-        plugins.use_config_dir(d)
+    for d in dirs:
+        registration.use_config_dir(d)
 
 
 def _multirun(help: str) -> Any:

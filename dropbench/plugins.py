@@ -19,8 +19,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 
 def check(module: Any, where: str, declares: tuple[str, ...], what: str, name: str | None = None) -> None:
@@ -96,9 +95,9 @@ def config_dirs() -> list[Path]:
     return [Path(p) for p in raw.split(os.pathsep) if p]
 
 
-def use_config_dir(path: str | Path) -> Path:
-    """Add a config directory: its plug-ins join the registries (now, where these are loaded
-    already; else when they load), and worker processes inherit it through DROPBENCH_CONFIG_DIR."""
+def add_config_dir(path: str | Path) -> Path | None:
+    """Add a config directory to DROPBENCH_CONFIG_DIR (worker processes and cluster jobs inherit
+    it); returns it as an absolute path, or None where it was there already."""
     from dropbench.errors import UserError
 
     p = Path(path).expanduser().absolute()
@@ -106,16 +105,8 @@ def use_config_dir(path: str | Path) -> Path:
         raise UserError(f"--config-dir {path}: no such directory (it holds reg/, data/ or model/ folders of plug-in YAMLs)")
     dirs = [str(d) for d in config_dirs()]
     if str(p) in dirs:
-        return p
+        return None
     os.environ[CONFIG_DIR_ENV] = os.pathsep.join([*dirs, str(p)])
-    if "dropbench.regs" in sys.modules:  # the registries are loaded: add this directory's plug-ins to them
-        import dropbench.data  # noqa: F401
-        import dropbench.models  # noqa: F401
-
-        for group in ENTRY_POINTS:
-            for f in _from_config_dir(p, group):
-                if f.name not in FOUND[group]:
-                    register(getattr(f.module, "REGULARIZER", f.module) if group == "reg" else f.module, group, f.origin, f.name, f.node)
     return p
 
 
@@ -147,8 +138,17 @@ def _from_config_dir(root: Path, group: str) -> list[Found]:
         if not isinstance(target, str) or not target:
             raise UserError(f"{f}: names no plug-in module: add a top-level line {TARGET}: mypackage.module")
         node = {k: v for k, v in node.items() if k != TARGET}
+        if group == "reg" and set(node) - {f.stem}:
+            raise UserError(f"{f}: a regularizer's YAML holds its keys under {f.stem}: (found {', '.join(sorted(set(node) - {f.stem}))})")
+        if group != "reg" and node.setdefault("name", f.stem) != f.stem:
+            raise UserError(f"{f}: name: {node['name']} must be the file's name, {f.stem}")
         found.append(Found(group, f.stem, _import(target, str(f)), f"config dir {root}", node))
     return found
+
+
+def from_config_dir(root: Path, group: str) -> list[Found]:
+    """The plug-ins of one config directory's group folder."""
+    return _from_config_dir(root, group)
 
 
 def _from_config_dirs(group: str) -> list[Found]:
@@ -197,93 +197,6 @@ def check_plugin(module: Any, group: str, name: str, declares: tuple[str, ...], 
         raise UserError(str(e)) from None
 
 
-def register(obj: Any, group: str | None = None, origin: str = "python", name: str | None = None,
-             node: dict[str, Any] | None = None) -> str:
-    """Add a plug-in in this process (dropbench.testing's checks, a notebook): a Regularizer
-    (class or instance), or a data set's or model's module (any object with its declarations).
-    Returns its option name. The config schema follows; Hydra composes the option from `node`
-    (a config directory's YAML) or its Config's defaults."""
-    group = _group_of(obj, group)
-    if group == "reg":
-        from dropbench import regs
-
-        reg = obj() if isinstance(obj, type) else obj
-        name = regs.add(reg, origin, name)
-        module: Any = sys.modules.get(type(reg).__module__)
-        if getattr(module, "REGULARIZER", None) is not reg:
-            module = type("Module", (), {"REGULARIZER": reg})
-    else:
-        from dropbench import data, models
-
-        name = name or getattr(getattr(obj, "Config", None), "name", None)
-        name = (data if group == "data" else models).add(obj, name, origin)
-        module = obj
-    FOUND[group][name] = Found(group, name, module, origin, node)
-    if "dropbench.config.schema" in sys.modules:
-        sys.modules["dropbench.config.schema"].registry_changed()
-    if "hydra" in sys.modules and "dropbench.config.compose" in sys.modules:
-        sys.modules["dropbench.config.compose"].store_plugin_nodes()
-    return name
-
-
-def unregister(group: str, name: str) -> None:
-    """Take out a plug-in that register() added (dropbench.testing leaves the registries as it found them)."""
-    if FOUND[group].pop(name, None) is None:
-        return
-    if group == "reg":
-        from dropbench import regs
-
-        regs.REGISTRY.pop(name, None)
-    else:
-        from dropbench import data, models
-
-        (data if group == "data" else models).REGISTRY.pop(name, None)
-    schema = sys.modules.get("dropbench.config.schema")
-    if schema is not None:
-        (schema.DATA if group == "data" else schema.MODELS if group == "model" else {}).pop(name, None)
-        schema.registry_changed()
-    if "hydra" in sys.modules:
-        from hydra.core.config_store import ConfigStore
-
-        ConfigStore.instance().repo.get(group, {}).pop(f"{name}.yaml", None)
-
-
-@contextmanager
-def registered(obj: Any, group: str | None = None) -> Iterator[str]:
-    """register(obj) for the block, unless it is registered already; taken out again after."""
-    name = _registered_name(obj, group)
-    if name is not None:
-        yield name
-        return
-    name = register(obj, group)
-    try:
-        yield name
-    finally:
-        unregister(_group_of(obj, group), name)
-
-
-def _group_of(obj: Any, group: str | None) -> str:
-    from dropbench.regs.base import Regularizer
-
-    if group is not None:
-        return group
-    if isinstance(obj, Regularizer) or (isinstance(obj, type) and issubclass(obj, Regularizer)):
-        return "reg"
-    return "model" if hasattr(obj, "build") else "data"
-
-
-def _registered_name(obj: Any, group: str | None) -> str | None:
-    """The option name `obj` is registered under (a built-in or a plug-in found), else None."""
-    group = _group_of(obj, group)
-    if group == "reg":
-        from dropbench import regs
-
-        return next((n for n, r in regs.REGISTRY.items() if r is obj or type(r) is obj), None)
-    from dropbench import data, models
-
-    return next((n for n, m in (data if group == "data" else models).REGISTRY.items() if m is obj), None)
-
-
 def node(found: Found) -> dict[str, Any]:
     """The option's YAML node as Hydra composes it: the config directory's YAML, or the Config's
     defaults (a field without a default is Hydra's ??? , set on the command line; a regularizer
@@ -291,18 +204,12 @@ def node(found: Found) -> dict[str, Any]:
     if found.node is not None:
         return found.node
     if found.group == "reg":
-        reg = getattr(found.module, "REGULARIZER", None) or _registered_reg(found.name)
+        reg = found.module.REGULARIZER
         body = _defaults(reg.Config)
         if reg.shares_p:
             body["p"] = "${p}"
         return {found.name: body}
     return {**_defaults(found.module.Config), "name": found.name}
-
-
-def _registered_reg(name: str) -> Any:
-    from dropbench import regs
-
-    return regs.REGISTRY[name]
 
 
 def _defaults(cls: type) -> dict[str, Any]:

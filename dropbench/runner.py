@@ -301,6 +301,10 @@ def load_saved(path: str | Path) -> "RunConfig":
         raise UserError(f"{f}: cannot read it ({e.strerror or type(e).__name__})") from None
     if not isinstance(d, dict):
         raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
+    missing = _not_here(d)
+    if missing is not None:
+        raise UserError(f"{f} names {missing}, which is no option here: install the package that provides it or give the "
+                        "--config-dir that configures it (a results folder is data: what it names is never imported)")
     row = _stored_result(f.parent)
     try:
         (cfg,) = derive.resolve([config_mod.build(d)])
@@ -318,6 +322,22 @@ def load_saved(path: str | Path) -> "RunConfig":
             f"(cut short, missing keys take their defaults); {fix}"
         )
     return cfg
+
+
+def _not_here(d: dict[str, Any]) -> str | None:
+    """The first group option a stored config names that this process does not have (a plug-in
+    neither installed nor configured here), as GROUP=NAME; None when it has them all."""
+    from dropbench import data, models, regs
+
+    reg = d.get("reg")
+    for name in reg if isinstance(reg, dict) else ():
+        if isinstance(name, str) and name not in regs.REGISTRY and not name.startswith("_"):
+            return f"reg={name}"
+    for group, registry in (("data", data.REGISTRY), ("model", models.REGISTRY)):
+        name = d.get(group, {}).get("name") if isinstance(d.get(group), dict) else None
+        if isinstance(name, str) and name not in registry:
+            return f"{group}={name}"
+    return None
 
 
 def _stored_result(run_dir: Path) -> dict[str, Any] | None:

@@ -60,19 +60,17 @@ Reg = _make_reg()
 
 
 def registry_changed() -> None:
-    """A plug-in was registered in this process (dropbench.plugins.register): the tables and Reg
+    """A plug-in was registered in this process (dropbench.registration): the tables and Reg
     follow the registries again. (Plug-ins found at import are in them from the start.)"""
     global Reg, REG_ORDER
-    from dropbench import config
     from dropbench.config import rules
 
     DATA.update(data_configs())
     MODELS.update(model_configs())
     REG_ORDER = regs.names()
-    if set(Reg.__dataclass_fields__) != set(REG_ORDER):
+    if tuple(Reg.__dataclass_fields__) != REG_ORDER:
         Reg = _make_reg()
     rules.DROP_FAMILY = regs.drop_family()
-    config.Reg, config.REG_ORDER, config.DROP_FAMILY = Reg, REG_ORDER, rules.DROP_FAMILY
 
 
 # ---- optimizers ---------------------------------------------------------------------------

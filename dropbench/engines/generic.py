@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
@@ -190,17 +190,20 @@ class _AfterStepPiece(_Generic):
 
 
 # ---- models ----------------------------------------------------------------------------------
-def train_members(cfgs: Sequence["RunConfig"], cancel: threading.Event | None = None) -> list["RunResult"]:
-    """A plug-in model's runs, member by member, each by the reference engine's code (its numbers
-    are that run's bit for bit). The global generator is the run's while it trains: other workers
-    wait (GLOBAL_RNG)."""
-    from dropbench.engines.reference import train_one
+TrainOne = Callable[["RunConfig"], "RunResult"]
 
+
+def train_members(cfgs: Sequence["RunConfig"], train_one: TrainOne | None, cancel: threading.Event | None = None) -> list["RunResult"]:
+    """A plug-in model's runs, member by member, each by `train_one` (the reference engine's: its
+    numbers are that run's bit for bit). The global generator is the run's while it trains: other
+    workers wait (GLOBAL_RNG)."""
+    if train_one is None:
+        raise UserError(f"model={cfgs[0].model.name} trains member by member with the reference engine, which this batched "
+                        "engine was not given (use dropbench.engines.get_engine('batched')), or run it with engine=torch")
     out: list["RunResult"] = []
     for cfg in cfgs:
         if cancel is not None and cancel.is_set():
-            out += failed_results([cfg], KeyboardInterrupt("cancelled"))
-            continue
+            break
         with GLOBAL_RNG:
             state = torch.default_generator.get_state()
             try:
