@@ -176,10 +176,19 @@ def external(group: str, builtins: Iterable[str]) -> list[Found]:
     out = []
     for f in _from_config_dirs(group) + _from_entry_points(group):
         if f.name in seen:
-            raise UserError(f"{group}={f.name} is both {seen[f.name]}'s and {f.origin}'s: rename one of them")
+            raise UserError(f"{group}={f.name} ({f.origin}) is already {seen[f.name]}'s: rename it")
         seen[f.name] = f.origin
         out.append(f)
     return out
+
+
+def taken(group: str, name: str, by: Any, registry: dict[str, Any]) -> str | None:
+    """Why `name` cannot be `by`'s in a registry (None: it can): whose name it is already."""
+    held = registry.get(name)
+    if held is None or held is by:
+        return None
+    owner = FOUND[group][name].origin if name in FOUND[group] else BUILTIN
+    return f"{group}={name} is already {owner}'s: rename it"
 
 
 def origins() -> dict[str, dict[str, str]]:

@@ -436,7 +436,7 @@ def model_bad_values_are_one_line(name: str) -> None:
     for key, c in params.constraints(models.REGISTRY[name].Config):
         for v in c.outside():
             try:
-                build({"model": {"name": name, key: v}})
+                build({"data": {"name": "noisy_linear"}, "model": {"name": name, key: v}})
             except UserError as e:
                 msg = str(e)
                 assert msg.startswith(f"invalid value model.{key}=") and "\n" not in msg, msg

@@ -40,9 +40,10 @@ def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict
 def add(module: Any, name: str | None, origin: str) -> str:
     """A plug-in data set into the registry (checked; its errors are the user's, in one line)."""
     name = name or "?"
+    clash = plugins.taken("data", name, module, REGISTRY)
+    if clash is not None:
+        raise UserError(f"data={name} ({origin}): {clash}")
     plugins.check_plugin(module, "data", name, DECLARES, "a data set", origin)
-    if REGISTRY.get(name, module) is not module:
-        raise UserError(f"data={name} ({origin}): the name is taken by another data set; rename it")
     REGISTRY[name] = module
     return name
 

@@ -40,9 +40,10 @@ def add(module: Any, name: str | None, origin: str) -> str:
     from dropbench.errors import UserError
 
     name = name or "?"
+    clash = plugins.taken("model", name, module, REGISTRY)
+    if clash is not None:
+        raise UserError(f"model={name} ({origin}): {clash}")
     plugins.check_plugin(module, "model", name, DECLARES, "a model", origin)
-    if REGISTRY.get(name, module) is not module:
-        raise UserError(f"model={name} ({origin}): the name is taken by another model; rename it")
     REGISTRY[name] = module
     return name
 

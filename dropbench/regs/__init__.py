@@ -58,12 +58,13 @@ def add(reg: Regularizer, origin: str, name: str | None = None) -> str:
     """A plug-in regularizer into the registry (checked; its errors are the user's, in one line)."""
     name = name or getattr(reg, "name", None) or "?"
     where = f"reg={name} ({origin})"
+    clash = plugins.taken("reg", name, reg, REGISTRY)
+    if clash is not None:
+        raise UserError(f"{where}: {clash}")
     try:
         check(reg, name, where)
     except RuntimeError as e:
         raise UserError(str(e)) from None
-    if name in REGISTRY and REGISTRY[name] is not reg:
-        raise UserError(f"reg={name} ({origin}): the name is taken by another regularizer; rename it")
     taken = {r.order: n for n, r in REGISTRY.items() if n != name}
     if not isinstance(reg.order, int) or reg.order in taken:
         free = max(taken) + 10
