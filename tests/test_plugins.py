@@ -308,6 +308,19 @@ def test_a_regularizer_the_generic_path_cannot_train_is_refused_in_one_line():
         runner._check_inputs([cfg])  # the reference engine runs it
 
 
+def test_a_drawing_torch_form_off_the_cpu_is_refused_in_one_line():
+    """On a GPU a torch form draws from the device's generator, which cannot be each run's own."""
+    import dataclasses
+
+    from dropbench.engines.generic import unsupported
+
+    with registration.registered(_twin()) as name:
+        cfg = testing._load([f"reg={name}"])
+        assert unsupported(cfg) is None
+        why = unsupported(dataclasses.replace(cfg, device="cuda"))
+        assert why is not None and "engine=torch, or device=cpu" in why and "\n" not in why
+
+
 def test_a_bad_plugin_declaration_is_one_line():
     class NoOrder(_twin()):
         name = "no_order"

@@ -50,6 +50,10 @@ def unsupported(cfg: "RunConfig") -> str | None:
     for reg, conf in regs.active(cfg.reg):
         if hand_written(reg) or reg.slot not in GENERIC_SLOTS:
             continue
+        if cfg.device != "cpu" and reg.draws:
+            # a torch form draws from the device's generator, which cannot be set to a run's own stream
+            return (f"reg={reg.name} has no batched piece, and the generic path gives each run its own random stream on the "
+                    "CPU only; run it with engine=torch, or device=cpu")
         learns = (type(reg).torch_penalty is not Regularizer.torch_penalty
                   or type(reg).torch_learned is not Regularizer.torch_learned)
         if not learns and reg.slot in TENSOR_SLOTS and reg.slot != "weight":
