@@ -11,6 +11,7 @@ directory's YAMLs).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import pkgutil
@@ -155,11 +156,17 @@ def _from_config_dirs(group: str) -> list[Found]:
     return [f for root in config_dirs() for f in _from_config_dir(root, group)]
 
 
-def _from_entry_points(group: str) -> list[Found]:
+@functools.cache
+def _entry_points() -> Any:
+    """The installed packages' entry points, read once (one scan of the installed metadata)."""
     from importlib.metadata import entry_points
 
+    return entry_points()
+
+
+def _from_entry_points(group: str) -> list[Found]:
     found = []
-    for ep in sorted(entry_points(group=ENTRY_POINTS[group]), key=lambda e: e.name):
+    for ep in sorted(_entry_points().select(group=ENTRY_POINTS[group]), key=lambda e: e.name):
         dist = getattr(ep, "dist", None)
         origin = f"package {dist.name if dist is not None else ep.value}"
         module = _import(ep.module, f"entry point {ep.name} = {ep.value} ({ENTRY_POINTS[group]}, {origin})")

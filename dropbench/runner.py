@@ -301,11 +301,11 @@ def load_saved(path: str | Path) -> "RunConfig":
         raise UserError(f"{f}: cannot read it ({e.strerror or type(e).__name__})") from None
     if not isinstance(d, dict):
         raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
+    row = _stored_result(f.parent)
     missing = _not_here(d)
-    if missing is not None:
+    if missing is not None and row is not None and _ran_with(row, missing):  # not a damaged file: a plug-in not here
         raise UserError(f"{f} names {missing}, which is no option here: install the package that provides it or give the "
                         "--config-dir that configures it (a results folder is data: what it names is never imported)")
-    row = _stored_result(f.parent)
     try:
         (cfg,) = derive.resolve([config_mod.build(d)])
     except config_mod.DataFileError as e:
@@ -338,6 +338,13 @@ def _not_here(d: dict[str, Any]) -> str | None:
         if isinstance(name, str) and name not in registry:
             return f"{group}={name}"
     return None
+
+
+def _ran_with(row: dict[str, Any], option: str) -> bool:
+    """Whether a stored result's row says its run chose GROUP=NAME (reg: one of its label's)."""
+    group, _, name = option.partition("=")
+    value = str(row.get(group, ""))
+    return name in value.split("+") if group == "reg" else value == name
 
 
 def _stored_result(run_dir: Path) -> dict[str, Any] | None:
