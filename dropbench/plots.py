@@ -87,12 +87,14 @@ class Sweep:
         return list(out.values())
 
 
-def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
-    """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys)."""
+def load_sweep(folder: Path, by: Sequence[str] | None = None, rows: Sequence[Row] | None = None,
+               curves: Sequence[Row] | None = None) -> Sweep:
+    """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys).
+    rows, curves: the folder's, where the caller has read them already (the API's Sweep)."""
     from dropbench.results import read_curves, read_runs
 
     folder = Path(folder)
-    rows = read_runs(folder)
+    rows = read_runs(folder) if rows is None else list(rows)
     keys = by_keys(rows, by)
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
@@ -110,7 +112,7 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     for g, h in zip(groups, hue):
         g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
-    curves = [c for c in read_curves(folder) if c["run_id"] in ids]
+    curves = [c for c in (read_curves(folder) if curves is None else curves) if c["run_id"] in ids]
     return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files)
 
 

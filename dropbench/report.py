@@ -4,9 +4,10 @@ table, markdown, CSV or JSON (render). CSVs alone: no training, and nothing heav
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats
 from dropbench.analysis.grouping import by_keys, pooled_configs, pooled_note
@@ -16,7 +17,7 @@ from dropbench.analysis.platforms import summary_platforms
 from dropbench.analysis.selection import at_epoch, selection_note, test_chosen_metric_note
 from dropbench.analysis.spread import INTERVALS, check_interval
 from dropbench.analysis.summary import summarize
-from dropbench.analysis.taxonomy import DATA_SET_KEYS, Row, columns_of, key_str, sort_key
+from dropbench.analysis.taxonomy import DATA_SET_KEYS, Row, columns_of, key_str, ok, sort_key
 from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
 
@@ -90,16 +91,30 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
 
         ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
+    curves = {label: (lambda folder=Path(folder): results.read_curves(folder)) for folder, label in zip(folders, labels)}
     running = [str(f) for f in folders if results.is_being_written(Path(f))]
+    return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running)
+
+
+def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, Callable[[], list[Row]]],
+              by: Sequence[str] | None = None, sort: str | None = None, descending: bool = False, epoch: int | str = "final",
+              interval: str = "ci95", layout: str = "long", metric: str = DEFAULT_METRIC, better: str | None = None,
+              select_on: str | None = None, running: Sequence[str] = (), reference: Mapping[str, str] | None = None) -> Report:
+    """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
+    the library API's Sweep computes its summaries here, as the command does. curves: per label,
+    a function reading that folder's curves (only --epoch other than final reads them).
+    reference: the group paired differences are taken against (default: reg=none where present)."""
+    check_interval(interval)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_label.setdefault(r["sweep"], []).append(r)
-        rows = [r for folder, label in zip(folders, labels)
-                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen, select_on)]
+        rows = [r for label in labels for r in at_epoch(by_label.get(label, []), curves[label](), epoch, chosen, select_on)]
     keys = by_keys(rows, by)
-    if len(folders) > 1 and "sweep" not in keys:
+    if len(labels) > 1 and "sweep" not in keys:
         keys.append("sweep")
     per_data_set: list[str] = []
     if layout == "wide":  # a row names its data set even where the sweep has only one
@@ -108,7 +123,10 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         keys, per_data_set = wide_keys(rows, keys)
         # one folder per data set (scripts/uci_2018.py): the folder names nothing the row does not
         per_data_set = [k for k in per_data_set if k != "sweep"]
-    reference = default_reference(rows, keys)
+    if reference is None:
+        reference = default_reference(rows, keys)
+    else:
+        reference = check_reference(rows, keys, reference)
     summary = summarize(rows, keys, reference, chosen)
     field_ = INTERVALS[interval]
     for s in summary:
@@ -123,6 +141,8 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
     if running:
+        from dropbench import results
+
         notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
                      f"its {results.RUNS_CSV} listed when last written")
     stats = None
@@ -137,7 +157,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         comparison = compare(summary, keys, reference, ref_table)
     if sort is not None:
         summary = sorted_by(summary, sort, descending, keys, reference)
-    elif len(folders) > 1:  # the same group from each folder on adjacent lines
+    elif len(labels) > 1:  # the same group from each folder on adjacent lines
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
@@ -145,9 +165,21 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
                   ref_table.citation if ref_table is not None else "")
 
 
-def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
+def check_reference(rows: Sequence[Row], keys: Sequence[str], reference: Mapping[str, str]) -> dict[str, str]:
+    """A reference group as given (the API's paired(reference=...)): grouping keys, and a group the runs have."""
+    ref = {k: key_str(v) for k, v in reference.items()}
+    unknown = [k for k in ref if k not in keys]
+    if unknown:
+        raise UserError(f"reference key {', '.join(unknown)} is not a grouping key; choose from {', '.join(keys)} (or group by it with by=)")
+    if not any(ok(r) and all(key_str(r.get(k)) == v for k, v in ref.items()) for r in rows):
+        raise UserError(f"no finished run has {' '.join(f'{k}={v}' for k, v in ref.items())}; choose a reference group the runs have")
+    return ref
+
+
+def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list[Row], list[str]]:
     """Every run of the folders, each with its folder's label in a `sweep` column, and the
-    labels: the folders' names, or their paths where two share a name."""
+    labels: the folders' names, or their paths where two share a name. require_ok: a folder
+    whose runs all failed is an error (AllRunsFailed), as there is nothing to summarize."""
     from dropbench import results
 
     if not folders:
@@ -162,10 +194,16 @@ def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
         mine = results.read_runs(Path(folder))
-        if not any(r.get("status") == "ok" for r in mine):
-            raise AllRunsFailed(all_failed(folder, mine))
+        if require_ok:
+            some_ok(folder, mine)
         rows += [{**r, "sweep": label} for r in mine]
     return rows, labels
+
+
+def some_ok(folder: Path, rows: Sequence[Row]) -> None:
+    """A folder's runs have something to summarize: not every one failed (AllRunsFailed says why)."""
+    if not any(r.get("status") == "ok" for r in rows):
+        raise AllRunsFailed(all_failed(folder, rows))
 
 
 def sorted_by(summary: list[Row], sort: str, descending: bool, keys: Sequence[str], reference: dict[str, str] | None) -> list[Row]:
@@ -247,3 +285,16 @@ def _render_main(rep: Report, fmt: str) -> "str | Any":
     if fmt == "csv":
         return records.summary_csv(rep.summary)
     return records.summary_json(rep.summary)
+
+
+def as_text(rendered: "str | Any", width: int = 200) -> str:
+    """A rendered report as text: a rich table drawn without colours, `width` columns wide
+    (report -o FILE, the API's Sweep.report); text formats as they are."""
+    if isinstance(rendered, str):
+        return rendered
+    from rich.console import Console
+
+    with open(os.devnull, "w") as devnull:
+        con = Console(record=True, width=width, file=devnull)
+        con.print(rendered)
+        return con.export_text()

@@ -86,6 +86,41 @@ def make_spec(overrides: Sequence[str], over: Sequence[str], metric: str, better
     return Spec(rest, tuple(over), metric, better, multirun), (Path(outs[0]) if outs and outs[0] is not None else None)
 
 
+def plan_request(overrides: Sequence[str] = (), over: Sequence[str] = (), metric: str = "test_mse", better: str | None = None,
+                 multirun: bool = False, resume: Path | None = None) -> tuple["Plan", Path | None]:
+    """Plan a tuning as typed (`dropbench tune`, the API's tune()): a new one, or --resume a
+    folder's. Also the default folder made for it (results/<timestamp>), which the caller
+    removes again (results.remove_if_empty) where the tuning fails before writing into it."""
+    from dropbench import results
+
+    if resume is not None:
+        if overrides or over or multirun:
+            raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
+        return plan_resume(Path(resume)), None
+    spec, out = make_spec(overrides, over, metric, better, multirun)
+    made = None
+    if out is None:
+        out = made = results.default_out()
+    try:
+        return plan(spec, out.absolute()), made
+    except BaseException:
+        if made is not None:
+            results.remove_if_empty(made)
+        raise
+
+
+def problems(t: "TuneOutcome") -> str | None:
+    """What went wrong in a tuning, in one line (`tune` exits 1 with it); None where nothing did."""
+    out = []
+    if t.failed_groups:
+        out.append(f"{len(t.failed_groups)} of {len(t.choices)} group(s) could not be tuned (every grid point failed)")
+    failed = t.final.failed if t.final is not None else []
+    if failed:
+        assert t.final is not None
+        out.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
+    return "; ".join(out) or None
+
+
 def _key(o: str) -> str:
     return o.split("=", 1)[0].lstrip("+~").strip()
 
