@@ -7,9 +7,9 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats
+from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats, check_posthoc
 from dropbench.analysis.grouping import by_keys, pooled_configs, pooled_note
 from dropbench.analysis.metrics import DEFAULT_METRIC, resolve_metric
 from dropbench.analysis.pairing import default_reference
@@ -20,6 +20,9 @@ from dropbench.analysis.summary import summarize
 from dropbench.analysis.taxonomy import DATA_SET_KEYS, Row, columns_of, key_str, ok, sort_key
 from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
+
+if TYPE_CHECKING:
+    from dropbench.analysis.reference import Reference
 
 LAYOUTS = ("long", "wide")
 FORMATS = ("table", "markdown", "csv", "json")
@@ -77,14 +80,6 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     """
     from dropbench import results
 
-    from dropbench.analysis.crossdata import check_posthoc
-
-    check_interval(interval)
-    if layout not in LAYOUTS:
-        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
-    check_posthoc(posthoc or "wilcoxon", alpha)
-    if posthoc is not None and layout != "wide":
-        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
     ref_table = None
     if reference_table is not None:
         from dropbench.analysis.reference import read_reference
@@ -93,20 +88,26 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     rows, labels = read_folders(folders)
     curves = {label: (lambda folder=Path(folder): results.read_curves(folder)) for folder, label in zip(folders, labels)}
     running = [str(f) for f in folders if results.is_being_written(Path(f))]
-    return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running)
+    return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
+                     posthoc=posthoc, alpha=alpha, ref_table=ref_table)
 
 
 def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, Callable[[], list[Row]]],
               by: Sequence[str] | None = None, sort: str | None = None, descending: bool = False, epoch: int | str = "final",
               interval: str = "ci95", layout: str = "long", metric: str = DEFAULT_METRIC, better: str | None = None,
-              select_on: str | None = None, running: Sequence[str] = (), reference: Mapping[str, str] | None = None) -> Report:
+              select_on: str | None = None, running: Sequence[str] = (), reference: Mapping[str, str] | None = None,
+              posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, ref_table: "Reference | None" = None) -> Report:
     """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
     the library API's Sweep computes its summaries here, as the command does. curves: per label,
     a function reading that folder's curves (only --epoch other than final reads them).
-    reference: the group paired differences are taken against (default: reg=none where present)."""
+    reference: the group paired differences are taken against (default: reg=none where present).
+    ref_table: a published table (analysis.reference.read_reference) set beside ours."""
     check_interval(interval)
     if layout not in LAYOUTS:
         raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    check_posthoc(posthoc or "wilcoxon", alpha)
+    if posthoc is not None and layout != "wide":
+        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}

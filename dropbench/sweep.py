@@ -133,10 +133,14 @@ class Sweep:
         return _with_attrs(frames.frame(rep.summary), rep)
 
     def wide(self, by: Sequence[str] | str | None = None, metric: str = "test_mse", interval: str = "ci95",
-             epoch: int | str | None = None, *, better: str | None = None, select_on: str | None = None) -> "pd.DataFrame":
+             epoch: int | str | None = None, *, better: str | None = None, select_on: str | None = None,
+             posthoc: str | None = None, alpha: float = 0.05) -> "pd.DataFrame":
         """`dropbench report --layout wide` (the literature's table) as a DataFrame: a row per
         data set, for each group (column label) its statistics as "<label> <stat>" columns,
-        exactly report's CSV. attrs["mean_rank"]: each group's mean rank over the data sets.
+        exactly report's CSV. attrs["mean_rank"]: each group's mean rank over the data sets;
+        attrs["tests"]: the tests across data sets (analysis.crossdata.CrossStats: Friedman's,
+        the `posthoc` pairs, wilcoxon by default or nemenyi, at `alpha`), None where the table
+        cannot be tested (attrs["notes"] says why; naming posthoc makes that a UserError).
 
         >>> import dropbench as db
         >>> w = db.load("results/reference/default_sweep").wide(by="reg")
@@ -146,10 +150,24 @@ class Sweep:
         from dropbench import frames
         from dropbench.analysis.wide import mean_ranks, wide, wide_records
 
-        rep = self._report(by, metric, interval, epoch, better, select_on, None, False, "wide")
+        rep = self._report(by, metric, interval, epoch, better, select_on, None, False, "wide", posthoc=posthoc, alpha=alpha)
         df = _with_attrs(frames.frame(wide_records(rep.summary, rep.keys, rep.reference, rep.interval)), rep)
         w = wide(rep.summary, rep.keys, rep.reference)
         df.attrs["mean_rank"] = dict(zip(w.cols, mean_ranks(w)))
+        df.attrs["tests"] = rep.stats
+        return df
+
+    def compare(self, table: PathLike = "gal2016", by: Sequence[str] | str | None = None, metric: str = "test_rmse",
+                interval: str = "se", epoch: int | str | None = None) -> "pd.DataFrame":
+        """`dropbench report --reference TABLE`: each of our cells beside a published one (a shipped
+        name such as gal2016, or a CSV with dataset, metric, mean, se, n), the difference and
+        the difference in units of the two-sample standard error (analysis.reference)."""
+        from dropbench import frames
+        from dropbench.analysis.reference import read_reference
+
+        rep = self._report(by, metric, interval, epoch, None, None, None, False, "long", ref_table=read_reference(table))
+        df = _with_attrs(frames.frame(list(rep.comparison or [])), rep)
+        df.attrs["citation"] = rep.citation
         return df
 
     def paired(self, by: Sequence[str] | str | None = None, metric: str = "test_mse", interval: str = "ci95",
@@ -188,7 +206,8 @@ class Sweep:
 
     def _report(self, by: Sequence[str] | str | None, metric: str, interval: str, epoch: int | str | None,
                 better: str | None, select_on: str | None, sort: str | None, descending: bool, layout: str,
-                reference: Mapping[str, Any] | None = None) -> "Report":
+                reference: Mapping[str, Any] | None = None, posthoc: str | None = None, alpha: float = 0.05,
+                ref_table: Any = None) -> "Report":
         from dropbench import results
         from dropbench.analysis.selection import parse_epoch
         from dropbench.report import report_of, some_ok
@@ -199,7 +218,8 @@ class Sweep:
         curves = {label: (lambda label=label: self._curves(label)) for label in self.labels}
         running = [str(f) for f in self.folders if results.is_being_written(f)]
         return report_of(self._rows, self.labels, curves, _keys(by) if by is not None else self._default_by(), sort, descending,
-                         at, interval, layout, metric, better, select_on, running, reference)
+                         at, interval, layout, metric, better, select_on, running, reference,
+                         posthoc=posthoc, alpha=alpha, ref_table=ref_table)
 
     def _default_by(self) -> list[str] | None:
         return None  # every swept key but the seed, as report groups

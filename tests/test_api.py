@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 import dropbench as db
 from dropbench.cli import app
-from tests.conftest import write_sweep
+from conftest import write_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_sweep"  # reg=none,dropout x 3 seeds, 20 epochs: runs, curves, configs, fits
