@@ -497,6 +497,20 @@ def path_figure(sweep: Sweep, key: str, metric: Metric | None = None, log: bool 
     return fig
 
 
+def build_figures(folder: Path, by: Sequence[str] | None = None, log: bool = False, seed: str | None = None,
+                  path: str | None = None, metric: str | None = None) -> "dict[str, Figure]":
+    """The figures make_plots writes, by file name (curves.png, final_test.png, fit.png where the
+    data is 1-D, path_KEY.png), unsaved: the HTML report embeds the same ones."""
+    sweep = load_sweep(Path(folder), by)
+    chosen = resolve_metric(sweep.runs, metric or DEFAULT_METRIC)
+    figures = {"curves.png": curves_figure(sweep, log), "final_test.png": final_test_figure(sweep, log)}
+    if (fit := fit_figure(sweep, seed)) is not None:
+        figures["fit.png"] = fit
+    for k in [path] if path else path_keys(sweep):
+        figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
+    return figures
+
+
 def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = None, log: bool = False,
                seed: str | None = None, path: str | None = None, metric: str | None = None) -> list[Path]:
     """Write curves.png, final_test.png, (1-D data) fit.png and path_KEY.png into `out`
@@ -508,22 +522,16 @@ def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = Non
     out = Path(out) if out is not None else Path(folder) / "plots"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose another --out")
-    sweep = load_sweep(Path(folder), by)
-    chosen = resolve_metric(sweep.runs, metric or DEFAULT_METRIC)
-    figures = {"curves.png": curves_figure(sweep, log), "final_test.png": final_test_figure(sweep, log),
-               "fit.png": fit_figure(sweep, seed)}
-    for k in [path] if path else path_keys(sweep):
-        figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
+    figures = build_figures(Path(folder), by, log, seed, path, metric)
     paths: list[Path] = []
     created: list[Path] = []
     try:
         with writing("--out DIR", out):
             created = make_dirs(out)
             for name, fig in figures.items():
-                if fig is not None:
-                    with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
-                        fig.savefig(fh, format="png", dpi=DPI)
-                    paths.append(out / name)
+                with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
+                    fig.savefig(fh, format="png", dpi=DPI)
+                paths.append(out / name)
     except BaseException:
         if created:  # a folder this call made holds only its PNGs: none is left half a set
             for f in paths:

@@ -20,7 +20,7 @@ from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
 
 LAYOUTS = ("long", "wide")
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json", "html")
 SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "se": "test_se", "seeds": "n_seeds",
                 "paired": "paired_diff"}
 
@@ -34,6 +34,12 @@ class Report:
     notes: list[str] = field(default_factory=list)  # caption lines: pooled configs, mixed platforms
     interval: str = "ci95"
     layout: str = "long"
+    # What the HTML report draws and lists beside the tables: the runs (each with its `sweep`
+    # label), the folders they were read from and those folders' labels.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    by: list[str] | None = None
 
 
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
@@ -95,7 +101,8 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
-    return Report(summary, keys, reference, title, notes, interval, layout)
+    return Report(summary, keys, reference, title, notes, interval, layout, rows, [Path(f) for f in folders], labels,
+                  None if by is None else list(by))
 
 
 def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
@@ -158,6 +165,10 @@ def render_report(rep: Report, fmt: str) -> "str | Any":
 
     if fmt not in FORMATS:
         raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+    if fmt == "html":  # the CSV's table, with the plots, configs and commands around it
+        from dropbench.render.html import report_html
+
+        return report_html(rep, render_report(rep, "csv"))
     if rep.layout == "wide":
         if fmt == "table":
             return wide.wide_tables(rep.summary, rep.keys, rep.title, rep.reference, rep.notes, rep.interval)
