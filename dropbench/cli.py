@@ -320,9 +320,13 @@ def plot(
     """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths."""
     from dropbench.plots import make_plots
 
+    from dropbench.results import is_partial, progress
+
     with _user_errors():
         for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
             typer.echo(str(path_))
+        if is_partial(folder):  # the figures say so in their titles too
+            typer.echo(f"dropbench: {progress(folder).note(folder)}", err=True)
 
 
 @app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')

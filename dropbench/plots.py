@@ -66,6 +66,7 @@ class Sweep:
     curves: list[Row]
     pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
     files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
+    partial: str | None = None  # a sweep still running: what the figures show of it (results.Progress.note)
 
     @property
     def runs(self) -> list[Row]:
@@ -87,10 +88,10 @@ class Sweep:
 
 def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys)."""
-    from dropbench.results import read_curves, read_runs
+    from dropbench.results import is_partial, progress, read_curves, read_runs
 
     folder = Path(folder)
-    rows = read_runs(folder)
+    rows = read_runs(folder, partial=True)
     keys = by_keys(rows, by)
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
@@ -108,8 +109,9 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     for g, h in zip(groups, hue):
         g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
-    curves = [c for c in read_curves(folder) if c["run_id"] in ids]
-    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files)
+    curves = [c for c in read_curves(folder, partial=True) if c["run_id"] in ids]
+    partial = progress(folder).note(folder) if is_partial(folder) else None
+    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files, partial)
 
 
 def _colours(n: int) -> list[Any]:
@@ -161,7 +163,7 @@ def settings(sweep: Sweep) -> str:
 
 def subtitle(sweep: Sweep, *extra: str) -> str:
     """describe(), the shared settings and notes, wrapped to fit a figure's width."""
-    lines = [describe(sweep), settings(sweep), sweep.pooled or "", *extra]
+    lines = [sweep.partial or "", describe(sweep), settings(sweep), sweep.pooled or "", *extra]
     return "\n".join(textwrap.fill(line, 110) for line in lines if line)
 
 

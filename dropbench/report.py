@@ -60,14 +60,14 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     if layout not in LAYOUTS:
         raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
     rows, labels = read_folders(folders)
-    running = [str(f) for f in folders if results.is_being_written(Path(f))]
+    running = [Path(f) for f in folders if results.is_partial(Path(f))]
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_label.setdefault(r["sweep"], []).append(r)
         rows = [r for folder, label in zip(folders, labels)
-                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen, select_on)]
+                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder), partial=True), epoch, chosen, select_on)]
     keys = by_keys(rows, by)
     if len(folders) > 1 and "sweep" not in keys:
         keys.append("sweep")
@@ -92,9 +92,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
-    if running:
-        notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
-                     f"its {results.RUNS_CSV} listed when last written")
+    notes += [results.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     if sort is not None:
         summary = sorted_by(summary, sort, descending, keys, reference)
     elif len(folders) > 1:  # the same group from each folder on adjacent lines
@@ -121,7 +119,7 @@ def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
         labels = [str(f) for f in folders]
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
-        mine = results.read_runs(Path(folder))
+        mine = results.read_runs(Path(folder), partial=True)
         if not any(r.get("status") == "ok" for r in mine):
             raise AllRunsFailed(all_failed(folder, mine))
         rows += [{**r, "sweep": label} for r in mine]
