@@ -329,6 +329,35 @@ def plot(
             typer.echo(f"dropbench: {progress(folder).note(folder)}", err=True)
 
 
+@app.command(epilog="Examples:  dropbench export results/sweep --mlflow sqlite:///mlflow.db   |   dropbench export results/sweep --tensorboard runs/")
+def export(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run (one still running: what has finished).", show_default=False)],
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="MLflow tracking URI: sqlite:///mlflow.db (no server) or http://HOST:PORT. Needs .[mlflow].")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="With --mlflow: the experiment's name (default: the folder's).")] = None,
+    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder: LOGDIR/<folder>/<run_id>/ per run. Needs .[tensorboard].")] = None,
+) -> None:
+    """Export a results folder to MLflow and/or TensorBoard; exporting again adds only the runs not exported yet."""
+    with _user_errors():
+        if mlflow is None and tensorboard is None:
+            raise UserError("say where to: --mlflow URI and/or --tensorboard LOGDIR")
+        if experiment is not None and mlflow is None:
+            raise UserError("--experiment names an MLflow experiment; give --mlflow URI too")
+        done = []
+        if mlflow is not None:
+            from dropbench.export.mlflow import to_mlflow
+
+            done.append(("mlflow", to_mlflow(folder, mlflow, experiment)))
+        if tensorboard is not None:
+            from dropbench.export.tensorboard import to_tensorboard
+
+            done.append(("tensorboard", to_tensorboard(folder, tensorboard)))
+    for name, r in done:
+        typer.echo(f"{name}: {len(r.added)} run(s) added, {len(r.skipped)} already there: {r.where}")
+    partial = next((r.partial for _, r in done if r.partial), None)
+    if partial:
+        typer.echo(f"dropbench: {partial}; export again when it ends to add the rest", err=True)
+
+
 @app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')
 def check(
     folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run.", show_default=False)],
