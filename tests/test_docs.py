@@ -111,15 +111,6 @@ def test_readme_test_command_is_the_one_ci_runs():
 
 # ---- nothing of the package or its configs points outside the repository -------------------------
 OUTSIDE = ("../shared", "/work/", "PROTOCOL.md")
-# Known occurrences, (file, pattern), each to remove with the code that holds it (the UCI loader's
-# and the statistics' comments); an entry that no longer occurs fails too, so the list only shrinks.
-KNOWN: set[tuple[str, str]] = {
-    ("dropbench/uci.py", "../shared"),
-    ("dropbench/uci.py", "PROTOCOL.md"),
-    ("dropbench/data.py", "PROTOCOL.md"),
-    ("dropbench/models.py", "PROTOCOL.md"),
-    ("dropbench/config/schema.py", "PROTOCOL.md"),
-}
 
 
 def test_no_file_of_the_package_or_its_configs_points_outside_the_repository():
@@ -131,10 +122,7 @@ def test_no_file_of_the_package_or_its_configs_points_outside_the_repository():
                 continue
             text = f.read_text(errors="replace")
             found |= {(f.relative_to(ROOT).as_posix(), pattern) for pattern in OUTSIDE if pattern in text}
-    new = sorted(found - KNOWN)
-    assert not new, f"files that point outside the repository (the protocol is docs/uci-protocol.md): {new}"
-    gone = sorted(KNOWN - found)
-    assert not gone, f"no longer found, remove from KNOWN: {gone}"
+    assert not found, f"files that point outside the repository (the protocol is docs/uci-protocol.md): {sorted(found)}"
 
 
 def test_the_docs_pages_the_package_and_configs_cite_exist():

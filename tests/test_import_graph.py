@@ -11,14 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Cycles that other work removes, each exactly as found (a group of modules importing each other
-# round). config <-> data <-> uci: building a config loads the data set to derive reg.l2's N
-# (issue 17, item 1). Empty this list once that is merged: the test then fails on any cycle, and
-# an entry that no longer exists fails it too, so the list never outlives its reason.
-KNOWN_CYCLES: list[set[str]] = [
-    {"dropbench.config", "dropbench.config.compose", "dropbench.config.rules", "dropbench.config.schema",
-     "dropbench.data", "dropbench.uci"},
-]
+# Cycles tolerated, each exactly as found: none. Any cycle fails the test (python scripts/import_graph.py shows them).
+KNOWN_CYCLES: list[set[str]] = []
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from dropbench.config import load
-from dropbench.models import Residual, build_model
+from dropbench.models import build_model
+from dropbench.models.layers import Residual
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from dropbench import config
+from dropbench import config, derive, tune
 from dropbench.config import build, load
-from dropbench.data import holdout_rows
+from dropbench.data.base import holdout_rows
 from dropbench.errors import UserError
 from dropbench.models import build_model
 from dropbench.regs.l2 import prior_weight_decay
@@ -24,9 +24,15 @@ TABLE = {"yacht": ("yacht", 0.01, 0.541869562034, 1e-1), "naval": ("naval-propul
 
 @pytest.fixture
 def root(uci_dir: Path) -> str:
-    """The override that points a config at the real files (the experiment derives the L2 factor
-    from the split's row count, so composing it reads them)."""
+    """The override that points a config at the real files (deriving the L2 factor reads the
+    split's row count; composing the experiment reads nothing)."""
     return f"data.root={uci_dir}"
+
+
+def derived(overrides: list[str]) -> config.RunConfig:
+    """The config of one run as planning gives it: its derived values resolved."""
+    (cfg,) = derive.resolve([load(overrides)])
+    return cfg
 
 
 def n_train_rows(uci_dir: Path, folder: str, split: int) -> int:
@@ -48,7 +54,7 @@ def check_network_and_training(cfg: config.RunConfig) -> None:
 @pytest.mark.parametrize("name", sorted(TABLE))
 def test_the_2016_experiment_is_protocol_md_point_by_point(name, uci_dir, root):
     folder, p, tau, l = TABLE[name]
-    cfg = load([E16, f"data.dataset={name}", "data.split=3", root])
+    cfg = derived([E16, f"data.dataset={name}", "data.split=3", root])
     check_network_and_training(cfg)
     assert (cfg.data.name, cfg.data.dataset, cfg.data.split, cfg.data.holdout) == ("uci", name, 3, "none")
     assert (cfg.p, cfg.eval.tau, cfg.reg.l2.prior_length_scale) == (p, tau, l)
@@ -59,9 +65,9 @@ def test_the_2016_experiment_is_protocol_md_point_by_point(name, uci_dir, root):
 
 
 @pytest.mark.parametrize("name", sorted(TABLE))
-def test_the_2018_experiment_trains_longer_on_larger_batches_with_l_1e_2(name, root):
+def test_the_2018_experiment_trains_longer_on_larger_batches_with_l_1e_2(name):
     folder, p, tau, _ = TABLE[name]
-    cfg = load([E18, f"data.dataset={name}", root])
+    cfg = load([E18, f"data.dataset={name}"])
     check_network_and_training(cfg)
     assert (cfg.epochs, cfg.batch_size, cfg.reg.l2.prior_length_scale) == (4000, 128, 1e-2)
     assert (cfg.p, cfg.eval.tau) == (p, tau)  # tune replaces them; a plain run uses the 2016 table's
@@ -102,27 +108,33 @@ def prior_cfg(*extra: str) -> list[str]:
 
 def test_the_l2_factor_is_the_formula():
     assert prior_weight_decay(0.3, 0.2, 100, 0.5) == pytest.approx(0.09 * 0.8 / 50, rel=1e-15)
-    assert load(prior_cfg()).reg.l2.weight_decay == pytest.approx(0.3**2 * 0.8 / (100 * 0.5), rel=1e-15)
+    assert derived(prior_cfg()).reg.l2.weight_decay == pytest.approx(0.3**2 * 0.8 / (100 * 0.5), rel=1e-15)
     # without dropout p is 0
-    assert load([*prior_cfg(), "reg=l2"]).reg.l2.weight_decay == pytest.approx(0.09 / 50, rel=1e-15)
+    assert derived([*prior_cfg(), "reg=l2"]).reg.l2.weight_decay == pytest.approx(0.09 / 50, rel=1e-15)
 
 
-def test_the_l2_factor_uses_the_rows_of_the_holdout_and_follows_a_replace():
+def test_the_l2_factor_uses_the_rows_of_the_holdout_and_is_derived_again_for_tunes_final_run():
     """data.holdout=validation trains on the first 80%: N is those rows. dropbench tune's final run
-    (a dataclasses.replace dropping the hold-out) gets the full N again."""
+    (the chosen config without the hold-out) gets the full N again."""
     n_fit = holdout_rows(100, "test")
     assert n_fit == 80
-    held = load(prior_cfg("data.holdout=validation"))
+    held = derived(prior_cfg("data.holdout=validation"))
     assert held.reg.l2.weight_decay == pytest.approx(0.09 * 0.8 / (n_fit * 0.5), rel=1e-15)
-    final = dataclasses.replace(held, data=dataclasses.replace(held.data, holdout="none"))
-    assert final.reg.l2.weight_decay == load(prior_cfg()).reg.l2.weight_decay
-    assert final.run_id == load(prior_cfg()).run_id
+    (final,) = tune.finals([held])
+    assert final.data.holdout == "none"
+    assert final.reg.l2.weight_decay == derived(prior_cfg()).reg.l2.weight_decay
+    assert final.run_id == derived(prior_cfg()).run_id
+    # A replace alone keeps the number derived for the hold-out: planning refuses it, in one line.
+    stale = dataclasses.replace(held, data=dataclasses.replace(held.data, holdout="none"))
+    with pytest.raises(UserError, match="contradicts reg.l2.prior_length_scale=0.3"):
+        derive.resolve([stale])
 
 
 def test_a_saved_config_reloads_to_the_same_run():
-    cfg = load(prior_cfg())
+    cfg = derived(prior_cfg())
     again = build(cfg.to_dict())  # holds the derived weight_decay: it matches, so it is accepted
     assert again == cfg and again.run_id == cfg.run_id
+    assert derive.resolve([again]) == [cfg]
 
 
 def test_a_plain_weight_decay_is_unchanged():
@@ -140,7 +152,7 @@ def test_a_plain_weight_decay_is_unchanged():
 ])
 def test_bad_prior_settings_are_one_line(extra, match):
     with pytest.raises(UserError, match=match):
-        load(prior_cfg(*extra))
+        derived(prior_cfg(*extra))
 
 
 # ---- everything overridable ----------------------------------------------------------------
@@ -164,13 +176,13 @@ def test_bad_prior_settings_are_one_line(extra, match):
     ("data.holdout=validation", lambda c: c.data.holdout, "validation"),
 ])
 @pytest.mark.parametrize("experiment", [E16, E18])
-def test_every_key_stays_overridable(experiment, override, get, value, root):
-    cfg = load([experiment, "data.dataset=yacht", root, override])
+def test_every_key_stays_overridable(experiment, override, get, value):
+    cfg = load([experiment, "data.dataset=yacht", override])
     assert get(cfg) == value
 
 
-def test_a_plain_weight_decay_replaces_the_derived_one(root):
-    cfg = load([E16, "data.dataset=yacht", root, "reg.l2.prior_length_scale=null", "reg.l2.weight_decay=1e-4"])
+def test_a_plain_weight_decay_replaces_the_derived_one():
+    cfg = load([E16, "data.dataset=yacht", "reg.l2.prior_length_scale=null", "reg.l2.weight_decay=1e-4"])
     assert (cfg.reg.l2.weight_decay, cfg.reg.l2.prior_length_scale) == (1e-4, None)
 
 
@@ -204,9 +216,9 @@ def test_glorot_uniform_is_keras_bounds_and_zero_biases():
         assert torch.count_nonzero(lin.bias) == 0
 
 
-def test_the_network_is_dropout_linear_relu_dropout_linear(root):
+def test_the_network_is_dropout_linear_relu_dropout_linear():
     """PROTOCOL.md: Dropout(p) -> Linear(d, 50) -> ReLU -> Dropout(p) -> Linear(50, 1)."""
-    cfg = load([E16, "data.dataset=yacht", root])
+    cfg = load([E16, "data.dataset=yacht"])
     model = build_model(cfg, 6)
     kinds = [type(m).__name__ for m in model]
     assert kinds == ["InputRegs", "Linear", "ReLU", "Dropout", "Linear"]

@@ -163,9 +163,9 @@ def test_tabular_validation_rows_are_the_last_of_the_training_rows_scaled_with_t
 def test_uci_validation_rows_come_after_the_tune_hold_out(uci_root):  # noqa: F811
     """data=uci, 10 training rows: early stopping validates on the last 2 in index-file order; in a
     tune's search (data.holdout=validation: 8 rows trained on) on the last 2 of those 8."""
-    from dropbench import uci
+    from dropbench.data.uci import splits
 
-    s = uci.load_split("yacht", 0)
+    s = splits.load_split("yacht", 0)
     base = ["data=uci", "data.dataset=yacht", "data.split=0", "reg=early_stopping"]
     d = load_dataset(load(base))
     fit = s.x_train[:8]
@@ -193,9 +193,11 @@ def test_too_few_rows_to_hold_out_is_a_one_line_error():
 
 def test_the_l2_prior_counts_the_rows_trained_on():
     """reg.l2.prior_length_scale derives the decay from N, the rows trained on: 16 of 20 here."""
+    from dropbench import derive
     from dropbench.regs.l2 import prior_weight_decay
 
-    cfg = load(["reg=[dropout,l2,early_stopping]", "reg.l2.prior_length_scale=0.1", "reg.l2.weight_decay=null", "eval.tau=2", "p=0.1"])
+    (cfg,) = derive.resolve([load(["reg=[dropout,l2,early_stopping]", "reg.l2.prior_length_scale=0.1",
+                                   "reg.l2.weight_decay=null", "eval.tau=2", "p=0.1"])])
     assert cfg.reg.l2.weight_decay == prior_weight_decay(0.1, 0.1, 16, 2.0)
 
 

@@ -12,7 +12,7 @@ from conftest import assert_bits_equal, autograd_and_backward
 from torch import nn
 
 from dropbench.config import load
-from dropbench.models import hidden_layer
+from dropbench.models.layers import hidden_layer
 
 F64 = torch.float64
 SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=10", "eval_every=5", "dtype=float64", "optim.lr=0.05"]

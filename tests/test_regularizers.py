@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dropbench.config import load
-from dropbench.models import hidden_layer
+from dropbench.models.layers import hidden_layer
 from dropbench.regs import REGISTRY
 from dropbench.regs.base import reg_layer, reg_linear
 from dropbench.regs.dropconnect import Config as DropConnectConfig
@@ -296,7 +296,7 @@ def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
 # one these tests cannot check.
 import dataclasses  # noqa: E402
 
-from dropbench import regs  # noqa: E402
+from dropbench import params, regs  # noqa: E402
 from dropbench.errors import UserError  # noqa: E402
 from dropbench.regs.base import Regularizer  # noqa: E402
 
@@ -340,7 +340,7 @@ def test_every_regularizer_is_covered():
             assert getattr(type(reg), hook) is not getattr(Regularizer, hook), f"{name} lacks {hook} for slot {reg.slot}"
         for f in dataclasses.fields(reg.Config):
             if f.type in ("float", "int", float, int):
-                assert f.metadata.get("range") is not None, f"{name}.{f.name} declares no range"
+                assert f.metadata.get(params.CHECK) is not None, f"{name}.{f.name} declares no range"
     assert len(COMBOS) >= len(NAMES)
 
 
@@ -424,7 +424,7 @@ def test_strength_zero_is_the_identity_and_draws_nothing(name, engine):
 def _bad_values(name: str) -> list[tuple[str, str]]:
     out = []
     for f in dataclasses.fields(regs.REGISTRY[name].Config):
-        rng = f.metadata.get("range")
+        rng = f.metadata.get(params.CHECK)
         out += [(f.name, repr(v)) for v in (rng.outside() if rng is not None else [])]
         out.append((f.name, "[1,2]" if f.type in ("bool", bool) else "abc"))
     return out

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dropbench import tune, uci
+from dropbench import tune
+from dropbench.data.uci import catalog, fetch
 from dropbench.cli import app
 from test_uci import write_tree
 
@@ -35,11 +36,11 @@ TINY = ["model.hidden=8", "model.depth=1", "epochs=5", "eval_every=5"]
 @pytest.fixture
 def uci_root(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv(uci.ENV_URL, "http://127.0.0.1:9/closed")
-    monkeypatch.setattr(uci, "_VERIFIED", {})
+    monkeypatch.setenv(fetch.ENV_URL, "http://127.0.0.1:9/closed")
+    monkeypatch.setattr(fetch, "_VERIFIED", {})
     m = write_tree(tmp_path / "uci", data=DATA, splits=SPLITS)
-    monkeypatch.setattr(uci, "MANIFEST", {**uci.MANIFEST, **m})
-    monkeypatch.setenv(uci.ENV_DIR, str(tmp_path / "uci"))
+    monkeypatch.setattr(catalog, "MANIFEST", {**catalog.MANIFEST, **m})
+    monkeypatch.setenv(fetch.ENV_DIR, str(tmp_path / "uci"))
     return tmp_path / "uci"
 
 

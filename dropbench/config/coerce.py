@@ -2,9 +2,9 @@
 
 Generic machinery that knows no particular config: from_dict walks any dataclass's fields, coerces
 each value to its annotated type (unions, Literal, lists, nested dataclasses), rejects unknown keys
-and calls the class's validate(); the small range checks are what those validate() methods use.
-Kept apart from the schema so that the schema reads as a list of keys, types and ranges, and every
-error a user sees for a bad value is worded here: the key, the bad value, what is allowed.
+and checks the constraints the class declares (dropbench.params.validate). Kept apart from the
+schema so that the schema reads as a list of keys, types and ranges; every error a user sees for a
+bad value is worded as params.invalid words it: the key, the bad value, what is allowed.
 """
 
 from __future__ import annotations
@@ -16,41 +16,15 @@ import typing
 from typing import Any, Literal
 
 from dropbench.errors import UserError, did_you_mean
-
-# Every seed consumer accepts this range: torch.manual_seed, numpy default_rng, sklearn random_state.
-SEED_MAX = 2**32 - 1
+from dropbench.params import invalid, validate
 
 
 def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
     if not cond:
-        raise UserError(f"invalid value {key}={value!r}: must be {allowed}")
-
-
-def _prob(key: str, p: float) -> None:
-    _check(0.0 <= p < 1.0, key, p, "in [0, 1) (p=1 would drop everything)")
-
-
-def _positive(key: str, v: float) -> None:
-    _check(v > 0, key, v, "> 0")
-
-
-def _fraction(key: str, v: float) -> None:
-    _check(0.0 < v < 1.0, key, v, "in (0, 1)")
-
-
-def _seed(key: str, v: int | None) -> None:
-    if v is not None:
-        _check(0 <= v <= SEED_MAX, key, v, f"in [0, {SEED_MAX}] (2**32 - 1: the range numpy, scikit-learn and torch all accept)")
+        raise invalid(key, value, allowed)
 
 
 # ---- dict -> dataclass with checks ---------------------------------------------------------
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    return getattr(tp, "__name__", str(tp))
-
-
 def _coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -121,8 +95,7 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
             continue
         kwargs[name] = _coerce(key, d[name], hints[name])
     obj = cls(**kwargs)
-    if hasattr(obj, "validate"):
-        obj.validate(prefix)
+    validate(obj, prefix)
     return obj
 
 

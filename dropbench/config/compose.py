@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dropbench.config.coerce import _unknown_option_error
+from dropbench.config.identity import run_id_of
 from dropbench.config.rules import _check_table_key
 from dropbench.config.schema import LAUNCHERS, build, build_launcher
 from dropbench.errors import UserError
@@ -157,7 +158,7 @@ def out_override(override: str) -> str | None:
 
 @cache
 def _compose_groups(group_overrides: tuple[str, ...]) -> Any:
-    """Hydra composition for one choice of config-group options (the slow part, ~80 ms)."""
+    """Hydra composition for one choice of config-group options (the slow part of loading a config)."""
     from hydra import compose as hydra_compose
 
     _hydra_ready()
@@ -237,8 +238,9 @@ def load_sweep(overrides: list[str]) -> list[tuple["RunConfig", "Launcher"]]:
     Refused beside expand_sweep's errors: a swept key whose values change no run's config
     (`-m p=0.1,0.5 reg=dropout reg.dropout.p=0.3` would otherwise run 2 runs where 4 were asked
     for). A sweep that changes only some runs is fine: in `-m reg=none,dropout p=0.2,0.5` the two
-    reg=none runs are one run (p is unused there). The check reads the run ids of the jobs
-    loaded anyway, so it costs no composition of its own.
+    reg=none runs are one run (p is unused there). The check hashes the jobs loaded anyway, as
+    their run ids will (identity.run_id_of, before dropbench.derive resolves derived values: a
+    derived value follows from the config), so it costs no composition of its own.
     """
     dims = _sweep_dims(overrides)
     combos = list(itertools.product(*(range(len(d[2])) for d in dims)))
@@ -248,7 +250,7 @@ def load_sweep(overrides: list[str]) -> list[tuple["RunConfig", "Launcher"]]:
             continue
         by_rest: dict[tuple[int, ...], set[str]] = {}
         for combo, (cfg, _) in zip(combos, loaded):
-            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(cfg.run_id)
+            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(run_id_of(cfg))
         if all(len(ids) == 1 for ids in by_rest.values()):
             raise UserError(_no_change_message(dims, i, [cfg for cfg, _ in loaded]))
     return loaded
@@ -305,7 +307,7 @@ def _run_ids(dims: list[Dim], i: int, combo: tuple[str, ...]) -> set[str]:
     """The run ids of dimension i's values with the other dimensions fixed at `combo`, stopping at two."""
     ids: set[str] = set()
     for v in dims[i][2]:
-        ids.add(load_job([*combo[:i], v, *combo[i:]])[0].run_id)
+        ids.add(run_id_of(load_job([*combo[:i], v, *combo[i:]])[0]))
         if len(ids) > 1:
             break
     return ids

@@ -5,7 +5,7 @@ invocations, so it must never change for a config that existed when ids were pin
 (tests/test_config.py's golden ids). What enters it and what does not is decided here: keys that
 say where results go (UNHASHED_KEYS) or where data lie (UNHASHED_DATA_KEYS) stay out, fields added
 later stay out while they hold their default (ID_OMITS_DEFAULT), unselected regularizers are
-pruned, and a CSV enters through its contents (its sha256, pinned by _pin_csv), never its path.
+pruned, and a CSV enters through its contents (its sha256, pinned by pin_data), never its path.
 Kept apart from the schema because these rules outlive any one field: a new key needs only its
 metadata, and the hashing can be read (and audited) in one place.
 """
@@ -17,29 +17,30 @@ import hashlib
 import json
 import os
 import time
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from dropbench import regs
-from dropbench.errors import UserError
+from dropbench.data.csv import DataFileError, csv_read_errors
+from dropbench.params import ID_OMITS_DEFAULT
 
 if TYPE_CHECKING:
-    from dropbench.config.schema import Csv, RunConfig
+    from dropbench.config.schema import RunConfig
 
 # Keys that say where results go or how they are shown, never what is computed.
 UNHASHED_KEYS = ("out",)
 # Where data lie, never what they are: a CSV enters the run id through its contents (data.sha256),
-# a UCI split through its name (its files are verified against dropbench/uci.py's manifest).
+# a UCI split through its name (its files are verified against data/uci/catalog.py's manifest).
 UNHASHED_DATA_KEYS = ("path", "root")
-# Field metadata: a field added after run ids were pinned, left out of the run id while it holds
-# its default, so that every run stored before it existed keeps its id (and a resumed sweep finds
-# it); any other value enters the id. tests/test_config.py's golden ids pin this.
-ID_OMITS_DEFAULT = "id_omits_default"
+# ID_OMITS_DEFAULT (field metadata, declared with params.param): a field added after run ids were
+# pinned, left out of the run id while it holds its default, so that every run stored before it
+# existed keeps its id (and a resumed sweep finds it); any other value enters the id.
+# tests/test_config.py's golden ids pin this.
 
 
 def run_id_of(cfg: RunConfig) -> str:
     """RunConfig.run_id: the first 12 hex digits of the sha256 of the config's canonical JSON, less
-    what UNHASHED_KEYS, UNHASHED_DATA_KEYS and ID_OMITS_DEFAULT leave out."""
+    what UNHASHED_KEYS, UNHASHED_DATA_KEYS and ID_OMITS_DEFAULT leave out. Of any config, its
+    derived values resolved or not: config.load_sweep compares configs with it before they are."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in UNHASHED_KEYS}
     _omit_new_defaults(cfg, d)
     d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
@@ -84,24 +85,6 @@ _SHA_CACHE: dict[str, tuple[tuple[int, ...], str]] = {}
 _SETTLE_NS = 2_000_000_000
 
 
-class DataFileError(UserError):
-    """The data file a config names is missing, unreadable or changed since: the config itself
-    may be whole (runner.load_saved tells the two apart)."""
-
-
-@contextmanager
-def csv_read_errors(path: str) -> Iterator[None]:
-    """Reading the user's CSV: a missing file, a folder or an unreadable one is one line."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise DataFileError(f"data.path={path}: no such file; give the path of a CSV file") from None
-    except IsADirectoryError:
-        raise DataFileError(f"data.path={path}: is a folder; give the path of a CSV file") from None
-    except OSError as e:
-        raise DataFileError(f"data.path={path}: cannot read it ({e.strerror or type(e).__name__})") from None
-
-
 def _file_sha256(path: str) -> str:
     """The sha256 of a file's bytes, hashed once per process while the file is unchanged.
 
@@ -124,13 +107,28 @@ def _file_sha256(path: str) -> str:
     return digest
 
 
-def _pin_csv(data: Csv) -> Csv:
-    """Make the path absolute (a saved config works from any folder) and record the contents' hash."""
-    path = os.path.abspath(os.path.expanduser(data.path))
+def _pin_contents(data: Any) -> Any:
+    """A data config that names a file by `path` and its contents by `sha256` (data=csv): record
+    the contents' hash, refusing one given that the file no longer has."""
+    path = data.path
     digest = _file_sha256(path)
     if data.sha256 is not None and data.sha256 != digest:
         raise DataFileError(
             f"data.sha256={data.sha256} does not match {path} (now sha256 {digest}): the file changed since this "
             "config was saved; restore it, or drop data.sha256 to use the file as it is now"
         )
-    return dataclasses.replace(data, path=path, sha256=digest)
+    return dataclasses.replace(data, sha256=digest)
+
+
+def _absolute_paths(data: Any) -> Any:
+    """The keys that say where data lie (UNHASHED_DATA_KEYS) made absolute: a saved config works
+    from any folder."""
+    paths = {k: os.path.abspath(os.path.expanduser(v)) for k in UNHASHED_DATA_KEYS
+             if isinstance(v := getattr(data, k, None), str)}
+    return dataclasses.replace(data, **paths) if paths else data
+
+
+def pin_data(data: Any) -> Any:
+    """A data config as its run id needs it: paths absolute, a file's contents pinned by sha256."""
+    data = _absolute_paths(data)
+    return _pin_contents(data) if "sha256" in getattr(data, "__dataclass_fields__", {}) else data

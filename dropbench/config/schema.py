@@ -1,174 +1,38 @@
 """The schema: every config key, its type, default and allowed range, one frozen dataclass per option.
 
-One dataclass per option of each config group (conf/data/, model/, reg/, optim/, launcher/), the
-name -> class tables that select among them, Reg (one field per regularizer in dropbench/regs/)
-and RunConfig, the whole run. build() turns a composed dict into a RunConfig: each group through
-its dataclass (coerce.py), the CSV pinned by its contents (identity.py), then the rules across
-groups (rules.py). This is the module to read to learn what a config may hold; how values are
-coerced, hashed and related is kept out of it, in the modules named for those ideas.
+One dataclass per option of each config group: the data sets' and models' are declared by their
+own modules (dropbench/data/, dropbench/models/: the tables below are read from those registries),
+the optimizers' and launchers' here; Reg (one field per regularizer in dropbench/regs/) and
+RunConfig, the whole run. Every constraint is declared on its field (dropbench.params) and checked
+as the dict is coerced (coerce.py). build() turns a composed dict into a RunConfig: each group
+through its dataclass, the data's files pinned (identity.py), then the rules across groups
+(rules.py). Values derived from data or the machine (device=auto, reg.l2's weight decay from N)
+are left for dropbench.derive: a RunConfig that still needs them refuses to give a run id.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 from dropbench import regs
-from dropbench.config.coerce import _check, _fraction, _positive, _prob, _seed, _select, from_dict
-from dropbench.config.identity import ID_OMITS_DEFAULT, UNHASHED_KEYS, _flatten, _pin_csv, _prune, run_id_of
-from dropbench.config.rules import TABLE_KEY, _adjust_model, _auto_device, _check_l2_given, _derive_l2, _p_in_effect
+from dropbench.config.coerce import _select, from_dict
+from dropbench.config.identity import UNHASHED_KEYS, _flatten, _prune, pin_data, run_id_of
+from dropbench.config.rules import TABLE_KEY, _adjust_model, _check_l2_prior, _p_in_effect
+from dropbench.data import configs as data_configs
 from dropbench.errors import UserError
+from dropbench.models import configs as model_configs
+from dropbench.params import NONNEG, POSITIVE, PROB, SEED, Check, Range, Rule, param
 
 # Canonical order for naming combined regularizers ("dropout+l2"): read from the registry.
 REG_ORDER = regs.names()
 
-
-# ---- data ---------------------------------------------------------------------------------
-Holdout = Literal["none", "validation"]
-
-
-def holdout_field() -> Any:
-    """data.holdout of the data sets that have training rows to hold out. validation: train on
-    the first 80% of the training rows (in the split's order) and evaluate on the last 20% as the
-    "test" set (dropbench tune's search phase; PROTOCOL.md's 2018 rule). Added after run ids were
-    pinned: out of the run id at its default."""
-    return field(default="none", metadata={ID_OMITS_DEFAULT: True})
-
-
-@dataclass(frozen=True)
-class NoisyLinear:
-    name: Literal["noisy_linear"] = "noisy_linear"
-    n_train: int = 20
-    n_test: int = 20
-    x_min: float = -1.0
-    x_max: float = 1.0
-    noise: float = 0.3
-    slope: float = 1.0
-    intercept: float = 0.0
-    seed: int | None = None
-
-    def validate(self, k: str) -> None:
-        _positive(f"{k}.n_train", self.n_train)
-        _positive(f"{k}.n_test", self.n_test)
-        _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
-        _check(self.x_max > self.x_min, f"{k}.x_max", self.x_max, f"> data.x_min ({self.x_min})")
-        _seed(f"{k}.seed", self.seed)
-
-
-@dataclass(frozen=True)
-class NoisySine:
-    name: Literal["noisy_sine"] = "noisy_sine"
-    n_train: int = 20
-    n_test: int = 20
-    x_min: float = -3.0
-    x_max: float = 3.0
-    noise: float = 0.2
-    freq: float = 1.0
-    seed: int | None = None
-
-    validate = NoisyLinear.validate
-
-
-@dataclass(frozen=True)
-class Friedman1:
-    name: Literal["friedman1"] = "friedman1"
-    n_train: int = 100
-    n_test: int = 100
-    n_features: int = 10
-    noise: float = 1.0
-    standardize: bool = True
-    seed: int | None = None
-    holdout: Holdout = holdout_field()
-
-    def validate(self, k: str) -> None:
-        _positive(f"{k}.n_train", self.n_train)
-        _positive(f"{k}.n_test", self.n_test)
-        _check(self.n_features >= 5, f"{k}.n_features", self.n_features, ">= 5 (friedman1 uses 5 informative features)")
-        _check(self.noise >= 0, f"{k}.noise", self.noise, ">= 0")
-        _seed(f"{k}.seed", self.seed)
-
-
-@dataclass(frozen=True)
-class Diabetes:
-    name: Literal["diabetes"] = "diabetes"
-    test_fraction: float = 0.25
-    standardize: bool = True
-    seed: int | None = None
-    holdout: Holdout = holdout_field()
-
-    def validate(self, k: str) -> None:
-        _fraction(f"{k}.test_fraction", self.test_fraction)
-        _seed(f"{k}.seed", self.seed)
-
-
-@dataclass(frozen=True)
-class Csv:
-    path: str
-    target: str
-    name: Literal["csv"] = "csv"
-    features: list[str] | None = None
-    test_fraction: float = 0.25
-    standardize: bool = True
-    seed: int | None = None
-    # The file's contents, filled by build(): the run id hashes this, not the path, so an edited
-    # file is a new run and one file at two paths is one run. Given by the user (a saved
-    # config.yaml does), it must match the file.
-    sha256: str | None = None
-    holdout: Holdout = holdout_field()
-
-    def validate(self, k: str) -> None:
-        _fraction(f"{k}.test_fraction", self.test_fraction)
-        _seed(f"{k}.seed", self.seed)
-        if self.sha256 is not None:
-            ok = len(self.sha256) == 64 and all(c in "0123456789abcdef" for c in self.sha256)
-            _check(ok, f"{k}.sha256", self.sha256, "64 lowercase hex digits (or null: computed from the file)")
-
-
-@dataclass(frozen=True)
-class Uci:
-    """A UCI regression data set with one of its standard splits (dropbench/uci.py)."""
-
-    dataset: str
-    name: Literal["uci"] = "uci"
-    split: int = 0
-    # The folder holding the files (null: $DROPBENCH_UCI_DIR, else the download cache); made
-    # absolute by build(). Not in the run id: the files are verified, so dataset + split say what.
-    root: str | None = None
-    holdout: Holdout = holdout_field()
-
-    def validate(self, k: str) -> None:
-        from dropbench import uci
-
-        uci.check_split(self.dataset, self.split)  # a known data set (with a did-you-mean), a split it has
-        _check(self.root is None or self.root.strip() != "", f"{k}.root", self.root, "a folder (or null)")
-
-
-DATA = {c.name: c for c in (NoisyLinear, NoisySine, Friedman1, Diabetes)} | {"csv": Csv, "uci": Uci}
-
-
-# ---- model --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MLP:
-    name: Literal["mlp"] = "mlp"
-    hidden: int = 300
-    depth: int = 2
-    activation: Literal["relu", "tanh", "gelu", "selu"] = "relu"
-    placement: Literal["before", "after"] = "before"
-    residual: bool = False
-    # default: torch.nn.Linear's own init; lecun_normal: every Linear's weight from N(0, 1/fan_in)
-    # and its bias 0, the initialisation of self-normalizing networks (Klambauer et al. 2017);
-    # glorot_uniform: weights from U(-a, a), a = sqrt(6 / (fan_in + fan_out)), biases 0 (Keras'
-    # default, the MC-dropout UCI code's).
-    init: Literal["default", "lecun_normal", "glorot_uniform"] = field(default="default", metadata={ID_OMITS_DEFAULT: True})
-
-    def validate(self, k: str) -> None:
-        _positive(f"{k}.hidden", self.hidden)
-        _positive(f"{k}.depth", self.depth)
-
-
-MODELS = {"mlp": MLP}
+# ---- data and model: declared by their modules ---------------------------------------------
+DATA: dict[str, type] = data_configs()
+MODELS: dict[str, type] = model_configs()
+DataConfig = Union[tuple(DATA.values())]  # type: ignore[valid-type]
+ModelConfig = Union[tuple(MODELS.values())]  # type: ignore[valid-type]
 
 
 # ---- regularizers: built from the registry (dropbench/regs/) ------------------------------
@@ -180,47 +44,35 @@ def _reg_label(self: Any) -> str:
     return "+".join(self.names) or "none"
 
 
-def _reg_validate(self: Any, k: str) -> None:
-    why = regs.conflict(self.names)
-    if why:
-        raise UserError(why)
-
-
 # One optional field per registered regularizer, holding its Config (None: not selected).
 Reg = dataclasses.make_dataclass(
     "Reg",
     [(n, r.Config | None, field(default=None)) for n, r in regs.REGISTRY.items()],
-    namespace={"validate": _reg_validate, "names": property(_reg_names), "label": property(_reg_label),
-               "__module__": __name__, "__doc__": "The selected regularizers, one field each (dropbench/regs/)."},
+    namespace={"RULES": (Rule(lambda r: regs.conflict(r.names) is None, lambda r, k: str(regs.conflict(r.names))),),
+               "names": property(_reg_names), "label": property(_reg_label), "__module__": __name__,
+               "__doc__": "The selected regularizers, one field each (dropbench/regs/)."},
     frozen=True,
 )
 
 
 # ---- optimizers ---------------------------------------------------------------------------
+BETA = Range(0.0, 1.0, hi_open=True)
+
+
 @dataclass(frozen=True)
 class Adam:
     name: Literal["adam"] = "adam"
-    lr: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-    def validate(self, k: str) -> None:
-        _positive(f"{k}.lr", self.lr)
-        _check(0 <= self.beta1 < 1, f"{k}.beta1", self.beta1, "in [0, 1)")
-        _check(0 <= self.beta2 < 1, f"{k}.beta2", self.beta2, "in [0, 1)")
-        _positive(f"{k}.eps", self.eps)
+    lr: float = param(0.01, POSITIVE)
+    beta1: float = param(0.9, BETA)
+    beta2: float = param(0.999, BETA)
+    eps: float = param(1e-8, POSITIVE)
 
 
 @dataclass(frozen=True)
 class SGD:
     name: Literal["sgd"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.0
-
-    def validate(self, k: str) -> None:
-        _positive(f"{k}.lr", self.lr)
-        _check(0 <= self.momentum < 1, f"{k}.momentum", self.momentum, "in [0, 1)")
+    lr: float = param(0.01, POSITIVE)
+    momentum: float = param(0.0, BETA)
 
 
 OPTIMS = {"adam": Adam, "sgd": SGD}
@@ -230,52 +82,36 @@ OPTIMS = {"adam": Adam, "sgd": SGD}
 @dataclass(frozen=True)
 class LocalLauncher:
     name: Literal["local"] = "local"
-    workers: int | None = None
-
-    def validate(self, k: str) -> None:
-        if self.workers is not None:
-            _positive(f"{k}.workers", self.workers)
+    workers: int | None = param(None, POSITIVE)
 
 
 @dataclass(frozen=True)
 class JoblibLauncher:
     name: Literal["joblib"] = "joblib"
-    n_jobs: int = 2
-
-    def validate(self, k: str) -> None:
-        _check(self.n_jobs == -1 or self.n_jobs > 0, f"{k}.n_jobs", self.n_jobs, "> 0 or -1 (one per core)")
+    n_jobs: int = param(2, Check(lambda n: n == -1 or n > 0, "> 0 or -1 (one per core)", bad=(0, -2)))
 
 
 @dataclass(frozen=True)
 class SubmititLocalLauncher:
     name: Literal["submitit_local"] = "submitit_local"
-    jobs: int = 2
-    timeout_min: int = 60
-    cpus_per_task: int = 1
-
-    def validate(self, k: str) -> None:
-        for f in ("jobs", "timeout_min", "cpus_per_task"):
-            _positive(f"{k}.{f}", getattr(self, f))
+    jobs: int = param(2, POSITIVE)
+    timeout_min: int = param(60, POSITIVE)
+    cpus_per_task: int = param(1, POSITIVE)
 
 
 @dataclass(frozen=True)
 class SubmititSlurmLauncher:
     name: Literal["submitit_slurm"] = "submitit_slurm"
-    jobs: int = 10
-    timeout_min: int = 60
-    cpus_per_task: int = 2
-    mem_gb: int = 4
-    gpus_per_node: int = 0
+    jobs: int = param(10, POSITIVE)
+    timeout_min: int = param(60, POSITIVE)
+    cpus_per_task: int = param(2, POSITIVE)
+    mem_gb: int = param(4, POSITIVE)
+    gpus_per_node: int = param(0, NONNEG)
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    array_parallelism: int = 64
+    array_parallelism: int = param(64, POSITIVE)
     setup: list[str] = field(default_factory=list)
-
-    def validate(self, k: str) -> None:
-        for f in ("jobs", "timeout_min", "cpus_per_task", "mem_gb", "array_parallelism"):
-            _positive(f"{k}.{f}", getattr(self, f))
-        _check(self.gpus_per_node >= 0, f"{k}.gpus_per_node", self.gpus_per_node, ">= 0")
 
 
 LAUNCHERS = {c.name: c for c in (LocalLauncher, JoblibLauncher, SubmititLocalLauncher, SubmititSlurmLauncher)}
@@ -287,54 +123,53 @@ Launcher = LocalLauncher | JoblibLauncher | SubmititLocalLauncher | SubmititSlur
 class Eval:
     """What a run measures besides eval-mode MSE (engines/mc.py: MCStats)."""
 
-    mc_samples: int = 0  # T > 0: MC dropout, the mean of T passes with the dropout family active
-    tau: float | None = None  # model precision of the Gaussian test log-likelihood (null: not computed)
-
-    def validate(self, k: str) -> None:
-        _check(self.mc_samples >= 0, f"{k}.mc_samples", self.mc_samples, ">= 0 (0: eval-mode prediction only)")
-        if self.tau is not None:
-            _check(0 < self.tau, f"{k}.tau", self.tau, "a finite number > 0 (or null: no log-likelihood)")
+    # T > 0: MC dropout, the mean of T passes with the dropout family active
+    mc_samples: int = param(0, Range(0, why="0: eval-mode prediction only"))
+    # model precision of the Gaussian test log-likelihood (null: not computed)
+    tau: float | None = param(None, Range(0.0, lo_open=True, says="a finite number > 0 (or null: no log-likelihood)"))
 
 
 # ---- the whole run ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunConfig:
-    data: NoisyLinear | NoisySine | Friedman1 | Diabetes | Csv | Uci = field(default_factory=NoisyLinear)
-    model: MLP = field(default_factory=MLP)
+    # The defaults conf/config.yaml chooses (build() always sets both).
+    data: DataConfig = field(default_factory=DATA["noisy_linear"])
+    model: ModelConfig = field(default_factory=MODELS["mlp"])
     reg: Reg = field(default_factory=Reg)
     optim: Adam | SGD = field(default_factory=Adam)
-    seed: int = 1
-    epochs: int = 500
-    eval_every: int = 50
+    seed: int = param(1, SEED)
+    epochs: int = param(500, POSITIVE)
+    eval_every: int = param(50, POSITIVE)
     # Left out of the run id at its default (no MC, no tau), so ids from before it existed hold.
-    eval: Eval = field(default=Eval(), metadata={ID_OMITS_DEFAULT: True})
+    eval: Eval = param(Eval(), id_omits_default=True)
     # Rows per optimizer step; None: full batch (one step per epoch). Left out of the run id at
     # its default, so full-batch ids from before it existed hold.
-    batch_size: int | None = field(default=None, metadata={ID_OMITS_DEFAULT: True})
-    p: float | None = 0.5  # the drop probability in effect (None: no dropout-family regularizer)
+    batch_size: int | None = param(None, Range(1, says="an integer >= 1 (or null: full batch)"), id_omits_default=True)
+    p: float | None = param(0.5, PROB)  # the drop probability in effect (None: no dropout-family regularizer)
     engine: Literal["batched", "torch"] = "batched"
+    # auto: the device that will run it, resolved by dropbench.derive before the id is taken (a GPU
+    # run's numbers differ from a CPU run's, so they must not share a run id).
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
     out: str | None = None
-
-    def __post_init__(self) -> None:
-        # Here, not in build(): dataclasses.replace (tune's final runs drop the hold-out) passes
-        # through __init__ too, so a derived value always matches the config it sits in.
-        _derive_l2(self)
-
-    def validate(self, k: str = "") -> None:
-        _positive("epochs", self.epochs)
-        _positive("eval_every", self.eval_every)
-        if self.batch_size is not None:
-            _check(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1 (or null: full batch)")
-        if self.p is not None:
-            _prob("p", self.p)
-        _seed("seed", self.seed)
 
     @property
     def data_seed(self) -> int:
         seed = getattr(self.data, "seed", None)  # data=uci has fixed splits, no seed
         return self.seed if seed is None else seed
+
+    @property
+    def validation_fraction(self) -> float:
+        """The share of the training rows a loop-slot regularizer holds out as validation rows
+        (early stopping; 0: none): what the data set leaves out of the rows trained on."""
+        return regs.holdout_fraction(self.reg)
+
+    @property
+    def unresolved(self) -> tuple[str, ...]:
+        """The keys whose values dropbench.derive has yet to resolve (empty: none)."""
+        l2 = getattr(self.reg, "l2", None)
+        derive_l2 = l2 is not None and l2.prior_length_scale is not None and l2.weight_decay is None
+        return (("device",) if self.device == "auto" else ()) + (("reg.l2.weight_decay",) if derive_l2 else ())
 
     def to_dict(self) -> dict[str, Any]:
         return _prune(dataclasses.asdict(self))
@@ -344,8 +179,11 @@ class RunConfig:
         """Stable hash of everything that determines the run's numbers: a CSV by its contents
         (data.sha256), never by its path; a UCI split by name, never by its folder.
         tests/test_config.py pins ids: change them deliberately (identity.py says what enters)."""
-        if isinstance(self.data, Csv) and self.data.sha256 is None:
+        if getattr(self.data, "sha256", "") is None:
             raise ValueError("a csv config gets its sha256 from build(); construct it with build()")
+        if self.unresolved:
+            raise ValueError(f"{', '.join(self.unresolved)} not resolved yet: dropbench.derive.resolve gives a config "
+                             "its derived values, and so its run id")
         return run_id_of(self)
 
     def choices(self) -> dict[str, str]:
@@ -430,27 +268,21 @@ def key_default(key: str, choices: dict[str, str]) -> Any:
 # ---- a composed dict -> the typed config ---------------------------------------------------
 def build(d: dict[str, Any]) -> RunConfig:
     """Validate a composed config (plain dict) into a RunConfig (the launcher is not part of it): each
-    group by its schema, then the rules across groups (rules.py)."""
+    group by its schema, then the rules across groups (rules.py). Reads no data: derived values
+    are left for dropbench.derive."""
     if not isinstance(d, dict):
         raise UserError(f"a config must be a mapping of keys, not {type(d).__name__}")
     d = dict(d)
     d.pop("launcher", None)
     d.pop(TABLE_KEY, None)
-    data = _select(DATA, "data", d.pop("data", {}))
-    if isinstance(data, Csv):
-        data = _pin_csv(data)
-    if isinstance(data, Uci) and data.root is not None:
-        data = dataclasses.replace(data, root=os.path.abspath(os.path.expanduser(data.root)))
+    data = pin_data(_select(DATA, "data", d.pop("data", {})))
     model = _select(MODELS, "model", d.pop("model", {}))
     optim = _select(OPTIMS, "optim", d.pop("optim", {}))
     reg = from_dict(Reg, d.pop("reg", None) or {}, "reg")
     model = _adjust_model(model, reg)
-    cfg = from_dict(RunConfig, {**d, "data": {}, "model": {}, "reg": {}, "optim": {}})
-    cfg = dataclasses.replace(cfg, p=_p_in_effect(reg))
-    if cfg.device == "auto":
-        cfg = dataclasses.replace(cfg, device=_auto_device())
-    cfg = dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim)
-    _check_l2_given(reg, cfg)
+    cfg = from_dict(RunConfig, d)  # the groups, taken out above, are set next
+    cfg = dataclasses.replace(cfg, data=data, model=model, reg=reg, optim=optim, p=_p_in_effect(reg))
+    _check_l2_prior(cfg)
     return cfg
 
 

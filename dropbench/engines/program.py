@@ -160,7 +160,7 @@ class Chunk(ChunkView):
             self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
         self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
         # activation-slot pieces that also act on the inputs (Regularizer.inputs_field), after the
-        # input slot's, as models.build_mlp orders them; the program key makes it one choice per chunk
+        # input slot's, as models.mlp.build orders them; the program key makes it one choice per chunk
         self.on_input = self.on_input + [
             p for n, p in zip([n for n in c0.reg.names if regs.REGISTRY[n].slot == "activation"], self.pieces.get("activation", []))
             if regs.REGISTRY[n].acts_on_inputs(getattr(c0.reg, n))]

@@ -16,14 +16,14 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, RegConfig, Regularizer, keep64, param
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 # -scale*alpha of SELU, as ATen's _dropout_impl writes it (the value a dropped unit takes).
 ALPHA = 1.7580993408473766
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     p: float = param(0.5, PROB)
 
 

@@ -3,8 +3,8 @@
 A regularizer is one module in dropbench/regs/ holding a `REGULARIZER` (an instance of a
 `Regularizer` subclass) plus its conf/reg/<name>.yaml. The module declares:
 
-- `Config`: a frozen dataclass of its keys; each range is declared once with `param(...)` and
-  checked by `RegConfig.validate` (no hand-written validate);
+- `Config`: a frozen dataclass of its keys; each range is declared once with `param(...)`
+  (dropbench.params, re-exported here) and checked when the config is built (no hand-written validate);
 - `slot`: where it acts (SLOTS, in the order one training step meets them);
 - its torch.nn form (`torch_forward`, or `penalty` / `decay` for the loss and optimizer slots);
 - its batched piece (`batched`), drawing from each member's own generator as the reference does;
@@ -23,17 +23,16 @@ Nothing here imports torch at import time: dropbench.config reads the registry, 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
-from dropbench.errors import UserError
+# A plug-in declares its Config's fields with these (from dropbench.regs.base import PROB, param).
+from dropbench.params import NONNEG, PROB, Range, param  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
 
-    from dropbench.config import MLP
+    from dropbench.models.mlp import Config as MLP
 
 # Where a regularizer acts, in the order a step meets them; within a slot, regularizers apply in
 # registry order (their `order`), each on the output of the one before.
@@ -51,60 +50,6 @@ EXCLUSIVE_SLOTS = ("optimizer", "loop")  # one optimizer, one weight decay; one 
 NO_PIECE_SLOTS = ("optimizer", "loop")  # slots with no piece in the batched program
 
 MASK_COST = 3.0  # drawing one mask element costs as much as 3 parameters' share of a step
-
-
-# ---- config fields with their ranges, declared once ------------------------------------------
-@dataclass(frozen=True)
-class Range:
-    """An interval a number must lie in; `text` is how an error states it."""
-
-    lo: float = -math.inf
-    hi: float = math.inf
-    lo_open: bool = False
-    hi_open: bool = False
-    why: str = ""
-
-    def ok(self, v: float) -> bool:
-        above = v > self.lo if self.lo_open else v >= self.lo
-        below = v < self.hi if self.hi_open else v <= self.hi
-        return above and below
-
-    @property
-    def text(self) -> str:
-        if self.hi == math.inf:
-            s = f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        else:
-            s = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
-        return f"{s} ({self.why})" if self.why else s
-
-    def outside(self) -> list[float]:
-        """Values just outside the range (for tests)."""
-        out = []
-        if self.lo != -math.inf:
-            out.append(self.lo if self.lo_open else self.lo - 0.5)
-        if self.hi != math.inf:
-            out.append(self.hi if self.hi_open else self.hi + 0.5)
-        return out
-
-
-PROB = Range(0.0, 1.0, hi_open=True, why="p=1 would drop everything")
-NONNEG = Range(0.0)
-
-
-def param(default: Any, check: Range | None = None) -> Any:
-    """A config field with its default and (for numbers) the range it must lie in."""
-    return field(default=default, metadata={"range": check})
-
-
-class RegConfig:
-    """Mixin for a regularizer's Config dataclass: validates every field against its Range."""
-
-    def validate(self, k: str) -> None:
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            rng = f.metadata.get("range")
-            v = getattr(self, f.name)
-            if rng is not None and not rng.ok(v):
-                raise UserError(f"invalid value {k}.{f.name}={v!r}: must be {rng.text}")
 
 
 # ---- the regularizer -------------------------------------------------------------------------

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Range, RegConfig, Regularizer, param
+from dropbench.params import POSITIVE
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 
 EPS = 1e-7  # the authors' code adds it inside every log
-POSITIVE = Range(0.0, lo_open=True)
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     init_p: float = param(0.1, PROB)  # every layer's p before training (the authors' 0.1); 0: off
     temperature: float = param(0.1, POSITIVE)  # of the relaxed Bernoulli (the paper's 0.1)
     length_scale: float = param(1e-4, POSITIVE)  # prior length-scale l: weight regularizer l^2/N (the authors' 1e-4)

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, RegConfig, Regularizer, keep64, param
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     p: float = param(0.5, PROB)
 
 

@@ -20,13 +20,13 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from dropbench.regs.base import NONNEG, Range, RegConfig, Regularizer, param
+from dropbench.regs.base import NONNEG, Range, Regularizer, param
 
 FRACTION = Range(0.0, 1.0, lo_open=True, hi_open=True, why="the share of the training rows held out to validate on")
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     patience: int = param(5, NONNEG)  # evaluations in a row without improvement before stopping; 0: off
     min_delta: float = param(0.0, NONNEG)  # an improvement is a drop of the validation MSE by more than this
     fraction: float = param(0.2, FRACTION)  # of the training rows, held out as the stopping set

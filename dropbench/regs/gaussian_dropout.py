@@ -8,11 +8,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, RegConfig, Regularizer, param
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     p: float = param(0.5, PROB)  # alpha = p/(1-p): the variance of the noise
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, RegConfig, Regularizer, param
+from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 from dropbench.regs.dropout import _Batched
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     p: float = param(0.2, PROB)
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import MASK_COST, NONNEG, ChunkView, Piece, RegConfig, Regularizer, param
+from dropbench.regs.base import MASK_COST, NONNEG, ChunkView, Piece, Regularizer, param
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     sigma: float = param(0.1, NONNEG)  # the noise's standard deviation, in the inputs' units
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import NONNEG, ChunkView, Piece, RegConfig, Regularizer, param
+from dropbench.regs.base import NONNEG, ChunkView, Piece, Regularizer, param
 
 L1_COST = 0.25  # L1's sign and add, per parameter
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     weight: float = param(1e-4, NONNEG)
 
 

@@ -9,18 +9,17 @@ prior_length_scale=l (Gal & Ghahramani 2016, the MC-dropout UCI protocol): the d
 not given. The loss term reg * sum(W**2) with reg = l**2 (1 - p) / (2 N tau) has the gradient of
 torch's coupled weight_decay = 2 reg = l**2 (1 - p) / (N tau), with p the drop probability in
 effect (0 without dropout), tau = eval.tau and N the rows actually trained on (after a
-data.holdout=validation split). dropbench.config derives it when the config is built (one hook:
-RunConfig.__post_init__), so the saved config and the run id hold the number that was used.
+data.holdout=validation split). dropbench.derive derives it before runs are planned, so the saved
+config and the run id hold the number that was used.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
-from dropbench.errors import UserError
-from dropbench.regs.base import NONNEG, Range, RegConfig, Regularizer, param
-
-POSITIVE = Range(0.0, lo_open=True)
+from dropbench.params import NONNEG, POSITIVE, Rule, param
+from dropbench.regs.base import Regularizer
 
 
 def prior_weight_decay(length_scale: float, p: float, n_train: int, tau: float) -> float:
@@ -29,25 +28,21 @@ def prior_weight_decay(length_scale: float, p: float, n_train: int, tau: float) 
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     # null: derived from prior_length_scale (which must then be set).
     weight_decay: float | None = param(1e-3, NONNEG)
     decoupled: bool = False
-    # Added after run ids were pinned: out of the run id at its default (config.ID_OMITS_DEFAULT).
-    biases: bool = field(default=True, metadata={"range": None, "id_omits_default": True})
-    prior_length_scale: float | None = field(default=None, metadata={"range": POSITIVE, "id_omits_default": True})
+    # Added after run ids were pinned: out of the run id at their defaults.
+    biases: bool = param(True, id_omits_default=True)
+    prior_length_scale: float | None = param(None, POSITIVE, id_omits_default=True)
 
-    def validate(self, k: str) -> None:
-        for name in ("weight_decay", "prior_length_scale"):
-            v = getattr(self, name)
-            rng = self.__dataclass_fields__[name].metadata["range"]
-            if v is not None and not rng.ok(v):
-                raise UserError(f"invalid value {k}.{name}={v!r}: must be {rng.text}")
-        if self.weight_decay is None and self.prior_length_scale is None:
-            raise UserError(f"{k}.weight_decay=null needs {k}.prior_length_scale to derive it from: set one of them")
-        if self.prior_length_scale is not None and self.decoupled:
-            raise UserError(f"{k}.prior_length_scale derives torch's coupled weight decay; it does not apply with "
-                            f"{k}.decoupled=true: drop one of them")
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(lambda c: c.weight_decay is not None or c.prior_length_scale is not None,
+             lambda c, k: f"{k}.weight_decay=null needs {k}.prior_length_scale to derive it from: set one of them"),
+        Rule(lambda c: c.prior_length_scale is None or not c.decoupled,
+             lambda c, k: f"{k}.prior_length_scale derives torch's coupled weight decay; it does not apply with "
+                          f"{k}.decoupled=true: drop one of them"),
+    )
 
 
 class L2(Regularizer):
@@ -59,7 +54,7 @@ class L2(Regularizer):
     draws = False
 
     def decay(self, conf: Config) -> tuple[float, bool]:
-        assert conf.weight_decay is not None, "derived by config.build"
+        assert conf.weight_decay is not None, "derived by dropbench.derive"
         return conf.weight_decay, conf.decoupled
 
 

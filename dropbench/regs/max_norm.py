@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from dropbench.regs.base import NONNEG, ChunkView, Piece, RegConfig, Regularizer, param
+from dropbench.regs.base import NONNEG, ChunkView, Piece, Regularizer, param
 
 
 @dataclass(frozen=True)
-class Config(RegConfig):
+class Config:
     c: float = param(3.0, NONNEG)  # the norm bound (the paper uses 3 to 4); 0: no constraint
 
 

@@ -1,9 +1,10 @@
-"""The MLP of the seed experiment, built from plain torch.nn modules.
+"""The torch.nn pieces models are built from: hidden layers with their regularizers, residual
+blocks, the input-slot regularizers, and the initialisations model.init names.
 
-With reg=none it is seed 003's net_overfitting, with reg=dropout (placement=before) its
-net_dropped, layer for layer. Every selected regularizer of a slot acts, in registry order
-(dropbench/regs/): weight-slot ones on each hidden Linear's weight, activation-slot ones before or
-after the activation (model.placement), residual-slot ones on each residual branch.
+Every selected regularizer of a slot acts, in registry order (dropbench/regs/): weight-slot ones
+on each hidden Linear's weight, activation-slot ones before or after the activation
+(model.placement), residual-slot ones on each residual branch. Imports torch: only a model's
+build imports this module.
 """
 
 from __future__ import annotations
@@ -15,19 +16,14 @@ import torch
 from torch import nn
 
 from dropbench import regs
+from dropbench.models import acts_after
 from dropbench.regs.base import reg_linear
 
 if TYPE_CHECKING:
-    from dropbench.config import MLP, Reg, RunConfig
-    from dropbench.regs.base import Regularizer
+    from dropbench.config import Reg
+    from dropbench.models.mlp import Config as MLP
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "selu": nn.SELU}
-
-
-def acts_after(reg: "Regularizer", cfg: "MLP") -> bool:
-    """Whether an activation-slot regularizer acts after the activation: where model.placement puts
-    it, unless it declares its own `placement` (alpha dropout acts on SELU's output by definition)."""
-    return (reg.placement or cfg.placement) == "after"
 
 
 def hidden_layer(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> list[nn.Module]:
@@ -54,8 +50,9 @@ def lecun_normal_(model: nn.Module) -> None:
 
 def glorot_uniform_(model: nn.Module) -> None:
     """Every Linear's weight from U(-a, a), a = sqrt(6 / (fan_in + fan_out)), its bias 0: Keras'
-    default (glorot_uniform, zeros), the init of the MC-dropout UCI code (PROTOCOL.md). Drawn from
-    the global generator after construction, layer by layer, as lecun_normal_."""
+    default (glorot_uniform, zeros), the init of the MC-dropout UCI code (the protocol of the
+    split files, docs/uci-protocol.md). Drawn from the global generator after construction, layer
+    by layer, as lecun_normal_."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.Linear):
@@ -85,29 +82,3 @@ class InputRegs(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-
-def build_mlp(n_in: int, n_out: int, cfg: "MLP", reg: "Reg") -> nn.Sequential:
-    """Layer 1 maps the input to `hidden`; layers 2..depth are plain or residual blocks."""
-    inputs = [r.torch_layer(c) for r, c in regs.active(reg, "input")]
-    # activation-slot regularizers that also act on the inputs (concrete dropout's inputs=true)
-    inputs += [r.torch_layer(c) for r, c in regs.active(reg, "activation") if r.acts_on_inputs(c)]
-    layers: list[nn.Module] = ([InputRegs(inputs)] if inputs else []) + hidden_layer(n_in, cfg.hidden, cfg, reg)
-    for _ in range(cfg.depth - 1):
-        block = hidden_layer(cfg.hidden, cfg.hidden, cfg, reg)
-        on_branch = [r.torch_layer(c) for r, c in regs.active(reg, "residual")]
-        layers += [Residual(nn.Sequential(*block), on_branch)] if cfg.residual else block
-    layers.append(nn.Linear(cfg.hidden, n_out))
-    model = nn.Sequential(*layers)
-    if cfg.init == "lecun_normal":
-        lecun_normal_(model)
-    elif cfg.init == "glorot_uniform":
-        glorot_uniform_(model)
-    return model
-
-
-def build_model(cfg: "RunConfig", n_in: int) -> nn.Sequential:
-    """The run's network with its initial weights: a function of cfg.seed alone (both engines
-    build it so; the batched one copies its weights)."""
-    torch.manual_seed(cfg.seed)
-    return build_mlp(n_in, 1, cfg.model, cfg.reg)

@@ -1,0 +1,54 @@
+"""The data-set registry: every module (or package) of this package that declares a data set.
+
+A data set is dropbench/data/<name>.py (or a package, as uci/) plus conf/data/<name>.yaml (docs,
+"Adding a data set"); the module declares
+
+- `Config`: a frozen dataclass of its keys, with `name: Literal["<name>"] = "<name>"`, each
+  constraint declared with dropbench.params.param (checked when a config is built);
+- `load(conf, seed, validation) -> Dataset`: the run's data as float32 CPU tensors (base.py),
+  drawn from `seed` where it draws anything, with the last `validation` share of the training
+  rows held out as validation rows (base.validation_split) where it is > 0;
+- `n_trained(conf, validation) -> int`: how many rows `load` trains on, by base.rows_trained,
+  reading no more than it must (values derived from N are resolved from it before planning).
+
+Modules are imported when the registry loads, by dropbench.config among others: a data set
+imports numpy, torch or its reader inside load and n_trained, never at the top.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Iterable
+
+from dropbench import plugins
+from dropbench.data.base import Dataset
+
+if TYPE_CHECKING:
+    from dropbench.config import RunConfig
+
+SHARED = ("base",)  # modules of this package that hold no data set
+DECLARES = ("Config", "load", "n_trained")
+
+
+def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict[str, ModuleType]:
+    """Every data-set module of `package`, by name, in name order."""
+    return plugins.discover(package, __path__ if path is None else path, SHARED, DECLARES, "a data set")
+
+
+REGISTRY: dict[str, ModuleType] = discover()
+
+
+def configs() -> dict[str, type]:
+    """Each data set's Config, by name (the config schema's table of data= options)."""
+    return {n: m.Config for n, m in REGISTRY.items()}
+
+
+def load_dataset(cfg: "RunConfig") -> Dataset:
+    """Build the run's data set (float32 on CPU); the engine moves it to its dtype and device."""
+    return REGISTRY[cfg.data.name].load(cfg.data, cfg.data_seed, cfg.validation_fraction)
+
+
+def n_trained(cfg: "RunConfig") -> int:
+    """How many rows the run trains on (after data.holdout=validation and a loop-slot
+    regularizer's validation rows), without loading its data where the data set can say."""
+    return REGISTRY[cfg.data.name].n_trained(cfg.data, cfg.validation_fraction)

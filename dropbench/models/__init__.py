@@ -1,0 +1,49 @@
+"""The model registry: every module of this package that declares a model (conf/model/<name>.yaml).
+
+A model is dropbench/models/<name>.py plus conf/model/<name>.yaml; the module declares
+
+- `Config`: a frozen dataclass of its keys, with `name: Literal["<name>"] = "<name>"`, each
+  constraint declared with dropbench.params.param;
+- `build(n_in, n_out, conf, reg) -> torch.nn.Module`: the network with every selected
+  regularizer in its slot (dropbench/regs/), its weights drawn from torch's global generator.
+
+layers.py holds the torch.nn pieces models are built from. Modules are imported when the registry
+loads (dropbench.config reads the Configs): torch only inside build.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from dropbench import plugins
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dropbench.config import RunConfig
+    from dropbench.regs.base import Regularizer
+
+SHARED = ("layers",)  # modules of this package that hold no model
+DECLARES = ("Config", "build")
+
+REGISTRY: dict[str, ModuleType] = plugins.discover(__name__, __path__, SHARED, DECLARES, "a model")
+
+
+def configs() -> dict[str, type]:
+    """Each model's Config, by name (the config schema's table of model= options)."""
+    return {n: m.Config for n, m in REGISTRY.items()}
+
+
+def build_model(cfg: "RunConfig", n_in: int) -> "nn.Module":
+    """The run's network with its initial weights: a function of cfg.seed alone."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    return REGISTRY[cfg.model.name].build(n_in, 1, cfg.model, cfg.reg)
+
+
+def acts_after(reg: "Regularizer", model: Any) -> bool:
+    """Whether an activation-slot regularizer acts after the activation: where model.placement puts
+    it, unless it declares its own `placement` (alpha dropout acts on SELU's output by definition)."""
+    return (reg.placement or model.placement) == "after"
