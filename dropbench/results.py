@@ -287,14 +287,14 @@ def training_into(out: Path, plan: Iterable[str] = ()) -> Iterator[None]:
         listed = None
         ids = list(plan)
         if ids:
-            fd, listed = tempfile.mkstemp(dir=out, prefix=f".{PLAN}.{_owner()}.", suffix=".tmp")
+            fd, listed = tempfile.mkstemp(dir=out, prefix=f".{PLAN}.{owner()}.", suffix=".tmp")
             with os.fdopen(fd, "w") as f:
                 f.write("".join(f"{i}\n" for i in ids))
         try:
             yield
         finally:
             if listed is not None:
-                _unlink_quietly(Path(listed))
+                unlink_quietly(Path(listed))
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,8 @@ def to_tensorboard(folder: Path | str, logdir: Path | str, rows: Sequence[Row] |
         from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: F401
     except ImportError as e:
         raise missing_extra("TensorBoard", "tensorboard", e) from None
-    from dropbench.results import _owner, make_dirs, writing
+    from dropbench.atomic import make_dirs, owner
+    from dropbench.results import writing
 
     data = read_folder(folder, rows, curves)
     root = Path(logdir) / data.name
@@ -107,7 +108,7 @@ def to_tensorboard(folder: Path | str, logdir: Path | str, rows: Sequence[Row] |
             if final.is_dir():
                 skipped.append(row["run_id"])
                 continue
-            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{row['run_id']}.{_owner()}."))
+            tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{row['run_id']}.{owner()}."))
             try:
                 _write_run(data, row, keys, metric_tags, tmp)
                 tmp.rename(final)  # a run's events appear whole or not at all
