@@ -236,7 +236,12 @@ def report(
     with _user_errors():
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
         rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on)
-        rendered = render_report(rep, fmt)
+        if fmt == "html":  # one page: the csv's table, the plots, configs and commands
+            from dropbench.html_report import report_html
+
+            rendered = report_html(rep)
+        else:
+            rendered = render_report(rep, fmt)
         if output is not None:
             from rich.console import Console
 

@@ -20,7 +20,7 @@ from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
 
 LAYOUTS = ("long", "wide")
-FORMATS = ("table", "markdown", "csv", "json", "html")
+FORMATS = ("table", "markdown", "csv", "json")  # and html: dropbench.html_report, a layer above (it draws the plots)
 SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "se": "test_se", "seeds": "n_seeds",
                 "paired": "paired_diff"}
 
@@ -162,11 +162,9 @@ def render_report(rep: Report, fmt: str) -> "str | Any":
     from dropbench.render import long, records, wide
 
     if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
-    if fmt == "html":  # the CSV's table, with the plots, configs and commands around it
-        from dropbench.render.html import report_html
-
-        return report_html(rep, render_report(rep, "csv"))
+        if fmt == "html":  # not text render/ can build: it draws plots
+            raise UserError("the html page is built by dropbench.html_report.report_html(report)")
+        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}, html")
     if rep.layout == "wide":
         if fmt == "table":
             return wide.wide_tables(rep.summary, rep.keys, rep.title, rep.reference, rep.notes, rep.interval)

@@ -1,4 +1,4 @@
-"""The report as one self-contained HTML page: the summary table (the `--format csv` output
+"""`report --format html`: the report as one self-contained HTML page: the summary table (the `--format csv` output
 itself, cell for cell), the captions and platform warning, the plots as embedded PNGs, each
 group's config and the commands that made each folder. No script, no stylesheet or image from
 elsewhere: it opens offline, from a CI artifact, from a mail.
@@ -42,10 +42,12 @@ pre { background: #f6f8fa; padding: 0.5rem; overflow-x: auto; font-size: 0.85rem
 """
 
 
-def report_html(rep: "Report", summary_csv: str) -> str:
-    """The page for a built report; `summary_csv` is render_report(rep, "csv"), shown as its table."""
+def report_html(rep: "Report") -> str:
+    """The page for a built report; its table is render_report(rep, "csv")."""
     from dropbench import __version__
+    from dropbench.report import render_report
 
+    summary_csv = render_report(rep, "csv")
     parts = [f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{escape(rep.title)}</title>\n"
              f"<style>{STYLE}</style>\n</head>\n<body>\n<h1>{escape(rep.title)}</h1>\n"
              f"<p class=\"meta\">written by dropbench {escape(__version__)} from "
