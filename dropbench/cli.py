@@ -208,7 +208,7 @@ def report(
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by rank, test, train, gap, std, ci, seeds, paired or a key.")] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
     epoch: Annotated[Optional[str], typer.Option("--epoch", help="final, best (each run at its best evaluation: by val_mse where it has validation rows, else by the test metric, flagged as optimistic) or an evaluated epoch number.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv, json or html (one self-contained page: the csv table, plots, configs, commands; with -o).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
     interval: Annotated[str, typer.Option("--interval", help="What follows ±: ci95 (95% t-interval), se (standard error, SD ddof=0 / √n, as the UCI literature) or std (sample SD).")] = "ci95",
     layout: Annotated[str, typer.Option("--layout", help="long (a line per group) or wide (the literature's table: a row per data set, a column per regularizer, plus paired differences).")] = "long",
@@ -227,7 +227,12 @@ def report(
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
         rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on,
                            posthoc, alpha, reference)
-        rendered = render_report(rep, fmt)
+        if fmt == "html":  # one page: the csv's table, the plots, configs and commands
+            from dropbench.html_report import report_html
+
+            rendered = report_html(rep)
+        else:
+            rendered = render_report(rep, fmt)
         if output is not None:
             from dropbench.report import as_text
             from dropbench.results import atomic_write, writing
@@ -278,6 +283,8 @@ def plot(
     alpha: Annotated[float, typer.Option("--alpha", help="With --cd: the significance level.")] = 0.05,
 ) -> None:
     """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths (--cd: the critical-difference diagram)."""
+    from dropbench.results import is_partial, progress
+
     with _user_errors():
         if cd:
             from dropbench.plots import make_cd_plot
@@ -290,6 +297,37 @@ def plot(
 
         for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
             typer.echo(str(path_))
+        if is_partial(folder):  # the figures say so in their titles too
+            typer.echo(f"dropbench: {progress(folder).note(folder)}", err=True)
+
+
+@app.command(epilog="Examples:  dropbench export results/sweep --mlflow sqlite:///mlflow.db   |   dropbench export results/sweep --tensorboard runs/")
+def export(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run (one still running: what has finished).", show_default=False)],
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="MLflow tracking URI: sqlite:///mlflow.db (no server) or http://HOST:PORT. Needs .[mlflow].")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="With --mlflow: the experiment's name (default: the folder's).")] = None,
+    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder: LOGDIR/<folder>/<run_id>/ per run. Needs .[tensorboard].")] = None,
+) -> None:
+    """Export a results folder to MLflow and/or TensorBoard; exporting again adds only the runs not exported yet."""
+    with _user_errors():
+        if mlflow is None and tensorboard is None:
+            raise UserError("say where to: --mlflow URI and/or --tensorboard LOGDIR")
+        if experiment is not None and mlflow is None:
+            raise UserError("--experiment names an MLflow experiment; give --mlflow URI too")
+        done = []
+        if mlflow is not None:
+            from dropbench.export.mlflow import to_mlflow
+
+            done.append(("mlflow", to_mlflow(folder, mlflow, experiment)))
+        if tensorboard is not None:
+            from dropbench.export.tensorboard import to_tensorboard
+
+            done.append(("tensorboard", to_tensorboard(folder, tensorboard)))
+    for name, r in done:
+        typer.echo(f"{name}: {len(r.added)} run(s) added, {len(r.skipped)} already there: {r.where}")
+    partial = next((r.partial for _, r in done if r.partial), None)
+    if partial:
+        typer.echo(f"dropbench: {partial}; export again when it ends to add the rest", err=True)
 
 
 @app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from dropbench.analysis.reference import Reference
 
 LAYOUTS = ("long", "wide")
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json")  # and html: dropbench.html_report, a layer above (it draws the plots)
 SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "se": "test_se", "seeds": "n_seeds",
                 "paired": "paired_diff"}
 
@@ -42,6 +42,12 @@ class Report:
     stats: CrossStats | None = None  # the tests across data sets (wide layout)
     comparison: list[dict[str, Any]] | None = None  # against --reference, a record per matching cell
     citation: str = ""  # the reference's
+    # What the HTML report draws and lists beside the tables: the runs (each with its `sweep`
+    # label), the folders they were read from and those folders' labels.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    by: list[str] | None = None
 
 
 def cross_data_set_stats(summary: list[dict[str, Any]], keys: list[str], reference: dict[str, str] | None,
@@ -59,6 +65,16 @@ def cross_data_set_stats(summary: list[dict[str, Any]], keys: list[str], referen
         if posthoc is not None:
             raise
         return None, (None if len(w.rows) < 2 or len(w.cols) < 2 else f"no tests across data sets: {e}")
+
+
+def check_options(interval: str, layout: str, posthoc: str | None, alpha: float) -> None:
+    """The report's options, checked before any folder is read."""
+    check_interval(interval)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    check_posthoc(posthoc or "wilcoxon", alpha)
+    if posthoc is not None and layout != "wide":
+        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
 
 
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
@@ -80,34 +96,34 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     """
     from dropbench import results
 
+    check_options(interval, layout, posthoc, alpha)
     ref_table = None
     if reference_table is not None:
         from dropbench.analysis.reference import read_reference
 
         ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
-    curves = {label: (lambda folder=Path(folder): results.read_curves(folder)) for folder, label in zip(folders, labels)}
-    running = [str(f) for f in folders if results.is_being_written(Path(f))]
+    curves = {label: (lambda folder=Path(folder): results.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
+    running = [Path(f) for f in folders if results.is_partial(Path(f))]
     return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
-                     posthoc=posthoc, alpha=alpha, ref_table=ref_table)
+                     posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders)
 
 
 def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, Callable[[], list[Row]]],
               by: Sequence[str] | None = None, sort: str | None = None, descending: bool = False, epoch: int | str = "final",
               interval: str = "ci95", layout: str = "long", metric: str = DEFAULT_METRIC, better: str | None = None,
-              select_on: str | None = None, running: Sequence[str] = (), reference: Mapping[str, str] | None = None,
-              posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, ref_table: "Reference | None" = None) -> Report:
+              select_on: str | None = None, running: Sequence[Path] = (), reference: Mapping[str, str] | None = None,
+              posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, ref_table: "Reference | None" = None,
+              folders: Sequence[Path] = ()) -> Report:
     """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
     the library API's Sweep computes its summaries here, as the command does. curves: per label,
     a function reading that folder's curves (only --epoch other than final reads them).
+    running: the folders a live dropbench is still writing (read partially: results.is_partial).
     reference: the group paired differences are taken against (default: reg=none where present).
     ref_table: a published table (analysis.reference.read_reference) set beside ours."""
-    check_interval(interval)
-    if layout not in LAYOUTS:
-        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
-    check_posthoc(posthoc or "wilcoxon", alpha)
-    if posthoc is not None and layout != "wide":
-        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
+    from dropbench import results
+
+    check_options(interval, layout, posthoc, alpha)
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}
@@ -141,11 +157,7 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
-    if running:
-        from dropbench import results
-
-        notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
-                     f"its {results.RUNS_CSV} listed when last written")
+    notes += [results.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     stats = None
     if layout == "wide":
         stats, why_not = cross_data_set_stats(summary, keys, reference, posthoc, alpha)
@@ -163,7 +175,8 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
     return Report(summary, keys, reference, title, notes, interval, layout, stats, comparison,
-                  ref_table.citation if ref_table is not None else "")
+                  ref_table.citation if ref_table is not None else "", rows=rows, folders=[Path(f) for f in folders],
+                  labels=labels, by=None if by is None else list(by))
 
 
 def check_reference(rows: Sequence[Row], keys: Sequence[str], reference: Mapping[str, str]) -> dict[str, str]:
@@ -194,7 +207,7 @@ def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list
         labels = [str(f) for f in folders]
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
-        mine = results.read_runs(Path(folder))
+        mine = results.read_runs(Path(folder), partial=True)
         if require_ok:
             some_ok(folder, mine)
         rows += [{**r, "sweep": label} for r in mine]
@@ -244,7 +257,9 @@ def render_report(rep: Report, fmt: str) -> "str | Any":
     records after the summary's, told apart by their `table` field (friedman, rank, pair, clique,
     reference)."""
     if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if fmt == "html":  # not text render/ can build: it draws plots
+            raise UserError("the html page is built by dropbench.html_report.report_html(report)")
+        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}, html")
     main = _render_main(rep, fmt)
     if rep.stats is None and not rep.comparison:
         return main

@@ -268,16 +268,67 @@ def folder_lock(out: Path) -> Iterator[None]:
 RUNNING = ".running"  # flock'ed (shared) by every process training runs into the folder
 
 
+PLAN = "plan"  # .plan.<host>-<pid>.<random>.tmp: the run ids a live writer is training (training_into)
+
+
 @contextmanager
-def training_into(out: Path) -> Iterator[None]:
+def training_into(out: Path, plan: Iterable[str] = ()) -> Iterator[None]:
     """Held while this process trains runs into `out` and rebuilds its CSVs, so that report can
     tell a sweep in progress from one that was stopped. A lock, not a marker file: it goes with
-    the process however that ends (kill -9 included), and concurrent writers share it."""
+    the process however that ends (kill -9 included), and concurrent writers share it.
+
+    `plan`: the run ids this process trains, listed in a temporary file of this process's own
+    (removed when the block ends; a killed process's is a leftover that readers skip), so that a
+    report of the folder meanwhile can say how many runs are still to come (progress)."""
     import fcntl
 
     with open(out / RUNNING, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_SH)
-        yield
+        listed = None
+        ids = list(plan)
+        if ids:
+            fd, listed = tempfile.mkstemp(dir=out, prefix=f".{PLAN}.{owner()}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"{i}\n" for i in ids))
+        try:
+            yield
+        finally:
+            if listed is not None:
+                unlink_quietly(Path(listed))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A folder's runs as a reader sees them while a sweep may be training into it."""
+
+    running: bool  # a live dropbench is training into it (is_being_written)
+    finished: int  # runs stored, whatever their status
+    failed: int
+    to_come: int  # runs the live writers plan that are not stored yet (0 where none says)
+
+    def note(self, folder: Path | str) -> str:
+        failed = f", {self.failed} of them failed" if self.failed else ""
+        left = f"{self.to_come} still running or queued" if self.to_come else "how many are still to come is not recorded"
+        return (f"partial: {folder} is still being written by a running dropbench; this shows the {self.finished} run(s) "
+                f"finished so far{failed}; {left}")
+
+
+def progress(out: Path) -> Progress:
+    """How far a sweep being written has come: its stored runs, and the planned ones of every
+    live writer (their plan files) not stored yet."""
+    out = Path(out)
+    try:  # what a partial read shows: the run folders, and runs an earlier command's runs.csv lists
+        rows = {r["run_id"]: r for r in _live_rows(out, RUNS_CSV, RUNS_REQUIRED)}
+    except UserError:  # a damaged runs.csv: the run folders alone
+        rows = stored_rows(out)
+    planned: set[str] = set()
+    for f in out.glob(f".{PLAN}.*.tmp"):
+        if _is_leftover(f):
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            planned.update(f.read_text().split())
+    return Progress(is_being_written(out), len(rows), sum(1 for r in rows.values() if r.get("status") != "ok"),
+                    len(planned - set(rows)))
 
 
 def is_being_written(out: Path) -> bool:
@@ -521,18 +572,19 @@ class Wording:
 
 
 def read_csv(path: Path, required: Sequence[str], fix: str, cells: Mapping[str, Callable[[str], Any]] = CELLS,
-             file: str | None = None, wording: Wording = Wording()) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+             file: str | None = None, wording: Wording = Wording(), text: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """The header of a CSV this tool wrote, and its rows, each with its line number and its
     `cells` parsed (column -> parser raising ValueError; other cells are kept as written). Any
     damage is a one-line UserError worded by `wording`, naming the file as `file` (default: its
-    path) and ending in `fix`."""
+    path) and ending in `fix`. `text`: the file's contents, built in memory (a sweep still
+    running, read from its run folders), in place of reading `path`."""
     def damage(template: str, **fields: Any) -> UserError:
         return UserError(template.format(file=path if file is None else file, path=path, fix=fix, **fields))
 
-    if not path.is_file():
+    if text is None and not path.is_file():
         raise damage(wording.missing)
     try:
-        with path.open(newline="") as fh:
+        with (io.StringIO(text, newline="") if text is not None else path.open(newline="")) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
@@ -600,17 +652,49 @@ def _why_no_runs(folder: Path) -> str:
     return f"{folder} holds no {RUNS_CSV}; give a folder written by dropbench run"
 
 
-def read_runs(folder: Path) -> list[dict[str, Any]]:
-    """runs.csv of a results folder, one dict per run."""
-    _, lines = read_csv(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
-                        READ_FIX)
+RUNS_REQUIRED = ("run_id", "seed", "final_train_mse", "final_test_mse", "status")
+
+
+def is_partial(folder: Path) -> bool:
+    """Whether reading `folder` with partial=True reads its run folders: a live writer trains into it."""
+    return Path(folder).is_dir() and is_being_written(Path(folder))
+
+
+def _live_rows(folder: Path, name: str, required: Sequence[str]) -> list[dict[str, Any]]:
+    """A CSV of a folder being written, as it would be rebuilt now from the run folders stored so
+    far, after the rows its file (from an earlier command) lists of runs not stored there."""
+    text = _tables(folder, [])[1][name]
+    _, built = read_csv(folder / name, required, READ_FIX, text=text)
+    rows = [row for _, row in built]
+    if (folder / name).is_file():
+        have = {r["run_id"] for r in rows}
+        _, listed = read_csv(folder / name, required, READ_FIX)
+        rows = [row for _, row in listed if row["run_id"] not in have] + rows
+    return rows
+
+
+def read_runs(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
+    """runs.csv of a results folder, one dict per run. partial: a folder a live dropbench is
+    still training into is read from its run folders (what has finished so far; progress says
+    how much is still to come) rather than refused or read from a runs.csv not yet rebuilt."""
+    folder = Path(folder)
+    if partial and is_partial(folder):
+        rows = _live_rows(folder, RUNS_CSV, RUNS_REQUIRED)
+        if not rows:
+            raise UserError(f"{folder} is still being written by a running dropbench and no run has finished yet; "
+                            "give the folder again when one has")
+        return rows
+    _, lines = read_csv(_sweep_folder(folder) / RUNS_CSV, RUNS_REQUIRED, READ_FIX)
     rows = [row for _, row in lines]
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
 
 
-def read_curves(folder: Path) -> list[dict[str, Any]]:
-    """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
-    _, lines = read_csv(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
+def read_curves(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
+    """curves.csv of a results folder, one dict per (run, evaluated epoch); partial as read_runs."""
+    folder = Path(folder)
+    if partial and is_partial(folder):
+        return _live_rows(folder, CURVES_CSV, ("run_id", *CURVE_REQUIRED))
+    _, lines = read_csv(_sweep_folder(folder) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
     return [row for _, row in lines]

@@ -494,7 +494,7 @@ def execute(
     try:
         if todo:
             with results.writing(option, out):
-                holding.enter_context(results.training_into(out))
+                holding.enter_context(results.training_into(out, [c.run_id for c in todo]))
                 launchers.launch(todo, out, launcher or LocalLauncher(), stored)
     except BaseException as e:  # Ctrl-C, a full disk, a bug: what finished is kept and listed first
         error = e

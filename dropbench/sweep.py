@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from dropbench.check import CheckResult
+    from dropbench.export import ExportResult
     from dropbench.report import Report
     from dropbench.tuning import TuneOutcome
 
@@ -216,10 +217,10 @@ class Sweep:
             some_ok(folder, self._own_rows(label))
         at = parse_epoch(str(epoch if epoch is not None else "best" if select_on is not None else "final"))
         curves = {label: (lambda label=label: self._curves(label)) for label in self.labels}
-        running = [str(f) for f in self.folders if results.is_being_written(f)]
+        running = [f for f in self.folders if results.is_partial(f)]
         return report_of(self._rows, self.labels, curves, _keys(by) if by is not None else self._default_by(), sort, descending,
                          at, interval, layout, metric, better, select_on, running, reference,
-                         posthoc=posthoc, alpha=alpha, ref_table=ref_table)
+                         posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=self.folders)
 
     def _default_by(self) -> list[str] | None:
         return None  # every swept key but the seed, as report groups
@@ -286,6 +287,22 @@ class Sweep:
                          Path(junit) if junit is not None else None, metric, better, runs=self._own_rows(label))
 
     # ---- helpers -----------------------------------------------------------------------------------
+    # ---- export: each folder to a tracker, as `dropbench export` does --------------------------
+    def to_mlflow(self, uri: str, experiment: str | None = None) -> list["ExportResult"]:
+        """`dropbench export DIR --mlflow URI` for each folder (an experiment per folder unless
+        `experiment` names one); exporting again adds only what was not there (docs/export.md)."""
+        from dropbench.export.mlflow import to_mlflow
+
+        return [to_mlflow(f, uri, experiment, rows=self._own_rows(label), curves=self._curves(label))
+                for f, label in zip(self.folders, self.labels)]
+
+    def to_tensorboard(self, logdir: PathLike) -> list["ExportResult"]:
+        """`dropbench export DIR --tensorboard LOGDIR` for each folder: scalars per run and the HParams summary."""
+        from dropbench.export.tensorboard import to_tensorboard
+
+        return [to_tensorboard(f, logdir, rows=self._own_rows(label), curves=self._curves(label))
+                for f, label in zip(self.folders, self.labels)]
+
     def _own_rows(self, label: str | None) -> list[Row]:
         """The runs.csv rows of one folder (label), or of all (None; `sweep` kept where several)."""
         several = len(self.folders) > 1
@@ -296,7 +313,7 @@ class Sweep:
         if label not in self._curve_rows:
             from dropbench.results import read_curves
 
-            self._curve_rows[label] = read_curves(self.folders[self.labels.index(label)])
+            self._curve_rows[label] = read_curves(self.folders[self.labels.index(label)], partial=True)
         return self._curve_rows[label]
 
     def _one(self, what: str) -> tuple[Path, str]:
