@@ -87,3 +87,18 @@ def test_asdict_is_dataclasses_asdict():
         cfg = load_job(overrides)[0]
         assert compose_mod.build(compose_mod.compose(overrides)).to_dict() == cfg.to_dict()
         assert cfg.to_dict() == _prune(dataclasses.asdict(cfg))
+
+
+def test_config_yaml_is_safe_dump_text(tmp_path):
+    import yaml
+
+    from dropbench.results import config_yaml
+
+    odd = tmp_path / "dir with spaces, 'quotes' and ünïcode: yes" / "d.csv"
+    odd.parent.mkdir()
+    odd.write_text("x,y\n1,2\n3,4\n")
+    for overrides in (["reg=[dropout,l2,max_norm]", "p=0.123456789012345"], ["+experiment=uci_mc_dropout_2018", "data.dataset=yacht"],
+                      ["data=csv", f"data.path={compose_mod.quote_value(str(odd))}", "data.target=y", "seed=4294967295", "optim.lr=1e-300"],
+                      ["model.hidden=3", "eval.tau=2.0", "batch_size=7", "out=" + compose_mod.quote_value("a: b #c")]):
+        cfg = load_job(overrides)[0]
+        assert config_yaml(cfg) == yaml.safe_dump(cfg.to_dict(), sort_keys=False)
