@@ -228,6 +228,9 @@ def report(
     metric: Annotated[str, typer.Option("--metric", help="The result column to compare (test_mse; any column runs.csv carries, final_ prefix optional).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll, log-likelihood, is higher).")] = None,
     select_on: Annotated[Optional[str], typer.Option("--select-on", help="With --epoch best (implied): choose each run's epoch by this curve metric (val_mse, train_mse, ...); a test_ metric is marked as optimistic.")] = None,
+    posthoc: Annotated[Optional[str], typer.Option("--posthoc", help="With --layout wide: the pairwise test across data sets after Friedman's, wilcoxon (signed-rank, Holm-corrected; the default) or nemenyi (critical difference). Naming it makes too few data sets an error rather than a caption line.")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the tests across data sets.")] = 0.05,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Set a published table beside ours: a shipped name (gal2016) or a CSV with dataset, metric, mean, se, n.")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
     from dropbench.analysis.selection import parse_epoch
@@ -235,7 +238,8 @@ def report(
 
     with _user_errors():
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
-        rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on)
+        rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on,
+                           posthoc, alpha, reference)
         rendered = render_report(rep, fmt)
         if output is not None:
             from rich.console import Console
@@ -315,12 +319,22 @@ def plot(
     log: Annotated[bool, typer.Option("--log", help="Log-scale MSE axes.")] = False,
     seed: Annotated[Optional[str], typer.Option("--seed", help="Fit picture: this seed's data and fits, or 'mean' for fits averaged over seeds (default: the smallest seed).")] = None,
     path: Annotated[Optional[str], typer.Option("--path", help="Regularization path: train and test metric against this swept numeric key (default: every numeric key swept over 3+ values).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="The path figure's metric (test_mse; its train_ counterpart is drawn too).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The path figure's metric (test_mse; its train_ counterpart is drawn too); with --cd, the metric ranked.")] = None,
+    cd: Annotated[bool, typer.Option("--cd", help="Draw only the critical-difference diagram, cd.png: mean ranks over data sets, bars joining the groups the --posthoc test cannot tell apart.")] = False,
+    posthoc: Annotated[Optional[str], typer.Option("--posthoc", help="With --cd: wilcoxon (signed-rank, Holm-corrected; the default) or nemenyi (critical difference).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="With --cd: the significance level.")] = 0.05,
 ) -> None:
-    """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths."""
-    from dropbench.plots import make_plots
-
+    """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths (--cd: the critical-difference diagram)."""
     with _user_errors():
+        if cd:
+            from dropbench.plots import make_cd_plot
+
+            typer.echo(str(make_cd_plot([folder], out, _split_keys(by), metric, posthoc, alpha)))
+            return
+        if posthoc is not None:
+            raise UserError("--posthoc chooses the test of the critical-difference diagram: add --cd")
+        from dropbench.plots import make_plots
+
         for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
             typer.echo(str(path_))
 

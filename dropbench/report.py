@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats
 from dropbench.analysis.grouping import by_keys, pooled_configs, pooled_note
 from dropbench.analysis.metrics import DEFAULT_METRIC, resolve_metric
 from dropbench.analysis.pairing import default_reference
@@ -34,11 +35,32 @@ class Report:
     notes: list[str] = field(default_factory=list)  # caption lines: pooled configs, mixed platforms
     interval: str = "ci95"
     layout: str = "long"
+    stats: CrossStats | None = None  # the tests across data sets (wide layout)
+    comparison: list[dict[str, Any]] | None = None  # against --reference, a record per matching cell
+    citation: str = ""  # the reference's
+
+
+def cross_data_set_stats(summary: list[dict[str, Any]], keys: list[str], reference: dict[str, str] | None,
+                         posthoc: str | None, alpha: float) -> tuple[CrossStats | None, str | None]:
+    """The tests across data sets of a wide report, or why there are none: asked for (--posthoc),
+    a refusal is the error; by default it is a caption line, and a table of one data set or one
+    group says nothing."""
+    from dropbench.analysis import crossdata
+    from dropbench.analysis.wide import wide
+
+    w = wide(summary, keys, reference)
+    try:
+        return crossdata.from_summary(summary, keys, reference, posthoc or crossdata.DEFAULT_POSTHOC, alpha), None
+    except UserError as e:
+        if posthoc is not None:
+            raise
+        return None, (None if len(w.rows) < 2 or len(w.cols) < 2 else f"no tests across data sets: {e}")
 
 
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
                  descending: bool = False, epoch: int | str = "final", interval: str = "ci95", layout: str = "long",
-                 metric: str = DEFAULT_METRIC, better: str | None = None, select_on: str | None = None) -> Report:
+                 metric: str = DEFAULT_METRIC, better: str | None = None, select_on: str | None = None,
+                 posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, reference_table: str | Path | None = None) -> Report:
     """The sweep summary from CSVs alone; several folders become one table with a `sweep` column.
 
     interval: what follows ± (ci95, se, std); the JSON and CSV carry all three and the chosen
@@ -47,12 +69,26 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     epoch "best" chooses each run's epoch on select_on, else on its validation rows where it
     has them (val_mse), else on the metric itself (the test set: flagged as optimistic in the
     caption and in each group's selected_on / test_selected).
+    The wide layout adds the tests across data sets (analysis.crossdata): Friedman's, and the
+    post-hoc `posthoc` (wilcoxon, the default, or nemenyi) at `alpha`; naming a posthoc makes a
+    refusal (too few data sets, a missing cell, ties everywhere) an error rather than a caption
+    line. reference_table: a shipped reference's name or a CSV (analysis.reference) set beside ours.
     """
     from dropbench import results
+
+    from dropbench.analysis.crossdata import check_posthoc
 
     check_interval(interval)
     if layout not in LAYOUTS:
         raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    check_posthoc(posthoc or "wilcoxon", alpha)
+    if posthoc is not None and layout != "wide":
+        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
+    ref_table = None
+    if reference_table is not None:
+        from dropbench.analysis.reference import read_reference
+
+        ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
     running = [str(f) for f in folders if results.is_being_written(Path(f))]
     chosen = resolve_metric(rows, metric, better)
@@ -89,13 +125,24 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     if running:
         notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
                      f"its {results.RUNS_CSV} listed when last written")
+    stats = None
+    if layout == "wide":
+        stats, why_not = cross_data_set_stats(summary, keys, reference, posthoc, alpha)
+        if why_not:
+            notes.append(why_not)
+    comparison = None
+    if ref_table is not None:
+        from dropbench.analysis.reference import compare
+
+        comparison = compare(summary, keys, reference, ref_table)
     if sort is not None:
         summary = sorted_by(summary, sort, descending, keys, reference)
     elif len(folders) > 1:  # the same group from each folder on adjacent lines
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
-    return Report(summary, keys, reference, title, notes, interval, layout)
+    return Report(summary, keys, reference, title, notes, interval, layout, stats, comparison,
+                  ref_table.citation if ref_table is not None else "")
 
 
 def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
@@ -153,11 +200,37 @@ def all_failed(folder: Path, rows: Sequence[dict[str, Any]], shown: int = 5) -> 
 
 
 def render_report(rep: Report, fmt: str) -> "str | Any":
-    """The report as text (markdown, csv, json) or as a rich renderable (table)."""
-    from dropbench.render import long, records, wide
-
+    """The report as text (markdown, csv, json) or as a rich renderable (table). The tests across
+    data sets and the reference comparison follow the tables; in CSV and JSON they are further
+    records after the summary's, told apart by their `table` field (friedman, rank, pair, clique,
+    reference)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+    main = _render_main(rep, fmt)
+    if rep.stats is None and not rep.comparison:
+        return main
+    from dropbench.render import crossdata, records
+
+    extra: list[dict[str, Any]] = (rep.stats.records() if rep.stats else []) + (rep.comparison or [])
+    if fmt in ("csv", "json"):
+        from dropbench.analysis.wide import wide_records
+
+        rows = wide_records(rep.summary, rep.keys, rep.reference, rep.interval) if rep.layout == "wide" else rep.summary
+        return records.summary_csv([*rows, *extra]) if fmt == "csv" else records.summary_json([*rows, *extra])
+    if fmt == "markdown":
+        parts = [main] + ([crossdata.stats_markdown(rep.stats)] if rep.stats else [])
+        parts += [crossdata.reference_markdown(rep.comparison, rep.citation)] if rep.comparison else []
+        return "\n".join(parts)
+    from rich.console import Group
+
+    tables = [main] + ([crossdata.stats_table(rep.stats)] if rep.stats else [])
+    tables += [crossdata.reference_table(rep.comparison, rep.citation)] if rep.comparison else []
+    return Group(*tables)
+
+
+def _render_main(rep: Report, fmt: str) -> "str | Any":
+    from dropbench.render import long, records, wide
+
     if rep.layout == "wide":
         if fmt == "table":
             return wide.wide_tables(rep.summary, rep.keys, rep.title, rep.reference, rep.notes, rep.interval)
