@@ -27,6 +27,10 @@ then results.consolidate). Against it, in the same rounds: planning by composing
 Hydra alone (config.load_job per job, the path before templates), on the first 1,000 jobs.
 Each measurement is its own subprocess; rounds are interleaved, figures are medians.
 
+--workload concrete: the cost of a training step of concrete_dropout against dropout's, on the default
+network (noisy_linear, hidden 300, depth 2, full batch), one chunk of 10 runs each, one thread,
+interleaved rounds in one process, medians (issue 19, goal 4: within 2x).
+
 --workload all: seed and uci.
 
 Each variant runs in its own subprocess, so the wall times include interpreter start-up and
@@ -724,11 +728,47 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
           "(what write can never go below on this disk); plan includes Hydra's start-up")
 
 
+def concrete_main(args: argparse.Namespace) -> None:
+    import statistics
+
+    import torch
+
+    from dropbench import runner
+    from dropbench.engines.program import Chunk
+
+    torch.set_num_threads(1)
+    chunks = {}
+    for reg in ("dropout", "concrete_dropout"):
+        cfgs, _ = runner.plan([f"reg={reg}", "epochs=1", "seed=range(10)"], multirun=True)
+        chunks[reg] = Chunk(cfgs, len(cfgs))
+    steps, rounds = (5, 3) if args.quick else (30, args.rounds * 3)
+
+    def per_step(chunk: Any) -> float:
+        t = time.perf_counter()
+        for _ in range(steps):
+            chunk.step(False)
+        return (time.perf_counter() - t) / steps
+
+    for chunk in chunks.values():
+        per_step(chunk)  # warm
+    got: dict[str, list[float]] = {r: [] for r in chunks}
+    for _ in range(rounds):
+        for reg, chunk in chunks.items():
+            got[reg].append(per_step(chunk))
+    ratio = statistics.median(c / d for d, c in zip(got["dropout"], got["concrete_dropout"]))
+    print(f"\nconcrete_dropout against dropout: a chunk of 10 runs, hidden 300, depth 2, 20 rows, one thread, "
+          f"{rounds} interleaved rounds of {steps} steps")
+    for reg, ts in got.items():
+        print(f"  {reg:17} {1e3 * statistics.median(ts):8.2f} ms per chunk step")
+    print(f"  ratio {ratio:.2f}x (median of the rounds' ratios; goal: at most 2x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=("seed", "uci", "bookkeeping", "all"), default="seed",
+    ap.add_argument("--workload", choices=("seed", "uci", "bookkeeping", "concrete", "all"), default="seed",
                     help="seed: the default 50-run sweep (default); uci: the UCI mini-batch workload; "
-                         "bookkeeping: planning and storing per run; all: seed and uci")
+                         "bookkeeping: planning and storing per run; concrete: concrete_dropout's step against dropout's; "
+                         "all: seed and uci")
     ap.add_argument("--runs", type=int, default=10_000, help="bookkeeping: runs per sweep (default 10,000)")
     ap.add_argument("--rounds", type=int, default=3, help="bookkeeping: interleaved rounds (default 3)")
     ap.add_argument("--seeds", type=int, default=10, help="seed workload: seeds per regularizer")
@@ -742,6 +782,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.workload == "concrete":
+        concrete_main(args)
+        return
     if args.workload == "bookkeeping":
         if args.variant and args.variant.startswith("bookkeeping:"):
             _, sweep, per_job = args.variant.split(":")
