@@ -102,9 +102,36 @@ def _holds(path: Path, text: str) -> bool:
 
 
 def config_yaml(cfg: "RunConfig") -> str:
+    """A run's config.yaml: yaml.safe_dump's text. Where every string is short printable ASCII,
+    libyaml's emitter writes the same text several times faster (it wraps long lines and escapes
+    other characters otherwise); tests/test_sweep_fast.py compares the two."""
     import yaml
 
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    d = cfg.to_dict()
+    fast = getattr(yaml, "CSafeDumper", None)
+    if fast is None or not all(_plain_ascii(s) for s in _strings(d)):
+        return yaml.safe_dump(d, sort_keys=False)
+    return yaml.dump(d, Dumper=fast, sort_keys=False)
+
+
+_PLAIN_ASCII = re.compile(r"[ -~]{0,40}")
+
+
+def _plain_ascii(s: str) -> bool:
+    return _PLAIN_ASCII.fullmatch(s) is not None
+
+
+def _strings(d: Any) -> Iterator[str]:
+    """Every string in a config dict, keys included."""
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(d, list):
+        for v in d:
+            yield from _strings(v)
+    elif isinstance(d, str):
+        yield d
 
 
 @cache
@@ -423,14 +450,31 @@ def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
     already hold what they would be rebuilt to, nothing is written (nor locked): a finished
     folder is only read, so it may be read-only."""
     plan = list(plan)
+    seen = _state(out)
     rows, texts = _tables(out, plan)
     if all(_holds(out / name, text) for name, text in texts.items()):
         return rows
     with folder_lock(out):
-        rows, texts = _tables(out, plan)
+        if _state(out) != seen:  # another writer stored or replaced runs meanwhile: read them again
+            rows, texts = _tables(out, plan)
         for name, text in texts.items():
             write_if_changed(out / name, text)
         return rows
+
+
+def _state(out: Path) -> tuple[tuple[tuple[str, int], ...], bytes | None]:
+    """What _tables reads, cheaply: each run folder by name and inode (writers only ever rename a
+    complete folder into place, so a stored or replaced run is a new inode) and runs.csv's bytes."""
+    try:
+        with os.scandir(out / RUNS_DIR) as it:
+            dirs = tuple(sorted((e.name, e.inode()) for e in it if not e.name.startswith(".")))
+    except OSError:
+        dirs = ()
+    try:
+        listed = (out / RUNS_CSV).read_bytes()
+    except OSError:
+        listed = None
+    return dirs, listed
 
 
 def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
