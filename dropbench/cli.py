@@ -373,7 +373,8 @@ def check(
 )
 def tune(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides of the runs to tune (with -m, a sweep: each of its runs is tuned on its own).")] = None,
-    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'); repeat for more keys.")] = None,
+    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'), for every method; REG:KEY=VALUES for one regularizer's runs only (dropout:p=0.01,0.1  l2:weight_decay=1e-5,1e-4; with --budget, a range l2:weight_decay=1e-6..1e-2); repeat for more keys.")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Grid points per method: each regularizer's declared strength knob(s) spread evenly over its default range (log-spaced for scales), so every method gets N; every-method --over keys count towards it.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Select on this metric of the validation rows: test_mse, test_rmse, test_mc_mse, test_mc_rmse or test_ll (val_ll is accepted).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher).")] = None,
     multirun: Annotated[bool, _multirun("Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
@@ -397,11 +398,11 @@ def tune(
     try:
         with _training_errors(lambda e: f"dropbench tune --resume {shlex.quote(str(p.out))}"):
             if resume is not None:
-                if overrides or over or multirun:
-                    raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
+                if overrides or over or multirun or budget is not None:
+                    raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over, --budget and -m")
                 p = tune_mod.plan_resume(resume)
             else:
-                spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun)
+                spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun, budget)
                 if out is None:
                     out = made = results.default_out()
                 p = tune_mod.plan(spec, out.absolute())
