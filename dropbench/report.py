@@ -86,6 +86,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
+    notes += tuning_notes(folders, rows, summary, keys)
     if running:
         notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
                      f"its {results.RUNS_CSV} listed when last written")
@@ -96,6 +97,20 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
     return Report(summary, keys, reference, title, notes, interval, layout)
+
+
+def tuning_notes(folders: Sequence[Path], rows: Sequence[Row], summary: list[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """For the final runs of dropbench tune: each group's grid points and edge hits (into the
+    summary) and the caption lines on budgets (analysis.budgets); nothing for plain runs."""
+    from dropbench import results
+    from dropbench.analysis import budgets
+
+    tunings = [t for f in folders if (t := results.read_tuning(Path(f))) is not None]
+    if not tunings:
+        return []
+    groups = budgets.tallies(rows, tunings, keys)
+    budgets.annotate(summary, groups, keys)
+    return budgets.notes(budgets.by_method(groups, keys), [t.source for t in tunings if t.source])
 
 
 def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
