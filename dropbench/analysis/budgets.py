@@ -81,7 +81,7 @@ def annotate(summary: list[dict[str, Any]], groups: Mapping[tuple[str, ...], Tal
     for s in summary:
         t = groups.get(tuple(key_str(s.get(k)) for k in keys))
         if t is not None and t.n:
-            s.update(grid_points=t.points_text(), at_grid_edge=t.at_edge, n_tuned=t.n)
+            s.update(grid_points=t.points[0] if len(set(t.points)) == 1 else t.points_text(), at_grid_edge=t.at_edge, n_tuned=t.n)
 
 
 def method_of(group: Mapping[str, Any], keys: Sequence[str]) -> str:
