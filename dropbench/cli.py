@@ -467,6 +467,86 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
         _failures("; ".join(problems), console, allow_failures)
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="The literature's protocols as one command each: a sweep or tuning per data set, resumable, then the final table.")
+app.add_typer(bench_app, name="bench")
+
+
+def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], splits: int, epochs: Optional[int], out: Optional[Path],
+           fmt: str, allow_mixed_platforms: bool, allow_failures: bool, quiet: bool) -> None:
+    from dropbench import bench as bench_mod
+    from dropbench.report import render_report
+
+    protocol = bench_mod.PROTOCOLS[name]
+    folder = out or Path("results") / name.replace("-", "")
+    console = _console(quiet)
+    with _training_errors(lambda e: "the same dropbench bench command again"):
+        if fmt not in ("table", "markdown"):
+            raise UserError(f"unknown --format {fmt!r}: choose table or markdown")
+        plan = bench_mod.steps(protocol, folder, _split_keys(datasets), splits, epochs, overrides or [])
+
+        def progress(phase: str) -> Any:
+            if not quiet:
+                console.print(f"{phase}: " + {"search": "the grid on the validation hold-out",
+                                                "final": "the chosen configs on the full training rows"}.get(phase.rsplit(" ", 1)[-1], "training"))
+            return _progress(console, quiet)
+
+        def done(ds: str, seconds: float, trained: int, skipped: int) -> None:
+            typer.echo(f"dropbench: {ds}: {seconds:.1f} s ({trained} run(s) trained, {skipped} already finished)", err=True)
+
+        outcome = bench_mod.execute(protocol, plan, progress, done, allow_mixed_platforms=allow_mixed_platforms)
+    with _user_errors():
+        reports = bench_mod.final_reports(outcome)
+    for rep in reports:
+        rendered = render_report(rep, fmt)
+        if isinstance(rendered, str):
+            typer.echo(rendered)
+        else:
+            console.print(rendered)
+    typer.echo(bench_mod.walls_line(outcome.walls))
+    typer.echo(f"results: {folder}")
+    if outcome.failed:
+        _failures("; ".join(outcome.failed), console, allow_failures)
+
+
+_BENCH_OVERRIDES = typer.Argument(help="Overrides for every run (eval.mc_samples=1000 model.hidden=100 ...).")
+_BENCH_DATASETS = typer.Option("--datasets", help="Comma separated (default: all eight).")
+_BENCH_SPLITS = typer.Option("--splits", help="The first N of the 20 splits.")
+_BENCH_EPOCHS = typer.Option("--epochs", help="Epochs per run (default: the protocol's); the protocol evaluates once, at the end.")
+_BENCH_FORMAT = typer.Option("--format", "-f", help="table or markdown.")
+
+
+@bench_app.command("uci-2016", epilog="Example:  dropbench bench uci-2016 --datasets yacht,energy --splits 5 --out results/uci2016")
+def bench_uci_2016(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One folder per data set under it (default results/uci2016).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Gal & Ghahramani 2016's UCI protocol: their fixed p, tau and length-scale per data set, one sweep per data set (resumable), then the table beside theirs."""
+    _bench("uci-2016", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
+
+
+@bench_app.command("uci-2018", epilog="Example:  dropbench bench uci-2018 --datasets yacht --splits 3 --epochs 400 eval.mc_samples=1000")
+def bench_uci_2018(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One tuning folder per data set under it (default results/uci2018).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs or groups failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """The 2018 re-run of the UCI protocol: p and tau tuned on each split over the data set's published grid (one dropbench tune per data set, resumable), then the table."""
+    _bench("uci-2018", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
+
+
 @app.command()
 def groups() -> None:
     """List every config group and its options (the default is starred), then the experiments."""

@@ -70,7 +70,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         keys += [k for k in DATA_SET_KEYS if k not in keys and any(key_str(r.get(k)) for r in rows)
                  and len({key_str(r.get(k)) for r in rows}) == 1]
         keys, per_data_set = wide_keys(rows, keys)
-        # one folder per data set (scripts/uci_2018.py): the folder names nothing the row does not
+        # one folder per data set (dropbench bench): the folder names nothing the row does not
         per_data_set = [k for k in per_data_set if k != "sweep"]
     reference = default_reference(rows, keys)
     summary = summarize(rows, keys, reference, chosen)

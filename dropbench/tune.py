@@ -23,6 +23,13 @@ left out; a group with none left is reported failed and gets no final run. A val
 lowest or highest point of a numeric grid of 3 or more values is counted per setting (the tune's
 summary) and warned where at least half of the setting's groups chose it: the best value may lie
 beyond the grid.
+
+Fair budgets: `--over REG:KEY=VALUES` is one regularizer's grid, for the groups whose config selects
+it; `--budget N` gives every method N grid points, spread over the strength range each regularizer
+declares (Regularizer.tune, dropbench/grids.py). A group's grid is then every method's --over keys
+times its own (Group.grid); tuned.csv records its `budget`, and report/check compare them per method
+(analysis/budgets.py). Per-method grids are no one `dropbench run -m`, so tune.yaml is then the
+search's only record (resume with tune --resume or the same command).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_budget_notes_name_a_published_grid_and_leave_none_out_of_the_comparison
     equal = {"none": t(3, 3), "dropout": t(12, 12), "l2": t(12, 12)}
     assert not budgets.unequal(equal), "reg=none has nothing to tune"
     assert budgets.notes(equal, ["the published grids of uci_mc_dropout_2018"])[0].startswith(
-        "tuned on the published grids of uci_mc_dropout_2018, as published, not on an equal budget per method")
+        "tuned on the published grids of uci_mc_dropout_2018, not on an equal budget per method: grid points per split")
     assert budgets.unequal({"dropout": t(12, 8), "l2": t(12, 12)})
     assert budgets.Tally([8, 12, 12], 1).points_text() == "8–12"
 

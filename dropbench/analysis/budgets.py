@@ -117,7 +117,7 @@ def notes(methods: Mapping[str, Tally], sources: Sequence[str]) -> list[str]:
                        for name, t in methods.items())
     out = []
     if sources:
-        out.append(f"tuned on {' and '.join(dict.fromkeys(sources))}, as published, not on an equal budget per method: "
+        out.append(f"tuned on {' and '.join(dict.fromkeys(sources))}, not on an equal budget per method: "
                    f"grid points per split {budget}")
     elif unequal(methods):
         out.append(f"warning: unequal tuning budgets, grid points per split {budget}; a method searched over more points "
