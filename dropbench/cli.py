@@ -483,6 +483,9 @@ def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], s
         if fmt not in ("table", "markdown"):
             raise UserError(f"unknown --format {fmt!r}: choose table or markdown")
         plan = bench_mod.steps(protocol, folder, _split_keys(datasets), splits, epochs, overrides or [])
+        if not quiet:
+            for step in plan:  # what each data set runs, as one command a user could type
+                typer.echo(f"dropbench: $ {step.command(protocol)}", err=True)
 
         def progress(phase: str) -> Any:
             if not quiet:
@@ -496,7 +499,7 @@ def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], s
         outcome = bench_mod.execute(protocol, plan, progress, done, allow_mixed_platforms=allow_mixed_platforms)
     with _user_errors():
         reports = bench_mod.final_reports(outcome)
-    for rep in reports:
+    for rep in reports if not quiet else []:
         rendered = render_report(rep, fmt)
         if isinstance(rendered, str):
             typer.echo(rendered)
@@ -527,7 +530,7 @@ def bench_uci_2016(
     allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed.")] = False,
     quiet: Quiet = False,
 ) -> None:
-    """Gal & Ghahramani 2016's UCI protocol: their fixed p, tau and length-scale per data set, one sweep per data set (resumable), then the table beside theirs."""
+    """Gal & Ghahramani 2016's UCI protocol: their fixed p, tau and length-scale per data set, one sweep per data set (resumable), then the table (beside theirs where report can compare)."""
     _bench("uci-2016", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
 
 

@@ -75,6 +75,7 @@ def test_uci_2018_tunes_each_data_set_times_it_prints_the_table_and_resumes(real
     res = invoke(*args)
     assert res.exit_code == 0, res.output
     assert "yacht (1/1) search:" in res.stdout and "yacht (1/1) final:" in res.stdout
+    assert "dropbench: $ dropbench tune -m +experiment=uci_mc_dropout_2018 data.dataset=yacht 'data.split=range(2)'" in res.stderr
     assert "dropbench: yacht: " in res.stderr and res.stdout.strip().splitlines()[-2].startswith("wall time: yacht ")
     assert "test MC RMSE: mean ± standard error" in res.stdout and "test log-likelihood: mean ± standard error" in res.stdout
     assert "tuned on the published grids of uci_mc_dropout_2018" in res.stdout and "| grid points | 12 |" in res.stdout
