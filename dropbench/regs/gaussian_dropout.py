@@ -26,7 +26,7 @@ class GaussianDropout(Regularizer):
     order = 25  # after dropout and vanilla dropout, in the activation slot
     slot = "activation"
     Config = Config
-    tune = {"p": LogRange(0.01, 0.5)}
+    tune = {"p": LogRange(0.01, 0.5)}  # what tune --budget N spreads N points over
     shares_p = True  # p follows the top-level p, as the other dropout-family members'
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:
