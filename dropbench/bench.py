@@ -13,7 +13,6 @@ equal budget per method; its tables say so (tune.Spec.source, analysis/budgets.p
 
 from __future__ import annotations
 
-import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +144,7 @@ def execute(protocol: Protocol, plan: Sequence[Step], progress: Phase | None = N
     import contextlib
 
     from dropbench import runner
-    from dropbench import tune as tune_mod
+    from dropbench import tuning as tune_mod
 
     phase_of: Phase = progress or (lambda name: contextlib.nullcontext((None, None)))
     walls: dict[str, float] = {}
@@ -175,24 +174,13 @@ def execute(protocol: Protocol, plan: Sequence[Step], progress: Phase | None = N
     return BenchOutcome(protocol, plan[0].out.parent if plan else Path("."), finals, walls, outcomes)
 
 
-def published_comparison(protocol: Protocol) -> dict[str, Any]:
-    """build_report's arguments that set the published table beside ours (issue 20 §3, `report
-    --reference`): the one place the bench asks for the comparison. Where this dropbench's report
-    cannot compare yet (no reference_table), none: the final table alone."""
-    from dropbench.report import build_report
-
-    if protocol.reference is None or "reference_table" not in inspect.signature(build_report).parameters:
-        return {}
-    return {"reference_table": protocol.reference}
-
-
 def final_reports(outcome: BenchOutcome, metrics: Sequence[str] = METRICS) -> list["Report"]:
     """The literature's table per metric over every data set (wide, standard errors), with the
     published comparison where the protocol has one."""
     from dropbench.report import build_report
 
     return [build_report(outcome.finals, ["data.dataset", "reg"], layout="wide", interval="se", metric=m,
-                         **published_comparison(outcome.protocol)) for m in metrics]
+                         reference_table=outcome.protocol.reference) for m in metrics]
 
 
 def walls_line(walls: dict[str, float]) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 import typer
 
 from dropbench.errors import UserError
+from dropbench.progress import ProgressLines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,20 +112,9 @@ def run(
     """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
     from dropbench import runner
 
-    overrides = overrides or []
-    out: Optional[Path] = None
     with _training_errors(lambda e: f"dropbench run --resume {shlex.quote(str(e.out))}"):
-        if resume is not None and (overrides or multirun or from_run is not None or append):
-            raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
-        if from_run is not None:
-            one = runner.reproduce(from_run, overrides, multirun)
-            cfgs, launcher, command = [one], None, runner.from_command(from_run, one)
-        elif resume is not None:
-            cfgs, launcher, _ = runner.plan_resume(resume)
-            command, out = None, resume  # the folder as given, though planned from recorded directories
-        else:
-            cfgs, launcher = runner.plan(overrides, multirun)
-            command = runner.command_of(overrides, multirun)
+        req = runner.plan_request(overrides or [], multirun, from_run, resume, append)
+        cfgs = req.cfgs
         if cfg:
             from dropbench.results import config_yaml
 
@@ -136,7 +125,7 @@ def run(
             return
         console = _console(quiet)
         with _progress(console, quiet) as (on_start, on_result):
-            outcome = runner.execute(cfgs, launcher, out, on_start=on_start, on_result=on_result, command=command,
+            outcome = runner.execute(cfgs, req.launcher, req.out, on_start=on_start, on_result=on_result, command=req.command,
                                      append=append, allow_mixed_platforms=allow_mixed_platforms)
     _report_run(outcome, console, allow_failures)
 
@@ -156,10 +145,8 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
             f"({outcome.network_steps / outcome.train_seconds:,.0f} network-steps/s)"
         )
     typer.echo(f"results: {outcome.out}")
-    if outcome.failed:
-        first = outcome.failed[0]
-        _failures(f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}",
-                  console, allow_failures)
+    if (failures := outcome.failures()) is not None:
+        _failures(failures, console, allow_failures)
 
 
 def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
@@ -228,6 +215,9 @@ def report(
     metric: Annotated[str, typer.Option("--metric", help="The result column to compare (test_mse; any column runs.csv carries, final_ prefix optional).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll, log-likelihood, is higher).")] = None,
     select_on: Annotated[Optional[str], typer.Option("--select-on", help="With --epoch best (implied): choose each run's epoch by this curve metric (val_mse, train_mse, ...); a test_ metric is marked as optimistic.")] = None,
+    posthoc: Annotated[Optional[str], typer.Option("--posthoc", help="With --layout wide: the pairwise test across data sets after Friedman's, wilcoxon (signed-rank, Holm-corrected; the default) or nemenyi (critical difference). Naming it makes too few data sets an error rather than a caption line.")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Significance level of the tests across data sets.")] = 0.05,
+    reference: Annotated[Optional[str], typer.Option("--reference", help="Set a published table beside ours: a shipped name (gal2016) or a CSV with dataset, metric, mean, se, n.")] = None,
 ) -> None:
     """Rebuild the sweep summary from a results folder's CSVs (no training, no torch)."""
     from dropbench.analysis.selection import parse_epoch
@@ -235,19 +225,15 @@ def report(
 
     with _user_errors():
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
-        rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on)
+        rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on,
+                           posthoc, alpha, reference)
         rendered = render_report(rep, fmt)
         if output is not None:
-            from rich.console import Console
-
+            from dropbench.report import as_text
             from dropbench.results import atomic_write, writing
 
-            if not isinstance(rendered, str):
-                con = Console(record=True, width=200, file=open(os.devnull, "w"))
-                con.print(rendered)
-                rendered = con.export_text()
             with writing("-o FILE", output):
-                atomic_write(output, rendered)
+                atomic_write(output, as_text(rendered))
             typer.echo(f"report: {output}")
         elif isinstance(rendered, str):
             typer.echo(rendered, nl=False)
@@ -256,35 +242,6 @@ def report(
                     typer.echo(f"dropbench: {note}", err=True)
         else:
             _console().print(rendered)
-
-
-class ProgressLines:
-    """Progress without a bar (piped, or --quiet): a line on stderr now and then, and always a
-    last one. Lines come at most every `interval` seconds, and later ones at most every tenth of
-    the time elapsed, so a long sweep prints tens of lines, not one per run."""
-
-    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] = time.monotonic, interval: float = 2.0) -> None:
-        self.write, self.clock, self.interval = write, clock, interval
-        self.total = self.done = 0
-        self.t0 = self.last = 0.0
-
-    def start(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.t0 = self.last = self.clock()
-
-    def advance(self) -> None:
-        self.done += 1
-        now = self.clock()
-        if self.done < self.total and now - self.last >= max(self.interval, 0.1 * (now - self.t0)):
-            self.last = now
-            elapsed = now - self.t0
-            eta = elapsed / self.done * (self.total - self.done)
-            self.write(f"dropbench: {self.done}/{self.total} runs done, {elapsed:.1f} s, eta {eta:.0f} s")
-
-    def finish(self) -> None:
-        if self.total:  # nothing to train: the summary says so
-            self.write(f"dropbench: {self.done}/{self.total} runs done, {self.clock() - self.t0:.1f} s")
-            self.total = 0
 
 
 @contextmanager
@@ -315,12 +272,22 @@ def plot(
     log: Annotated[bool, typer.Option("--log", help="Log-scale MSE axes.")] = False,
     seed: Annotated[Optional[str], typer.Option("--seed", help="Fit picture: this seed's data and fits, or 'mean' for fits averaged over seeds (default: the smallest seed).")] = None,
     path: Annotated[Optional[str], typer.Option("--path", help="Regularization path: train and test metric against this swept numeric key (default: every numeric key swept over 3+ values).")] = None,
-    metric: Annotated[Optional[str], typer.Option("--metric", help="The path figure's metric (test_mse; its train_ counterpart is drawn too).")] = None,
+    metric: Annotated[Optional[str], typer.Option("--metric", help="The path figure's metric (test_mse; its train_ counterpart is drawn too); with --cd, the metric ranked.")] = None,
+    cd: Annotated[bool, typer.Option("--cd", help="Draw only the critical-difference diagram, cd.png: mean ranks over data sets, bars joining the groups the --posthoc test cannot tell apart.")] = False,
+    posthoc: Annotated[Optional[str], typer.Option("--posthoc", help="With --cd: wilcoxon (signed-rank, Holm-corrected; the default) or nemenyi (critical difference).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="With --cd: the significance level.")] = 0.05,
 ) -> None:
-    """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths."""
-    from dropbench.plots import make_plots
-
+    """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths (--cd: the critical-difference diagram)."""
     with _user_errors():
+        if cd:
+            from dropbench.plots import make_cd_plot
+
+            typer.echo(str(make_cd_plot([folder], out, _split_keys(by), metric, posthoc, alpha)))
+            return
+        if posthoc is not None:
+            raise UserError("--posthoc chooses the test of the critical-difference diagram: add --cd")
+        from dropbench.plots import make_plots
+
         for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
             typer.echo(str(path_))
 
@@ -348,8 +315,6 @@ def check(
     console = _console(quiet)
     for table in check_tables(result, str(baseline)):
         console.print(table)
-    failed = [v for v in result.verdicts if not v.passed]
-    broken = [e for e in result.expectations if not e.passed]
     if result.updated:
         from dropbench.check import read_baseline
 
@@ -357,13 +322,11 @@ def check(
         console.print(baseline_table(keys, rows, f"baseline written: {baseline}", result.files))
     if junit is not None:
         typer.echo(f"junit: {junit}")
-    if failed or broken:
-        parts = [f"{len(failed)} of {len(result.verdicts)} group(s) failed ({', '.join(f'{v.label}: {v.verdict}' for v in failed[:3])})"] if failed else []
-        parts += [f"{len(broken)} expectation(s) do not hold ({'; '.join(e.text for e in broken)})"] if broken else []
-        _fail("check failed: " + "; ".join(parts), 1)
-    elif not result.updated:
-        typer.echo(f"check passed: {len(result.verdicts)} group(s) within seed noise and tolerance of {baseline}"
-                   + (f", {len(result.expectations)} expectation(s) hold" if result.expectations else ""))
+    verdict = result.message(str(baseline))
+    if not result.passed:
+        _fail(str(verdict), 1)
+    elif verdict is not None:
+        typer.echo(verdict)
 
 
 @app.command(
@@ -392,20 +355,12 @@ def tune(
     training rows and tests it. OUT/tuned.csv lists the values chosen per split.
     """
     from dropbench import results
-    from dropbench import tune as tune_mod
+    from dropbench import tuning as tune_mod
 
     made: Optional[Path] = None  # a default folder made here, removed again if this fails before writing into it
     try:
         with _training_errors(lambda e: f"dropbench tune --resume {shlex.quote(str(p.out))}"):
-            if resume is not None:
-                if overrides or over or multirun or budget is not None:
-                    raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over, --budget and -m")
-                p = tune_mod.plan_resume(resume)
-            else:
-                spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun, budget)
-                if out is None:
-                    out = made = results.default_out()
-                p = tune_mod.plan(spec, out.absolute())
+            p, made = tune_mod.plan_request(overrides or [], over or [], metric, better, multirun, resume, budget)
             console = _console(quiet)
 
             def progress(phase: str) -> Any:
@@ -423,7 +378,7 @@ def tune(
 def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     from rich.table import Table
 
-    from dropbench import tune as tune_mod
+    from dropbench import tuning as tune_mod
 
     s = t.search
     left = sum(c.n_failed for c in t.choices)
@@ -457,14 +412,8 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     console.print(f"the literature's table: {tune_mod.report_command(t)}", soft_wrap=True)
     typer.echo(f"tuned: {t.out / tune_mod.TUNED_CSV}")
     typer.echo(f"results: {t.out}")
-    problems = []
-    if t.failed_groups:
-        problems.append(f"{len(t.failed_groups)} of {len(t.choices)} group(s) could not be tuned (every grid point failed)")
-    failed = t.final.failed if t.final is not None else []
-    if failed:
-        problems.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
-    if problems:
-        _failures("; ".join(problems), console, allow_failures)
+    if (problems := tune_mod.problems(t)) is not None:
+        _failures(problems, console, allow_failures)
 
 
 bench_app = typer.Typer(no_args_is_help=True, help="The literature's protocols as one command each: a sweep or tuning per data set, resumable, then the final table.")

@@ -31,13 +31,15 @@ from dropbench.errors import UserError
 from dropbench.results import atomic_file, make_dirs, remove_dirs, writing
 from dropbench.analysis.grouping import by_keys, members, pooled_configs, pooled_note
 from dropbench.analysis.labels import file_labels, group_label
-from dropbench.analysis.metrics import DEFAULT_METRIC, Metric, resolve_metric
+from dropbench.analysis.metrics import DEFAULT_METRIC, Metric, metric_label, resolve_metric
 from dropbench.analysis.spread import t_halfwidth
 from dropbench.analysis.summary import summarize
 from dropbench.analysis.taxonomy import DATA_SET_KEYS, FILE_KEY, REPETITION_KEYS, data_set, is_result, key_str, repetition, sort_key
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from dropbench.analysis.crossdata import CrossStats
 
 Row = dict[str, Any]
 DPI = 120
@@ -85,12 +87,14 @@ class Sweep:
         return list(out.values())
 
 
-def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
-    """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys)."""
+def load_sweep(folder: Path, by: Sequence[str] | None = None, rows: Sequence[Row] | None = None,
+               curves: Sequence[Row] | None = None) -> Sweep:
+    """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys).
+    rows, curves: the folder's, where the caller has read them already (the API's Sweep)."""
     from dropbench.results import read_curves, read_runs
 
     folder = Path(folder)
-    rows = read_runs(folder)
+    rows = read_runs(folder) if rows is None else list(rows)
     keys = by_keys(rows, by)
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
@@ -108,7 +112,7 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     for g, h in zip(groups, hue):
         g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
-    curves = [c for c in read_curves(folder) if c["run_id"] in ids]
+    curves = [c for c in (read_curves(folder) if curves is None else curves) if c["run_id"] in ids]
     return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files)
 
 
@@ -531,3 +535,78 @@ def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = Non
             remove_dirs(created)
         raise
     return paths
+
+
+def cd_figure(stats: "CrossStats") -> "Figure":
+    """The critical-difference diagram (Demšar 2006, Figure 1): an axis of mean ranks, best on
+    the right, each group's name on a leader to its rank, and a thick bar under every clique
+    the chosen test cannot tell apart (gid "clique:A,B,..."; the CD itself drawn above the axis
+    for Nemenyi). Built from analysis.crossdata's numbers only."""
+    from matplotlib.figure import Figure
+
+    from dropbench.analysis.crossdata import POSTHOC_TEXT
+
+    ordered = stats.ordered()  # best first
+    k = len(ordered)
+    half = (k + 1) // 2
+    rows = max(half, k - half)
+    fig = Figure(figsize=(8, 1.5 + 0.3 * (rows + len(stats.cliques))), dpi=DPI)
+    ax = fig.add_axes((0.01, 0.01, 0.98, 0.9))
+    ax.set_axis_off()
+    lo, hi = 1, k
+    reach = 0.25 * (hi - lo) + 0.3  # how far the leaders run past the axis' ends
+    room = reach + 0.45 * (hi - lo) + 0.9  # and the names beyond them
+    ax.set_xlim(hi + room, lo - room)  # rank 1 on the right
+    top = 0.0
+    base = top - 0.3 - 0.3 * len(stats.cliques) - 0.2
+    ax.set_ylim(base - 0.45 * rows, 1.5)
+    ax.plot([lo, hi], [top, top], color="black", lw=1, gid="axis")
+    for r in range(lo, hi + 1):
+        ax.plot([r, r], [top, top + 0.12], color="black", lw=1)
+        ax.text(r, top + 0.2, str(r), ha="center", va="bottom", fontsize="small")
+    if stats.cd is not None:
+        ax.plot([lo, lo + stats.cd], [1.1, 1.1], color="black", lw=1.5, gid="cd")
+        ax.text(lo + stats.cd / 2, 1.15, f"CD = {stats.cd:.3g}", ha="center", va="bottom", fontsize="small")
+    # cliques: thick bars just under the axis, one level each
+    for i, clique in enumerate(stats.cliques):
+        ranks = [r for g, r in ordered if g in clique]
+        y = top - 0.3 - 0.3 * i
+        ax.plot([min(ranks) - 0.03, max(ranks) + 0.03], [y, y], color="black", lw=4, solid_capstyle="butt",
+                gid="clique:" + ",".join(clique))
+    # the better half labelled on the right, the other on the left (Demšar's layout)
+    for i, (g, r) in enumerate(ordered):
+        right = i < half
+        level = i if right else k - 1 - i
+        y = base - 0.45 * level
+        x_end = lo - reach if right else hi + reach
+        ax.plot([r, r, x_end], [top, y, y], color="0.3", lw=0.8, gid=f"group:{g}")
+        ax.text(x_end, y, f" {g} ({r:.2f}) " if not right else f" ({r:.2f}) {g} ", ha="right" if not right else "left",
+                va="center", fontsize="small")
+    m = metric_label(stats.metric)
+    fig.suptitle(f"{m}: mean rank over {stats.n} data sets (1 = best); bars: not told apart by "
+                 f"{POSTHOC_TEXT[stats.posthoc]}, alpha {stats.alpha:g}", fontsize="small", y=0.99, va="top")
+    return fig
+
+
+def make_cd_plot(folders: Sequence[Path], out: Path | None = None, by: list[str] | None = None, metric: str | None = None,
+                 posthoc: str | None = None, alpha: float = 0.05) -> Path:
+    """Write cd.png (into `out`, default FIRST_FOLDER/plots): the critical-difference diagram of
+    the wide report over the folders. Every refusal of the tests is an error; nothing is written."""
+    from dropbench.analysis.crossdata import DEFAULT_POSTHOC
+    from dropbench.report import build_report
+
+    out = Path(out) if out is not None else Path(folders[0]) / "plots"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose another --out")
+    rep = build_report(folders, by, layout="wide", metric=metric or DEFAULT_METRIC, posthoc=posthoc or DEFAULT_POSTHOC, alpha=alpha)
+    assert rep.stats is not None  # posthoc named: a refusal raised
+    fig = cd_figure(rep.stats)
+    with writing("--out DIR", out):
+        created = make_dirs(out)
+        try:
+            with atomic_file(out / "cd.png") as fh:
+                fig.savefig(fh, format="png", dpi=DPI)
+        except BaseException:
+            remove_dirs(created)
+            raise
+    return out / "cd.png"

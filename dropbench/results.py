@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
-# A tuning's folder (tune.py): its spec, and a results folder for each phase. Named here, with
+# A tuning's folder (tuning.py): its spec, and a results folder for each phase. Named here, with
 # the sweep folder's files, so that a reader told a tuning's folder can say where its runs are.
 TUNE_FILE, SEARCH_DIR, FINAL_DIR = "tune.yaml", "search", "final"
 

@@ -57,18 +57,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch,
     assert not (tmp_path / "o").exists()
 
 
-def test_the_published_comparison_is_asked_for_where_report_can_give_it(monkeypatch):
-    from dropbench import report
-
-    assert bench.published_comparison(bench.PROTOCOLS["uci-2018"]) == {}, "no published table for 2018"
-
-    def with_reference(folders, by=None, reference_table=None):  # report --reference's signature (issue 20 §3)
-        raise AssertionError
-
-    monkeypatch.setattr(report, "build_report", with_reference)
-    assert bench.published_comparison(bench.PROTOCOLS["uci-2016"]) == {"reference_table": "gal2016"}
-
-
 def test_uci_2018_tunes_each_data_set_times_it_prints_the_table_and_resumes(real_uci, tmp_path):
     out = tmp_path / "u18"
     args = ["uci-2018", "--datasets", "yacht", "--splits", "2", "--epochs", "2", "--out", str(out), "-f", "markdown", *TINY]
@@ -91,7 +79,8 @@ def test_uci_2016_runs_the_papers_settings_per_data_set(real_uci, tmp_path):
     out = tmp_path / "u16"
     res = invoke("uci-2016", "--datasets", "yacht", "--splits", "2", "--epochs", "2", "--out", str(out), "-f", "markdown", *TINY)
     assert res.exit_code == 0, res.output
-    assert res.stdout.count("| yacht |") == 2, "a table per metric"
+    assert res.stdout.count("| yacht |") == 4, "a table per metric, each with the published comparison"
+    assert "test MC RMSE against gal2016" in res.stdout and "test log-likelihood against gal2016" in res.stdout
     runs = (out / "yacht" / "runs.csv").read_text().splitlines()
     assert len(runs) == 3 and "grid points" not in res.stdout, "fixed settings: nothing tuned"
     cfg = yaml.safe_load(next((out / "yacht" / "runs").glob("*/config.yaml")).read_text())

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from dropbench import grids, regs, tune
+from dropbench import grids, regs
+from dropbench import tuning as tune
 from dropbench.analysis import budgets
 from test_tune import BASE, TINY, invoke, rows, uci_root  # noqa: F401 (a fixture)
 

@@ -17,14 +17,24 @@ def test_every_subpackage_is_in_pyprojects_package_list():
 
 
 def test_every_data_file_of_the_package_is_in_pyprojects_package_data():
-    """A file the package reads (data/uci/SHA256SUMS) must be listed as package data, or a wheel lacks it."""
+    """A file the package reads (data/uci/SHA256SUMS, references/*.csv) must be listed as package
+    data, under its own package or one above it, or a wheel lacks it."""
     from fnmatch import fnmatch
 
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     data = tool.get("package-data", {})
     files = [p for p in (ROOT / "dropbench").rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
              and "__pycache__" not in p.parts]
-    assert any(p.name == "SHA256SUMS" for p in files)
-    for p in files:
-        package = ".".join(p.parent.relative_to(ROOT).parts)
-        assert any(fnmatch(p.name, pat) for pat in data.get(package, [])), f"add {p.name} to [tool.setuptools.package-data] {package!r}"
+    assert {"SHA256SUMS", "gal2016.csv"} <= {p.name for p in files}
+
+    def listed(p: Path) -> bool:
+        for folder in p.parents:
+            if folder == ROOT:
+                return False
+            package = ".".join(folder.relative_to(ROOT).parts)
+            if any(fnmatch(p.relative_to(folder).as_posix(), pat) for pat in data.get(package, [])):
+                return True
+        return False
+
+    missing = [p.relative_to(ROOT).as_posix() for p in files if not listed(p)]
+    assert not missing, f"add to [tool.setuptools.package-data]: {missing}"

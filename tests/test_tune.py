@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dropbench import tune
+from dropbench import tuning as tune
 from dropbench.data.uci import catalog, fetch
 from dropbench.cli import app
 from test_uci import write_tree

@@ -105,6 +105,41 @@ def make_spec(overrides: Sequence[str], over: Sequence[str], metric: str, better
             (Path(outs[0]) if outs and outs[0] is not None else None))
 
 
+def plan_request(overrides: Sequence[str] = (), over: Sequence[str] = (), metric: str = "test_mse", better: str | None = None,
+                 multirun: bool = False, resume: Path | None = None, budget: int | None = None) -> tuple["Plan", Path | None]:
+    """Plan a tuning as typed (`dropbench tune`, the API's tune()): a new one, or --resume a
+    folder's. Also the default folder made for it (results/<timestamp>), which the caller
+    removes again (results.remove_if_empty) where the tuning fails before writing into it."""
+    from dropbench import results
+
+    if resume is not None:
+        if overrides or over or multirun or budget is not None:
+            raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over, --budget and -m")
+        return plan_resume(Path(resume)), None
+    spec, out = make_spec(overrides, over, metric, better, multirun, budget)
+    made = None
+    if out is None:
+        out = made = results.default_out()
+    try:
+        return plan(spec, out.absolute()), made
+    except BaseException:
+        if made is not None:
+            results.remove_if_empty(made)
+        raise
+
+
+def problems(t: "TuneOutcome") -> str | None:
+    """What went wrong in a tuning, in one line (`tune` exits 1 with it); None where nothing did."""
+    out = []
+    if t.failed_groups:
+        out.append(f"{len(t.failed_groups)} of {len(t.choices)} group(s) could not be tuned (every grid point failed)")
+    failed = t.final.failed if t.final is not None else []
+    if failed:
+        assert t.final is not None
+        out.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
+    return "; ".join(out) or None
+
+
 def _key(o: str) -> str:
     return o.split("=", 1)[0].lstrip("+~").strip()
 
@@ -762,7 +797,9 @@ def edge_hits(t: TuneOutcome) -> list[EdgeHit]:
     reps = [k for k in t.plan.swept if k in REPETITION_KEYS]
     over = {("data.split",): "splits", ("seed",): "seeds"}.get(tuple(reps), "groups")
     tally: dict[tuple[tuple[str, ...], str], dict[str, Any]] = {}
-    grids = [c.group for c in t.choices] if hasattr(t, "choices") else [t.plan] * len(t.rows)  # each row's grid
+    # each row's grid: its group's, or the plan's where the groups are not at hand (a folder loaded from disk)
+    choices = getattr(t, "choices", [])
+    grids = [c.group for c in choices] if len(choices) == len(t.rows) else [t.plan] * len(t.rows)
     for r, g in zip(t.rows, grids):
         if not r.get("search_run_id"):  # no choice made
             continue
