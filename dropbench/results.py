@@ -43,6 +43,7 @@ from dropbench.errors import UserError
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from dropbench.analysis.budgets import Tuning
     from dropbench.config import RunConfig
 
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
@@ -733,6 +734,29 @@ def read_runs(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
+
+
+def read_tuning(folder: Path) -> "Tuning | None":
+    """The tuning whose final runs a folder holds (OUT/final beside OUT/tune.yaml and OUT/tuned.csv):
+    its tuned.csv and the source of its grids; None for a folder of plain runs. Read as data only."""
+    import yaml
+
+    from dropbench.analysis.budgets import Tuning
+
+    folder = Path(folder)
+    out = folder.resolve().parent
+    tuned = out / "tuned.csv"
+    if folder.resolve().name != FINAL_DIR or not (out / TUNE_FILE).is_file() or not tuned.is_file():
+        return None
+    try:
+        with tuned.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        spec = yaml.safe_load((out / TUNE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, csv.Error, yaml.YAMLError) as e:
+        raise UserError(f"{out}: cannot read the tuning beside {folder} ({type(e).__name__}: {e}); run dropbench tune --resume "
+                        f"{shlex.quote(str(out))} to write it again") from None
+    source = spec.get("source") if isinstance(spec, dict) else None
+    return Tuning(rows, str(source) if source else None, str(out))
 
 
 def read_curves(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
