@@ -442,18 +442,34 @@ class CheckResult:
     def passed(self) -> bool:
         return all(v.passed for v in self.verdicts) and all(e.passed for e in self.expectations)
 
+    def message(self, baseline: str) -> str | None:
+        """The verdict line `dropbench check` ends with: "check failed: ..." (exit 1) or "check
+        passed: ..."; None for a baseline just written (update), which says so in its table."""
+        failed = [v for v in self.verdicts if not v.passed]
+        broken = [e for e in self.expectations if not e.passed]
+        if failed or broken:
+            parts = [f"{len(failed)} of {len(self.verdicts)} group(s) failed ({', '.join(f'{v.label}: {v.verdict}' for v in failed[:3])})"] if failed else []
+            parts += [f"{len(broken)} expectation(s) do not hold ({'; '.join(e.text for e in broken)})"] if broken else []
+            return "check failed: " + "; ".join(parts)
+        if self.updated:
+            return None
+        return (f"check passed: {len(self.verdicts)} group(s) within seed noise and tolerance of {baseline}"
+                + (f", {len(self.expectations)} expectation(s) hold" if self.expectations else ""))
+
 
 def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[str] | None = None, alpha: float = 0.01,
               rtol: float = 0.05, expectations: Sequence[str] = (), junit: Path | None = None,
-              metric: str | None = None, better: str | None = None) -> CheckResult:
+              metric: str | None = None, better: str | None = None,
+              runs: Sequence[Mapping[str, Any]] | None = None) -> CheckResult:
     """What `dropbench check` does: everything is validated before any file is written.
 
     metric / better: as `report --metric/--better`. A new baseline records them (default test
-    MSE); a check uses the metric its baseline records, and refuses another one named here."""
-    from dropbench.results import atomic_writes, read_runs, writing
+    MSE); a check uses the metric its baseline records, and refuses another one named here.
+    runs: the folder's runs.csv rows where the caller has read them already (the API's Sweep)."""
+    from dropbench.results import atomic_writes, read_runs, read_tuning, writing
 
     _check_params(alpha, rtol)
-    runs = read_runs(folder)
+    runs = read_runs(folder) if runs is None else runs
     counts: dict[tuple[str, ...], dict[str, int]] = {i: {"runs of the sweep": n} for i, n in platform_counts(runs).items()}
     notes = []
     if update:
@@ -475,6 +491,11 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
                 by_source["baseline runs"] = by_source.get("baseline runs", 0) + int(p.get("runs") or 0)
     if note := platform_note(counts):
         notes.append(note)
+    if (tuning := read_tuning(folder)) is not None:  # a tune's final runs: each method's budget and edge hits
+        from dropbench.analysis import budgets
+
+        notes += budgets.notes(budgets.by_method(budgets.tallies(runs, [tuning], keys), keys),
+                               [tuning.source] if tuning.source else [])
     claims = [expect(runs, keys, e, alpha, chosen) for e in expectations]
     files = {baseline: baseline_csv(keys, rows)} if update else {}
     if junit is not None:

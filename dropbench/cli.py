@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 import typer
 
 from dropbench.errors import UserError
+from dropbench.progress import ProgressLines
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -129,20 +129,9 @@ def run(
         _config_dirs(config_dir)
     from dropbench import runner
 
-    overrides = overrides or []
-    out: Optional[Path] = None
     with _training_errors(lambda e: f"dropbench run --resume {shlex.quote(str(e.out))}"):
-        if resume is not None and (overrides or multirun or from_run is not None or append):
-            raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
-        if from_run is not None:
-            one = runner.reproduce(from_run, overrides, multirun)
-            cfgs, launcher, command = [one], None, runner.from_command(from_run, one)
-        elif resume is not None:
-            cfgs, launcher, _ = runner.plan_resume(resume)
-            command, out = None, resume  # the folder as given, though planned from recorded directories
-        else:
-            cfgs, launcher = runner.plan(overrides, multirun)
-            command = runner.command_of(overrides, multirun)
+        req = runner.plan_request(overrides or [], multirun, from_run, resume, append)
+        cfgs = req.cfgs
         if cfg:
             from dropbench.results import config_yaml
 
@@ -153,7 +142,7 @@ def run(
             return
         console = _console(quiet)
         with _progress(console, quiet) as (on_start, on_result):
-            outcome = runner.execute(cfgs, launcher, out, on_start=on_start, on_result=on_result, command=command,
+            outcome = runner.execute(cfgs, req.launcher, req.out, on_start=on_start, on_result=on_result, command=req.command,
                                      append=append, allow_mixed_platforms=allow_mixed_platforms)
     _report_run(outcome, console, allow_failures)
 
@@ -173,10 +162,8 @@ def _report_run(outcome: "RunOutcome", console: "Console", allow_failures: bool)
             f"({outcome.network_steps / outcome.train_seconds:,.0f} network-steps/s)"
         )
     typer.echo(f"results: {outcome.out}")
-    if outcome.failed:
-        first = outcome.failed[0]
-        _failures(f"{len(outcome.failed)} of {len(outcome.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}",
-                  console, allow_failures)
+    if (failures := outcome.failures()) is not None:
+        _failures(failures, console, allow_failures)
 
 
 def _print_summary(rows: list[dict[str, Any]], console: "Console") -> None:
@@ -238,7 +225,7 @@ def report(
     sort: Annotated[Optional[str], typer.Option("--sort", help="Order by rank, test, train, gap, std, ci, seeds, paired or a key.")] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort in descending order.")] = False,
     epoch: Annotated[Optional[str], typer.Option("--epoch", help="final, best (each run at its best evaluation: by val_mse where it has validation rows, else by the test metric, flagged as optimistic) or an evaluated epoch number.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv or json.")] = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, markdown, csv, json or html (one self-contained page: the csv table, plots, configs, commands; with -o).")] = "table",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to this file instead of the terminal.")] = None,
     interval: Annotated[str, typer.Option("--interval", help="What follows ±: ci95 (95% t-interval), se (standard error, SD ddof=0 / √n, as the UCI literature) or std (sample SD).")] = "ci95",
     layout: Annotated[str, typer.Option("--layout", help="long (a line per group) or wide (the literature's table: a row per data set, a column per regularizer, plus paired differences).")] = "long",
@@ -257,18 +244,18 @@ def report(
         at = parse_epoch(epoch if epoch is not None else "best" if select_on is not None else "final")
         rep = build_report(folders, _split_keys(by), sort, desc, at, interval, layout, metric, better, select_on,
                            posthoc, alpha, reference)
-        rendered = render_report(rep, fmt)
-        if output is not None:
-            from rich.console import Console
+        if fmt == "html":  # one page: the csv's table, the plots, configs and commands
+            from dropbench.html_report import report_html
 
+            rendered = report_html(rep)
+        else:
+            rendered = render_report(rep, fmt)
+        if output is not None:
+            from dropbench.report import as_text
             from dropbench.results import atomic_write, writing
 
-            if not isinstance(rendered, str):
-                con = Console(record=True, width=200, file=open(os.devnull, "w"))
-                con.print(rendered)
-                rendered = con.export_text()
             with writing("-o FILE", output):
-                atomic_write(output, rendered)
+                atomic_write(output, as_text(rendered))
             typer.echo(f"report: {output}")
         elif isinstance(rendered, str):
             typer.echo(rendered, nl=False)
@@ -277,35 +264,6 @@ def report(
                     typer.echo(f"dropbench: {note}", err=True)
         else:
             _console().print(rendered)
-
-
-class ProgressLines:
-    """Progress without a bar (piped, or --quiet): a line on stderr now and then, and always a
-    last one. Lines come at most every `interval` seconds, and later ones at most every tenth of
-    the time elapsed, so a long sweep prints tens of lines, not one per run."""
-
-    def __init__(self, write: Callable[[str], None], clock: Callable[[], float] = time.monotonic, interval: float = 2.0) -> None:
-        self.write, self.clock, self.interval = write, clock, interval
-        self.total = self.done = 0
-        self.t0 = self.last = 0.0
-
-    def start(self, total: int) -> None:
-        self.total, self.done = total, 0
-        self.t0 = self.last = self.clock()
-
-    def advance(self) -> None:
-        self.done += 1
-        now = self.clock()
-        if self.done < self.total and now - self.last >= max(self.interval, 0.1 * (now - self.t0)):
-            self.last = now
-            elapsed = now - self.t0
-            eta = elapsed / self.done * (self.total - self.done)
-            self.write(f"dropbench: {self.done}/{self.total} runs done, {elapsed:.1f} s, eta {eta:.0f} s")
-
-    def finish(self) -> None:
-        if self.total:  # nothing to train: the summary says so
-            self.write(f"dropbench: {self.done}/{self.total} runs done, {self.clock() - self.t0:.1f} s")
-            self.total = 0
 
 
 @contextmanager
@@ -342,6 +300,8 @@ def plot(
     alpha: Annotated[float, typer.Option("--alpha", help="With --cd: the significance level.")] = 0.05,
 ) -> None:
     """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths (--cd: the critical-difference diagram)."""
+    from dropbench.results import is_partial, progress
+
     with _user_errors():
         if cd:
             from dropbench.plots import make_cd_plot
@@ -354,6 +314,37 @@ def plot(
 
         for path_ in make_plots(folder, out, _split_keys(by), log, seed, path, metric):
             typer.echo(str(path_))
+        if is_partial(folder):  # the figures say so in their titles too
+            typer.echo(f"dropbench: {progress(folder).note(folder)}", err=True)
+
+
+@app.command(epilog="Examples:  dropbench export results/sweep --mlflow sqlite:///mlflow.db   |   dropbench export results/sweep --tensorboard runs/")
+def export(
+    folder: Annotated[Path, typer.Argument(help="A results folder written by dropbench run (one still running: what has finished).", show_default=False)],
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", help="MLflow tracking URI: sqlite:///mlflow.db (no server) or http://HOST:PORT. Needs .[mlflow].")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="With --mlflow: the experiment's name (default: the folder's).")] = None,
+    tensorboard: Annotated[Optional[Path], typer.Option("--tensorboard", help="TensorBoard log folder: LOGDIR/<folder>/<run_id>/ per run. Needs .[tensorboard].")] = None,
+) -> None:
+    """Export a results folder to MLflow and/or TensorBoard; exporting again adds only the runs not exported yet."""
+    with _user_errors():
+        if mlflow is None and tensorboard is None:
+            raise UserError("say where to: --mlflow URI and/or --tensorboard LOGDIR")
+        if experiment is not None and mlflow is None:
+            raise UserError("--experiment names an MLflow experiment; give --mlflow URI too")
+        done = []
+        if mlflow is not None:
+            from dropbench.export.mlflow import to_mlflow
+
+            done.append(("mlflow", to_mlflow(folder, mlflow, experiment)))
+        if tensorboard is not None:
+            from dropbench.export.tensorboard import to_tensorboard
+
+            done.append(("tensorboard", to_tensorboard(folder, tensorboard)))
+    for name, r in done:
+        typer.echo(f"{name}: {len(r.added)} run(s) added, {len(r.skipped)} already there: {r.where}")
+    partial = next((r.partial for _, r in done if r.partial), None)
+    if partial:
+        typer.echo(f"dropbench: {partial}; export again when it ends to add the rest", err=True)
 
 
 @app.command(epilog='Example:  dropbench check results/ci --baseline results/baselines/ci_sweep.csv --expect "l2 < none" --junit check.xml')
@@ -379,8 +370,6 @@ def check(
     console = _console(quiet)
     for table in check_tables(result, str(baseline)):
         console.print(table)
-    failed = [v for v in result.verdicts if not v.passed]
-    broken = [e for e in result.expectations if not e.passed]
     if result.updated:
         from dropbench.check import read_baseline
 
@@ -388,13 +377,11 @@ def check(
         console.print(baseline_table(keys, rows, f"baseline written: {baseline}", result.files))
     if junit is not None:
         typer.echo(f"junit: {junit}")
-    if failed or broken:
-        parts = [f"{len(failed)} of {len(result.verdicts)} group(s) failed ({', '.join(f'{v.label}: {v.verdict}' for v in failed[:3])})"] if failed else []
-        parts += [f"{len(broken)} expectation(s) do not hold ({'; '.join(e.text for e in broken)})"] if broken else []
-        _fail("check failed: " + "; ".join(parts), 1)
-    elif not result.updated:
-        typer.echo(f"check passed: {len(result.verdicts)} group(s) within seed noise and tolerance of {baseline}"
-                   + (f", {len(result.expectations)} expectation(s) hold" if result.expectations else ""))
+    verdict = result.message(str(baseline))
+    if not result.passed:
+        _fail(str(verdict), 1)
+    elif verdict is not None:
+        typer.echo(verdict)
 
 
 @app.command(
@@ -404,7 +391,8 @@ def check(
 )
 def tune(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides of the runs to tune (with -m, a sweep: each of its runs is tuned on its own).")] = None,
-    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'); repeat for more keys.")] = None,
+    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'), for every method; REG:KEY=VALUES for one regularizer's runs only (dropout:p=0.01,0.1  l2:weight_decay=1e-5,1e-4; with --budget, a range l2:weight_decay=1e-6..1e-2); repeat for more keys.")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Grid points per method: each regularizer's declared strength knob(s) spread evenly over its default range (log-spaced for scales), so every method gets N; every-method --over keys count towards it.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Select on this metric of the validation rows: test_mse, test_rmse, test_mc_mse, test_mc_rmse or test_ll (val_ll is accepted).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher).")] = None,
     multirun: Annotated[bool, _multirun("Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
@@ -425,20 +413,12 @@ def tune(
     with _user_errors():
         _config_dirs(config_dir)
     from dropbench import results
-    from dropbench import tune as tune_mod
+    from dropbench import tuning as tune_mod
 
     made: Optional[Path] = None  # a default folder made here, removed again if this fails before writing into it
     try:
         with _training_errors(lambda e: f"dropbench tune --resume {shlex.quote(str(p.out))}"):
-            if resume is not None:
-                if overrides or over or multirun:
-                    raise UserError("--resume finishes the tuning a folder records; drop the overrides, --over and -m")
-                p = tune_mod.plan_resume(resume)
-            else:
-                spec, out = tune_mod.make_spec(overrides or [], over or [], metric, better, multirun)
-                if out is None:
-                    out = made = results.default_out()
-                p = tune_mod.plan(spec, out.absolute())
+            p, made = tune_mod.plan_request(overrides or [], over or [], metric, better, multirun, resume, budget)
             console = _console(quiet)
 
             def progress(phase: str) -> Any:
@@ -456,7 +436,7 @@ def tune(
 def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     from rich.table import Table
 
-    from dropbench import tune as tune_mod
+    from dropbench import tuning as tune_mod
 
     s = t.search
     left = sum(c.n_failed for c in t.choices)
@@ -490,14 +470,91 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     console.print(f"the literature's table: {tune_mod.report_command(t)}", soft_wrap=True)
     typer.echo(f"tuned: {t.out / tune_mod.TUNED_CSV}")
     typer.echo(f"results: {t.out}")
-    problems = []
-    if t.failed_groups:
-        problems.append(f"{len(t.failed_groups)} of {len(t.choices)} group(s) could not be tuned (every grid point failed)")
-    failed = t.final.failed if t.final is not None else []
-    if failed:
-        problems.append(f"{len(failed)} of {len(t.final.rows)} final run(s) failed; first: {failed[0]['run_id']}: {failed[0]['reason']}")
-    if problems:
-        _failures("; ".join(problems), console, allow_failures)
+    if (problems := tune_mod.problems(t)) is not None:
+        _failures(problems, console, allow_failures)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="The literature's protocols as one command each: a sweep or tuning per data set, resumable, then the final table.")
+app.add_typer(bench_app, name="bench")
+
+
+def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], splits: int, epochs: Optional[int], out: Optional[Path],
+           fmt: str, allow_mixed_platforms: bool, allow_failures: bool, quiet: bool) -> None:
+    from dropbench import bench as bench_mod
+    from dropbench.report import render_report
+
+    protocol = bench_mod.PROTOCOLS[name]
+    folder = out or Path("results") / name.replace("-", "")
+    console = _console(quiet)
+    with _training_errors(lambda e: "the same dropbench bench command again"):
+        if fmt not in ("table", "markdown"):
+            raise UserError(f"unknown --format {fmt!r}: choose table or markdown")
+        plan = bench_mod.steps(protocol, folder, _split_keys(datasets), splits, epochs, overrides or [])
+        if not quiet:
+            for step in plan:  # what each data set runs, as one command a user could type
+                typer.echo(f"dropbench: $ {step.command(protocol)}", err=True)
+
+        def progress(phase: str) -> Any:
+            if not quiet:
+                console.print(f"{phase}: " + {"search": "the grid on the validation hold-out",
+                                                "final": "the chosen configs on the full training rows"}.get(phase.rsplit(" ", 1)[-1], "training"))
+            return _progress(console, quiet)
+
+        def done(ds: str, seconds: float, trained: int, skipped: int) -> None:
+            typer.echo(f"dropbench: {ds}: {seconds:.1f} s ({trained} run(s) trained, {skipped} already finished)", err=True)
+
+        outcome = bench_mod.execute(protocol, plan, progress, done, allow_mixed_platforms=allow_mixed_platforms)
+    with _user_errors():
+        reports = bench_mod.final_reports(outcome)
+    for rep in reports if not quiet else []:
+        rendered = render_report(rep, fmt)
+        if isinstance(rendered, str):
+            typer.echo(rendered)
+        else:
+            console.print(rendered)
+    typer.echo(bench_mod.walls_line(outcome.walls))
+    typer.echo(f"results: {folder}")
+    if outcome.failed:
+        _failures("; ".join(outcome.failed), console, allow_failures)
+
+
+_BENCH_OVERRIDES = typer.Argument(help="Overrides for every run (eval.mc_samples=1000 model.hidden=100 ...).")
+_BENCH_DATASETS = typer.Option("--datasets", help="Comma separated (default: all eight).")
+_BENCH_SPLITS = typer.Option("--splits", help="The first N of the 20 splits.")
+_BENCH_EPOCHS = typer.Option("--epochs", help="Epochs per run (default: the protocol's); the protocol evaluates once, at the end.")
+_BENCH_FORMAT = typer.Option("--format", "-f", help="table or markdown.")
+
+
+@bench_app.command("uci-2016", epilog="Example:  dropbench bench uci-2016 --datasets yacht,energy --splits 5 --out results/uci2016")
+def bench_uci_2016(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One folder per data set under it (default results/uci2016).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Gal & Ghahramani 2016's UCI protocol: their fixed p, tau and length-scale per data set, one sweep per data set (resumable), then the table (beside theirs where report can compare)."""
+    _bench("uci-2016", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
+
+
+@bench_app.command("uci-2018", epilog="Example:  dropbench bench uci-2018 --datasets yacht --splits 3 --epochs 400 eval.mc_samples=1000")
+def bench_uci_2018(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One tuning folder per data set under it (default results/uci2018).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs or groups failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """The 2018 re-run of the UCI protocol: p and tau tuned on each split over the data set's published grid (one dropbench tune per data set, resumable), then the table."""
+    _bench("uci-2018", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
 
 
 @app.command()

@@ -172,6 +172,12 @@ def _say(line: str) -> None:
     print(f"dropbench: {line}", file=sys.stderr, flush=True)
 
 
+def signal_delay_s(timeout_min: int) -> int:
+    """How long before the time limit SLURM warns a job (SIGUSR2): submitit's 90 s, or half the
+    limit where that is shorter, so that the warning never reaches a job still starting up."""
+    return min(90, timeout_min * 30)
+
+
 def _stop(signum: int) -> None:
     _say(f"{signal.Signals(signum).name}: this job stops; the runs it stored are kept")
     raise SystemExit(128 + signum)
@@ -313,6 +319,9 @@ def _submitit(cfgs: Sequence["RunConfig"], out: Path, launcher: "Launcher", on_r
         params.update(
             mem_gb=launcher.mem_gb, gpus_per_node=launcher.gpus_per_node,
             slurm_array_parallelism=launcher.array_parallelism, name="dropbench",
+            # submitit's warning comes 90 s before the limit; for a limit shorter than that it would
+            # come as the job starts, before any handler is installed, and kill it (SIGUSR2's default)
+            slurm_signal_delay_s=signal_delay_s(launcher.timeout_min),
         )
         if launcher.setup:
             params["slurm_setup"] = list(launcher.setup)

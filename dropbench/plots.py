@@ -68,6 +68,7 @@ class Sweep:
     curves: list[Row]
     pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
     files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
+    partial: str | None = None  # a sweep still running: what the figures show of it (results.Progress.note)
 
     @property
     def runs(self) -> list[Row]:
@@ -87,12 +88,15 @@ class Sweep:
         return list(out.values())
 
 
-def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
-    """Read runs.csv and curves.csv and group the successful runs (by `by` or the swept keys)."""
-    from dropbench.results import read_curves, read_runs
+def load_sweep(folder: Path, by: Sequence[str] | None = None, rows: Sequence[Row] | None = None,
+               curves: Sequence[Row] | None = None) -> Sweep:
+    """Read runs.csv and curves.csv (rebuilt from the run folders while a sweep is running) and
+    group the successful runs (by `by` or the swept keys). rows, curves: the folder's, where the
+    caller has read them already (the API's Sweep)."""
+    from dropbench.results import is_partial, progress, read_curves, read_runs
 
     folder = Path(folder)
-    rows = read_runs(folder)
+    rows = read_runs(folder, partial=True) if rows is None else list(rows)
     keys = by_keys(rows, by)
     ok = [r for r in rows if r.get("status") == "ok"]
     if not ok:
@@ -110,8 +114,9 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None) -> Sweep:
     for g, h in zip(groups, hue):
         g.colour = palette[h]
     ids = {r["run_id"] for r in ok}
-    curves = [c for c in read_curves(folder) if c["run_id"] in ids]
-    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files)
+    curves = [c for c in (read_curves(folder, partial=True) if curves is None else curves) if c["run_id"] in ids]
+    partial = progress(folder).note(folder) if is_partial(folder) else None
+    return Sweep(folder, keys, groups, len(rows) - len(ok), curves, pooled_note(pooled_configs(ok, keys), keys), files, partial)
 
 
 def _colours(n: int) -> list[Any]:
@@ -163,7 +168,7 @@ def settings(sweep: Sweep) -> str:
 
 def subtitle(sweep: Sweep, *extra: str) -> str:
     """describe(), the shared settings and notes, wrapped to fit a figure's width."""
-    lines = [describe(sweep), settings(sweep), sweep.pooled or "", *extra]
+    lines = [sweep.partial or "", describe(sweep), settings(sweep), sweep.pooled or "", *extra]
     return "\n".join(textwrap.fill(line, 110) for line in lines if line)
 
 
@@ -499,6 +504,20 @@ def path_figure(sweep: Sweep, key: str, metric: Metric | None = None, log: bool 
     return fig
 
 
+def build_figures(folder: Path, by: Sequence[str] | None = None, log: bool = False, seed: str | None = None,
+                  path: str | None = None, metric: str | None = None) -> "dict[str, Figure]":
+    """The figures make_plots writes, by file name (curves.png, final_test.png, fit.png where the
+    data is 1-D, path_KEY.png), unsaved: the HTML report embeds the same ones."""
+    sweep = load_sweep(Path(folder), by)
+    chosen = resolve_metric(sweep.runs, metric or DEFAULT_METRIC)
+    figures = {"curves.png": curves_figure(sweep, log), "final_test.png": final_test_figure(sweep, log)}
+    if (fit := fit_figure(sweep, seed)) is not None:
+        figures["fit.png"] = fit
+    for k in [path] if path else path_keys(sweep):
+        figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
+    return figures
+
+
 def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = None, log: bool = False,
                seed: str | None = None, path: str | None = None, metric: str | None = None) -> list[Path]:
     """Write curves.png, final_test.png, (1-D data) fit.png and path_KEY.png into `out`
@@ -510,22 +529,16 @@ def make_plots(folder: Path, out: Path | None = None, by: list[str] | None = Non
     out = Path(out) if out is not None else Path(folder) / "plots"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose another --out")
-    sweep = load_sweep(Path(folder), by)
-    chosen = resolve_metric(sweep.runs, metric or DEFAULT_METRIC)
-    figures = {"curves.png": curves_figure(sweep, log), "final_test.png": final_test_figure(sweep, log),
-               "fit.png": fit_figure(sweep, seed)}
-    for k in [path] if path else path_keys(sweep):
-        figures[f"path_{k}.png"] = path_figure(sweep, k, chosen, log)
+    figures = build_figures(Path(folder), by, log, seed, path, metric)
     paths: list[Path] = []
     created: list[Path] = []
     try:
         with writing("--out DIR", out):
             created = make_dirs(out)
             for name, fig in figures.items():
-                if fig is not None:
-                    with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
-                        fig.savefig(fh, format="png", dpi=DPI)
-                    paths.append(out / name)
+                with atomic_file(out / name) as fh:  # an interrupted plot leaves no half PNG
+                    fig.savefig(fh, format="png", dpi=DPI)
+                paths.append(out / name)
     except BaseException:
         if created:  # a folder this call made holds only its PNGs: none is left half a set
             for f in paths:

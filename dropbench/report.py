@@ -4,11 +4,12 @@ table, markdown, CSV or JSON (render). CSVs alone: no training, and nothing heav
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats
+from dropbench.analysis.crossdata import DEFAULT_ALPHA, CrossStats, check_posthoc
 from dropbench.analysis.grouping import by_keys, pooled_configs, pooled_note
 from dropbench.analysis.metrics import DEFAULT_METRIC, resolve_metric
 from dropbench.analysis.pairing import default_reference
@@ -16,12 +17,16 @@ from dropbench.analysis.platforms import summary_platforms
 from dropbench.analysis.selection import at_epoch, selection_note, test_chosen_metric_note
 from dropbench.analysis.spread import INTERVALS, check_interval
 from dropbench.analysis.summary import summarize
-from dropbench.analysis.taxonomy import DATA_SET_KEYS, Row, columns_of, key_str, sort_key
+from dropbench.analysis.taxonomy import DATA_SET_KEYS, Row, columns_of, key_str, ok, sort_key
 from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
 
+if TYPE_CHECKING:
+    from dropbench.analysis.budgets import Tuning
+    from dropbench.analysis.reference import Reference
+
 LAYOUTS = ("long", "wide")
-FORMATS = ("table", "markdown", "csv", "json")
+FORMATS = ("table", "markdown", "csv", "json")  # and html: dropbench.html_report, a layer above (it draws the plots)
 SORT_ALIASES = {"test": "test_mean", "train": "train_mean", "std": "test_std", "ci": "test_ci", "se": "test_se", "seeds": "n_seeds",
                 "paired": "paired_diff"}
 
@@ -38,6 +43,12 @@ class Report:
     stats: CrossStats | None = None  # the tests across data sets (wide layout)
     comparison: list[dict[str, Any]] | None = None  # against --reference, a record per matching cell
     citation: str = ""  # the reference's
+    # What the HTML report draws and lists beside the tables: the runs (each with its `sweep`
+    # label), the folders they were read from and those folders' labels.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    by: list[str] | None = None
 
 
 def cross_data_set_stats(summary: list[dict[str, Any]], keys: list[str], reference: dict[str, str] | None,
@@ -55,6 +66,16 @@ def cross_data_set_stats(summary: list[dict[str, Any]], keys: list[str], referen
         if posthoc is not None:
             raise
         return None, (None if len(w.rows) < 2 or len(w.cols) < 2 else f"no tests across data sets: {e}")
+
+
+def check_options(interval: str, layout: str, posthoc: str | None, alpha: float) -> None:
+    """The report's options, checked before any folder is read."""
+    check_interval(interval)
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
+    check_posthoc(posthoc or "wilcoxon", alpha)
+    if posthoc is not None and layout != "wide":
+        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
 
 
 def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort: str | None = None,
@@ -76,39 +97,56 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     """
     from dropbench import results
 
-    from dropbench.analysis.crossdata import check_posthoc
-
-    check_interval(interval)
-    if layout not in LAYOUTS:
-        raise UserError(f"unknown --layout {layout!r}: choose from {', '.join(LAYOUTS)}")
-    check_posthoc(posthoc or "wilcoxon", alpha)
-    if posthoc is not None and layout != "wide":
-        raise UserError("--posthoc compares groups across data sets, which the wide layout shows: add --layout wide")
+    check_options(interval, layout, posthoc, alpha)
     ref_table = None
     if reference_table is not None:
         from dropbench.analysis.reference import read_reference
 
         ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
-    running = [str(f) for f in folders if results.is_being_written(Path(f))]
+    curves = {label: (lambda folder=Path(folder): results.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
+    running = [Path(f) for f in folders if results.is_partial(Path(f))]
+    tunings = [t for f in folders if (t := results.read_tuning(Path(f))) is not None]  # a tune's final runs
+    return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
+                     posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders, tunings=tunings)
+
+
+def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, Callable[[], list[Row]]],
+              by: Sequence[str] | None = None, sort: str | None = None, descending: bool = False, epoch: int | str = "final",
+              interval: str = "ci95", layout: str = "long", metric: str = DEFAULT_METRIC, better: str | None = None,
+              select_on: str | None = None, running: Sequence[Path] = (), reference: Mapping[str, str] | None = None,
+              posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, ref_table: "Reference | None" = None,
+              folders: Sequence[Path] = (), tunings: "Sequence[Tuning]" = ()) -> Report:
+    """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
+    the library API's Sweep computes its summaries here, as the command does. curves: per label,
+    a function reading that folder's curves (only --epoch other than final reads them).
+    running: the folders a live dropbench is still writing (read partially: results.is_partial).
+    reference: the group paired differences are taken against (default: reg=none where present).
+    ref_table: a published table (analysis.reference.read_reference) set beside ours.
+    tunings: the tunings whose final runs these are (results.read_tuning): their budgets."""
+    from dropbench import results
+
+    check_options(interval, layout, posthoc, alpha)
     chosen = resolve_metric(rows, metric, better)
     if epoch != "final" or select_on is not None:
         by_label: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             by_label.setdefault(r["sweep"], []).append(r)
-        rows = [r for folder, label in zip(folders, labels)
-                for r in at_epoch(by_label.get(label, []), results.read_curves(Path(folder)), epoch, chosen, select_on)]
+        rows = [r for label in labels for r in at_epoch(by_label.get(label, []), curves[label](), epoch, chosen, select_on)]
     keys = by_keys(rows, by)
-    if len(folders) > 1 and "sweep" not in keys:
+    if len(labels) > 1 and "sweep" not in keys:
         keys.append("sweep")
     per_data_set: list[str] = []
     if layout == "wide":  # a row names its data set even where the sweep has only one
         keys += [k for k in DATA_SET_KEYS if k not in keys and any(key_str(r.get(k)) for r in rows)
                  and len({key_str(r.get(k)) for r in rows}) == 1]
         keys, per_data_set = wide_keys(rows, keys)
-        # one folder per data set (scripts/uci_2018.py): the folder names nothing the row does not
+        # one folder per data set (dropbench bench): the folder names nothing the row does not
         per_data_set = [k for k in per_data_set if k != "sweep"]
-    reference = default_reference(rows, keys)
+    if reference is None:
+        reference = default_reference(rows, keys)
+    else:
+        reference = check_reference(rows, keys, reference)
     summary = summarize(rows, keys, reference, chosen)
     field_ = INTERVALS[interval]
     for s in summary:
@@ -122,9 +160,8 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
-    if running:
-        notes.append(f"note: {', '.join(running)} is still being written by a running dropbench; this reports the runs "
-                     f"its {results.RUNS_CSV} listed when last written")
+    notes += tuning_notes(tunings, rows, summary, keys)
+    notes += [results.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     stats = None
     if layout == "wide":
         stats, why_not = cross_data_set_stats(summary, keys, reference, posthoc, alpha)
@@ -137,17 +174,42 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
         comparison = compare(summary, keys, reference, ref_table)
     if sort is not None:
         summary = sorted_by(summary, sort, descending, keys, reference)
-    elif len(folders) > 1:  # the same group from each folder on adjacent lines
+    elif len(labels) > 1:  # the same group from each folder on adjacent lines
         summary = sorted(summary, key=lambda r: [sort_key(r[k]) for k in keys])
     at = {"final": "final epoch", "best": "each run's best epoch"}.get(str(epoch), f"epoch {epoch}")
     title = f"dropbench report: {', '.join(labels)} ({at})"
     return Report(summary, keys, reference, title, notes, interval, layout, stats, comparison,
-                  ref_table.citation if ref_table is not None else "")
+                  ref_table.citation if ref_table is not None else "", rows=rows, folders=[Path(f) for f in folders],
+                  labels=labels, by=None if by is None else list(by))
 
 
-def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
+def check_reference(rows: Sequence[Row], keys: Sequence[str], reference: Mapping[str, str]) -> dict[str, str]:
+    """A reference group as given (the API's paired(reference=...)): grouping keys, and a group the runs have."""
+    ref = {k: key_str(v) for k, v in reference.items()}
+    unknown = [k for k in ref if k not in keys]
+    if unknown:
+        raise UserError(f"reference key {', '.join(unknown)} is not a grouping key; choose from {', '.join(keys)} (or group by it with by=)")
+    if not any(ok(r) and all(key_str(r.get(k)) == v for k, v in ref.items()) for r in rows):
+        raise UserError(f"no finished run has {' '.join(f'{k}={v}' for k, v in ref.items())}; choose a reference group the runs have")
+    return ref
+
+
+def tuning_notes(tunings: "Sequence[Tuning]", rows: Sequence[Row], summary: list[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """For the final runs of dropbench tune (results.read_tuning): each group's grid points and edge
+    hits (into the summary) and the caption lines on budgets (analysis.budgets); nothing for plain runs."""
+    from dropbench.analysis import budgets
+
+    if not tunings:
+        return []
+    groups = budgets.tallies(rows, tunings, keys)
+    budgets.annotate(summary, groups, keys)
+    return budgets.notes(budgets.by_method(groups, keys), [t.source for t in tunings if t.source])
+
+
+def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list[Row], list[str]]:
     """Every run of the folders, each with its folder's label in a `sweep` column, and the
-    labels: the folders' names, or their paths where two share a name."""
+    labels: the folders' names, or their paths where two share a name. require_ok: a folder
+    whose runs all failed is an error (AllRunsFailed), as there is nothing to summarize."""
     from dropbench import results
 
     if not folders:
@@ -161,11 +223,17 @@ def read_folders(folders: Sequence[Path]) -> tuple[list[Row], list[str]]:
         labels = [str(f) for f in folders]
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
-        mine = results.read_runs(Path(folder))
-        if not any(r.get("status") == "ok" for r in mine):
-            raise AllRunsFailed(all_failed(folder, mine))
+        mine = results.read_runs(Path(folder), partial=True)
+        if require_ok:
+            some_ok(folder, mine)
         rows += [{**r, "sweep": label} for r in mine]
     return rows, labels
+
+
+def some_ok(folder: Path, rows: Sequence[Row]) -> None:
+    """A folder's runs have something to summarize: not every one failed (AllRunsFailed says why)."""
+    if not any(r.get("status") == "ok" for r in rows):
+        raise AllRunsFailed(all_failed(folder, rows))
 
 
 def sorted_by(summary: list[Row], sort: str, descending: bool, keys: Sequence[str], reference: dict[str, str] | None) -> list[Row]:
@@ -205,7 +273,9 @@ def render_report(rep: Report, fmt: str) -> "str | Any":
     records after the summary's, told apart by their `table` field (friedman, rank, pair, clique,
     reference)."""
     if fmt not in FORMATS:
-        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}")
+        if fmt == "html":  # not text render/ can build: it draws plots
+            raise UserError("the html page is built by dropbench.html_report.report_html(report)")
+        raise UserError(f"unknown --format {fmt!r}: choose from {', '.join(FORMATS)}, html")
     main = _render_main(rep, fmt)
     if rep.stats is None and not rep.comparison:
         return main
@@ -247,3 +317,16 @@ def _render_main(rep: Report, fmt: str) -> "str | Any":
     if fmt == "csv":
         return records.summary_csv(rep.summary)
     return records.summary_json(rep.summary)
+
+
+def as_text(rendered: "str | Any", width: int = 200) -> str:
+    """A rendered report as text: a rich table drawn without colours, `width` columns wide
+    (report -o FILE, the API's Sweep.report); text formats as they are."""
+    if isinstance(rendered, str):
+        return rendered
+    from rich.console import Console
+
+    with open(os.devnull, "w") as devnull:
+        con = Console(record=True, width=width, file=devnull)
+        con.print(rendered)
+        return con.export_text()

@@ -43,10 +43,11 @@ from dropbench.errors import UserError
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from dropbench.analysis.budgets import Tuning
     from dropbench.config import RunConfig
 
 RUNS_CSV, CURVES_CSV, RUNS_DIR = "runs.csv", "curves.csv", "runs"
-# A tuning's folder (tune.py): its spec, and a results folder for each phase. Named here, with
+# A tuning's folder (tuning.py): its spec, and a results folder for each phase. Named here, with
 # the sweep folder's files, so that a reader told a tuning's folder can say where its runs are.
 TUNE_FILE, SEARCH_DIR, FINAL_DIR = "tune.yaml", "search", "final"
 
@@ -102,9 +103,36 @@ def _holds(path: Path, text: str) -> bool:
 
 
 def config_yaml(cfg: "RunConfig") -> str:
+    """A run's config.yaml: yaml.safe_dump's text. Where every string is short printable ASCII,
+    libyaml's emitter writes the same text several times faster (it wraps long lines and escapes
+    other characters otherwise); tests/test_sweep_fast.py compares the two."""
     import yaml
 
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    d = cfg.to_dict()
+    fast = getattr(yaml, "CSafeDumper", None)
+    if fast is None or not all(_plain_ascii(s) for s in _strings(d)):
+        return yaml.safe_dump(d, sort_keys=False)
+    return yaml.dump(d, Dumper=fast, sort_keys=False)
+
+
+_PLAIN_ASCII = re.compile(r"[ -~]{0,40}")
+
+
+def _plain_ascii(s: str) -> bool:
+    return _PLAIN_ASCII.fullmatch(s) is not None
+
+
+def _strings(d: Any) -> Iterator[str]:
+    """Every string in a config dict, keys included."""
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(d, list):
+        for v in d:
+            yield from _strings(v)
+    elif isinstance(d, str):
+        yield d
 
 
 @cache
@@ -268,16 +296,67 @@ def folder_lock(out: Path) -> Iterator[None]:
 RUNNING = ".running"  # flock'ed (shared) by every process training runs into the folder
 
 
+PLAN = "plan"  # .plan.<host>-<pid>.<random>.tmp: the run ids a live writer is training (training_into)
+
+
 @contextmanager
-def training_into(out: Path) -> Iterator[None]:
+def training_into(out: Path, plan: Iterable[str] = ()) -> Iterator[None]:
     """Held while this process trains runs into `out` and rebuilds its CSVs, so that report can
     tell a sweep in progress from one that was stopped. A lock, not a marker file: it goes with
-    the process however that ends (kill -9 included), and concurrent writers share it."""
+    the process however that ends (kill -9 included), and concurrent writers share it.
+
+    `plan`: the run ids this process trains, listed in a temporary file of this process's own
+    (removed when the block ends; a killed process's is a leftover that readers skip), so that a
+    report of the folder meanwhile can say how many runs are still to come (progress)."""
     import fcntl
 
     with open(out / RUNNING, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_SH)
-        yield
+        listed = None
+        ids = list(plan)
+        if ids:
+            fd, listed = tempfile.mkstemp(dir=out, prefix=f".{PLAN}.{owner()}.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                f.write("".join(f"{i}\n" for i in ids))
+        try:
+            yield
+        finally:
+            if listed is not None:
+                unlink_quietly(Path(listed))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A folder's runs as a reader sees them while a sweep may be training into it."""
+
+    running: bool  # a live dropbench is training into it (is_being_written)
+    finished: int  # runs stored, whatever their status
+    failed: int
+    to_come: int  # runs the live writers plan that are not stored yet (0 where none says)
+
+    def note(self, folder: Path | str) -> str:
+        failed = f", {self.failed} of them failed" if self.failed else ""
+        left = f"{self.to_come} still running or queued" if self.to_come else "how many are still to come is not recorded"
+        return (f"partial: {folder} is still being written by a running dropbench; this shows the {self.finished} run(s) "
+                f"finished so far{failed}; {left}")
+
+
+def progress(out: Path) -> Progress:
+    """How far a sweep being written has come: its stored runs, and the planned ones of every
+    live writer (their plan files) not stored yet."""
+    out = Path(out)
+    try:  # what a partial read shows: the run folders, and runs an earlier command's runs.csv lists
+        rows = {r["run_id"]: r for r in _live_rows(out, RUNS_CSV, RUNS_REQUIRED)}
+    except UserError:  # a damaged runs.csv: the run folders alone
+        rows = stored_rows(out)
+    planned: set[str] = set()
+    for f in out.glob(f".{PLAN}.*.tmp"):
+        if _is_leftover(f):
+            continue
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            planned.update(f.read_text().split())
+    return Progress(is_being_written(out), len(rows), sum(1 for r in rows.values() if r.get("status") != "ok"),
+                    len(planned - set(rows)))
 
 
 def is_being_written(out: Path) -> bool:
@@ -372,14 +451,31 @@ def consolidate(out: Path, plan: Iterable[str] = ()) -> list[dict[str, Any]]:
     already hold what they would be rebuilt to, nothing is written (nor locked): a finished
     folder is only read, so it may be read-only."""
     plan = list(plan)
+    seen = _state(out)
     rows, texts = _tables(out, plan)
     if all(_holds(out / name, text) for name, text in texts.items()):
         return rows
     with folder_lock(out):
-        rows, texts = _tables(out, plan)
+        if _state(out) != seen:  # another writer stored or replaced runs meanwhile: read them again
+            rows, texts = _tables(out, plan)
         for name, text in texts.items():
             write_if_changed(out / name, text)
         return rows
+
+
+def _state(out: Path) -> tuple[tuple[tuple[str, int], ...], bytes | None]:
+    """What _tables reads, cheaply: each run folder by name and inode (writers only ever rename a
+    complete folder into place, so a stored or replaced run is a new inode) and runs.csv's bytes."""
+    try:
+        with os.scandir(out / RUNS_DIR) as it:
+            dirs = tuple(sorted((e.name, e.inode()) for e in it if not e.name.startswith(".")))
+    except OSError:
+        dirs = ()
+    try:
+        listed = (out / RUNS_CSV).read_bytes()
+    except OSError:
+        listed = None
+    return dirs, listed
 
 
 def _tables(out: Path, plan: list[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -521,18 +617,19 @@ class Wording:
 
 
 def read_csv(path: Path, required: Sequence[str], fix: str, cells: Mapping[str, Callable[[str], Any]] = CELLS,
-             file: str | None = None, wording: Wording = Wording()) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+             file: str | None = None, wording: Wording = Wording(), text: str | None = None) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """The header of a CSV this tool wrote, and its rows, each with its line number and its
     `cells` parsed (column -> parser raising ValueError; other cells are kept as written). Any
     damage is a one-line UserError worded by `wording`, naming the file as `file` (default: its
-    path) and ending in `fix`."""
+    path) and ending in `fix`. `text`: the file's contents, built in memory (a sweep still
+    running, read from its run folders), in place of reading `path`."""
     def damage(template: str, **fields: Any) -> UserError:
         return UserError(template.format(file=path if file is None else file, path=path, fix=fix, **fields))
 
-    if not path.is_file():
+    if text is None and not path.is_file():
         raise damage(wording.missing)
     try:
-        with path.open(newline="") as fh:
+        with (io.StringIO(text, newline="") if text is not None else path.open(newline="")) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if not header:
@@ -600,17 +697,72 @@ def _why_no_runs(folder: Path) -> str:
     return f"{folder} holds no {RUNS_CSV}; give a folder written by dropbench run"
 
 
-def read_runs(folder: Path) -> list[dict[str, Any]]:
-    """runs.csv of a results folder, one dict per run."""
-    _, lines = read_csv(_sweep_folder(Path(folder)) / RUNS_CSV, ("run_id", "seed", "final_train_mse", "final_test_mse", "status"),
-                        READ_FIX)
+RUNS_REQUIRED = ("run_id", "seed", "final_train_mse", "final_test_mse", "status")
+
+
+def is_partial(folder: Path) -> bool:
+    """Whether reading `folder` with partial=True reads its run folders: a live writer trains into it."""
+    return Path(folder).is_dir() and is_being_written(Path(folder))
+
+
+def _live_rows(folder: Path, name: str, required: Sequence[str]) -> list[dict[str, Any]]:
+    """A CSV of a folder being written, as it would be rebuilt now from the run folders stored so
+    far, after the rows its file (from an earlier command) lists of runs not stored there."""
+    text = _tables(folder, [])[1][name]
+    _, built = read_csv(folder / name, required, READ_FIX, text=text)
+    rows = [row for _, row in built]
+    if (folder / name).is_file():
+        have = {r["run_id"] for r in rows}
+        _, listed = read_csv(folder / name, required, READ_FIX)
+        rows = [row for _, row in listed if row["run_id"] not in have] + rows
+    return rows
+
+
+def read_runs(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
+    """runs.csv of a results folder, one dict per run. partial: a folder a live dropbench is
+    still training into is read from its run folders (what has finished so far; progress says
+    how much is still to come) rather than refused or read from a runs.csv not yet rebuilt."""
+    folder = Path(folder)
+    if partial and is_partial(folder):
+        rows = _live_rows(folder, RUNS_CSV, RUNS_REQUIRED)
+        if not rows:
+            raise UserError(f"{folder} is still being written by a running dropbench and no run has finished yet; "
+                            "give the folder again when one has")
+        return rows
+    _, lines = read_csv(_sweep_folder(folder) / RUNS_CSV, RUNS_REQUIRED, READ_FIX)
     rows = [row for _, row in lines]
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
 
 
-def read_curves(folder: Path) -> list[dict[str, Any]]:
-    """curves.csv of a results folder, one dict per (run, evaluated epoch)."""
-    _, lines = read_csv(_sweep_folder(Path(folder)) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
+def read_tuning(folder: Path) -> "Tuning | None":
+    """The tuning whose final runs a folder holds (OUT/final beside OUT/tune.yaml and OUT/tuned.csv):
+    its tuned.csv and the source of its grids; None for a folder of plain runs. Read as data only."""
+    import yaml
+
+    from dropbench.analysis.budgets import Tuning
+
+    folder = Path(folder)
+    out = folder.resolve().parent
+    tuned = out / "tuned.csv"
+    if folder.resolve().name != FINAL_DIR or not (out / TUNE_FILE).is_file() or not tuned.is_file():
+        return None
+    try:
+        with tuned.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        spec = yaml.safe_load((out / TUNE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, csv.Error, yaml.YAMLError) as e:
+        raise UserError(f"{out}: cannot read the tuning beside {folder} ({type(e).__name__}: {e}); run dropbench tune --resume "
+                        f"{shlex.quote(str(out))} to write it again") from None
+    source = spec.get("source") if isinstance(spec, dict) else None
+    return Tuning(rows, str(source) if source else None, str(out))
+
+
+def read_curves(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
+    """curves.csv of a results folder, one dict per (run, evaluated epoch); partial as read_runs."""
+    folder = Path(folder)
+    if partial and is_partial(folder):
+        return _live_rows(folder, CURVES_CSV, ("run_id", *CURVE_REQUIRED))
+    _, lines = read_csv(_sweep_folder(folder) / CURVES_CSV, ("run_id", *CURVE_REQUIRED), READ_FIX)
     return [row for _, row in lines]

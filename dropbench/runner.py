@@ -32,6 +32,13 @@ class RunOutcome:
     def failed(self) -> list[dict[str, Any]]:
         return [r for r in self.rows if r["status"] != "ok"]
 
+    def failures(self) -> str | None:
+        """What failed, in one line (`run` exits 1 with it); None where every run finished."""
+        if not self.failed:
+            return None
+        first = self.failed[0]
+        return f"{len(self.failed)} of {len(self.rows)} run(s) failed; first: {first['run_id']}: {first['reason']}"
+
 
 SWEEP_FILE = "sweep.yaml"
 
@@ -95,6 +102,33 @@ def plan(overrides: Sequence[str], multirun: bool = False) -> tuple[list["RunCon
     for cfg in derive.resolve(cfg for cfg, _ in loaded):
         cfgs.setdefault(cfg.run_id, cfg)
     return list(cfgs.values()), loaded[0][1]
+
+
+@dataclass
+class Request:
+    """What one `dropbench run` (or the API's run()) asks for: the runs, their launcher, the
+    command sweep.yaml records (None: --resume replays the recorded ones) and the folder given
+    (None: the runs' out=, else a new results/<timestamp>)."""
+
+    cfgs: list["RunConfig"]
+    launcher: "Launcher | None"
+    command: dict[str, Any] | None
+    out: Path | None = None
+
+
+def plan_request(overrides: Sequence[str] = (), multirun: bool = False, from_run: str | Path | None = None,
+                 resume: str | Path | None = None, append: bool = False) -> Request:
+    """Plan a run as typed: overrides (with -m a sweep), --from a stored run, or --resume a folder."""
+    if resume is not None and (overrides or multirun or from_run is not None or append):
+        raise UserError("--resume finishes the sweeps a results folder records; drop the overrides, -m, --from and --append")
+    if from_run is not None:
+        one = reproduce(from_run, overrides, multirun)
+        return Request([one], None, from_command(from_run, one))
+    if resume is not None:
+        cfgs, launcher, _ = plan_resume(resume)
+        return Request(cfgs, launcher, None, Path(resume))  # the folder as given, though planned from recorded directories
+    cfgs, launcher = plan(overrides, multirun)
+    return Request(cfgs, launcher, command_of(overrides, multirun))
 
 
 # --- the folder's record of the commands that ran into it (sweep.yaml) ----------------------
@@ -492,7 +526,7 @@ def execute(
     try:
         if todo:
             with results.writing(option, out):
-                holding.enter_context(results.training_into(out))
+                holding.enter_context(results.training_into(out, [c.run_id for c in todo]))
                 launchers.launch(todo, out, launcher or LocalLauncher(), stored)
     except BaseException as e:  # Ctrl-C, a full disk, a bug: what finished is kept and listed first
         error = e

@@ -19,7 +19,19 @@ inputs and after the activation, L2 on the weights only, Adam lr 1e-3), for each
     chunk step of the chunks (c) trains. The split files come from $DROPBENCH_UCI_DIR (else the
     download cache); where they are missing the script says so in one line and exits 2.
 
---workload all: both.
+--workload bookkeeping: planning and storing alone, in ms per run, for a 10,000-run one-epoch sweep
+of a built-in data set (noisy_linear seed=range(10000)) and a UCI grid (+experiment=uci_mc_dropout_2018,
+20 splits x 4 p x 3 tau, where the split files are there): plan (runner.plan: compose, validate,
+derive, run ids) and store (results.write_run per run, with the one-row curve a one-epoch run has,
+then results.consolidate). Against it, in the same rounds: planning by composing each job with
+Hydra alone (config.load_job per job, the path before templates), on the first 1,000 jobs.
+Each measurement is its own subprocess; rounds are interleaved, figures are medians.
+
+--workload concrete: the cost of a training step of concrete_dropout against dropout's, on the default
+network (noisy_linear, hidden 300, depth 2, full batch), one chunk of 10 runs each, one thread,
+interleaved rounds in one process, medians (issue 19, goal 4: within 2x).
+
+--workload all: seed and uci.
 
 Each variant runs in its own subprocess, so the wall times include interpreter start-up and
 imports, and peak memory is that process tree's largest resident set. Training throughput
@@ -40,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -614,10 +627,150 @@ def seed_main(args: argparse.Namespace) -> None:
           f"10x over (a) needs training in {a['train'] / 10:.2f} s, (c) took {c['train']:.2f} s")
 
 
+# ---- bookkeeping: planning and storing (issue 19, goal 5) --------------------------------------
+BOOKKEEPING_SWEEPS = {
+    "noisy_linear": ["data=noisy_linear", "epochs=1", "seed=range({n})"],
+    "uci 2018 grid": ["+experiment=uci_mc_dropout_2018", "data.dataset=yacht", "data.split=range(20)",
+                      "p=0.005,0.01,0.05,0.1", "eval.tau=0.25,0.5,0.75", "epochs=1", "seed=range({m})"],
+}
+PER_JOB_RUNS = 1000  # the per-job baseline plans this many jobs of each sweep (it is slow)
+
+
+def bookkeeping_child(sweep: str, n: int, per_job: bool) -> dict[str, float]:
+    """One measurement, in this process: seconds to plan `n` runs of a sweep, and with the
+    template path, to store them (write_run each, then consolidate)."""
+    import itertools
+    import shutil
+
+    import torch  # noqa: F401  (imported by any training process anyway: kept out of the figures)
+
+    from dropbench import derive, results, runner
+    from dropbench.config import expand_sweep, load_job
+    from dropbench.engines.result import RunResult
+
+    results._platform("cpu")  # the platform columns, read once per process (imports torch's config)
+    words = [w.format(n=n, m=max(1, n // 240)) for w in BOOKKEEPING_SWEEPS[sweep]]
+    t0 = time.perf_counter()
+    if per_job:
+        jobs = list(itertools.islice(expand_sweep(words), n))
+        cfgs = derive.resolve(load_job(j)[0] for j in jobs)
+        _ = [c.run_id for c in cfgs]
+        return {"plan": time.perf_counter() - t0, "runs": len(cfgs)}
+    cfgs, _ = runner.plan(words, multirun=True)
+    cfgs = cfgs[:n]
+    t1 = time.perf_counter()
+    out = Path(tempfile.mkdtemp(prefix="dropbench-bookkeeping-"))
+    try:
+        for cfg in cfgs:
+            r = RunResult(cfg)
+            r.add_eval(1, 0.25, 0.5, 0.25, 1.0)
+            results.write_run(out, r)
+        t2 = time.perf_counter()
+        results.consolidate(out, [c.run_id for c in cfgs])
+        t3 = time.perf_counter()
+        # The storing floor: the same folders and files (the first run's bytes) made, written and
+        # renamed into place with nothing else, in the same process and folder.
+        first = out / results.RUNS_DIR / cfgs[0].run_id
+        files = {f.name: f.read_bytes() for f in first.iterdir()}
+        floor_dir = out / "floor"
+        floor_dir.mkdir()
+        t4 = time.perf_counter()
+        for i in range(len(cfgs)):
+            tmp = floor_dir / f".{i}"
+            tmp.mkdir()
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+            os.replace(tmp, floor_dir / str(i))
+        t5 = time.perf_counter()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"plan": t1 - t0, "write": t2 - t1, "consolidate": t3 - t2, "fs_floor": t5 - t4, "runs": len(cfgs)}
+
+
+def bookkeeping_main(args: argparse.Namespace) -> None:
+    import statistics
+
+    n = 500 if args.quick else args.runs
+    rounds = 1 if args.quick else args.rounds
+    sweeps = ["noisy_linear"]
+    if missing_uci_files(UciPlan(datasets=("yacht",), splits=20, batch_sizes=(128,), epochs=1)) is None:
+        sweeps.append("uci 2018 grid")
+    else:
+        print("(the UCI split files are missing: the UCI sweep is left out; set DROPBENCH_UCI_DIR)", file=sys.stderr)
+    me = [sys.executable, os.path.abspath(__file__), "--workload=bookkeeping"]
+    got: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    for r in range(rounds):
+        for sweep in sweeps:
+            for per_job in (False, True):
+                runs = min(n, PER_JOB_RUNS) if per_job else n
+                print(f"round {r + 1}/{rounds}: {sweep}, {'per-job composition' if per_job else 'plan + store'}, "
+                      f"{runs} runs ...", file=sys.stderr, flush=True)
+                cmd = [*me, f"--variant=bookkeeping:{sweep}:{int(per_job)}", f"--runs={runs}"]
+                m = measure(cmd)
+                got.setdefault((sweep, per_job), []).append(json.loads(m["out"].strip().splitlines()[-1]))
+    print(f"\nBookkeeping: ms per run, medians of {rounds} interleaved round(s), each measurement its own process")
+    hdr = (f"{'sweep':15} {'runs':>6} {'plan':>7} {'write':>7} {'consol.':>7} {'total':>7} {'per-job plan':>13} "
+           f"{'plan ratio':>11} {'files floor':>12} {'write/floor':>12}")
+    print(hdr)
+    print("-" * len(hdr))
+    for sweep in sweeps:
+        fast, slow = got[sweep, False], got[sweep, True]
+        ms = lambda rows, k: statistics.median(1e3 * x[k] / x["runs"] for x in rows)  # noqa: E731
+        plan, write, cons, per_job = ms(fast, "plan"), ms(fast, "write"), ms(fast, "consolidate"), ms(slow, "plan")
+        ratio = statistics.median(  # per round, side by side
+            (s["plan"] / s["runs"]) / (f["plan"] / f["runs"]) for f, s in zip(fast, slow))
+        floor = ms(fast, "fs_floor")
+        to_floor = statistics.median(f["write"] / f["fs_floor"] for f in fast)
+        print(f"{sweep:15} {int(fast[0]['runs']):6} {plan:7.2f} {write:7.2f} {cons:7.2f} {plan + write + cons:7.2f} "
+              f"{per_job:13.2f} {ratio:10.1f}x {floor:12.2f} {to_floor:11.1f}x")
+    print("goal: plan + store at most 2 ms per run (issue 19, goal 5). per-job plan: composing each job with Hydra "
+          f"(the first {PER_JOB_RUNS} jobs); files floor: making a run's folder and files with nothing else "
+          "(what write can never go below on this disk); plan includes Hydra's start-up")
+
+
+def concrete_main(args: argparse.Namespace) -> None:
+    import statistics
+
+    import torch
+
+    from dropbench import runner
+    from dropbench.engines.program import Chunk
+
+    torch.set_num_threads(1)
+    chunks = {}
+    for reg in ("dropout", "concrete_dropout"):
+        cfgs, _ = runner.plan([f"reg={reg}", "epochs=1", "seed=range(10)"], multirun=True)
+        chunks[reg] = Chunk(cfgs, len(cfgs))
+    steps, rounds = (5, 3) if args.quick else (30, args.rounds * 3)
+
+    def per_step(chunk: Any) -> float:
+        t = time.perf_counter()
+        for _ in range(steps):
+            chunk.step(False)
+        return (time.perf_counter() - t) / steps
+
+    for chunk in chunks.values():
+        per_step(chunk)  # warm
+    got: dict[str, list[float]] = {r: [] for r in chunks}
+    for _ in range(rounds):
+        for reg, chunk in chunks.items():
+            got[reg].append(per_step(chunk))
+    ratio = statistics.median(c / d for d, c in zip(got["dropout"], got["concrete_dropout"]))
+    print(f"\nconcrete_dropout against dropout: a chunk of 10 runs, hidden 300, depth 2, 20 rows, one thread, "
+          f"{rounds} interleaved rounds of {steps} steps")
+    for reg, ts in got.items():
+        print(f"  {reg:17} {1e3 * statistics.median(ts):8.2f} ms per chunk step")
+    print(f"  ratio {ratio:.2f}x (median of the rounds' ratios; goal: at most 2x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=("seed", "uci", "all"), default="seed",
-                    help="seed: the default 50-run sweep (default); uci: the UCI mini-batch workload; all: both")
+    ap.add_argument("--workload", choices=("seed", "uci", "bookkeeping", "concrete", "all"), default="seed",
+                    help="seed: the default 50-run sweep (default); uci: the UCI mini-batch workload; "
+                         "bookkeeping: planning and storing per run; concrete: concrete_dropout's step against dropout's; "
+                         "all: seed and uci")
+    ap.add_argument("--runs", type=int, default=10_000, help="bookkeeping: runs per sweep (default 10,000)")
+    ap.add_argument("--rounds", type=int, default=3, help="bookkeeping: interleaved rounds (default 3)")
     ap.add_argument("--seeds", type=int, default=10, help="seed workload: seeds per regularizer")
     ap.add_argument("--epochs", type=int, help="epochs per run (seed workload 500, uci 20)")
     ap.add_argument("--quick", action="store_true",
@@ -629,6 +782,16 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.workload == "concrete":
+        concrete_main(args)
+        return
+    if args.workload == "bookkeeping":
+        if args.variant and args.variant.startswith("bookkeeping:"):
+            _, sweep, per_job = args.variant.split(":")
+            print(json.dumps(bookkeeping_child(sweep, args.runs, per_job == "1")))
+        else:
+            bookkeeping_main(args)
+        return
     if args.workload in ("seed", "all") and args.variant != "uci-loop":
         seed_args = argparse.Namespace(**vars(args))
         if args.quick:

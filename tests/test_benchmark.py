@@ -90,3 +90,10 @@ def test_the_loop_takes_the_planned_steps(bm, monkeypatch, uci_dir):
 def test_floor_measures_each_part(bm):
     (f,) = bm.uci_floor([(2, 10, 3, 4)], reps=1)  # 2 members, 10 rows of 3 inputs, batches 4, 4, 2
     assert set(f) == {"matmuls", "adam", "masks", "floor"} and all(v > 0 for v in f.values())
+
+
+def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm):
+    fast = bm.bookkeeping_child("noisy_linear", 7, per_job=False)
+    assert fast["runs"] == 7 and all(fast[k] > 0 for k in ("plan", "write", "consolidate", "fs_floor"))
+    slow = bm.bookkeeping_child("noisy_linear", 7, per_job=True)
+    assert slow["runs"] == 7 and slow["plan"] > 0

@@ -246,3 +246,22 @@ def test_the_shipped_2016_table_and_bad_references(tmp_path):
         assert res.exit_code == 2 and says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
     res = runner.invoke(app, ["report", d, "--reference", "gal2017"])
     assert res.exit_code == 2 and "not a shipped reference (gal2016)" in res.stderr
+
+
+def test_the_api_carries_the_tests_and_the_reference_comparison_the_command_prints(tmp_path):
+    import dropbench as db
+
+    d = uci_folder(tmp_path)
+    sweep = db.load(d)
+    tests = sweep.wide(posthoc="nemenyi").attrs["tests"]
+    records = json.loads(runner.invoke(app, ["report", str(d), "--layout", "wide", "--posthoc", "nemenyi", "--format", "json"]).stdout)
+    fr = next(r for r in records if r.get("table") == "friedman")
+    assert tests.friedman.statistic == pytest.approx(fr["statistic"]) and tests.cd == pytest.approx(2.344 * (12 / 36) ** 0.5, abs=1e-3)
+    with pytest.raises(db.UserError, match="need at least 6 data sets"):
+        db.load(uci_folder(tmp_path, sets=4, name="four")).wide(posthoc="wilcoxon")
+    ref = tmp_path / "ref.csv"
+    ref.write_text("dataset,metric,mean,se,n\nset0,test_mc_rmse,2.0,0.1,20\n")
+    cmp = sweep.compare(ref, metric="test_mc_rmse")
+    by_cli = [r for r in json.loads(runner.invoke(app, ["report", str(d), "--metric", "test_mc_rmse", "--reference", str(ref),
+                                                         "--format", "json"]).stdout) if r.get("table") == "reference"]
+    assert sorted(cmp["group"]) == sorted(r["group"] for r in by_cli) and list(cmp["z"]) == pytest.approx([r["z"] for r in by_cli])

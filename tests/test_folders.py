@@ -6,6 +6,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -94,7 +96,7 @@ def store(folder: Path, run_id: str, status: str = "ok", reason: str = "") -> No
 
 
 HOLD = "import sys; from pathlib import Path; from dropbench import results\n" \
-       "with results.training_into(Path(sys.argv[1])):\n    print('held', flush=True); sys.stdin.read()"
+       "with results.training_into(Path(sys.argv[1]), sys.argv[2:]):\n    print('held', flush=True); sys.stdin.read()"
 
 
 @pytest.fixture
@@ -105,8 +107,8 @@ def holder():
 
     procs = []
 
-    def hold(folder: Path) -> subprocess.Popen:
-        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    def hold(folder: Path, plan: tuple[str, ...] = ()) -> subprocess.Popen:
+        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), *plan], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert p.stdout.readline() == "held\n"
         procs.append(p)
         return p
@@ -117,8 +119,9 @@ def holder():
         p.wait()
 
 
-@pytest.mark.parametrize("command", [["report"], ["plot"], ["check", "--baseline", "b.csv"]])
+@pytest.mark.parametrize("command", [["check", "--baseline", "b.csv"]])
 def test_a_sweep_still_running_is_said_to_be_running(tmp_path, holder, command):
+    """check judges a finished sweep only; report and plot show what has finished (below)."""
     out = tmp_path / "sweep"
     store(out, "a1")
     store(out, "b2", "failed", "diverged")
@@ -131,6 +134,57 @@ def test_a_sweep_still_running_is_said_to_be_running(tmp_path, holder, command):
     proc.wait()
     res = cli(command[0], str(out), *command[1:])
     assert res.exit_code == 2 and f"holds no runs.csv; finish it with: dropbench run --resume {out}" in res.output
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> Path:
+    from dropbench import runner
+
+    out = tmp_path_factory.mktemp("small") / "sweep"
+    cfgs, launcher = runner.plan(["reg=none,l2", "seed=1,2,3", "epochs=4", "eval_every=2", "model.hidden=4", f"out={out}"], True)
+    runner.execute(cfgs, launcher)
+    return out
+
+
+def test_report_and_plot_of_a_sweep_still_running_show_what_finished_marked_partial(tmp_path, holder, small_sweep):
+    import shutil
+
+    out = tmp_path / "sweep"
+    shutil.copytree(small_sweep, out)
+    ids = [r["run_id"] for r in results.read_runs(out)]
+    whole = {(g["reg"], g["n_seeds"]): g["test_mean"] for g in json.loads(cli("report", str(out), "--format", "json").stdout)}
+    # As while training: the CSVs not yet written, two runs of l2 still to come.
+    l2 = [r["run_id"] for r in results.read_runs(out) if r["reg"] == "l2"]
+    (out / results.RUNS_CSV).unlink()
+    (out / results.CURVES_CSV).unlink()
+    for rid in l2[1:]:
+        shutil.rmtree(out / results.RUNS_DIR / rid)
+    holder(out, tuple(ids))
+    res = cli("report", str(out), "--format", "json")
+    assert res.exit_code == 0, res.output
+    got = {(g["reg"], g["n_seeds"]): g["test_mean"] for g in json.loads(res.stdout)}
+    assert got[("none", 3)] == whole[("none", 3)], "the finished groups' numbers are the full sweep's"
+    assert set(got) == {("none", 3), ("l2", 1)}
+    note = f"partial: {out} is still being written by a running dropbench; this shows the 4 run(s) finished so far; 2 still running or queued"
+    assert note in " ".join(res.stderr.split())
+    table = cli("report", str(out))
+    assert table.exit_code == 0 and note in " ".join(table.output.split())
+    assert cli("report", str(out), "--epoch", "2").exit_code == 0, "curves are read from the run folders too"
+    res = cli("plot", str(out), "--out", str(tmp_path / "figs"))
+    assert res.exit_code == 0 and (tmp_path / "figs" / "curves.png").is_file() and note in " ".join(res.stderr.split())
+    from dropbench.plots import load_sweep, subtitle
+
+    assert subtitle(load_sweep(out)).startswith("partial: ")
+
+
+def test_a_sweep_running_with_nothing_finished_yet_is_one_line(tmp_path, holder):
+    out = tmp_path / "empty"
+    out.mkdir()
+    holder(out, ("a", "b"))
+    res = cli("report", str(out))
+    assert res.exit_code == 2 and res.output.count("\n") == 1
+    assert "is still being written by a running dropbench and no run has finished yet" in res.output
+    assert results.progress(out) == results.Progress(True, 0, 0, 2)
 
 
 def test_a_run_holds_the_lock_while_it_trains_and_not_after(tmp_path):
@@ -179,7 +233,8 @@ def test_a_report_of_a_sweep_resumed_and_still_running_says_so(tmp_path, holder,
     assert res.exit_code == 0 and "still being written" not in res.output
     holder(hand_sweep)
     res = cli("report", str(hand_sweep))
-    assert res.exit_code == 0 and "is still being written by a running dropbench; this reports the runs its runs.csv" in " ".join(res.output.split())
+    assert res.exit_code == 0 and f"partial: {hand_sweep} is still being written by a running dropbench; this shows the 6 run(s)" \
+        in " ".join(res.output.split())
 
 
 # ---- commands printed so that they paste back -------------------------------------------------

@@ -13,7 +13,7 @@ PKG = Path(dropbench.__file__).parent
 # Bottom to top; a module may import its own layer's and lower ones' (errors, provenance, regs,
 # engines' column tuples lie below all of these).
 LAYERS = [("dropbench.analysis",), ("dropbench.render",), ("dropbench.report",), ("dropbench.check", "dropbench.plots"),
-          ("dropbench.cli",)]
+          ("dropbench.html_report", "dropbench.export"), ("dropbench.cli",)]
 THIRD_PARTY = {"dropbench.analysis": set(), "dropbench.render": {"rich"}}
 # ... and inside functions only, where a test needs it (the tests across data sets: issue 20).
 LAZY_THIRD_PARTY = {"dropbench.analysis": {"scipy"}, "dropbench.render": set()}

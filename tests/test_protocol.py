@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from dropbench import config, derive, tune
+from dropbench import config, derive
+from dropbench import tuning as tune
 from dropbench.config import build, load
 from dropbench.data.base import holdout_rows
 from dropbench.errors import UserError

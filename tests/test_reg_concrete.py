@@ -177,3 +177,60 @@ def test_inputs_on_and_off_never_share_a_chunk_and_both_engines_agree():
         assert all(len(v) == n for v in ps)
         np.testing.assert_allclose([[float(v) for v in row[LEARNED].split()] for row in b.rows()], ps, rtol=1e-10)
         np.testing.assert_allclose([r[2] for r in b.curve], [r[2] for r in a.curve], rtol=1e-10)
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("inputs", ["true", "false"])
+def test_the_penaltys_gradient_is_autograds_bit_for_bit(inputs):
+    """add_grad takes the weights' part of the penalty's gradient by hand (as autograd's
+    pow_backward forms it): the same bits as autograd's gradient of the penalty, weights and p."""
+    import torch
+
+    from dropbench.engines.program import Chunk
+
+    cfgs = [load(["reg=concrete_dropout", "model.hidden=16", "model.depth=3", "dtype=float32", f"seed={s}",
+                  f"reg.concrete_dropout.init_p={p}", f"reg.concrete_dropout.inputs={inputs}", "data=friedman1",
+                  "reg.concrete_dropout.length_scale=0.3"])
+            for s, p in ((0, 0.1), (1, 0.3), (2, 0.0))]
+    chunk = Chunk(cfgs, 3)
+    for _ in range(2):
+        chunk.step(objective=False)
+    (piece,) = chunk.learners
+    at = piece._consumers()
+    leaves = [p.detach().clone().requires_grad_() for p in chunk.params]
+    pls = [p.detach().clone().requires_grad_() for p in piece.params]
+    saved, piece.params[:] = list(piece.params), pls
+    with torch.enable_grad():
+        want = torch.autograd.grad(piece.penalty(leaves).sum(), [leaves[a] for a in at] + pls)
+    piece.params[:] = saved
+    # add_grad adds to the gradients the backward left (as autograd's accumulation does)
+    torch.manual_seed(0)
+    grads = [torch.randn_like(p) for p in chunk.params]
+    for g in piece.grads:
+        g.copy_(torch.randn_like(g))
+    expected = [grads[a].clone().add_(w) for a, w in zip(at, want)] + [g.clone().add_(w) for g, w in zip(piece.grads, want[len(at):])]
+    piece.add_grad(grads, chunk.params)
+    assert_bits_equal([grads[a] for a in at] + list(piece.grads), expected,
+                      f"concrete dropout's penalty gradient (inputs={inputs}), against autograd's")
+
+
+@pytest.mark.kernels
+def test_training_with_the_recorded_forward_is_training_with_it_recomputed():
+    """The piece's backward differentiates the graph its forward recorded; computing the forward
+    again in the backward (as it once did) gives the same bits, steps and learned rates."""
+    import torch
+
+    from dropbench.engines.program import Chunk
+
+    cfgs = [load(["reg=concrete_dropout", "model.hidden=16", "model.depth=3", "dtype=float32", f"seed={s}",
+                  f"reg.concrete_dropout.init_p={p}", "data=friedman1", "batch_size=16"])
+            for s, p in ((0, 0.1), (1, 0.3), (2, 0.0))]
+    recorded, recomputed = Chunk(cfgs, 3), Chunk(cfgs, 3)
+    (piece,) = recomputed.learners
+    piece.record = False
+    for chunk in (recorded, recomputed):
+        for _ in range(4):
+            chunk.step(objective=True)
+    assert_bits_equal([*recorded.params, *recorded.learners[0].params], [*recomputed.params, *piece.params],
+                      "concrete dropout trained with its forward recorded, against recomputed")
+    assert not torch.equal(recorded.params[0], Chunk(cfgs, 3).params[0])  # it trained

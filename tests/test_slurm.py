@@ -167,6 +167,10 @@ def test_jobs_that_end_early_are_named_with_their_fate_and_the_sweep_resumes(end
     ], s.stderr
     assert squeue_state(first) == "TIMEOUT" and squeue_state(cancelled) == "CANCELLED" and squeue_state(last) == "COMPLETED"
     assert "DUE TO TIME LIMIT" in job_log(out, first)
+    # The warning comes half a 1 min limit ahead, not submitit's 90 s (which would reach a job still
+    # starting up, and kill it): launchers.signal_delay_s.
+    scripts = list((out / ".submitit").rglob("*_submission.sh"))
+    assert scripts and all("#SBATCH --signal=USR2@30" in p.read_text() for p in scripts), scripts
     # SLURM's warning before the time limit (SIGUSR2) does not end the job early: it trains on.
     assert "the time limit is near: training on until SLURM stops this job" in job_log(out, first)
     assert len((out / "runs.csv").read_text().splitlines()) == 1 + 5

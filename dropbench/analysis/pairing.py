@@ -24,17 +24,18 @@ def default_reference(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) ->
 def _twin(run: Mapping[str, Any], ref: Mapping[str, Any], columns: Sequence[str], reference: Mapping[str, str],
           set_by: Mapping[str, str]) -> bool:
     """Whether `ref` is the reference run of the same config as `run`: equal in every config
-    value (and folder) but the reference keys, those that do not apply to the reference (empty
-    there: p for reg=none) and what the run's regularizers set themselves (model.residual for
+    value (and folder) but the reference keys, those of the reference's choice that do not apply
+    to one of the two (empty there: p for reg=none; reg.l2.weight_decay for reg=dropout against
+    a reg=l2 reference) and what the run's regularizers set themselves (model.residual for
     reg=droppath: plugins.set_by). The split (data.split) is a config value: runs pair within a
     split."""
     for c in columns:
         if c in reference:
             continue
-        rv = key_str(ref.get(c))
-        if rv == key_str(run.get(c)):
+        rv, mine = key_str(ref.get(c)), key_str(run.get(c))
+        if rv == mine:
             continue
-        if owner(c, set_by) in reference and (rv == "" or (c in set_by and plugins.sets_itself(run.get(set_by[c]), c))):
+        if owner(c, set_by) in reference and ("" in (rv, mine) or (c in set_by and plugins.sets_itself(run.get(set_by[c]), c))):
             continue  # p of reg=none; model.residual, which reg=droppath turns on
         return False
     return True

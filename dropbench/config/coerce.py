@@ -13,6 +13,7 @@ import dataclasses
 import math
 import types
 import typing
+from functools import cache
 from typing import Any, Literal
 
 from dropbench.errors import UserError, did_you_mean
@@ -80,8 +81,7 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     where = prefix or "config"
     if not isinstance(d, dict):
         raise UserError(f"invalid value {where}={d!r}: must be a mapping of keys")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _schema_of(cls)
     unknown = sorted(set(d) - set(fields))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
@@ -97,6 +97,13 @@ def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     obj = cls(**kwargs)
     validate(obj, prefix)
     return obj
+
+
+@cache
+def _schema_of(cls: type) -> tuple[dict[str, Any], dict[str, "dataclasses.Field[Any]"]]:
+    """A dataclass's resolved annotations and fields: evaluating string annotations is most of
+    from_dict's cost, and a sweep builds one config per run from the same few classes."""
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
 
 
 # ---- a config group: its option chosen by name -------------------------------------------

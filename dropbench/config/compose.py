@@ -17,11 +17,11 @@ import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dropbench.config.coerce import _unknown_option_error
 from dropbench.config.identity import run_id_of
-from dropbench.config.rules import _check_table_key
+from dropbench.config.rules import TABLE_KEY, _check_table_key
 from dropbench.config.schema import LAUNCHERS, build, build_launcher
 from dropbench.errors import UserError
 
@@ -195,6 +195,12 @@ def compose(overrides: list[str]) -> dict[str, Any]:
     in struct mode; the composition is cached per group choice, so a sweep over 1 000 seeds
     composes once, not 1 000 times.
     """
+    return _compose(overrides)[0]
+
+
+def _compose(overrides: list[str], refs: bool = False) -> tuple[dict[str, Any], frozenset[str] | None]:
+    """compose(), and with `refs` the key paths the composed config's interpolations name (None:
+    any key, as far as this module can tell); see _paths_read."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -213,9 +219,168 @@ def compose(overrides: list[str]) -> dict[str, Any]:
             raise HydraException("Ambiguous value: sweep")
         ConfigLoaderImpl._apply_overrides_to_config(parsed, cfg)
         _check_table_key(cfg)
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]
+        resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+        read = _paths_read(OmegaConf.to_container(cfg, resolve=False)) if refs else None
+        return resolved, read  # type: ignore[return-value]
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise _friendly_hydra_error(e, list(overrides), composed) from None
+
+
+# ---- a sweep composed once per template --------------------------------------------------------
+# Composing with Hydra costs milliseconds per job; a 10 000-seed sweep needs it once. A swept key
+# is *free* when setting its value in an already composed and resolved dict gives exactly what
+# composing would: a value override (not a group, not +/~/++) of a plain scalar (no
+# interpolation, not ???) onto a key that exists, that no interpolation of the composed config can
+# name (nor a parent of it), outside the experiment's table and data.dataset (which
+# _check_table_key reads). Each job's other dimensions pick a template composed by Hydra; its
+# free keys are then set directly. tests/test_sweep_fast.py compares every job with per-job
+# composition.
+_PLAIN_KEY = re.compile(r"\w+(?:\.\w+)*")
+_RESOLVER = re.compile(r"\$\{\s*([\w.\-]+)\s*:")
+_PATH = re.compile(r"[\w.]+")
+_INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)")
+_SAFE_RESOLVERS = frozenset({"oc.select"})  # reads a key named in its text, or a constant
+
+
+def _strings(d: Any) -> Iterator[str]:
+    if isinstance(d, dict):
+        for v in d.values():
+            yield from _strings(v)
+    elif isinstance(d, list):
+        for v in d:
+            yield from _strings(v)
+    elif isinstance(d, str):
+        yield d
+
+
+def _paths_read(unresolved: Any) -> frozenset[str] | None:
+    """Every key path the interpolations of a composed config name: a path ending in "." is
+    followed by a part built from a value (${protocol.datasets.${data.dataset}.l}), so it may read
+    anything under it. None where that cannot be told from the text: a relative interpolation
+    (${..x}), a key built from a value at its start (${${x}}), or a resolver other than oc.select."""
+    paths: set[str] = set()
+    for s in _strings(unresolved):
+        if "$" not in s:
+            continue
+        bare = re.sub(r"\s+", "", s)
+        if "${." in bare or "${${" in bare or any(r not in _SAFE_RESOLVERS for r in _RESOLVER.findall(s)):
+            return None
+        paths.update(p.lstrip(".") for p in _PATH.findall(s))
+    return frozenset(p for p in paths if p)
+
+
+def _reads(paths: frozenset[str], key: str) -> bool:
+    """Whether an interpolation naming `paths` can read `key` (itself, a parent or a child)."""
+    for p in paths:
+        if p.endswith("."):
+            if key.startswith(p) or p.startswith(key + "."):
+                return True
+        elif p == key or key.startswith(p + ".") or p.startswith(key + "."):
+            return True
+    return False
+
+
+def _plain_value(o: Any) -> tuple[bool, Any]:
+    """Whether a parsed override sets a plain scalar onto an existing key, and the value."""
+    from hydra.core.override_parser.types import OverrideType
+
+    if o.type is not OverrideType.CHANGE or o.package is not None or o.is_sweep_override():
+        return False, None
+    key = o.key_or_group
+    if not _PLAIN_KEY.fullmatch(key) or key in GROUPS or key == EXPERIMENT or key == "out":
+        return False, None
+    value = o.value()
+    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+        return True, value
+    if isinstance(value, str) and "$" not in value and "\\" not in value and value != "???":
+        return True, value
+    return False, None
+
+
+def _free_candidates(dims: list[Dim]) -> dict[int, tuple[list[str], list[Any]]]:
+    """The swept dimensions that may be free: index -> (key path, each value as parsed)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    keys: dict[int, list[str]] = {}
+    values: dict[int, list[Any]] = {}
+    for i, (_, _, lines) in enumerate(dims):
+        if len(lines) < 2 or any(_is_group_override(v) for v in lines):
+            continue
+        first = parser.parse_overrides([lines[0]])[0]
+        key, element = first.key_or_group, lines[0].split("=", 1)[0]
+        plain = []
+        for line in lines:
+            k, _, v = line.partition("=")
+            if k == element and _INT.fullmatch(v):  # as Hydra's grammar reads an INT, without its parser
+                plain.append((True, int(v)))
+            else:
+                o = parser.parse_overrides([line])[0]
+                plain.append(_plain_value(o) if o.key_or_group == key else (False, None))
+        if _plain_value(first)[0] and all(ok for ok, _ in plain):
+            keys[i], values[i] = key.split("."), [v for _, v in plain]
+    # Keys one inside another, the experiment's table and data.dataset: composed per job.
+    # (A group's choice is made before any value is set: a key under it may be free.)
+    all_keys = [".".join(k) for k in keys.values()] + [
+        d[2][0].lstrip("+~").split("=", 1)[0] for j, d in enumerate(dims) if j not in keys and not _is_group_override(d[2][0])]
+    out = {}
+    for i, k in keys.items():
+        name = ".".join(k)
+        nested = any(o != name and (o.startswith(name + ".") or name.startswith(o + ".")) for o in all_keys)
+        if not nested and k[0] != TABLE_KEY and name != "data.dataset":
+            out[i] = (k, values[i])
+    return out
+
+
+def _copy(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _copy(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_copy(v) for v in d]
+    return d
+
+
+def _set(d: dict[str, Any], path: list[str], value: Any) -> None:
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = value
+
+
+def _compose_sweep(dims: list[Dim], combos: list[tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Each job's composed dict, as compose() gives it, composing once per template: the jobs
+    that differ only in free keys share one (see above). Jobs are taken in order, so the first
+    job that cannot be composed raises what composing it alone would."""
+    cands = _free_candidates(dims)
+    bound = [i for i in range(len(dims)) if i not in cands]
+    free_of: dict[tuple[int, ...], list[int]] = {}  # free dims per choice of the bound ones
+    templates: dict[tuple, dict[str, Any]] = {}
+    out = []
+    for combo in combos:
+        key = tuple(combo[i] for i in bound)
+        free = free_of.get(key)
+        if free is not None:
+            t = templates.get((key, tuple(combo[i] for i in cands if i not in free)))
+            if t is not None:
+                d = _copy(t)
+                for i in free:
+                    _set(d, cands[i][0], cands[i][1][combo[i]])
+                out.append(d)
+                continue
+        d, read = _compose([dims[j][2][k] for j, k in enumerate(combo)], refs=True)
+        if free is None:
+            free = free_of[key] = [i for i in cands if read is not None and not _reads(read, ".".join(cands[i][0]))
+                                   and _has_leaf(d, cands[i][0])]
+        templates[(key, tuple(combo[i] for i in cands if i not in free))] = d
+        out.append(d)
+    return out
+
+
+def _has_leaf(d: Any, path: list[str]) -> bool:
+    for k in path:
+        if not isinstance(d, dict) or k not in d:
+            return False
+        d = d[k]
+    return not isinstance(d, (dict, list))
 
 
 def _missing(d: Any, prefix: str = "") -> str | None:
@@ -231,7 +396,10 @@ def _missing(d: Any, prefix: str = "") -> str | None:
 
 def load_job(overrides: list[str]) -> tuple[RunConfig, "Launcher"]:
     """Compose and validate one run's config and the launcher that will run it."""
-    d = compose(overrides)
+    return _job_of(compose(overrides))
+
+
+def _job_of(d: dict[str, Any]) -> tuple[RunConfig, "Launcher"]:
     m = _missing(d)
     if m:
         raise UserError(f"missing value for {m}: set it with {m}=VALUE")
@@ -267,13 +435,14 @@ def load_sweep(overrides: list[str]) -> list[tuple["RunConfig", "Launcher"]]:
     """
     dims = _sweep_dims(overrides)
     combos = list(itertools.product(*(range(len(d[2])) for d in dims)))
-    loaded = [load_job([d[2][k] for d, k in zip(dims, combo)]) for combo in combos]
+    loaded = [_job_of(d) for d in _compose_sweep(dims, combos)]
+    ids = [run_id_of(cfg) for cfg, _ in loaded] if any(len(set(d[2])) > 1 for d in dims) else []
     for i, (name, line, values) in enumerate(dims):
         if len(set(values)) < 2:
             continue
         by_rest: dict[tuple[int, ...], set[str]] = {}
-        for combo, (cfg, _) in zip(combos, loaded):
-            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(run_id_of(cfg))
+        for combo, rid in zip(combos, ids):
+            by_rest.setdefault(combo[:i] + combo[i + 1 :], set()).add(rid)
         if all(len(ids) == 1 for ids in by_rest.values()):
             raise UserError(_no_change_message(dims, i, [cfg for cfg, _ in loaded]))
     return loaded

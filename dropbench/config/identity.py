@@ -40,12 +40,21 @@ UNHASHED_DATA_KEYS = ("path", "root")
 def run_id_of(cfg: RunConfig) -> str:
     """RunConfig.run_id: the first 12 hex digits of the sha256 of the config's canonical JSON, less
     what UNHASHED_KEYS, UNHASHED_DATA_KEYS and ID_OMITS_DEFAULT leave out. Of any config, its
-    derived values resolved or not: config.load_sweep compares configs with it before they are."""
+    derived values resolved or not: config.load_sweep compares configs with it before they are.
+    Kept on the (frozen) config once taken: a sweep asks each config for it several times."""
+    cached = cfg.__dict__.get(_RUN_ID)
+    if cached is not None:
+        return cached
     d = {k: v for k, v in cfg.to_dict().items() if k not in UNHASHED_KEYS}
     _omit_new_defaults(cfg, d)
     d["data"] = {k: v for k, v in d["data"].items() if k not in UNHASHED_DATA_KEYS}
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    rid = hashlib.sha256(blob.encode()).hexdigest()[:12]
+    object.__setattr__(cfg, _RUN_ID, rid)  # not a field: dataclasses.replace gives a new config without it
+    return rid
+
+
+_RUN_ID = "_run_id"
 
 
 def _omit_new_defaults(obj: Any, d: dict[str, Any]) -> None:

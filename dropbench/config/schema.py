@@ -12,7 +12,9 @@ are left for dropbench.derive: a RunConfig that still needs them refuses to give
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
@@ -148,6 +150,25 @@ class Eval:
 
 
 # ---- the whole run ------------------------------------------------------------------------
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _asdict(obj: Any) -> Any:
+    """dataclasses.asdict for configs (dataclasses, lists, scalars), without its generic
+    machinery: a sweep turns every config into a dict several times (run id, config.yaml, row).
+    tests/test_sweep_fast.py checks it against dataclasses.asdict."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {n: _asdict(getattr(obj, n)) for n in _field_names(type(obj))}
+    if isinstance(obj, list):
+        return [_asdict(v) for v in obj]
+    if isinstance(obj, (str, int, float, type(None))):
+        return obj
+    return copy.deepcopy(obj)
+
+
+
 @dataclass(frozen=True)
 class RunConfig:
     # The defaults conf/config.yaml chooses (build() always sets both).
@@ -190,7 +211,7 @@ class RunConfig:
         return (("device",) if self.device == "auto" else ()) + (("reg.l2.weight_decay",) if derive_l2 else ())
 
     def to_dict(self) -> dict[str, Any]:
-        return _prune(dataclasses.asdict(self))
+        return _prune(_asdict(self))
 
     @property
     def run_id(self) -> str:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.params import POSITIVE
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 
@@ -104,6 +105,7 @@ class ConcreteDropout(Regularizer):
     order = 28  # after alpha dropout, in the activation slot
     slot = "activation"
     Config = Config
+    tune = {"length_scale": LogRange(1e-4, 1.0)}  # p is learned; the prior length-scale sets its weight term
     strength = "init_p"
     placement = "after"  # drops the next layer's input, as the paper's wrapper of each layer does
     inputs_field = "inputs"  # and, with inputs=true, the first layer's (the input features)
@@ -176,8 +178,8 @@ def _layer_class() -> type:
 
 class _Batched(Piece):
     """Per member and dropped layer (the inputs, then each hidden layer) a p_logit [C, 1, 1] (a dummy, never moving, for members that are
-    off), trained by the chunk's optimizer. The backward recomputes the piece's forward under
-    autograd and takes autograd's gradient: the reference's kernels, bit for bit."""
+    off), trained by the chunk's optimizer. The forward is recorded by autograd and the backward
+    takes autograd's gradient of it: the reference's kernels, bit for bit."""
 
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
         import torch
@@ -193,15 +195,29 @@ class _Batched(Piece):
         self.first = 1 if REGULARIZER.acts_on_inputs(confs[0]) else 0
         self.grads = [torch.zeros_like(p) for p in self.params]
 
+    record = True  # the forward records autograd's graph for the backward (False: recomputed there)
     layered = True  # forward is told which layer it acts on (its own p; -1: the inputs)
     has_penalty = True  # its objective terms, beside the loss slot's
 
     def forward(self, z: Any, train: bool, layer: int = 0) -> tuple[Any, Any]:
         if not train or not self.any:
             return z, None
+        import torch
+
         u = self.chunk.draws(self.active, tuple(z.shape[1:]), self.chunk.dtype).to(z.device)
         j = layer + self.first  # layer -1: the inputs
-        return self._apply(z, self.params[j], u), (z, u, j)
+        if not self.record or torch.is_grad_enabled() and (z.requires_grad or self.params[j].requires_grad):
+            # a caller's autograd sees the forward (tests compare the backward with it): the
+            # backward computes the forward again, under autograd of its own
+            return self._apply(z, self.params[j], u), (None, z, u, j)
+        # Recorded by autograd as it is computed, so the backward runs autograd's backward of
+        # this very graph rather than computing the forward a second time (the same kernels on
+        # the same inputs: the same bits, tests/test_reg_concrete.py).
+        with torch.enable_grad():
+            zl = z.detach().requires_grad_()
+            pl = self.params[j].detach().requires_grad_()
+            out = self._apply(zl, pl, u)
+        return out.detach(), (out, zl, pl, j)
 
     def _apply(self, z: Any, p_logit: Any, u: Any) -> Any:
         import torch
@@ -215,51 +231,67 @@ class _Batched(Piece):
             return grad
         import torch
 
-        z, u, layer = saved
-        with torch.enable_grad():
-            zl = z.detach().requires_grad_()
-            pl = self.params[layer].detach().requires_grad_()
-            gz, gp = torch.autograd.grad(self._apply(zl, pl, u), (zl, pl), grad)
+        out, zl, pl, layer = saved
+        if out is None:
+            z, u = zl, pl
+            with torch.enable_grad():
+                zl = z.detach().requires_grad_()
+                pl = self.params[layer].detach().requires_grad_()
+                out = self._apply(zl, pl, u)
+        gz, gp = torch.autograd.grad(out, (zl, pl), grad)
         self.grads[layer].copy_(gp)
         return gz
 
-    def _terms(self, params: Sequence[Any], p_logits: Sequence[Any]) -> Any:
-        """[C]: each member's penalty (0 for members that are off); the consumer of dropped layer j
-        is Linear j (+1 without the inputs), whose transposed weight is [C, in, out]."""
+    def _consumers(self) -> list[int]:
+        """The index in params of each dropped layer's consumer: Linear j (+1 without the inputs),
+        whose transposed weight is [C, in, out]."""
+        return [2 * (i + 1 - self.first) for i in range(len(self.params))]
+
+    def _terms(self, sqs: Sequence[Any], widths: Sequence[int], p_logits: Sequence[Any]) -> Any:
+        """[C]: each member's penalty (0 for members that are off), from each consumer's sum(W**2)
+        [C, 1, 1] and its input width."""
         import torch
 
         from dropbench.engines import memberwise
 
         n = self.chunk.n_rows
         total = None
-        for i, pl in enumerate(p_logits):
-            W = params[2 * (i + 1 - self.first)]
-            sq = torch.sum(torch.pow(W, 2), dim=(1, 2)).view(-1, 1, 1)
-            f = [factors(c, W.shape[1], n) for c in self.confs]
+        for sq, k, pl in zip(sqs, widths, p_logits):
+            f = [factors(c, k, n) for c in self.confs]
             t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]), memberwise)
             total = t if total is None else total + t
         assert total is not None
         return torch.where(self.on, total, torch.zeros_like(total)).view(-1)
 
+    @staticmethod
+    def _sum_sq(W: Any) -> Any:
+        import torch
+
+        return torch.sum(torch.pow(W, 2), dim=(1, 2)).view(-1, 1, 1)
+
     def penalty(self, params: Sequence[Any]) -> Any:
-        return self._terms(params, self.params)
+        ws = [params[a] for a in self._consumers()]
+        return self._terms([self._sum_sq(W) for W in ws], [W.shape[1] for W in ws], self.params)
 
     def add_grad(self, grads: list[Any], params: Sequence[Any]) -> None:
+        """Autograd's gradient of the penalty, taken in two parts: autograd on the small graph
+        from each sum(W**2) [C, 1, 1] and p_logit, then W's part as autograd's backward of
+        sum(pow(W, 2)) forms it (sum_backward expands the gradient, pow_backward multiplies it
+        by 2.0 * W.pow(1), and W.pow(1) is a copy of W): the same products, without autograd
+        recording and copying the [C, in, out] weights."""
         if not self.any:
             return
         import torch
 
-        k = len(self.params)
+        at = self._consumers()
+        ws = [params[a].detach() for a in at]
         with torch.enable_grad():
-            at = [2 * (i + 1 - self.first) for i in range(k)]  # each dropped layer's consumer
-            ws = [params[a].detach().requires_grad_() for a in at]
+            sqs = [self._sum_sq(W).requires_grad_() for W in ws]
             pls = [p.detach().requires_grad_() for p in self.params]
-            full = list(params)
-            for a, w in zip(at, ws):
-                full[a] = w
-            got = torch.autograd.grad(self._terms(full, pls).sum(), [*ws, *pls])
-        for i, a in enumerate(at):
-            grads[a].add_(got[i])
+            got = torch.autograd.grad(self._terms(sqs, [W.shape[1] for W in ws], pls).sum(), [*sqs, *pls])
+        k = len(at)
+        for i, (a, W) in enumerate(zip(at, ws)):
+            grads[a].add_(got[i] * (2.0 * W))
             self.grads[i].add_(got[k + i])
 
     def learned(self) -> list[list[float] | None]:
