@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import NONNEG, Regularizer, param
 
 
@@ -24,6 +25,7 @@ class WeightNoise(Regularizer):
     slot = "weight"
     Config = Config
     strength = "std"
+    tune = {"std": LogRange(0.01, 0.5)}  # what `dropbench tune --budget N` spreads N points over
 
     def torch_forward(self, w: Any, conf: Config, training: bool) -> Any:
         import torch
