@@ -365,3 +365,17 @@ def test_the_docs_worked_example_is_the_example_package_verbatim():
     blocks = [chunk.partition("\n")[2] for chunk in text.split("## Worked example", 1)[1].split("```")[1::2]]
     for f in ("pyproject.toml", "dropbench_weightnoise/weight_noise.py", "dropbench_weightnoise/sinc.py"):
         assert (EXAMPLE / f).read_text() in blocks, f
+
+
+def test_the_library_api_takes_a_config_dir_as_the_command_does(tmp_path):
+    """db.run(config_dir=...) registers the directory's plug-ins, as run --config-dir does (a fresh
+    process: registering changes the process's registries)."""
+    d = config_dir(tmp_path)
+    out = tmp_path / "r"
+    code = ("import dropbench as db\n"
+            f"s = db.run('reg=torch_gaussian,gaussian_dropout', 'p=0.3', 'epochs=10', 'eval_every=5', multirun=True, "
+            f"out={str(out)!r}, config_dir={str(d)!r})\n"
+            "r = s.runs.set_index('reg')['final_test_mse']\n"
+            "print(r['torch_gaussian'] == r['gaussian_dropout'])\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr
