@@ -20,6 +20,7 @@ from dropbench.progress import ProgressLines
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from dropbench.live import Leaderboard
     from dropbench.runner import RunOutcome
 
 app = typer.Typer(
@@ -141,9 +142,15 @@ def run(
                 typer.echo(config_yaml(c), nl=False)
             return
         console = _console(quiet)
-        with _progress(console, quiet) as (on_start, on_result):
+        board = None
+        if not quiet and console.is_terminal:  # the best and worst groups so far, under the bar
+            from dropbench.live import Leaderboard
+
+            board = Leaderboard(cfgs)
+        with _progress(console, quiet, board) as (on_start, on_result):
             outcome = runner.execute(cfgs, req.launcher, req.out, on_start=on_start, on_result=on_result, command=req.command,
-                                     append=append, allow_mixed_platforms=allow_mixed_platforms)
+                                     append=append, allow_mixed_platforms=allow_mixed_platforms,
+                                     on_folder=board.into if board is not None else None)
     _report_run(outcome, console, allow_failures)
 
 
@@ -267,8 +274,10 @@ def report(
 
 
 @contextmanager
-def _progress(console: "Console", quiet: bool) -> Iterator[tuple[Callable[[int], None], Callable[[str, str], None]]]:
-    """A rich progress bar on a terminal; progress lines on stderr when piped or with --quiet."""
+def _progress(console: "Console", quiet: bool, board: "Leaderboard | None" = None,
+              ) -> Iterator[tuple[Callable[[int], None], Callable[[str, str], None]]]:
+    """A rich progress bar on a terminal, with `board`'s line under it (the best and worst groups
+    so far, once two have a finished run); progress lines on stderr when piped or with --quiet."""
     if quiet or not console.is_terminal:
         lines = ProgressLines(lambda line: typer.echo(line, err=True))
         try:
@@ -278,12 +287,23 @@ def _progress(console: "Console", quiet: bool) -> Iterator[tuple[Callable[[int],
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress(
-        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
-        TimeRemainingColumn(), console=console, transient=True,
-    ) as bar:
-        task = bar.add_task("runs", total=None)
-        yield (lambda n: bar.update(task, total=n)), (lambda run_id, status: bar.advance(task))
+    from rich.console import Group
+    from rich.live import Live
+    from rich.text import Text
+
+    bar = Progress(TextColumn("training"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                   TimeRemainingColumn())
+    leaders = Text("")
+    task = bar.add_task("runs", total=None)
+
+    def stored(run_id: str, status: str) -> None:
+        if board is not None:
+            board.add(run_id, status)
+            leaders.plain = board.line()
+        bar.advance(task)
+
+    with Live(Group(bar, leaders), console=console, transient=True, refresh_per_second=10):
+        yield (lambda n: bar.update(task, total=n)), stored
 
 
 @app.command(epilog="Example:  dropbench plot results/sweep --log --out figures/")

@@ -454,8 +454,10 @@ def execute(
     command: dict[str, Any] | None = None,
     append: bool = False,
     allow_mixed_platforms: bool = False,
+    on_folder: Callable[[Path], None] | None = None,
 ) -> RunOutcome:
     """Train every planned run not already finished in `out`, store each, rebuild the CSVs.
+    on_folder hears the folder once it is known (a default one is made here), before training.
 
     `command` (command_of / from_command) is recorded in sweep.yaml, so `--resume` can re-plan
     it; a folder that records another command takes it only with `append`. None (--resume, or a
@@ -478,6 +480,8 @@ def execute(
     _check_inputs(cfgs)
     out = Path(out or cfgs[0].out or results.default_out())
     results.check_out_dir(out)
+    if on_folder:
+        on_folder(out)
     if out.is_dir():
         results.remove_leftovers(out)
     record = updated_record(out, command, cfgs, append)  # refuse before anything is written
