@@ -94,7 +94,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     refusal (too few data sets, a missing cell, ties everywhere) an error rather than a caption
     line. reference_table: a shipped reference's name or a CSV (analysis.reference) set beside ours.
     """
-    from dropbench import results
+    from dropbench import locks, readback
 
     check_options(interval, layout, posthoc, alpha)
     ref_table = None
@@ -103,8 +103,8 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
 
         ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
-    curves = {label: (lambda folder=Path(folder): results.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
-    running = [Path(f) for f in folders if results.is_partial(Path(f))]
+    curves = {label: (lambda folder=Path(folder): readback.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
+    running = [Path(f) for f in folders if locks.is_partial(Path(f))]
     return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
                      posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders)
 
@@ -118,10 +118,10 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
     """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
     the library API's Sweep computes its summaries here, as the command does. curves: per label,
     a function reading that folder's curves (only --epoch other than final reads them).
-    running: the folders a live dropbench is still writing (read partially: results.is_partial).
+    running: the folders a live dropbench is still writing (read partially: locks.is_partial).
     reference: the group paired differences are taken against (default: reg=none where present).
     ref_table: a published table (analysis.reference.read_reference) set beside ours."""
-    from dropbench import results
+    from dropbench import readback
 
     check_options(interval, layout, posthoc, alpha)
     chosen = resolve_metric(rows, metric, better)
@@ -157,7 +157,7 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
-    notes += [results.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
+    notes += [readback.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     stats = None
     if layout == "wide":
         stats, why_not = cross_data_set_stats(summary, keys, reference, posthoc, alpha)
@@ -194,7 +194,7 @@ def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list
     """Every run of the folders, each with its folder's label in a `sweep` column, and the
     labels: the folders' names, or their paths where two share a name. require_ok: a folder
     whose runs all failed is an error (AllRunsFailed), as there is nothing to summarize."""
-    from dropbench import results
+    from dropbench import readback
 
     if not folders:
         raise UserError("give at least one results folder: dropbench report results/DIR")
@@ -207,7 +207,7 @@ def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list
         labels = [str(f) for f in folders]
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
-        mine = results.read_runs(Path(folder), partial=True)
+        mine = readback.read_runs(Path(folder), partial=True)
         if require_ok:
             some_ok(folder, mine)
         rows += [{**r, "sweep": label} for r in mine]
