@@ -139,6 +139,7 @@ def why_no_runs(folder: Path) -> str:
 
 RUNS_REQUIRED = ("run_id", "seed", "final_train_mse", "final_test_mse", "status")
 
+
 def _live_rows(folder: Path, name: str, required: Sequence[str]) -> list[dict[str, Any]]:
     """A CSV of a folder being written, as it would be rebuilt now from the run folders stored so
     far, after the rows its file (from an earlier command) lists of runs not stored there."""
