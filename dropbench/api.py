@@ -70,10 +70,13 @@ def run(*overrides: str, multirun: bool = False, out: PathLike | None = None, pr
 
 def tune(*overrides: str, over: Mapping[str, Any] | Sequence[str] = (), metric: str = "test_mse", better: str | None = None,
          multirun: bool = False, out: PathLike | None = None, progress: OnProgress = None,
-         allow_mixed_platforms: bool = False, allow_failures: bool = False, resume: PathLike | None = None) -> Tuning:
+         allow_mixed_platforms: bool = False, allow_failures: bool = False, resume: PathLike | None = None,
+         budget: int | None = None) -> Tuning:
     """`dropbench tune`: choose the `over` keys on a validation hold-out inside each split, retrain
     each choice on the full training rows and test it. over: {"p": [0.01, 0.05], "eval.tau":
-    "0.1,0.2"} or ["p=0.01,0.05"]. Returns the Tuning (its final runs, search, tuned values).
+    "0.1,0.2"} or ["p=0.01,0.05"]; one regularizer's: {"dropout:p": [...]}. budget: N grid points
+    per method over each regularizer's declared range (tune --budget). Returns the Tuning (its
+    final runs, search, tuned values).
 
     >>> import dropbench as db, tempfile
     >>> t = db.tune("data=friedman1", "data.n_train=40", "epochs=10", "eval_every=5", "reg=dropout",
@@ -88,7 +91,7 @@ def tune(*overrides: str, over: Mapping[str, Any] | Sequence[str] = (), metric: 
     made: Path | None = None
     try:
         p, made = tune_mod.plan_request(_with_out(overrides, out, False), grid, metric, better, multirun,
-                                        Path(resume) if resume is not None else None)
+                                        Path(resume) if resume is not None else None, budget)
 
         def phase(name: str) -> contextlib.AbstractContextManager[tuple[Any, Any]]:
             return _callbacks(progress, name)

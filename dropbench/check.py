@@ -467,7 +467,7 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
     MSE); a check uses the metric its baseline records, and refuses another one named here.
     runs: the folder's runs.csv rows where the caller has read them already (the API's Sweep)."""
     from dropbench.oserrors import writing
-    from dropbench.readback import read_runs
+    from dropbench.readback import read_runs, read_tuning
     from dropbench.results import atomic_writes
 
     _check_params(alpha, rtol)
@@ -493,6 +493,11 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
                 by_source["baseline runs"] = by_source.get("baseline runs", 0) + int(p.get("runs") or 0)
     if note := platform_note(counts):
         notes.append(note)
+    if (tuning := read_tuning(folder)) is not None:  # a tune's final runs: each method's budget and edge hits
+        from dropbench.analysis import budgets
+
+        notes += budgets.notes(budgets.by_method(budgets.tallies(runs, [tuning], keys), keys),
+                               [tuning.source] if tuning.source else [])
     claims = [expect(runs, keys, e, alpha, chosen) for e in expectations]
     files = {baseline: baseline_csv(keys, rows)} if update else {}
     if junit is not None:

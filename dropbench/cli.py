@@ -376,7 +376,8 @@ def check(
 )
 def tune(
     overrides: Annotated[Optional[list[str]], typer.Argument(help="Hydra overrides of the runs to tune (with -m, a sweep: each of its runs is tuned on its own).")] = None,
-    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'); repeat for more keys.")] = None,
+    over: Annotated[Optional[list[str]], typer.Option("--over", help="A tuned key and its grid, KEY=VALUES in sweep grammar (p=0.01,0.05  'optim.lr=range(...)'), for every method; REG:KEY=VALUES for one regularizer's runs only (dropout:p=0.01,0.1  l2:weight_decay=1e-5,1e-4; with --budget, a range l2:weight_decay=1e-6..1e-2); repeat for more keys.")] = None,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Grid points per method: each regularizer's declared strength knob(s) spread evenly over its default range (log-spaced for scales), so every method gets N; every-method --over keys count towards it.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Select on this metric of the validation rows: test_mse, test_rmse, test_mc_mse, test_mc_rmse or test_ll (val_ll is accepted).")] = "test_mse",
     better: Annotated[Optional[str], typer.Option("--better", help="higher or lower (default: by the metric's name; *_ll is higher).")] = None,
     multirun: Annotated[bool, _multirun("Expand sweep overrides: every run of the sweep is tuned separately.")] = False,
@@ -399,7 +400,7 @@ def tune(
     made: Optional[Path] = None  # a default folder made here, removed again if this fails before writing into it
     try:
         with _training_errors(lambda e: f"dropbench tune --resume {shlex.quote(str(p.out))}"):
-            p, made = tune_mod.plan_request(overrides or [], over or [], metric, better, multirun, resume)
+            p, made = tune_mod.plan_request(overrides or [], over or [], metric, better, multirun, resume, budget)
             console = _console(quiet)
 
             def progress(phase: str) -> Any:
@@ -453,6 +454,89 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     typer.echo(f"results: {t.out}")
     if (problems := tune_mod.problems(t)) is not None:
         _failures(problems, console, allow_failures)
+
+
+bench_app = typer.Typer(no_args_is_help=True, help="The literature's protocols as one command each: a sweep or tuning per data set, resumable, then the final table.")
+app.add_typer(bench_app, name="bench")
+
+
+def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], splits: int, epochs: Optional[int], out: Optional[Path],
+           fmt: str, allow_mixed_platforms: bool, allow_failures: bool, quiet: bool) -> None:
+    from dropbench import bench as bench_mod
+    from dropbench.report import render_report
+
+    protocol = bench_mod.PROTOCOLS[name]
+    folder = out or Path("results") / name.replace("-", "")
+    console = _console(quiet)
+    with _training_errors(lambda e: "the same dropbench bench command again"):
+        if fmt not in ("table", "markdown"):
+            raise UserError(f"unknown --format {fmt!r}: choose table or markdown")
+        plan = bench_mod.steps(protocol, folder, _split_keys(datasets), splits, epochs, overrides or [])
+        if not quiet:
+            for step in plan:  # what each data set runs, as one command a user could type
+                typer.echo(f"dropbench: $ {step.command(protocol)}", err=True)
+
+        def progress(phase: str) -> Any:
+            if not quiet:
+                console.print(f"{phase}: " + {"search": "the grid on the validation hold-out",
+                                                "final": "the chosen configs on the full training rows"}.get(phase.rsplit(" ", 1)[-1], "training"))
+            return _progress(console, quiet)
+
+        def done(ds: str, seconds: float, trained: int, skipped: int) -> None:
+            typer.echo(f"dropbench: {ds}: {seconds:.1f} s ({trained} run(s) trained, {skipped} already finished)", err=True)
+
+        outcome = bench_mod.execute(protocol, plan, progress, done, allow_mixed_platforms=allow_mixed_platforms)
+    with _user_errors():
+        reports = bench_mod.final_reports(outcome)
+    for rep in reports if not quiet else []:
+        rendered = render_report(rep, fmt)
+        if isinstance(rendered, str):
+            typer.echo(rendered)
+        else:
+            console.print(rendered)
+    typer.echo(bench_mod.walls_line(outcome.walls))
+    typer.echo(f"results: {folder}")
+    if outcome.failed:
+        _failures("; ".join(outcome.failed), console, allow_failures)
+
+
+_BENCH_OVERRIDES = typer.Argument(help="Overrides for every run (eval.mc_samples=1000 model.hidden=100 ...).")
+_BENCH_DATASETS = typer.Option("--datasets", help="Comma separated (default: all eight).")
+_BENCH_SPLITS = typer.Option("--splits", help="The first N of the 20 splits.")
+_BENCH_EPOCHS = typer.Option("--epochs", help="Epochs per run (default: the protocol's); the protocol evaluates once, at the end.")
+_BENCH_FORMAT = typer.Option("--format", "-f", help="table or markdown.")
+
+
+@bench_app.command("uci-2016", epilog="Example:  dropbench bench uci-2016 --datasets yacht,energy --splits 5 --out results/uci2016")
+def bench_uci_2016(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One folder per data set under it (default results/uci2016).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """Gal & Ghahramani 2016's UCI protocol: their fixed p, tau and length-scale per data set, one sweep per data set (resumable), then the table (beside theirs where report can compare)."""
+    _bench("uci-2016", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
+
+
+@bench_app.command("uci-2018", epilog="Example:  dropbench bench uci-2018 --datasets yacht --splits 3 --epochs 400 eval.mc_samples=1000")
+def bench_uci_2018(
+    overrides: Annotated[Optional[list[str]], _BENCH_OVERRIDES] = None,
+    datasets: Annotated[Optional[str], _BENCH_DATASETS] = None,
+    splits: Annotated[int, _BENCH_SPLITS] = 20,
+    epochs: Annotated[Optional[int], _BENCH_EPOCHS] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="One tuning folder per data set under it (default results/uci2018).")] = None,
+    fmt: Annotated[str, _BENCH_FORMAT] = "table",
+    allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
+    allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs or groups failed.")] = False,
+    quiet: Quiet = False,
+) -> None:
+    """The 2018 re-run of the UCI protocol: p and tau tuned on each split over the data set's published grid (one dropbench tune per data set, resumable), then the table."""
+    _bench("uci-2018", overrides, datasets, splits, epochs, out, fmt, allow_mixed_platforms, allow_failures, quiet)
 
 
 @app.command()

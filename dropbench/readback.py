@@ -11,13 +11,16 @@ import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from dropbench.atomic import is_leftover
 from dropbench.columns import CURVE_COLUMNS, CURVE_REQUIRED, METRIC_COLUMNS, TEXT_COLUMNS
 from dropbench.errors import UserError
 from dropbench.locks import PLAN, is_being_written, is_partial
 from dropbench.results import CURVES_CSV, FINAL_DIR, RUNS_CSV, RUNS_DIR, SEARCH_DIR, TUNE_FILE, stored_rows, tables
+
+if TYPE_CHECKING:
+    from dropbench.analysis.budgets import Tuning
 
 
 def float_cell(v: str) -> float:
@@ -169,6 +172,30 @@ def read_runs(folder: Path, partial: bool = False) -> list[dict[str, Any]]:
     if not rows:
         raise UserError(f"{folder}/{RUNS_CSV} lists no runs; run a sweep into it first")
     return rows
+
+
+def read_tuning(folder: Path) -> "Tuning | None":
+    """The tuning whose final runs a folder holds (OUT/final beside OUT/tune.yaml and OUT/tuned.csv):
+    its tuned.csv and the source of its grids; None for a folder of plain runs. Read as data only."""
+    import yaml
+
+    from dropbench.analysis.budgets import Tuning
+
+    folder = Path(folder)
+    out = folder.resolve().parent
+    tuned = out / "tuned.csv"
+    if folder.resolve().name != FINAL_DIR or not (out / TUNE_FILE).is_file() or not tuned.is_file():
+        return None
+    try:
+        with tuned.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+        spec = yaml.safe_load((out / TUNE_FILE).read_text())
+    except (OSError, UnicodeDecodeError, csv.Error, yaml.YAMLError) as e:
+        raise UserError(f"{out}: cannot read the tuning beside {folder} ({type(e).__name__}: {e}); run dropbench tune --resume "
+                        f"{shlex.quote(str(out))} to write it again") from None
+    source = spec.get("source") if isinstance(spec, dict) else None
+    return Tuning(rows, str(source) if source else None, str(out))
+
 
 
 def read_curves(folder: Path, partial: bool = False) -> list[dict[str, Any]]:

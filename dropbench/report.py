@@ -22,6 +22,7 @@ from dropbench.analysis.wide import wide_keys
 from dropbench.errors import AllRunsFailed, UserError
 
 if TYPE_CHECKING:
+    from dropbench.analysis.budgets import Tuning
     from dropbench.analysis.reference import Reference
 
 LAYOUTS = ("long", "wide")
@@ -105,8 +106,9 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     rows, labels = read_folders(folders)
     curves = {label: (lambda folder=Path(folder): readback.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
     running = [Path(f) for f in folders if locks.is_partial(Path(f))]
+    tunings = [t for f in folders if (t := readback.read_tuning(Path(f))) is not None]  # a tune's final runs
     return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
-                     posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders)
+                     posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders, tunings=tunings)
 
 
 def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, Callable[[], list[Row]]],
@@ -114,13 +116,14 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
               interval: str = "ci95", layout: str = "long", metric: str = DEFAULT_METRIC, better: str | None = None,
               select_on: str | None = None, running: Sequence[Path] = (), reference: Mapping[str, str] | None = None,
               posthoc: str | None = None, alpha: float = DEFAULT_ALPHA, ref_table: "Reference | None" = None,
-              folders: Sequence[Path] = ()) -> Report:
+              folders: Sequence[Path] = (), tunings: "Sequence[Tuning]" = ()) -> Report:
     """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
     the library API's Sweep computes its summaries here, as the command does. curves: per label,
     a function reading that folder's curves (only --epoch other than final reads them).
     running: the folders a live dropbench is still writing (read partially: locks.is_partial).
     reference: the group paired differences are taken against (default: reg=none where present).
-    ref_table: a published table (analysis.reference.read_reference) set beside ours."""
+    ref_table: a published table (analysis.reference.read_reference) set beside ours.
+    tunings: the tunings whose final runs these are (readback.read_tuning): their budgets."""
     from dropbench import readback
 
     check_options(interval, layout, posthoc, alpha)
@@ -138,7 +141,7 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
         keys += [k for k in DATA_SET_KEYS if k not in keys and any(key_str(r.get(k)) for r in rows)
                  and len({key_str(r.get(k)) for r in rows}) == 1]
         keys, per_data_set = wide_keys(rows, keys)
-        # one folder per data set (scripts/uci_2018.py): the folder names nothing the row does not
+        # one folder per data set (dropbench bench): the folder names nothing the row does not
         per_data_set = [k for k in per_data_set if k != "sweep"]
     if reference is None:
         reference = default_reference(rows, keys)
@@ -157,6 +160,7 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
                          selection_note(summary, keys) if epoch == "best" else None, test_chosen_metric_note(chosen)) if n]
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
+    notes += tuning_notes(tunings, rows, summary, keys)
     notes += [readback.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     stats = None
     if layout == "wide":
@@ -188,6 +192,18 @@ def check_reference(rows: Sequence[Row], keys: Sequence[str], reference: Mapping
     if not any(ok(r) and all(key_str(r.get(k)) == v for k, v in ref.items()) for r in rows):
         raise UserError(f"no finished run has {' '.join(f'{k}={v}' for k, v in ref.items())}; choose a reference group the runs have")
     return ref
+
+
+def tuning_notes(tunings: "Sequence[Tuning]", rows: Sequence[Row], summary: list[dict[str, Any]], keys: Sequence[str]) -> list[str]:
+    """For the final runs of dropbench tune (readback.read_tuning): each group's grid points and edge
+    hits (into the summary) and the caption lines on budgets (analysis.budgets); nothing for plain runs."""
+    from dropbench.analysis import budgets
+
+    if not tunings:
+        return []
+    groups = budgets.tallies(rows, tunings, keys)
+    budgets.annotate(summary, groups, keys)
+    return budgets.notes(budgets.by_method(groups, keys), [t.source for t in tunings if t.source])
 
 
 def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list[Row], list[str]]:

@@ -209,7 +209,7 @@ class Sweep:
                 better: str | None, select_on: str | None, sort: str | None, descending: bool, layout: str,
                 reference: Mapping[str, Any] | None = None, posthoc: str | None = None, alpha: float = 0.05,
                 ref_table: Any = None) -> "Report":
-        from dropbench import locks
+        from dropbench import locks, readback
         from dropbench.analysis.selection import parse_epoch
         from dropbench.report import report_of, some_ok
 
@@ -218,9 +218,10 @@ class Sweep:
         at = parse_epoch(str(epoch if epoch is not None else "best" if select_on is not None else "final"))
         curves = {label: (lambda label=label: self._curves(label)) for label in self.labels}
         running = [f for f in self.folders if locks.is_partial(f)]
+        tunings = [tn for f in self.folders if (tn := readback.read_tuning(f)) is not None]  # a tune's final runs: budgets
         return report_of(self._rows, self.labels, curves, _keys(by) if by is not None else self._default_by(), sort, descending,
                          at, interval, layout, metric, better, select_on, running, reference,
-                         posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=self.folders)
+                         posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=self.folders, tunings=tunings)
 
     def _default_by(self) -> list[str] | None:
         return None  # every swept key but the seed, as report groups

@@ -488,7 +488,7 @@ def test_wide_table_keeps_per_data_set_settings_out_of_its_columns(tmp_path):
 
 
 def test_wide_table_over_one_folder_per_data_set_has_no_sweep_caption(tmp_path):
-    """scripts/uci_2018.py tunes each data set into its own folder; the folder then follows the
+    """dropbench bench uci-2018 tunes each data set into its own folder; the folder then follows the
     data set, and the caption must not list `sweep` as a per-data-set setting."""
     folders = []
     for ds in ("yacht", "energy"):

@@ -250,7 +250,7 @@ def test_a_tune_warns_of_edges_and_records_them(uci_root, tmp_path):
     assert {r["data.split"]: r["at_edge"] for r in rows(out / "tuned.csv")} == {"0": "eval.tau=highest", "1": "eval.tau=lowest"}
     assert "eval.tau=0.01 lowest (1/2); eval.tau=100.0 highest (1/2)" in " ".join(res.stdout.split())
     header = (out / "tuned.csv").read_text().splitlines()[0].split(",")
-    assert header[-3:] == ["status", "reason", "at_edge"], "appended after the earlier columns"
+    assert header[-4:] == ["status", "reason", "at_edge", "budget"], "appended after the earlier columns"
     inside = tmp_path / "inside"
     res = invoke(*BASE, "reg=none", "--over", "eval.tau=1e-5,5e-4,400,1e6", "--metric", "test_ll", f"out={inside}")
     assert res.exit_code == 0 and "warning" not in res.stderr, res.output

@@ -17,4 +17,5 @@ any caller (the CLI, a script, a library API) gets the very statistics a report 
     selection     which epoch a run is reported at (--epoch best, --select-on) and what that chose on
     platforms     which platforms computed the runs, and the note where they differ
     wide          the summary pivoted as the literature prints it: data sets by groups
+    budgets       a tuning's fairness: each method's grid points and its choices at a grid's edge
 """

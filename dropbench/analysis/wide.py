@@ -12,7 +12,8 @@ from dropbench.analysis.taxonomy import DATA_SET_KEYS, FILE_LABEL, key_str, sort
 
 # What a wide record carries of each group, every spread at full precision.
 WIDE_STATS = ("n_seeds", "failed", "test_mean", "test_std", "test_se", "test_ci", "test_interval", "rank",
-              "paired_diff", "paired_std", "paired_se", "paired_ci", "paired_interval", "n_pairs", "selected_on", "test_selected")
+              "paired_diff", "paired_std", "paired_se", "paired_ci", "paired_interval", "n_pairs", "selected_on", "test_selected",
+              "grid_points", "at_grid_edge", "n_tuned")
 
 
 @dataclass
@@ -68,6 +69,19 @@ def mean_ranks(w: Wide) -> list[float | None]:
         ranks = [w.cells[(r, c)]["rank"] for r in w.rows if (r, c) in w.cells and w.cells[(r, c)]["rank"] is not None]
         out.append(sum(ranks) / len(ranks) if ranks else None)
     return out
+
+
+def tuning_footer(w: Wide) -> list[list[str]]:
+    """For tuned runs (analysis.budgets.annotate): each column's grid points per split and how many
+    of its tuned runs chose an end of a grid, as rows under the table; [] for plain runs."""
+    if not any("grid_points" in r for r in w.cells.values()):
+        return []
+    points, edges = ["grid points"], ["at grid edge"]
+    for c in w.cols:
+        cells = [w.cells[(r, c)] for r in w.rows if "grid_points" in w.cells.get((r, c), {})]
+        points.append("/".join(dict.fromkeys(str(x["grid_points"]) for x in cells)))
+        edges.append(f"{sum(x['at_grid_edge'] for x in cells)}/{sum(x['n_tuned'] for x in cells)}" if cells else "")
+    return [points, edges]
 
 
 def wide_records(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference: Mapping[str, str] | None,

@@ -43,6 +43,9 @@ def check(reg: Regularizer, module: str) -> None:
         raise RuntimeError(f"regularizer {reg.name}: strength field {reg.strength!r} is not in its Config")
     if reg.shares_p and "p" not in fields:
         raise RuntimeError(f"regularizer {reg.name}: shares_p needs a field p")
+    unknown = [k for k in (reg.tune or {}) if k not in fields]
+    if unknown:
+        raise RuntimeError(f"regularizer {reg.name}: tune declares {', '.join(unknown)}, not in its Config")
 
 
 REGISTRY: dict[str, Regularizer] = discover()
@@ -50,6 +53,13 @@ REGISTRY: dict[str, Regularizer] = discover()
 
 def names() -> tuple[str, ...]:
     return tuple(REGISTRY)
+
+
+def knob_key(reg: Regularizer, knob: str) -> str:
+    """The override that sets one of a regularizer's Config fields: the top-level p for the
+    dropout family's p (which its YAML follows, so reg=[input_dropout,dropout] share it), else
+    reg.NAME.FIELD."""
+    return "p" if reg.shares_p and knob == "p" else f"reg.{reg.name}.{knob}"
 
 
 def drop_family() -> tuple[str, ...]:

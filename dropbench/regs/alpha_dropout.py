@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 # -scale*alpha of SELU, as ATen's _dropout_impl writes it (the value a dropped unit takes).
@@ -39,6 +40,7 @@ class AlphaDropout(Regularizer):
     order = 27  # after Gaussian dropout, in the activation slot
     slot = "activation"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.2)}  # SNNs drop little: the paper used 0.05 and 0.1
     shares_p = True
     placement = "after"  # on the activation's output, whatever model.placement says
 

@@ -32,6 +32,7 @@ from dropbench.params import NONNEG, PROB, Range, param  # noqa: F401
 if TYPE_CHECKING:
     import torch
 
+    from dropbench.grids import Spread
     from dropbench.models.mlp import Config as MLP
 
 # Where a regularizer acts, in the order a step meets them; within a slot, regularizers apply in
@@ -77,6 +78,10 @@ class Regularizer:
     # A caption line for every table that holds its runs (what it changes beyond its own keys);
     # None: nothing to say.
     note: ClassVar[str | None] = None
+    # The knob(s) that set its strength, each with the range `dropbench tune --budget N` spreads
+    # over (dropbench/grids.py): {Config field: LogRange(...) or LinearRange(...)}. {} declares that
+    # it has no strength to tune; None (not declared) makes tune ask for its grid (--over NAME:KEY=...).
+    tune: ClassVar[dict[str, "Spread"] | None] = None
 
     @property
     def mc(self) -> bool:

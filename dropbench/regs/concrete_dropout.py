@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.params import POSITIVE
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 
@@ -104,6 +105,7 @@ class ConcreteDropout(Regularizer):
     order = 28  # after alpha dropout, in the activation slot
     slot = "activation"
     Config = Config
+    tune = {"length_scale": LogRange(1e-4, 1.0)}  # p is learned; the prior length-scale sets its weight term
     strength = "init_p"
     placement = "after"  # drops the next layer's input, as the paper's wrapper of each layer does
     inputs_field = "inputs"  # and, with inputs=true, the first layer's (the input features)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 
@@ -20,6 +21,7 @@ class DropConnect(Regularizer):
     order = 40
     slot = "weight"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
 
     def torch_forward(self, w: Any, conf: Config, training: bool) -> Any:

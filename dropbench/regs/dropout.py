@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 
@@ -20,6 +21,7 @@ class Dropout(Regularizer):
     order = 10
     slot = "activation"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
     excludes = {"vanilla_dropout": "two scalings of the same dropout"}
 

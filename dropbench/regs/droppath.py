@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.errors import UserError
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
@@ -22,6 +23,7 @@ class DropPath(Regularizer):
     order = 30
     slot = "residual"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
     sets = ("model.residual",)
     note = "reg=droppath runs use residual blocks (it turns model.residual on: DropPath drops residual branches)"

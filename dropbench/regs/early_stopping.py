@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from dropbench.grids import LinearRange
 from dropbench.regs.base import NONNEG, Range, Regularizer, param
 
 FRACTION = Range(0.0, 1.0, lo_open=True, hi_open=True, why="the share of the training rows held out to validate on")
@@ -51,6 +52,7 @@ class EarlyStopping(Regularizer):
     order = 80  # last: it acts on the loop, after every other regularizer's step
     slot = "loop"
     Config = Config
+    tune = {"patience": LinearRange(2, 20, integer=True)}  # evaluations
     strength = "patience"
     draws = False
 

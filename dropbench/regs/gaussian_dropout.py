@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 
 
@@ -25,6 +26,7 @@ class GaussianDropout(Regularizer):
     order = 25  # after dropout and vanilla dropout, in the activation slot
     slot = "activation"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}  # what tune --budget N spreads N points over
     shares_p = True  # p follows the top-level p, as the other dropout-family members'
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:

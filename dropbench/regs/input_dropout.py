@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
 from dropbench.regs.dropout import _Batched
 
@@ -29,6 +30,7 @@ class InputDropout(Regularizer):
     order = 45
     slot = "input"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
 
     def torch_layer(self, conf: Config) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, NONNEG, ChunkView, Piece, Regularizer, param
 
 
@@ -20,6 +21,7 @@ class InputNoise(Regularizer):
     order = 46  # in the input slot after input_dropout: sigma stays the std of what layer 1 sees
     slot = "input"
     Config = Config
+    tune = {"sigma": LogRange(0.01, 1.0)}  # inputs are standardised: up to one SD
     strength = "sigma"
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:

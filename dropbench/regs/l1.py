@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import NONNEG, ChunkView, Piece, Regularizer, param
 
 L1_COST = 0.25  # L1's sign and add, per parameter
@@ -27,6 +28,7 @@ class L1(Regularizer):
     order = 50
     slot = "loss"
     Config = Config
+    tune = {"weight": LogRange(1e-6, 1e-2)}
     strength = "weight"
     draws = False
 

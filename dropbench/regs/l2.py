@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from dropbench.grids import LogRange
 from dropbench.params import NONNEG, POSITIVE, Rule, param
 from dropbench.regs.base import Regularizer
 
@@ -50,6 +51,7 @@ class L2(Regularizer):
     order = 60
     slot = "optimizer"
     Config = Config
+    tune = {"weight_decay": LogRange(1e-6, 1e-2)}
     strength = "weight_decay"
     draws = False
 

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import NONNEG, ChunkView, Piece, Regularizer, param
 
 
@@ -31,6 +32,7 @@ class MaxNorm(Regularizer):
     order = 70
     slot = "after_step"
     Config = Config
+    tune = {"c": LogRange(0.5, 8.0)}  # the paper uses 3 to 4
     strength = "c"
     draws = False
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, keep64, param
 
 
@@ -19,6 +20,7 @@ class VanillaDropout(Regularizer):
     order = 20
     slot = "activation"
     Config = Config
+    tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:

@@ -12,7 +12,7 @@ from rich.table import Table
 from dropbench.analysis import plugins
 from dropbench.analysis.metrics import summary_metric
 from dropbench.analysis.spread import INTERVALS
-from dropbench.analysis.wide import mean_ranks, wide
+from dropbench.analysis.wide import mean_ranks, tuning_footer, wide
 from dropbench.render.text import INTERVAL_TEXT, fmt, has_paired, markdown_lines, note_markup, over, pm, ref_label
 
 
@@ -36,6 +36,7 @@ def wide_grid(summary: Sequence[dict[str, Any]], keys: Sequence[str], reference:
         rows.append(cells)
     if len(w.rows) > 1:
         rows.append(["mean rank", *("" if m is None else f"{m:.2g}" for m in mean_ranks(w))])
+    rows += tuning_footer(w)
     p_head: list[str] = []
     p_rows: list[list[str]] = []
     if has_paired(summary):
