@@ -10,6 +10,7 @@ on stderr; a callable gets a dropbench.Progress per event instead).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
@@ -38,13 +39,26 @@ class RunsFailed(UserError):
         self.result = result
 
 
+def _use_config_dirs(dirs: PathLike | Sequence[PathLike] | None) -> None:
+    """The user's plug-in config directories join the registries, as --config-dir does."""
+    if dirs is None:
+        return
+    from dropbench import registration
+
+    for d in [dirs] if isinstance(dirs, (str, os.PathLike)) else dirs:
+        registration.use_config_dir(d)
+
+
 def run(*overrides: str, multirun: bool = False, out: PathLike | None = None, progress: OnProgress = None,
         append: bool = False, allow_mixed_platforms: bool = False, allow_failures: bool = False,
-        from_run: PathLike | None = None, resume: PathLike | None = None) -> Sweep:
+        from_run: PathLike | None = None, resume: PathLike | None = None,
+        config_dir: PathLike | Sequence[PathLike] | None = None) -> Sweep:
     """`dropbench run`: train one run, or a sweep with multirun=True, into `out` (default: a new
     results/<timestamp>), and return the folder's results. Overrides as on the command line
     ("reg=none,dropout", "seed=range(3)"); runs already finished in `out` are not trained again.
     from_run trains a stored run again; resume finishes every sweep a folder records.
+    config_dir: your plug-ins' config directories (`--config-dir`; docs/plugins.md), which join
+    this process's registries.
 
     >>> import dropbench as db, tempfile
     >>> out = tempfile.mkdtemp() + "/sweep"
@@ -59,6 +73,7 @@ def run(*overrides: str, multirun: bool = False, out: PathLike | None = None, pr
     """
     from dropbench import runner
 
+    _use_config_dirs(config_dir)
     ovr = _with_out(overrides, out, from_run is not None)
     req = runner.plan_request(ovr, multirun, from_run, resume, append)
     with _callbacks(progress, "run") as (on_start, on_result):
@@ -71,11 +86,12 @@ def run(*overrides: str, multirun: bool = False, out: PathLike | None = None, pr
 def tune(*overrides: str, over: Mapping[str, Any] | Sequence[str] = (), metric: str = "test_mse", better: str | None = None,
          multirun: bool = False, out: PathLike | None = None, progress: OnProgress = None,
          allow_mixed_platforms: bool = False, allow_failures: bool = False, resume: PathLike | None = None,
-         budget: int | None = None) -> Tuning:
+         budget: int | None = None, config_dir: PathLike | Sequence[PathLike] | None = None) -> Tuning:
     """`dropbench tune`: choose the `over` keys on a validation hold-out inside each split, retrain
     each choice on the full training rows and test it. over: {"p": [0.01, 0.05], "eval.tau":
     "0.1,0.2"} or ["p=0.01,0.05"]; one regularizer's: {"dropout:p": [...]}. budget: N grid points
-    per method over each regularizer's declared range (tune --budget). Returns the Tuning (its
+    per method over each regularizer's declared range (tune --budget). config_dir: as run's.
+    Returns the Tuning (its
     final runs, search, tuned values).
 
     >>> import dropbench as db, tempfile
@@ -87,6 +103,7 @@ def tune(*overrides: str, over: Mapping[str, Any] | Sequence[str] = (), metric: 
     from dropbench import results
     from dropbench import tuning as tune_mod
 
+    _use_config_dirs(config_dir)
     grid = [f"{k}={_grid(v)}" for k, v in over.items()] if isinstance(over, Mapping) else [over] if isinstance(over, str) else list(over)
     made: Path | None = None
     try:

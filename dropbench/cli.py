@@ -70,6 +70,20 @@ def _fail(msg: str, code: int = 2) -> None:
 Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print only the results path and errors (and progress lines on stderr).")]
 
 
+ConfigDir = Annotated[Optional[list[Path]], typer.Option(
+    "--config-dir", help="A folder of plug-in YAMLs (reg/, data/, model/; each names its module with _target_); repeatable.")]
+
+
+def _config_dirs(dirs: Optional[list[Path]]) -> None:
+    """The user's config directories, before anything loads the registries (docs/extending.md)."""
+    if not dirs:
+        return
+    from dropbench import registration
+
+    for d in dirs:
+        registration.use_config_dir(d)
+
+
 def _multirun(help: str) -> Any:
     return typer.Option("-m", "--multirun", help=help)
 
@@ -108,8 +122,11 @@ def run(
     allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to a folder whose finished runs were computed on another platform (torch version, CPU capability, device, GPU) or on an unrecorded one.")] = False,
     allow_failures: Annotated[bool, _allow_failures("Exit 0 even when some runs failed (they are still listed).")] = False,
     quiet: Quiet = False,
+    config_dir: ConfigDir = None,
 ) -> None:
     """Train one run, or a sweep with -m, and write runs.csv / curves.csv to `out`."""
+    with _user_errors():
+        _config_dirs(config_dir)
     from dropbench import runner
 
     with _training_errors(lambda e: f"dropbench run --resume {shlex.quote(str(e.out))}"):
@@ -385,6 +402,7 @@ def tune(
     allow_mixed_platforms: Annotated[bool, _allow_mixed_platforms("Add runs to folders whose finished runs were computed on another platform.")] = False,
     allow_failures: Annotated[bool, _allow_failures("Exit 0 even when a group could not be tuned or a final run failed.")] = False,
     quiet: Quiet = False,
+    config_dir: ConfigDir = None,
 ) -> None:
     """Tune keys on a validation hold-out inside each split, retrain the choice on the full training set, test it.
 
@@ -394,6 +412,8 @@ def tune(
     going to the first in grid order. Phase 2 (OUT/final) retrains each choice on the full
     training rows and tests it. OUT/tuned.csv lists the values chosen per split.
     """
+    with _user_errors():
+        _config_dirs(config_dir)
     from dropbench import results
     from dropbench import tuning as tune_mod
 
@@ -540,13 +560,18 @@ def bench_uci_2018(
 
 
 @app.command()
-def groups() -> None:
-    """List every config group and its options (the default is starred), then the experiments."""
-    from dropbench.config import EXPERIMENT, config_dir, default_options, list_options
+def groups(config_dir_: ConfigDir = None) -> None:
+    """List every config group and its options (the default is starred; a plug-in's origin follows
+    it in brackets, the others are built-in), then the experiments."""
+    with _user_errors():
+        _config_dirs(config_dir_)
+        from dropbench.config import EXPERIMENT, config_dir, default_options, list_options, plugin_origins
 
-    defaults = default_options()
-    for g, opts in list_options().items():
-        typer.echo(f"{g}: " + ", ".join(o + ("*" if o == defaults.get(g) else "") for o in opts))
+        defaults = default_options()
+        options, origins = list_options(), plugin_origins()
+    for g, opts in options.items():
+        mark = lambda o: o + ("*" if o == defaults.get(g) else "") + (f" [{origins[g][o]}]" if o in origins.get(g, {}) else "")  # noqa: E731
+        typer.echo(f"{g}: " + ", ".join(mark(o) for o in opts))
     experiments = sorted((config_dir() / EXPERIMENT).glob("*.yaml"))
     if experiments:
         typer.echo(f"{EXPERIMENT} (whole protocols; add with +{EXPERIMENT}=NAME, none by default): " + ", ".join(f.stem for f in experiments))
@@ -556,6 +581,8 @@ def groups() -> None:
             typer.echo(f"  {f.stem:<{width}}  {about}".rstrip())
     typer.echo(f"Select with GROUP=OPTION (combine regularizers with reg=[dropout,l2]), an experiment with +{EXPERIMENT}=NAME; "
                "see keys with: dropbench run --cfg")
+    if any(origins.values()):
+        typer.echo("Options marked [config dir DIR] or [package NAME] are plug-ins from there (docs/extending.md); the others are built-in.")
 
 
 def _first_comment(path: Path) -> str:

@@ -336,6 +336,10 @@ def load_saved(path: str | Path) -> "RunConfig":
     if not isinstance(d, dict):
         raise UserError(f"{f} is damaged: not a mapping of config keys; {fix}")
     row = _stored_result(f.parent)
+    missing = _not_here(d)
+    if missing is not None and row is not None and _ran_with(row, missing):  # not a damaged file: a plug-in not here
+        raise UserError(f"{f} names {missing}, which is no option here: install the package that provides it or give the "
+                        "--config-dir that configures it (a results folder is data: what it names is never imported)")
     try:
         (cfg,) = derive.resolve([config_mod.build(d)])
     except config_mod.DataFileError as e:
@@ -352,6 +356,29 @@ def load_saved(path: str | Path) -> "RunConfig":
             f"(cut short, missing keys take their defaults); {fix}"
         )
     return cfg
+
+
+def _not_here(d: dict[str, Any]) -> str | None:
+    """The first group option a stored config names that this process does not have (a plug-in
+    neither installed nor configured here), as GROUP=NAME; None when it has them all."""
+    from dropbench import data, models, regs
+
+    reg = d.get("reg")
+    for name in reg if isinstance(reg, dict) else ():
+        if isinstance(name, str) and name not in regs.REGISTRY and not name.startswith("_"):
+            return f"reg={name}"
+    for group, registry in (("data", data.REGISTRY), ("model", models.REGISTRY)):
+        name = d.get(group, {}).get("name") if isinstance(d.get(group), dict) else None
+        if isinstance(name, str) and name not in registry:
+            return f"{group}={name}"
+    return None
+
+
+def _ran_with(row: dict[str, Any], option: str) -> bool:
+    """Whether a stored result's row says its run chose GROUP=NAME (reg: one of its label's)."""
+    group, _, name = option.partition("=")
+    value = str(row.get(group, ""))
+    return name in value.split("+") if group == "reg" else value == name
 
 
 def _stored_result(run_dir: Path) -> dict[str, Any] | None:
@@ -390,6 +417,7 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     from dropbench.data import load_dataset
     from dropbench.engines import get_engine
     from dropbench.engines.base import resolve_device
+    from dropbench.engines.generic import unsupported
 
     seen = set()
     for cfg in cfgs:
@@ -399,6 +427,10 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
             seen.add(key)
         resolve_device(cfg.device)
         get_engine(cfg.engine)
+        if cfg.engine == "batched":  # a plug-in the generic path cannot run: say so before anything is written
+            why = unsupported(cfg)
+            if why is not None:
+                raise UserError(why)
 
 
 OUT_OPTION = "out=DIR"  # how a user sends results elsewhere, named in the fix of an OS error

@@ -184,7 +184,7 @@ def test_run_and_tune_share_their_common_options():
     commands = typer.main.get_command(app).commands
     run, tune = ({p.name: p for p in commands[c].params} for c in ("run", "tune"))
     shared = run.keys() & tune.keys()
-    assert shared == {"overrides", "multirun", "resume", "allow_mixed_platforms", "allow_failures", "quiet"}
+    assert shared == {"overrides", "multirun", "resume", "allow_mixed_platforms", "allow_failures", "quiet", "config_dir"}
     for name in shared:
         a, b = run[name], tune[name]
         same = lambda p: (p.param_type_name, p.opts, p.secondary_opts, p.default, p.multiple, p.nargs, getattr(p, "is_flag", None))  # noqa: E731

@@ -40,7 +40,8 @@ def test_the_engines_point_one_way(ig):
     implementations = {"dropbench.engines.reference", "dropbench.engines.batched", "dropbench.engines.program",
                        "dropbench.engines.planner"}
     for engine in ("dropbench.engines.reference", "dropbench.engines.batched"):
-        assert {m for m, deps in g.items() if engine in deps} == {"dropbench.engines"}, engine
+        # dropbench.testing, the registry's property tests, drives each engine to compare them
+        assert {m for m, deps in g.items() if engine in deps} - {"dropbench.testing"} == {"dropbench.engines"}, engine
     for shared in ("dropbench.engines.base", "dropbench.engines.result", "dropbench.engines.loop", "dropbench.engines.mc"):
         assert not g[shared] & implementations, shared
     assert g["dropbench.columns"] == set()

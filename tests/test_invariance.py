@@ -16,61 +16,27 @@ platform (a new CPU or torch build whose kernels break them reads as such, not a
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dropbench import regs
-from dropbench.config import load
+from dropbench import regs, testing
 from dropbench.engines import memberwise
 from dropbench.engines.batched import BatchedEngine, _train_chunk
 from dropbench.engines.mc import mc_active
-from dropbench.provenance import cpu_model
 
 kernels = pytest.mark.kernels
 
-ACTIVATIONS = ("relu", "tanh", "gelu", "selu")
+# The properties are dropbench.testing's (check_regularizer runs them on a plug-in).
+ACTIVATIONS = testing.ACTIVATIONS
 NAMES = list(regs.REGISTRY)
 PAIRS = [[a, b] for i, a in enumerate(NAMES) for b in NAMES[i + 1:] if regs.conflict([a, b]) is None]
 MC_NAMES = [n for n in NAMES if mc_active(regs.REGISTRY[n])]
-HIDDEN = (7, 13, 30)  # x 20 training rows: 140, 260 and 600 elements per member and layer
+HIDDEN = testing.HIDDEN  # x 20 training rows: 140, 260 and 600 elements per member and layer
 N_TRAIN = 20  # noisy_linear's default
-LAYOUTS = ((3, 2), (4, 3), (5, 4), (6, 1))  # (chunk size, the run's position); alone is (2, 0)
-
-
-def platform() -> str:
-    return (f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
-            f"{cpu_model()}: a property of this platform's CPU kernels")
-
-
-def cfg(act: str, names: list[str], hidden: int, seed: int, *extra: str) -> Any:
-    reg = f"reg=[{','.join(names)}]" if names else "reg=none"
-    return load([reg, f"model.activation={act}", f"model.hidden={hidden}", f"seed={seed}", "epochs=3", "eval_every=1",
-                 "p=0.3", *extra])
-
-
-def signature(result: Any) -> tuple:
-    return result.status, result.reason, result.rows(), result.fit
-
-
-def assert_alone_everywhere(act: str, names: list[str], hidden: int, *extra: str, others_mc: int | None = None,
-                            layouts: tuple[tuple[int, int], ...] = LAYOUTS) -> None:
-    """The run (seed 3) alone, then in each layout among runs of other seeds (and others_mc MC
-    passes)."""
-    target = cfg(act, names, hidden, 3, *extra)
-    ev = target.eval if others_mc is None else replace(target.eval, mc_samples=others_mc)
-    others = [replace(target, seed=s, eval=ev) for s in range(100, 105)]
-    (alone,) = _train_chunk([target], 2)
-    want = signature(alone)
-    what = f"{'+'.join(names) or 'none'}, {act}, hidden {hidden}{', ' if extra else ''}{', '.join(extra)}"
-    assert want[0] == "ok", f"{what}: {want[1]}"
-    for size, pos in layouts:
-        members = others[: size - 1]
-        members.insert(pos, target)
-        got = signature(_train_chunk(members, size)[pos])
-        assert got == want, f"{what}: in a chunk of {size} at position {pos} it differs from alone ({platform()})"
+LAYOUTS = testing.LAYOUTS  # (chunk size, the run's position); alone is (2, 0)
+platform, cfg, signature, assert_alone_everywhere = testing.platform, testing.invariance_cfg, testing.signature, testing.alone_everywhere
 
 
 def test_the_layouts_leave_several_tails_and_alignments():

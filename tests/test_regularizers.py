@@ -293,54 +293,31 @@ def test_batched_dropout_is_F_dropout_with_the_members_generator(reg):
 # Parametrized over dropbench.regs.REGISTRY, so a new regularizer module is checked by these tests
 # without a line of its own: float64 agreement of the engines, the hand-written backward against
 # autograd, eval mode, strength 0, and its bad values. test_every_regularizer_is_covered fails for
-# one these tests cannot check.
-import dataclasses  # noqa: E402
+# one these tests cannot check. The properties are dropbench.testing's, which check_regularizer
+# runs on a plug-in.
 
-from dropbench import params, regs  # noqa: E402
-from dropbench.errors import UserError  # noqa: E402
+
+from dropbench import regs, testing  # noqa: E402
+from dropbench.engines.generic import hand_written  # noqa: E402
 from dropbench.regs.base import Regularizer  # noqa: E402
 
 NAMES = list(regs.REGISTRY)
 PAIRS = [[a, b] for i, a in enumerate(NAMES) for b in NAMES[i + 1:] if regs.conflict([a, b]) is None]
 COMBOS = [[n] for n in NAMES] + PAIRS
-SMALL = ["model.hidden=16", "model.depth=3", "p=0.3", "epochs=10", "eval_every=5", "dtype=float64", "optim.lr=0.05"]
-SLOT_HOOKS = {"loss": ("penalty", "batched"), "optimizer": ("decay",), "after_step": ("after_step", "batched"),
-              "loop": ("holdout", "watch")}
-
-
-def combo_cfgs(names, *extra, seeds=(0, 1)):
-    return [load([f"reg=[{','.join(names)}]", *SMALL, *extra, f"seed={s}"]) for s in seeds]
-
-
-def _curve_err(a, b) -> float:
-    assert [r[0] for r in a.curve] == [r[0] for r in b.curve] and a.status == b.status == "ok"
-    errs = [abs(x - y) / max(abs(x), 1e-12) for ra, rb in zip(a.curve, b.curve) for x, y in zip(ra[1:], rb[1:])]
-    errs += [abs(y1 - y2) / max(abs(y1), 1e-12) for (_, y1), (_, y2) in zip(a.fit, b.fit)]
-    # learned values (concrete dropout's p per layer), recorded as text
-    learned = [[float(v) for v in (p or "").split()] for p in (*a.column("learned_p"), *b.column("learned_p"))]
-    half = len(learned) // 2
-    assert [len(v) for v in learned[:half]] == [len(v) for v in learned[half:]]
-    errs += [abs(x - y) / max(abs(x), 1e-12) for la, lb in zip(learned[:half], learned[half:]) for x, y in zip(la, lb)]
-    # validation rows (a loop-slot regularizer's) and what it decided from them
-    va, vb = a.column("val_mse"), b.column("val_mse")
-    assert [v is None for v in va] == [v is None for v in vb]
-    errs += [abs(x - y) / max(abs(x), 1e-12) for x, y in zip(va, vb) if x is not None]
-    assert (a.kept, a.stopped) == (b.kept, b.stopped) and a.summary().keys() == b.summary().keys()
-    return max(errs)
+combo_cfgs = testing.combo_cfgs
 
 
 def test_every_regularizer_is_covered():
     """The tests below are parametrized over the registry as collected; each regularizer must
-    have the hooks its slot needs in both engines, and a declared range for every number (so
-    its bad values have an error to test)."""
+    have the hooks its slot needs in both engines (a built-in's batched piece is hand-written),
+    and a declared range for every number (so its bad values have an error to test)."""
     assert NAMES == list(regs.discover()), "a regularizer registered after collection is not tested"
     for name, reg in regs.REGISTRY.items():
-        needed = SLOT_HOOKS.get(reg.slot, ("torch_forward", "batched"))
-        for hook in needed:
-            assert getattr(type(reg), hook) is not getattr(Regularizer, hook), f"{name} lacks {hook} for slot {reg.slot}"
-        for f in dataclasses.fields(reg.Config):
-            if f.type in ("float", "int", float, int):
-                assert f.metadata.get(params.CHECK) is not None, f"{name}.{f.name} declares no range"
+        testing.reg_declares_what_its_slot_needs(name)
+        if reg.slot not in ("optimizer", "loop"):
+            assert hand_written(reg), f"{name} lacks batched for slot {reg.slot}"
+        if reg.slot not in testing.TORCH_HOOKS:  # a built-in's torch form is torch_forward, whatever module holds it
+            assert type(reg).torch_forward is not Regularizer.torch_forward, f"{name} lacks torch_forward for slot {reg.slot}"
     assert len(COMBOS) >= len(NAMES)
 
 
@@ -349,12 +326,7 @@ def test_every_regularizer_is_covered():
 def test_engines_agree_in_float64(names, placement):
     """Every regularizer and valid pair: the batched engine's curves and fit are the reference's
     to rounding (float64: the kernels differ; the draws are the same)."""
-    from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.reference import train_one
-
-    cfgs = combo_cfgs(names, f"model.placement={placement}")
-    for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
-        assert _curve_err(train_one(cfg), b) < 1e-9
+    testing.engines_agree(names, placement)
 
 
 @pytest.mark.kernels
@@ -377,30 +349,7 @@ def test_hand_written_backward_is_autograds(names):
 def test_eval_mode_is_deterministic_and_draws_nothing(name):
     """In eval mode neither engine draws: two passes agree and every generator is left as it was;
     the two engines' eval predictions agree."""
-    from dropbench.engines.program import Chunk
-    from dropbench.models import build_model
-
-    cfgs = combo_cfgs([name])
-    model = build_model(cfgs[0], 1).double().eval()
-    x = torch.linspace(-1, 1, 20, dtype=F64).unsqueeze(1)
-    with torch.no_grad():
-        assert torch.equal(rng_after(lambda: model(x)), rng_after(lambda: None))
-        ref = model(x)
-    chunk = Chunk(cfgs, 2)
-    states = [g.get_state() for g in chunk.gens]
-    xs = x.unsqueeze(0).expand(2, -1, -1)
-    with torch.no_grad():
-        a, b = chunk.forward(xs, train=False), chunk.forward(xs, train=False)
-    assert torch.equal(a, b)
-    assert all(torch.equal(s, g.get_state()) for s, g in zip(states, chunk.gens))
-    torch.testing.assert_close(a[0], ref, rtol=1e-12, atol=1e-12)
-
-
-def _witness(name: str) -> str | None:
-    """A drawing regularizer that may combine with `name`: if `name` drew anything at strength 0,
-    the witness's masks would shift."""
-    return next((w for w, r in regs.REGISTRY.items() if w != name and r.draws and r.slot != "input"
-                 and regs.conflict([name, w]) is None), None)
+    testing.eval_draws_nothing(name)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -408,36 +357,13 @@ def _witness(name: str) -> str | None:
 def test_strength_zero_is_the_identity_and_draws_nothing(name, engine):
     """At strength 0 (p=0, weight=0, ...) a regularizer changes no number and takes no draw: beside
     a drawing witness, the run is bit for bit the witness alone, in both engines."""
-    from dropbench.engines.batched import _train_chunk
-    from dropbench.engines.reference import train_one
-
-    reg = regs.REGISTRY[name]
-    w = _witness(name)
-    names = [name] + ([w] if w else [])
-    cfgs = combo_cfgs(names, f"reg.{name}.{reg.strength}=0", "dtype=float32")
-    without = [dataclasses.replace(c, reg=dataclasses.replace(c.reg, **{name: None})) for c in cfgs]
-    run = (lambda cs: [train_one(c) for c in cs]) if engine == "torch" else (lambda cs: _train_chunk(cs, 2))
-    for a, b in zip(run(cfgs), run(without)):
-        assert a.status == b.status == "ok" and a.curve == b.curve and a.fit == b.fit
-
-
-def _bad_values(name: str) -> list[tuple[str, str]]:
-    out = []
-    for f in dataclasses.fields(regs.REGISTRY[name].Config):
-        rng = f.metadata.get(params.CHECK)
-        out += [(f.name, repr(v)) for v in (rng.outside() if rng is not None else [])]
-        out.append((f.name, "[1,2]" if f.type in ("bool", bool) else "abc"))
-    return out
+    testing.strength_zero_is_identity(name, engine)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_each_bad_value_is_a_one_line_error(name):
-    for field_name, value in _bad_values(name):
-        key = f"reg.{name}.{field_name}"
-        with pytest.raises(UserError) as e:
-            load([f"reg={name}", f"{key}={value}"])
-        msg = str(e.value)
-        assert msg.startswith(f"invalid value {key}=") and "must be" in msg and "\n" not in msg, msg
+    assert testing.reg_bad_values(name)
+    testing.reg_bad_values_are_one_line(name)
 
 
 # ---- Gaussian dropout (Srivastava et al. 2014, section 10): x * N(1, p/(1-p)) while training -----
@@ -508,13 +434,7 @@ def test_docs_example_registers_from_a_fresh_package(tmp_path, monkeypatch):
 def test_the_config_keys_a_regularizer_sets_are_declared(name):
     """Reports read `sets` to pair and group runs (analysis.plugins): every config value outside
     reg.* that selecting it changes must be declared there, and only config keys may be."""
-    base = load(["model.depth=3", "model.hidden=16"]).flat()
-    chosen = load([f"reg={name}", "model.depth=3", "model.hidden=16"]).flat()
-    changed = {k for k in base if not k.startswith("reg.") and k != "p" and base[k] != chosen.get(k)}
-    reg = regs.REGISTRY[name]
-    assert changed <= set(reg.sets), f"{name} sets {sorted(changed - set(reg.sets))} without declaring it in `sets`"
-    assert set(reg.sets) <= set(base), f"{name} declares keys that are not config keys: {sorted(set(reg.sets) - set(base))}"
-    assert reg.note is None or (reg.note.strip() and "\n" not in reg.note), "a note is one caption line"
+    testing.reg_sets_are_declared(name)
 
 
 def test_mc_follows_the_dropout_family_unless_declared():

@@ -31,6 +31,7 @@ from dropbench.config.compose import (
     load_job,
     load_sweep,
     out_override,
+    plugin_origins,
     quote_value,
 )
 from dropbench.config.identity import (
@@ -74,5 +75,5 @@ __all__ = [
     "key_default",
     # compose
     "EXPERIMENT", "GROUPS", "Dim", "compose", "config_dir", "default_options", "expand_sweep", "list_options",
-    "load", "load_job", "load_sweep", "out_override", "quote_value",
+    "load", "load_job", "load_sweep", "out_override", "plugin_origins", "quote_value",
 ]

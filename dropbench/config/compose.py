@@ -39,9 +39,31 @@ def config_dir() -> Path:
 
 
 def list_options() -> dict[str, list[str]]:
-    """Every config group and its options, read from conf/."""
+    """Every config group and its options: conf/'s, then the plug-ins' (dropbench.plugins)."""
     root = config_dir()
-    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) for g in GROUPS}
+    extra = plugin_origins()
+    return {g: sorted(p.stem for p in (root / g).glob("*.yaml")) + sorted(extra.get(g, {})) for g in GROUPS}
+
+
+def plugin_origins() -> dict[str, dict[str, str]]:
+    """Each plug-in option's origin (a config directory, a package's name), by group."""
+    from dropbench import data, models, plugins, regs  # noqa: F401  (loading the registries finds them)
+
+    return plugins.origins()
+
+
+def store_plugin_nodes() -> None:
+    """Every plug-in's option in Hydra's ConfigStore, beside conf/'s YAMLs: its config directory's
+    YAML without `_target_` (the module is imported by the registry, never by Hydra), or its
+    Config's defaults."""
+    from hydra.core.config_store import ConfigStore
+
+    from dropbench import data, models, plugins, regs  # noqa: F401
+
+    store = ConfigStore.instance()
+    for group, found in plugins.FOUND.items():
+        for name, f in found.items():
+            store.store(group=group, name=name, node=plugins.node(f), package=group if group != "reg" else "reg")
 
 
 def default_options() -> dict[str, str]:
@@ -58,6 +80,7 @@ def _hydra_ready() -> None:
     from hydra import initialize_config_dir
 
     GlobalHydra.instance().clear()
+    store_plugin_nodes()
     initialize_config_dir(config_dir=str(config_dir()), version_base=None, job_name="dropbench")
 
 

@@ -47,14 +47,32 @@ def _reg_label(self: Any) -> str:
 
 
 # One optional field per registered regularizer, holding its Config (None: not selected).
-Reg = dataclasses.make_dataclass(
-    "Reg",
-    [(n, r.Config | None, field(default=None)) for n, r in regs.REGISTRY.items()],
-    namespace={"RULES": (Rule(lambda r: regs.conflict(r.names) is None, lambda r, k: str(regs.conflict(r.names))),),
-               "names": property(_reg_names), "label": property(_reg_label), "__module__": __name__,
-               "__doc__": "The selected regularizers, one field each (dropbench/regs/)."},
-    frozen=True,
-)
+def _make_reg() -> type:
+    return dataclasses.make_dataclass(
+        "Reg",
+        [(n, r.Config | None, field(default=None)) for n, r in regs.REGISTRY.items()],
+        namespace={"RULES": (Rule(lambda r: regs.conflict(r.names) is None, lambda r, k: str(regs.conflict(r.names))),),
+                   "names": property(_reg_names), "label": property(_reg_label), "__module__": __name__,
+                   "__doc__": "The selected regularizers, one field each (dropbench/regs/)."},
+        frozen=True,
+    )
+
+
+Reg = _make_reg()
+
+
+def registry_changed() -> None:
+    """A plug-in was registered in this process (dropbench.registration): the tables and Reg
+    follow the registries again. (Plug-ins found at import are in them from the start.)"""
+    global Reg, REG_ORDER
+    from dropbench.config import rules
+
+    DATA.update(data_configs())
+    MODELS.update(model_configs())
+    REG_ORDER = regs.names()
+    if tuple(Reg.__dataclass_fields__) != REG_ORDER:
+        Reg = _make_reg()
+    rules.DROP_FAMILY = regs.drop_family()
 
 
 # ---- optimizers ---------------------------------------------------------------------------

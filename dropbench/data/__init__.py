@@ -12,16 +12,18 @@ A data set is dropbench/data/<name>.py (or a package, as uci/) plus conf/data/<n
   reading no more than it must (values derived from N are resolved from it before planning).
 
 Modules are imported when the registry loads, by dropbench.config among others: a data set
-imports numpy, torch or its reader inside load and n_trained, never at the top.
+imports numpy, torch or its reader inside load and n_trained, never at the top. Plug-ins from the
+user's config directories and installed packages join them (dropbench.plugins).
 """
 
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from dropbench import plugins
 from dropbench.data.base import Dataset
+from dropbench.errors import UserError
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -35,7 +37,21 @@ def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict
     return plugins.discover(package, __path__ if path is None else path, SHARED, DECLARES, "a data set")
 
 
+def add(module: Any, name: str | None, origin: str) -> str:
+    """A plug-in data set into the registry (checked; its errors are the user's, in one line)."""
+    name = name or "?"
+    clash = plugins.taken("data", name, module, REGISTRY)
+    if clash is not None:
+        raise UserError(f"data={name} ({origin}): {clash}")
+    plugins.check_plugin(module, "data", name, DECLARES, "a data set", origin)
+    REGISTRY[name] = module
+    return name
+
+
 REGISTRY: dict[str, ModuleType] = discover()
+for _found in plugins.external("data", REGISTRY):
+    add(_found.module, _found.name, _found.origin)
+    plugins.FOUND["data"][_found.name] = _found
 
 
 def configs() -> dict[str, type]:

@@ -7,7 +7,8 @@ one tensor program), bit for bit the same numbers. This module is the only one t
     mc.py         MC evaluation's rules and statistics, shared by both
     reference.py  the reference engine
     planner.py    the batched engine's chunks (speed only); program.py one chunk's tensor
-                  program; memberwise.py its tensors' layout; batched.py runs the plan on threads
+                  program; memberwise.py its tensors' layout; batched.py runs the plan on threads;
+                  generic.py runs plug-ins written only in their torch form
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def get_engine(name: str, workers: int | None = None) -> "Engine":
         return ReferenceEngine()
     if name == "batched":
         from dropbench.engines.batched import BatchedEngine
+        from dropbench.engines.reference import train_one
 
-        return BatchedEngine(workers)
+        return BatchedEngine(workers, alone=train_one)  # plug-in models: member by member (generic.py)
     raise UserError(f"unknown engine={name}: choose from batched, torch")

@@ -3,6 +3,7 @@ beside the reference, and the rules both keep about where and on how many thread
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator, Protocol, Sequence
 
@@ -53,3 +54,9 @@ def resolve_device(device: str) -> "torch.device":
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda: no CUDA GPU is visible to torch here; use device=cpu or device=auto")
     return torch.device(device)
+
+
+# torch's global generator: building initial weights (torch.manual_seed, as the reference engine
+# does), the generic path's regularizers (which draw from it, each member's stream swapped in) and
+# models it trains member by member. Worker threads take turns there.
+GLOBAL_RNG = threading.RLock()

@@ -34,24 +34,31 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
+from dropbench.engines.base import GLOBAL_RNG, failed_results, one_intraop_thread, resolve_device
 from dropbench.engines.planner import MachineFacts, plan_chunks
+from dropbench.engines import generic
 from dropbench.engines.program import Chunk
 from dropbench.engines.result import RunResult
+from dropbench.models import PROGRAM
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
 
 
 # Building initial weights goes through the global RNG (torch.manual_seed, as the reference engine
-# does); worker threads take turns there.
-_GLOBAL_RNG = threading.Lock()
+# does); worker threads take turns there (with the generic path's pieces: engines/generic.py).
+_GLOBAL_RNG = GLOBAL_RNG
 
 
-def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event | None = None) -> list[RunResult]:
+def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event | None = None,
+                 alone: generic.TrainOne | None = None) -> list[RunResult]:
     """Train one chunk. If it raises (e.g. out of memory, or one run's data), each run is tried
     again on its own, so only the runs that raise alone fail: the others' numbers are the same
-    in any chunk (invariance), so the retry changes nothing but the time taken."""
+    in any chunk (invariance), so the retry changes nothing but the time taken. A model the
+    program does not compute (a plug-in's) trains member by member with `alone` (the reference
+    engine's train_one, handed in by engines.get_engine: this module knows no other engine)."""
+    if cfgs[0].model.name not in PROGRAM:
+        return generic.train_members(cfgs, alone, cancel)
     try:
         with _GLOBAL_RNG:
             chunk = Chunk(cfgs, size)
@@ -59,7 +66,7 @@ def _train_chunk(cfgs: Sequence["RunConfig"], size: int, cancel: threading.Event
     except Exception as e:  # noqa: BLE001  these runs fail, the sweep goes on
         if len(cfgs) == 1:
             return failed_results(cfgs, e)
-    return [r for c in cfgs for r in _train_chunk([c], 2, cancel)]
+    return [r for c in cfgs for r in _train_chunk([c], 2, cancel, alone)]
 
 
 class BatchedEngine:
@@ -73,9 +80,11 @@ class BatchedEngine:
 
     name = "batched"
 
-    def __init__(self, workers: int | None = None, machine: MachineFacts | None = None) -> None:
+    def __init__(self, workers: int | None = None, machine: MachineFacts | None = None,
+                 alone: generic.TrainOne | None = None) -> None:
         self.machine = machine if machine is not None else MachineFacts.detect(workers)
         self.workers = self.machine.workers
+        self.alone = alone  # trains a plug-in model's run by itself (the generic path)
 
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
         chunks = plan_chunks(cfgs, self.machine)
@@ -83,12 +92,12 @@ class BatchedEngine:
         with one_intraop_thread():
             if self.workers <= 1 or len(chunks) <= 1 or on_gpu:
                 for members, size in chunks:
-                    yield from _train_chunk(members, size)
+                    yield from _train_chunk(members, size, alone=self.alone)
             else:
-                yield from _threaded(chunks, self.workers)
+                yield from _threaded(chunks, self.workers, self.alone)
 
 
-def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iterator[RunResult]:
+def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: generic.TrainOne | None = None) -> Iterator[RunResult]:
     """Worker threads take chunks from one queue; this thread hands back results as they come."""
     import queue
     from collections import deque
@@ -106,7 +115,7 @@ def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int) -> Iter
                     break
                 chunk = todo.popleft()
             try:
-                done.put(("results", _train_chunk(*chunk, cancel)))
+                done.put(("results", _train_chunk(*chunk, cancel, alone)))
             except BaseException as e:  # handed to the main thread, which re-raises it
                 done.put(("error", e))
                 return

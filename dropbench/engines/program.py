@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -20,7 +21,7 @@ import torch
 
 from dropbench import regs
 from dropbench.data import load_dataset
-from dropbench.engines import loop, memberwise
+from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
 from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
@@ -157,7 +158,8 @@ class Chunk(ChunkView):
             reg = regs.REGISTRY[name]
             if reg.slot in NO_PIECE_SLOTS:  # the optimizer's weight decay; the loop's own rules
                 continue
-            self.pieces.setdefault(reg.slot, []).append(reg.batched(self, [getattr(c.reg, name) for c in self.cfgs]))
+            make = reg.batched if generic.hand_written(reg) else partial(generic.piece, reg)  # torch form only: generic.py
+            self.pieces.setdefault(reg.slot, []).append(make(self, [getattr(c.reg, name) for c in self.cfgs]))
         self.on_input, self.on_weight = self.pieces.get("input", []), self.pieces.get("weight", [])
         # activation-slot pieces that also act on the inputs (Regularizer.inputs_field), after the
         # input slot's, as models.mlp.build orders them; the program key makes it one choice per chunk

@@ -8,7 +8,9 @@ A model is dropbench/models/<name>.py plus conf/model/<name>.yaml; the module de
   regularizer in its slot (dropbench/regs/), its weights drawn from torch's global generator.
 
 layers.py holds the torch.nn pieces models are built from. Modules are imported when the registry
-loads (dropbench.config reads the Configs): torch only inside build.
+loads (dropbench.config reads the Configs): torch only inside build. Plug-ins from the user's
+config directories and installed packages join them (dropbench.plugins): a plug-in's build takes
+the same arguments and may place the selected regularizers with models.layers.hidden_layer.
 """
 
 from __future__ import annotations
@@ -28,6 +30,27 @@ SHARED = ("layers",)  # modules of this package that hold no model
 DECLARES = ("Config", "build")
 
 REGISTRY: dict[str, ModuleType] = plugins.discover(__name__, __path__, SHARED, DECLARES, "a model")
+# The models the batched program computes itself (engines/program.py); others train member by
+# member through the generic path (engines/generic.py).
+PROGRAM = ("mlp",)
+
+
+def add(module: Any, name: str | None, origin: str) -> str:
+    """A plug-in model into the registry (checked; its errors are the user's, in one line)."""
+    from dropbench.errors import UserError
+
+    name = name or "?"
+    clash = plugins.taken("model", name, module, REGISTRY)
+    if clash is not None:
+        raise UserError(f"model={name} ({origin}): {clash}")
+    plugins.check_plugin(module, "model", name, DECLARES, "a model", origin)
+    REGISTRY[name] = module
+    return name
+
+
+for _found in plugins.external("model", REGISTRY):
+    add(_found.module, _found.name, _found.origin)
+    plugins.FOUND["model"][_found.name] = _found
 
 
 def configs() -> dict[str, type]:

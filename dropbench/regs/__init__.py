@@ -3,6 +3,7 @@
 Adding a regularizer is adding dropbench/regs/<name>.py and conf/reg/<name>.yaml
 (docs/extending.md); dropbench.config and both engines read everything else from here: the order,
 the Reg config's fields, the dropout family, which may not combine, and what acts in each slot.
+Plug-ins from the user's config directories and installed packages join them (dropbench.plugins).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import importlib
 import pkgutil
 from typing import Any, Iterable
 
+from dropbench import plugins
+from dropbench.errors import UserError
 from dropbench.regs.base import EXCLUSIVE_SLOTS, SLOTS, Regularizer
 
 
@@ -32,10 +35,16 @@ def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict
     return dict(sorted(found.items(), key=lambda kv: kv[1].order))
 
 
-def check(reg: Regularizer, module: str) -> None:
+def check(reg: Regularizer, module: str, where: str | None = None) -> None:
     """A plug-in's declaration errors, caught when the registry loads (a programming error)."""
+    where = where or f"dropbench/regs/{module}.py"
+    if not isinstance(reg, Regularizer):
+        raise RuntimeError(f"{where}: REGULARIZER must be an instance of dropbench.regs.base.Regularizer")
+    for attr in ("name", "order", "slot", "Config"):
+        if not hasattr(reg, attr):
+            raise RuntimeError(f"{where}: the regularizer declares no {attr}")
     if reg.name != module:
-        raise RuntimeError(f"dropbench/regs/{module}.py declares a regularizer named {reg.name!r}: name it {module!r}")
+        raise RuntimeError(f"{where} declares a regularizer named {reg.name!r}: name it {module!r}")
     if reg.slot not in SLOTS:
         raise RuntimeError(f"regularizer {reg.name}: slot {reg.slot!r} is not one of {', '.join(SLOTS)}")
     fields = getattr(reg.Config, "__dataclass_fields__", {})
@@ -48,7 +57,33 @@ def check(reg: Regularizer, module: str) -> None:
         raise RuntimeError(f"regularizer {reg.name}: tune declares {', '.join(unknown)}, not in its Config")
 
 
+def add(reg: Regularizer, origin: str, name: str | None = None) -> str:
+    """A plug-in regularizer into the registry (checked; its errors are the user's, in one line)."""
+    name = name or getattr(reg, "name", None) or "?"
+    where = f"reg={name} ({origin})"
+    clash = plugins.taken("reg", name, reg, REGISTRY)
+    if clash is not None:
+        raise UserError(f"{where}: {clash}")
+    try:
+        check(reg, name, where)
+    except RuntimeError as e:
+        raise UserError(str(e)) from None
+    taken = {r.order: n for n, r in REGISTRY.items() if n != name}
+    if not isinstance(reg.order, int) or reg.order in taken:
+        free = max(taken) + 10
+        raise UserError(f"reg={name} ({origin}): order {reg.order!r} is {'taken by ' + taken[reg.order] if reg.order in taken else 'not an integer'}; "
+                        f"choose an unused one (e.g. {free})")
+    REGISTRY[name] = reg
+    ordered = sorted(REGISTRY.items(), key=lambda kv: kv[1].order)  # in place: importers hold this dict
+    REGISTRY.clear()
+    REGISTRY.update(ordered)
+    return name
+
+
 REGISTRY: dict[str, Regularizer] = discover()
+for _found in plugins.external("reg", REGISTRY):
+    add(getattr(_found.module, "REGULARIZER", None) or _found.module, _found.origin, _found.name)
+    plugins.FOUND["reg"][_found.name] = _found
 
 
 def names() -> tuple[str, ...]:
