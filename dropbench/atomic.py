@@ -10,6 +10,7 @@ folder (results.py) and the UCI download cache (data/uci/fetch.py). Standard lib
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,3 +99,27 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """The whole of `data` (text is UTF-8 encoded) at `path`, atomically."""
     with atomic_file(path) as f:
         f.write(data.encode() if isinstance(data, str) else data)
+
+
+# .<name>.<host>-<pid>.<random>[.tmp]
+TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+(\.tmp)?$")
+STALE_SECONDS = 24 * 3600  # a temporary entry this old is a leftover whatever made it
+
+
+def is_leftover(entry: Path) -> bool:
+    import time
+
+    m = TEMP.match(entry.name)
+    if m and m["host"] == host():
+        try:
+            os.kill(int(m["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError):
+            pass
+        else:
+            return False
+    try:
+        return time.time() - entry.lstat().st_mtime > STALE_SECONDS
+    except FileNotFoundError:
+        return False

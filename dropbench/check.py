@@ -29,7 +29,7 @@ from dropbench.analysis.platforms import UNRECORDED, platform_counts, platform_n
 from dropbench.analysis.significance import paired_greater, welch_greater
 from dropbench.analysis.summary import summarize
 from dropbench.analysis.taxonomy import FILE_KEY, FILE_LABEL, columns_of, config_columns, key_str, repetition, sort_key
-from dropbench.results import Wording, float_cell, read_csv
+from dropbench.readback import Wording, float_cell, read_csv
 
 CHOICE_COLUMNS = ("data", "model", "optim", "reg")  # RunConfig.choices(): what key_default needs
 HOW_TO_CREATE = "create it with: dropbench check DIR --baseline FILE --update-baseline"
@@ -466,7 +466,9 @@ def run_check(folder: Path, baseline: Path, update: bool = False, by: Sequence[s
     metric / better: as `report --metric/--better`. A new baseline records them (default test
     MSE); a check uses the metric its baseline records, and refuses another one named here.
     runs: the folder's runs.csv rows where the caller has read them already (the API's Sweep)."""
-    from dropbench.results import atomic_writes, read_runs, read_tuning, writing
+    from dropbench.oserrors import writing
+    from dropbench.readback import read_runs, read_tuning
+    from dropbench.results import atomic_writes
 
     _check_params(alpha, rtol)
     runs = read_runs(folder) if runs is None else runs

@@ -259,7 +259,8 @@ def report(
             rendered = render_report(rep, fmt)
         if output is not None:
             from dropbench.report import as_text
-            from dropbench.results import atomic_write, writing
+            from dropbench.oserrors import writing
+            from dropbench.results import atomic_write
 
             with writing("-o FILE", output):
                 atomic_write(output, as_text(rendered))
@@ -320,7 +321,8 @@ def plot(
     alpha: Annotated[float, typer.Option("--alpha", help="With --cd: the significance level.")] = 0.05,
 ) -> None:
     """Draw learning curves with confidence bands, final test MSE per group, for 1-D data the fits, and regularization paths (--cd: the critical-difference diagram)."""
-    from dropbench.results import is_partial, progress
+    from dropbench.locks import is_partial
+    from dropbench.readback import progress
 
     with _user_errors():
         if cd:

@@ -2,7 +2,7 @@
 the dtypes a notebook wants: whole numbers as ints (Int64 where some are missing), numbers as
 floats, True/False as bools, words as categoricals, the learned rates (learned_p) as lists.
 
-The rows come from the CSV readers report and check use (results.read_runs/read_curves), so the
+The rows come from the CSV readers report and check use (readback.read_runs/read_curves), so the
 frames hold exactly the numbers the commands compute with; only their types change here. pandas
 is imported by the functions that build a frame, never by `import dropbench`.
 """

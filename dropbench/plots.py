@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from dropbench.errors import UserError
-from dropbench.results import atomic_file, make_dirs, remove_dirs, writing
+from dropbench.oserrors import writing
+from dropbench.results import atomic_file, make_dirs, remove_dirs
 from dropbench.analysis.grouping import by_keys, members, pooled_configs, pooled_note
 from dropbench.analysis.labels import file_labels, group_label
 from dropbench.analysis.metrics import DEFAULT_METRIC, Metric, metric_label, resolve_metric
@@ -68,7 +69,7 @@ class Sweep:
     curves: list[Row]
     pooled: str | None = None  # the note for groups that pool several configs (a coarse --by)
     files: dict[str, str] = field(default_factory=dict)  # data.sha256 -> the file's name (labels.file_labels)
-    partial: str | None = None  # a sweep still running: what the figures show of it (results.Progress.note)
+    partial: str | None = None  # a sweep still running: what the figures show of it (readback.Progress.note)
 
     @property
     def runs(self) -> list[Row]:
@@ -93,7 +94,8 @@ def load_sweep(folder: Path, by: Sequence[str] | None = None, rows: Sequence[Row
     """Read runs.csv and curves.csv (rebuilt from the run folders while a sweep is running) and
     group the successful runs (by `by` or the swept keys). rows, curves: the folder's, where the
     caller has read them already (the API's Sweep)."""
-    from dropbench.results import is_partial, progress, read_curves, read_runs
+    from dropbench.locks import is_partial
+    from dropbench.readback import progress, read_curves, read_runs
 
     folder = Path(folder)
     rows = read_runs(folder, partial=True) if rows is None else list(rows)

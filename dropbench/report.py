@@ -95,7 +95,7 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
     refusal (too few data sets, a missing cell, ties everywhere) an error rather than a caption
     line. reference_table: a shipped reference's name or a CSV (analysis.reference) set beside ours.
     """
-    from dropbench import results
+    from dropbench import locks, readback
 
     check_options(interval, layout, posthoc, alpha)
     ref_table = None
@@ -104,9 +104,9 @@ def build_report(folders: Sequence[Path], by: Sequence[str] | None = None, sort:
 
         ref_table = read_reference(reference_table)
     rows, labels = read_folders(folders)
-    curves = {label: (lambda folder=Path(folder): results.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
-    running = [Path(f) for f in folders if results.is_partial(Path(f))]
-    tunings = [t for f in folders if (t := results.read_tuning(Path(f))) is not None]  # a tune's final runs
+    curves = {label: (lambda folder=Path(folder): readback.read_curves(folder, partial=True)) for folder, label in zip(folders, labels)}
+    running = [Path(f) for f in folders if locks.is_partial(Path(f))]
+    tunings = [t for f in folders if (t := readback.read_tuning(Path(f))) is not None]  # a tune's final runs
     return report_of(rows, labels, curves, by, sort, descending, epoch, interval, layout, metric, better, select_on, running,
                      posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=folders, tunings=tunings)
 
@@ -120,11 +120,11 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
     """build_report on runs already read (read_folders: each with its folder's label in `sweep`):
     the library API's Sweep computes its summaries here, as the command does. curves: per label,
     a function reading that folder's curves (only --epoch other than final reads them).
-    running: the folders a live dropbench is still writing (read partially: results.is_partial).
+    running: the folders a live dropbench is still writing (read partially: locks.is_partial).
     reference: the group paired differences are taken against (default: reg=none where present).
     ref_table: a published table (analysis.reference.read_reference) set beside ours.
-    tunings: the tunings whose final runs these are (results.read_tuning): their budgets."""
-    from dropbench import results
+    tunings: the tunings whose final runs these are (readback.read_tuning): their budgets."""
+    from dropbench import readback
 
     check_options(interval, layout, posthoc, alpha)
     chosen = resolve_metric(rows, metric, better)
@@ -161,7 +161,7 @@ def report_of(rows: Sequence[Row], labels: Sequence[str], curves: Mapping[str, C
     if per_data_set:
         notes.append(f"set per data set (as configured): {', '.join(per_data_set)}")
     notes += tuning_notes(tunings, rows, summary, keys)
-    notes += [results.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
+    notes += [readback.progress(f).note(f) for f in running]  # what is shown so far, and how much is to come
     stats = None
     if layout == "wide":
         stats, why_not = cross_data_set_stats(summary, keys, reference, posthoc, alpha)
@@ -195,7 +195,7 @@ def check_reference(rows: Sequence[Row], keys: Sequence[str], reference: Mapping
 
 
 def tuning_notes(tunings: "Sequence[Tuning]", rows: Sequence[Row], summary: list[dict[str, Any]], keys: Sequence[str]) -> list[str]:
-    """For the final runs of dropbench tune (results.read_tuning): each group's grid points and edge
+    """For the final runs of dropbench tune (readback.read_tuning): each group's grid points and edge
     hits (into the summary) and the caption lines on budgets (analysis.budgets); nothing for plain runs."""
     from dropbench.analysis import budgets
 
@@ -210,7 +210,7 @@ def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list
     """Every run of the folders, each with its folder's label in a `sweep` column, and the
     labels: the folders' names, or their paths where two share a name. require_ok: a folder
     whose runs all failed is an error (AllRunsFailed), as there is nothing to summarize."""
-    from dropbench import results
+    from dropbench import readback
 
     if not folders:
         raise UserError("give at least one results folder: dropbench report results/DIR")
@@ -223,7 +223,7 @@ def read_folders(folders: Sequence[Path], require_ok: bool = True) -> tuple[list
         labels = [str(f) for f in folders]
     rows: list[Row] = []
     for folder, label in zip(folders, labels):
-        mine = results.read_runs(Path(folder), partial=True)
+        mine = readback.read_runs(Path(folder), partial=True)
         if require_ok:
             some_ok(folder, mine)
         rows += [{**r, "sweep": label} for r in mine]

@@ -463,7 +463,7 @@ def execute(
     it; a folder that records another command takes it only with `append`. None (--resume, or a
     caller that records nothing) leaves sweep.yaml as it is.
 
-    Writing fails in one line (results.os_error: read-only, full disk, permission). A failure
+    Writing fails in one line (oserrors.os_error: read-only, full disk, permission). A failure
     before any run is stored leaves the folder as it was (one this call created is removed);
     after that it raises Stopped, the finished runs kept. A folder with nothing to train is
     only read.
@@ -472,7 +472,7 @@ def execute(
 
     import yaml
 
-    from dropbench import launchers, results
+    from dropbench import launchers, locks, oserrors, results
     from dropbench.config import LocalLauncher
 
     if not cfgs:
@@ -501,10 +501,10 @@ def execute(
     created: list[Path] = []
     recorded = False
     try:
-        with results.writing(option, out):
+        with oserrors.writing(option, out):
             created = results.make_dirs(out)
             if record is not None:
-                with results.folder_lock(out):  # again under the lock: concurrent runs append in turn
+                with locks.folder_lock(out):  # again under the lock: concurrent runs append in turn
                     record = updated_record(out, command, cfgs, append)
                     if record is not None:
                         results.atomic_write(out / SWEEP_FILE, yaml.safe_dump({"commands": record}, sort_keys=False))
@@ -529,8 +529,8 @@ def execute(
     holding = contextlib.ExitStack()
     try:
         if todo:
-            with results.writing(option, out):
-                holding.enter_context(results.training_into(out, [c.run_id for c in todo]))
+            with oserrors.writing(option, out):
+                holding.enter_context(locks.training_into(out, [c.run_id for c in todo]))
                 launchers.launch(todo, out, launcher or LocalLauncher(), stored)
     except BaseException as e:  # Ctrl-C, a full disk, a bug: what finished is kept and listed first
         error = e
@@ -538,7 +538,7 @@ def execute(
         outcome.train_seconds = time.perf_counter() - t0
         stop = error if isinstance(error, UserError) else None
         try:
-            with results.writing(option, out):
+            with oserrors.writing(option, out):
                 rows = results.consolidate(out, plan_ids)
         except UserError as e:  # the CSVs cannot be rebuilt; the run folders hold every finished run
             stop = stop or e
@@ -565,7 +565,7 @@ def _undo_new_folder(out: Path, created: Sequence[Path], command: dict[str, Any]
     """Remove the results folder this invocation created, where it stored no run in it: a sweep
     that could not start leaves nothing behind. Only what it wrote goes (a sweep.yaml that
     records another command too is a concurrent writer's). True when the folder is gone."""
-    from dropbench import results
+    from dropbench import locks, results
 
     if not created or results.stored_ids(out):
         return False
@@ -575,7 +575,7 @@ def _undo_new_folder(out: Path, created: Sequence[Path], command: dict[str, Any]
         return False
     if recorded is not None and (command is None or [_same_key(c) for c in recorded] != [_same_key(command)]):
         return False
-    for name in (SWEEP_FILE, results.RUNS_CSV, results.CURVES_CSV, ".lock", results.RUNNING):
+    for name in (SWEEP_FILE, results.RUNS_CSV, results.CURVES_CSV, ".lock", locks.RUNNING):
         try:
             (out / name).unlink(missing_ok=True)
         except OSError:

@@ -209,7 +209,7 @@ class Sweep:
                 better: str | None, select_on: str | None, sort: str | None, descending: bool, layout: str,
                 reference: Mapping[str, Any] | None = None, posthoc: str | None = None, alpha: float = 0.05,
                 ref_table: Any = None) -> "Report":
-        from dropbench import results
+        from dropbench import locks, readback
         from dropbench.analysis.selection import parse_epoch
         from dropbench.report import report_of, some_ok
 
@@ -217,8 +217,8 @@ class Sweep:
             some_ok(folder, self._own_rows(label))
         at = parse_epoch(str(epoch if epoch is not None else "best" if select_on is not None else "final"))
         curves = {label: (lambda label=label: self._curves(label)) for label in self.labels}
-        running = [f for f in self.folders if results.is_partial(f)]
-        tunings = [tn for f in self.folders if (tn := results.read_tuning(f)) is not None]  # a tune's final runs: budgets
+        running = [f for f in self.folders if locks.is_partial(f)]
+        tunings = [tn for f in self.folders if (tn := readback.read_tuning(f)) is not None]  # a tune's final runs: budgets
         return report_of(self._rows, self.labels, curves, _keys(by) if by is not None else self._default_by(), sort, descending,
                          at, interval, layout, metric, better, select_on, running, reference,
                          posthoc=posthoc, alpha=alpha, ref_table=ref_table, folders=self.folders, tunings=tunings)
@@ -262,7 +262,8 @@ class Sweep:
                 raise UserError("kind='path' needs a swept numeric key: give key=, e.g. key='p'")
             fig = plots.path_figure(drawn, keys[0], resolve_metric(drawn.runs, metric or DEFAULT_METRIC), log)
         if save is not None:
-            from dropbench.results import atomic_file, writing
+            from dropbench.oserrors import writing
+            from dropbench.results import atomic_file
 
             with writing("save=FILE", Path(save)), atomic_file(Path(save)) as fh:
                 fig.savefig(fh, format="png", dpi=plots.DPI)
@@ -312,7 +313,7 @@ class Sweep:
 
     def _curves(self, label: str) -> list[Row]:
         if label not in self._curve_rows:
-            from dropbench.results import read_curves
+            from dropbench.readback import read_curves
 
             self._curve_rows[label] = read_curves(self.folders[self.labels.index(label)], partial=True)
         return self._curve_rows[label]
@@ -330,7 +331,7 @@ class Tuning(Sweep):
     chosen per split), `chosen` (how often each grid point was chosen) and `warnings`."""
 
     def __init__(self, folder: PathLike, outcome: "TuneOutcome | None" = None) -> None:
-        from dropbench import results
+        from dropbench import readback, results
         from dropbench import tuning as tune
 
         self.out = Path(folder)
@@ -340,7 +341,7 @@ class Tuning(Sweep):
         self.spec = spec.to_dict()
         self._outcome = outcome
         if not (self.out / results.FINAL_DIR / results.RUNS_CSV).is_file():
-            raise UserError(results._why_no_runs(self.out))
+            raise UserError(readback.why_no_runs(self.out))
         super().__init__([self.out / results.FINAL_DIR])
 
     def __repr__(self) -> str:
@@ -387,7 +388,7 @@ class Tuning(Sweep):
         return self.keys
 
     def _tuned_rows(self) -> list[Row]:
-        from dropbench.results import read_csv
+        from dropbench.readback import read_csv
         from dropbench.tuning import TUNED_CSV
 
         fix = f"run the tuning again: dropbench tune --resume {self.out}"

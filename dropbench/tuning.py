@@ -642,7 +642,8 @@ def _write_spec(p: Plan) -> bool:
     """Record the tuning in OUT/tune.yaml, unless it is there; True where it was written now."""
     import yaml
 
-    from dropbench.results import atomic_write, writing
+    from dropbench.oserrors import writing
+    from dropbench.results import atomic_write
 
     if read_spec(p.out) is not None:
         return False
@@ -686,7 +687,8 @@ def write_tuned(out: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     import csv
     import io
 
-    from dropbench.results import _cell, write_if_changed, writing
+    from dropbench.oserrors import writing
+    from dropbench.results import _cell, write_if_changed
 
     buf = io.StringIO()
     columns = list(rows[0]) if rows else ["status"]

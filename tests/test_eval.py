@@ -16,7 +16,7 @@ import torch
 from conftest import assert_bits_equal
 from typer.testing import CliRunner
 
-from dropbench import regs, results
+from dropbench import readback, regs, results
 from dropbench.cli import app
 from dropbench.columns import CURVE_COLUMNS
 from dropbench.config import load
@@ -235,12 +235,12 @@ def test_a_folder_with_curves_from_before_the_new_columns_still_reads(tmp_path):
     stored.write_text("epoch,train_mse,test_mse,train_loss\n5,0.1,0.2,0.3\n")  # as an older dropbench wrote it
     results.write_run(out, new)
     results.consolidate(out)
-    curves = results.read_curves(out)
+    curves = readback.read_curves(out)
     assert [c["test_ll"] for c in curves if c["run_id"] == new.run_id] == [-1.25]
     assert all(math.isnan(c["test_ll"]) and c["test_mse"] == 0.2 for c in curves if c["run_id"] == old.run_id)
     header = next(csv.reader((out / "curves.csv").open()))
     assert header == ["run_id", *CURVE_COLUMNS]
-    runs = {r["run_id"]: r for r in results.read_runs(out)}
+    runs = {r["run_id"]: r for r in readback.read_runs(out)}
     assert runs[new.run_id]["final_test_ll"] == -1.25 and math.isnan(runs[old.run_id]["final_test_ll"])
     assert json.loads((out / "runs" / new.run_id / "result.json").read_text())["final_test_mc_mse"] is None
 
@@ -255,7 +255,7 @@ def test_uci_sweep_reports_rmse_and_log_likelihood(tmp_path, monkeypatch, uci_di
                               "p=0.05", "model.hidden=20", "model.depth=1", "epochs=10", "eval_every=5",
                               "eval.mc_samples=30", "eval.tau=0.5", f"out={out}", "-q"])
     assert res.exit_code == 0, res.output
-    rows = results.read_runs(out)
+    rows = readback.read_runs(out)
     raw = np.loadtxt(uci_dir / "yacht" / "data.txt")
     for r in rows:
         split = int(r["data.split"])

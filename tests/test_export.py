@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dropbench import results
+from dropbench import readback, results
 from dropbench.cli import app
 from test_folders import holder  # noqa: F401 - the fixture: a process holding a folder's training lock
 
@@ -84,9 +84,9 @@ def test_mlflow_read_back_equals_the_folder_and_a_second_export_adds_nothing(swe
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("dropbench.kind") == "sweep"]
     kids = children(client, parent.info.run_id)
-    rows = {r["run_id"]: r for r in results.read_runs(sweep)}
+    rows = {r["run_id"]: r for r in readback.read_runs(sweep)}
     assert sorted(k.data.tags["run_id"] for k in kids) == sorted(rows)
-    curves = results.read_curves(sweep)
+    curves = readback.read_curves(sweep)
     for k in kids:
         row = rows[k.data.tags["run_id"]]
         assert k.info.status == "FINISHED" and k.data.tags["status"] == "ok"
@@ -117,7 +117,7 @@ def test_mlflow_export_while_running_then_the_rest(sweep, store, tmp_path, holde
 
     live = tmp_path / "live"
     shutil.copytree(sweep, live)
-    ids = [r["run_id"] for r in results.read_runs(live)]
+    ids = [r["run_id"] for r in readback.read_runs(live)]
     for f in (results.RUNS_CSV, results.CURVES_CSV):
         (live / f).unlink()
     aside = tmp_path / "aside"
@@ -170,8 +170,8 @@ def test_tensorboard_read_back_equals_the_folder_with_hparams_and_a_second_expor
 
     res = cli("export", str(sweep), "--tensorboard", str(tmp_path / "tb"))
     assert res.exit_code == 0 and "tensorboard: 4 run(s) added, 0 already there" in res.output, res.output
-    curves = results.read_curves(sweep)
-    for row in results.read_runs(sweep):
+    curves = readback.read_curves(sweep)
+    for row in readback.read_runs(sweep):
         ea = accumulate(tmp_path / "tb" / "small" / row["run_id"])
         want = [(c["epoch"], c["test_mse"]) for c in curves if c["run_id"] == row["run_id"]]
         got = [(e.step, e.value) for e in ea.Scalars("test_mse")]
@@ -184,7 +184,7 @@ def test_tensorboard_read_back_equals_the_folder_with_hparams_and_a_second_expor
         assert {m.name.tag for m in exp.metric_infos} >= {"final/final_test_mse", "final/final_train_mse"}
     res = cli("export", str(sweep), "--tensorboard", str(tmp_path / "tb"))
     assert res.exit_code == 0 and "tensorboard: 0 run(s) added, 4 already there" in res.output
-    assert sorted(p.name for p in (tmp_path / "tb" / "small").iterdir()) == sorted(r["run_id"] for r in results.read_runs(sweep))
+    assert sorted(p.name for p in (tmp_path / "tb" / "small").iterdir()) == sorted(r["run_id"] for r in readback.read_runs(sweep))
 
 
 def test_the_api_exports_as_the_command_does(sweep, tmp_path):
@@ -194,4 +194,4 @@ def test_the_api_exports_as_the_command_does(sweep, tmp_path):
     first = db.load(sweep).to_tensorboard(tmp_path / "tb")
     again = db.load(sweep).to_tensorboard(tmp_path / "tb")
     assert [(len(r.added), len(r.skipped)) for r in first] == [(4, 0)] and [(len(r.added), len(r.skipped)) for r in again] == [(0, 4)]
-    assert sorted(p.name for p in (tmp_path / "tb" / "small").iterdir()) == sorted(r["run_id"] for r in results.read_runs(sweep))
+    assert sorted(p.name for p in (tmp_path / "tb" / "small").iterdir()) == sorted(r["run_id"] for r in readback.read_runs(sweep))

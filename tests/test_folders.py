@@ -11,7 +11,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dropbench import results
+from dropbench import locks, readback, results
 from dropbench.cli import app
 
 SECOND = datetime(2026, 1, 2, 3, 4, 5)
@@ -66,7 +66,7 @@ def test_runs_started_in_one_second_each_get_their_own_folder(tmp_path, monkeypa
         assert res.exit_code == 0, res.output
         outs.append(res.stdout.strip().splitlines()[-1])
     assert outs == [f"results: results/{STAMP}", f"results: results/{STAMP}-2", f"results: results/{STAMP}-3"]
-    assert all(len(results.read_runs(tmp_path / o.split(": ")[1])) == 1 for o in outs)
+    assert all(len(readback.read_runs(tmp_path / o.split(": ")[1])) == 1 for o in outs)
 
 
 def test_a_tune_in_a_second_already_taken_gets_its_own_folder(tmp_path, monkeypatch, one_second):
@@ -95,8 +95,8 @@ def store(folder: Path, run_id: str, status: str = "ok", reason: str = "") -> No
     (d / "result.json").write_text(json.dumps({"run_id": run_id, "status": status, "reason": reason}))
 
 
-HOLD = "import sys; from pathlib import Path; from dropbench import results\n" \
-       "with results.training_into(Path(sys.argv[1]), sys.argv[2:]):\n    print('held', flush=True); sys.stdin.read()"
+HOLD = "import sys; from pathlib import Path; from dropbench import locks\n" \
+       "with locks.training_into(Path(sys.argv[1]), sys.argv[2:]):\n    print('held', flush=True); sys.stdin.read()"
 
 
 @pytest.fixture
@@ -151,10 +151,10 @@ def test_report_and_plot_of_a_sweep_still_running_show_what_finished_marked_part
 
     out = tmp_path / "sweep"
     shutil.copytree(small_sweep, out)
-    ids = [r["run_id"] for r in results.read_runs(out)]
+    ids = [r["run_id"] for r in readback.read_runs(out)]
     whole = {(g["reg"], g["n_seeds"]): g["test_mean"] for g in json.loads(cli("report", str(out), "--format", "json").stdout)}
     # As while training: the CSVs not yet written, two runs of l2 still to come.
-    l2 = [r["run_id"] for r in results.read_runs(out) if r["reg"] == "l2"]
+    l2 = [r["run_id"] for r in readback.read_runs(out) if r["reg"] == "l2"]
     (out / results.RUNS_CSV).unlink()
     (out / results.CURVES_CSV).unlink()
     for rid in l2[1:]:
@@ -184,7 +184,7 @@ def test_a_sweep_running_with_nothing_finished_yet_is_one_line(tmp_path, holder)
     res = cli("report", str(out))
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "is still being written by a running dropbench and no run has finished yet" in res.output
-    assert results.progress(out) == results.Progress(True, 0, 0, 2)
+    assert readback.progress(out) == readback.Progress(True, 0, 0, 2)
 
 
 def test_a_run_holds_the_lock_while_it_trains_and_not_after(tmp_path):
@@ -193,8 +193,8 @@ def test_a_run_holds_the_lock_while_it_trains_and_not_after(tmp_path):
     out = tmp_path / "r"
     seen = []
     cfgs, launcher = runner.plan(["seed=1,2", "epochs=2", "eval_every=1", "model.hidden=4", f"out={out}"], True)
-    runner.execute(cfgs, launcher, on_result=lambda run_id, status: seen.append(results.is_being_written(out)))
-    assert seen == [True, True] and not results.is_being_written(out)
+    runner.execute(cfgs, launcher, on_result=lambda run_id, status: seen.append(locks.is_being_written(out)))
+    assert seen == [True, True] and not locks.is_being_written(out)
     results.check_out_dir(out)  # the lock file is one of ours
 
 
@@ -265,7 +265,7 @@ def test_the_resume_command_after_ctrl_c_pastes_back(tmp_path, monkeypatch):
     assert words == ["dropbench", "run", "--resume", str(out)]
     monkeypatch.setattr(launchers, "launch", real)
     res = cli(*words[1:], "-q")
-    assert res.exit_code == 0 and len(results.read_runs(out)) == 1, res.output
+    assert res.exit_code == 0 and len(readback.read_runs(out)) == 1, res.output
 
 
 def test_the_resume_command_of_an_interrupted_tune_pastes_back(tmp_path, monkeypatch):
@@ -280,7 +280,7 @@ def test_the_resume_command_of_an_interrupted_tune_pastes_back(tmp_path, monkeyp
     assert words == ["dropbench", "tune", "--resume", str(out)]
     monkeypatch.setattr(launchers, "launch", real)
     res = cli(*words[1:])
-    assert res.exit_code == 0 and len(results.read_runs(out / "final")) == 1, res.output
+    assert res.exit_code == 0 and len(readback.read_runs(out / "final")) == 1, res.output
     assert printed_command(res.output, "the literature's table: ")[:2] == ["dropbench", "report"]
     assert printed_command(res.output, "the literature's table: ")[2] == str(out / "final")
 
@@ -291,7 +291,7 @@ def test_from_into_an_odd_folder(tmp_path):
     (run,) = (src / "runs").iterdir()
     out = tmp_path / ODD
     res = cli("run", "--from", str(run), f'out="{out}"', "-q")
-    assert res.exit_code == 0 and [r["run_id"] for r in results.read_runs(out)] == [run.name], res.output
+    assert res.exit_code == 0 and [r["run_id"] for r in readback.read_runs(out)] == [run.name], res.output
 
 
 def test_every_other_command_printed_with_a_folder_pastes_back(tmp_path):

@@ -396,7 +396,7 @@ def test_a_csv_file_edited_between_sweeps_plots_as_two_data_sets_told_apart_by_h
 def test_csv_names_are_the_reports_even_where_a_file_only_failed(tmp_path):
     """A failed run's file of the same basename makes report call the drawn one a/train.csv; the
     plot must call it that too, not train.csv (names are made over every run, as report does)."""
-    from dropbench.results import read_runs
+    from dropbench.readback import read_runs
     from dropbench.analysis.summary import summarize
 
     folder = csv_plot_sweep(tmp_path / "s", [(SHA_A, "/data/a/train.csv")], failed=[(SHA_C, "/data/c/train.csv")])

@@ -113,7 +113,8 @@ def test_p_is_learned_and_recorded_in_curves_and_runs(tmp_path):
         assert len(ps) == 3 and all(0 < v < 1 for v in ps) and all(abs(v - 0.1) > 1e-4 for v in ps)  # inputs, 2 hidden
         np.testing.assert_allclose(np.array(learned(b)), np.array(learned(a)), rtol=1e-9)
         assert a.summary()["final_learned_p"] == " ".join(repr(v) for v in ps)
-    from dropbench.results import consolidate, read_curves, read_runs, write_run
+    from dropbench.readback import read_curves, read_runs
+    from dropbench.results import consolidate, write_run
 
     for r in ref:
         write_run(tmp_path, r)

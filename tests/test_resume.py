@@ -405,7 +405,7 @@ def test_leftovers_of_dead_writers_go_those_of_live_ones_stay(tmp_path):
     """A second writer starting in a folder must not delete the first one's in-flight files."""
     import socket
 
-    from dropbench import results
+    from dropbench import atomic, results
 
     host = socket.gethostname().replace(".", "_")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -419,7 +419,7 @@ def test_leftovers_of_dead_writers_go_those_of_live_ones_stay(tmp_path):
     }
     for name in names.values():
         (runs / name).mkdir(parents=True)
-    old = time.time() - results.STALE_SECONDS - 60
+    old = time.time() - atomic.STALE_SECONDS - 60
     os.utime(runs / names["other host, old"], (old, old))
     (tmp_path / f".runs.csv.{host}-{os.getpid()}.x7y8z9w0.tmp").write_text("half")
     (tmp_path / f".runs.csv.{host}-{dead.pid}.x7y8z9w0.tmp").write_text("half")

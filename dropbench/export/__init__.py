@@ -28,7 +28,7 @@ class Folder:
     path: Path
     rows: list[Row]  # runs.csv (or, while a sweep runs, its run folders): every run, failed ones too
     curves: dict[str, list[Row]]  # run_id -> its evaluated epochs
-    partial: str | None = None  # results.Progress.note while a dropbench still writes the folder
+    partial: str | None = None  # readback.Progress.note while a dropbench still writes the folder
     configs: dict[str, str] = field(default_factory=dict)  # run_id -> its config.yaml text, where stored
 
     @property
@@ -48,13 +48,13 @@ class ExportResult:
 
 def read_folder(folder: Path | str, rows: Sequence[Row] | None = None, curves: Sequence[Row] | None = None) -> Folder:
     """The folder's runs and curves (given, where the caller already read them: Sweep objects)."""
-    from dropbench import results
+    from dropbench import locks, readback, results
 
     path = Path(folder)
     if rows is None:
-        rows = results.read_runs(path, partial=True)
+        rows = readback.read_runs(path, partial=True)
     if curves is None:
-        curves = results.read_curves(path, partial=True)
+        curves = readback.read_curves(path, partial=True)
     by_run: dict[str, list[Row]] = {}
     for c in curves:
         by_run.setdefault(c["run_id"], []).append(c)
@@ -65,7 +65,7 @@ def read_folder(folder: Path | str, rows: Sequence[Row] | None = None, curves: S
             configs[r["run_id"]] = f.read_text()
         except OSError:
             pass  # a folder written by hand, or copied without its run folders: runs.csv has the config's columns
-    partial = results.progress(path).note(path) if results.is_partial(path) else None
+    partial = readback.progress(path).note(path) if locks.is_partial(path) else None
     return Folder(path, list(rows), by_run, partial, configs)
 
 

@@ -92,7 +92,7 @@ def to_tensorboard(folder: Path | str, logdir: Path | str, rows: Sequence[Row] |
     except ImportError as e:
         raise missing_extra("TensorBoard", "tensorboard", e) from None
     from dropbench.atomic import make_dirs, owner
-    from dropbench.results import writing
+    from dropbench.oserrors import writing
 
     data = read_folder(folder, rows, curves)
     root = Path(logdir) / data.name
