@@ -143,7 +143,7 @@ def execute(protocol: Protocol, plan: Sequence[Step], progress: Phase | None = N
     already finished) after each."""
     import contextlib
 
-    from dropbench import runner
+    from dropbench import runner, tune_grid, tune_spec
     from dropbench import tuning as tune_mod
 
     phase_of: Phase = progress or (lambda name: contextlib.nullcontext((None, None)))
@@ -153,9 +153,9 @@ def execute(protocol: Protocol, plan: Sequence[Step], progress: Phase | None = N
         where = f"{step.dataset} ({i}/{len(plan)})"
         t0 = clock()
         if protocol.tuned:
-            spec, out = tune_mod.make_spec(step.overrides, step.over, "test_ll", None, True, source=protocol.source)
+            spec, out = tune_spec.make_spec(step.overrides, step.over, "test_ll", None, True, source=protocol.source)
             assert out is not None
-            p = tune_mod.plan(spec, out.absolute())
+            p = tune_grid.plan(spec, out.absolute())
             outcome: Any = tune_mod.execute(p, lambda ph: phase_of(f"{where} {ph}"), allow_mixed_platforms)
             finals.append(step.out / "final")
         else:

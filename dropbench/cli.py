@@ -458,6 +458,7 @@ def tune(
 def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
     from rich.table import Table
 
+    from dropbench import tune_edges, tune_summary
     from dropbench import tuning as tune_mod
 
     s = t.search
@@ -466,13 +467,13 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
                   + (f"; {left} grid point(s) failed or scored no finite {t.plan.metric} and were left out of the selection" if left else ""),
                   soft_wrap=True)
     table = Table(title=f"chosen by validation {t.plan.metric} ({'higher' if t.plan.higher else 'lower'} is better; ties: first in grid order)")
-    summary = tune_mod.chosen_summary(t)
+    summary = tune_summary.chosen_summary(t)
     for k in (summary[0] if summary else {"chosen": ""}):
         table.add_column(k, justify="right" if k == "failed" else "left")
     for r in summary:
         table.add_row(*r.values())
     console.print(table)
-    for line in tune_mod.edge_warnings(t):
+    for line in tune_edges.edge_warnings(t):
         typer.echo(f"dropbench: warning: {line}", err=True)
     if t.final is not None:
         ok = [r for r in t.final.rows if r["status"] == "ok"]
@@ -483,13 +484,13 @@ def _report_tune(t: Any, console: "Console", allow_failures: bool) -> None:
             from dropbench.render.long import summary_table
 
             # Grouped by the swept keys, seeds and splits pooled: the tuned values differ by split.
-            keys = tune_mod.report_keys(t)
+            keys = tune_summary.report_keys(t)
             ref = default_reference(t.final.rows, keys)
             m = resolve_metric(t.final.rows, t.plan.metric)
             console.print(summary_table(summarize(t.final.rows, keys, ref, m), keys, reference=ref))
         console.print(f"final: {len(t.final.rows)} run(s) in {t.final.out} ({t.final.trained} trained, {t.final.skipped} already finished)",
                       soft_wrap=True)
-    console.print(f"the literature's table: {tune_mod.report_command(t)}", soft_wrap=True)
+    console.print(f"the literature's table: {tune_summary.report_command(t)}", soft_wrap=True)
     typer.echo(f"tuned: {t.out / tune_mod.TUNED_CSV}")
     typer.echo(f"results: {t.out}")
     if (problems := tune_mod.problems(t)) is not None:

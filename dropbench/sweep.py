@@ -364,25 +364,24 @@ class Tuning(Sweep):
     @cached_property
     def keys(self) -> list[str]:
         """What the final runs are grouped by: the swept base keys but seeds and splits."""
-        from dropbench import tuning as tune
+        from dropbench import tune_summary
 
-        return tune.report_keys(self._outcome_or_rebuilt())
+        return tune_summary.report_keys(self._outcome_or_rebuilt())
 
     @property
     def chosen(self) -> "pd.DataFrame":
         """Per setting, how often each grid point was chosen and how often a choice sat at an
         end of its grid (`tune`'s table)."""
-        from dropbench import frames
-        from dropbench import tuning as tune
+        from dropbench import frames, tune_summary
 
-        return frames.frame(tune.chosen_summary(self._outcome_or_rebuilt()))
+        return frames.frame(tune_summary.chosen_summary(self._outcome_or_rebuilt()))
 
     @property
     def warnings(self) -> list[str]:
         """Grid ends chosen in at least half of a setting's groups: the best value may lie beyond."""
-        from dropbench import tuning as tune
+        from dropbench import tune_edges
 
-        return tune.edge_warnings(self._outcome_or_rebuilt())
+        return tune_edges.edge_warnings(self._outcome_or_rebuilt())
 
     def _default_by(self) -> list[str] | None:
         return self.keys
@@ -400,20 +399,21 @@ class Tuning(Sweep):
         as chosen_summary and edge_hits read: nothing is planned or trained."""
         if self._outcome is None:
             from dropbench import config as config_mod
+            from dropbench import tune_grid, tune_spec
             from dropbench import tuning as tune
             from dropbench.config import LocalLauncher
             from dropbench.results import SEARCH_DIR
             from dropbench.runner import RunOutcome
 
             rows = self._tuned_rows()
-            over_keys = [tune._key(o) for o in self.spec["over"]]
+            over_keys = [tune_grid._key(o) for o in self.spec["over"]]
             header = list(rows[0]) if rows else []
             first = min((header.index(k) for k in over_keys if k in header), default=0)
-            name, column, higher = tune.metric_column(self.spec["metric"], self.spec["better"])
+            name, column, higher = tune_spec.metric_column(self.spec["metric"], self.spec["better"])
             grid = {k: [job[0].split("=", 1)[1] for job in config_mod.expand_sweep([o])] for k, o in zip(over_keys, self.spec["over"])}
-            plan = tune.Plan(tune.Spec(tuple(self.spec["overrides"]), tuple(self.spec["over"]), self.spec["metric"], self.spec["better"],
-                                       self.spec["multirun"], self.spec["cwd"]),
-                             self.out, [], [], [], LocalLauncher(), header[:first], over_keys, name, column, higher, grid)
+            plan = tune_grid.Plan(tune_spec.Spec(tuple(self.spec["overrides"]), tuple(self.spec["over"]), self.spec["metric"], self.spec["better"],
+                                                 self.spec["multirun"], self.spec["cwd"]),
+                                  self.out, [], [], [], LocalLauncher(), header[:first], over_keys, name, column, higher, grid)
             self._outcome = tune.TuneOutcome(self.out, plan, RunOutcome(self.out / SEARCH_DIR), [], None, rows)
         return self._outcome
 

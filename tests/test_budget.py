@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dropbench import grids, regs
-from dropbench import tuning as tune
+from dropbench import tune_grid, tune_spec
 from dropbench.analysis import budgets
 from test_tune import BASE, TINY, invoke, rows, uci_root  # noqa: F401 (a fixture)
 
@@ -15,8 +15,8 @@ PLAN_BASE = ("data=uci", "data.dataset=yacht", "data.split=0", *TINY)
 
 
 def _plan(tmp_path, overrides, over=(), budget=None, multirun=True):
-    spec = tune.Spec(tuple(overrides), tuple(over), "test_mse", multirun=multirun, budget=budget)
-    return tune.plan(spec, tmp_path / "out")
+    spec = tune_spec.Spec(tuple(overrides), tuple(over), "test_mse", multirun=multirun, budget=budget)
+    return tune_grid.plan(spec, tmp_path / "out")
 
 
 def _by_reg(p):

@@ -125,7 +125,8 @@ def test_a_saved_config_with_another_weight_decay_is_refused(tmp_path):
 
 # ---- layers: what sits below config never imports it -------------------------------------------
 LOWER = ["params.py", "atomic.py", "plugins.py", "errors.py", "data", "models"]
-HIGHER = ("dropbench.config", "dropbench.derive", "dropbench.runner", "dropbench.engines", "dropbench.tuning", "dropbench.cli", "dropbench.api", "dropbench.sweep")
+HIGHER = ("dropbench.config", "dropbench.derive", "dropbench.runner", "dropbench.engines", "dropbench.tuning", "dropbench.tune_spec",
+          "dropbench.tune_grid", "dropbench.tune_edges", "dropbench.tune_summary", "dropbench.cli", "dropbench.api", "dropbench.sweep")
 
 
 def _imports(path: Path) -> set[str]:

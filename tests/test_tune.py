@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from dropbench import tune_edges
 from dropbench import tuning as tune
 from dropbench.data.uci import catalog, fetch
 from dropbench.cli import app
@@ -208,11 +209,11 @@ def test_edges_are_the_ends_of_a_numeric_grid_of_three_or_more_values():
 
     p = SimpleNamespace(grid={"eval.tau": ["0.1", "0.15", "0.2"], "p": ["0.5", "0.05", "0.1"], "two": ["1", "2"],
                               "optim": ["adam", "sgd", "x"], "lr": ["1e-3", "0.01", "0.1"]})
-    assert [tune.edge_of(p, "eval.tau", v) for v in ("0.1", "0.15", "0.2")] == ["lowest", None, "highest"]
-    assert [tune.edge_of(p, "p", v) for v in ("0.5", "0.05", "0.1")] == ["highest", "lowest", None], "by value, not grid order"
-    assert tune.edge_of(p, "lr", "0.001") == "lowest", "the config's spelling of 1e-3"
-    assert tune.edge_of(p, "two", "1") is None and tune.edge_of(p, "optim", "adam") is None, "no inside: no edge"
-    assert tune.edge_of(p, "p", "") is None, "a key the run does not use"
+    assert [tune_edges.edge_of(p, "eval.tau", v) for v in ("0.1", "0.15", "0.2")] == ["lowest", None, "highest"]
+    assert [tune_edges.edge_of(p, "p", v) for v in ("0.5", "0.05", "0.1")] == ["highest", "lowest", None], "by value, not grid order"
+    assert tune_edges.edge_of(p, "lr", "0.001") == "lowest", "the config's spelling of 1e-3"
+    assert tune_edges.edge_of(p, "two", "1") is None and tune_edges.edge_of(p, "optim", "adam") is None, "no inside: no edge"
+    assert tune_edges.edge_of(p, "p", "") is None, "a key the run does not use"
 
 
 def _outcome(rows, over_keys=("eval.tau",), grid=None, swept=("reg", "data.split")):
@@ -228,13 +229,13 @@ def test_an_edge_chosen_by_half_of_a_settings_groups_or_more_is_warned_with_its_
     rows += [{"reg": "l2", "data.split": str(i), "eval.tau": "0.2" if i < 5 else "0.15", "search_run_id": "x"} for i in range(12)]
     rows.append({"reg": "l2", "data.split": "12", "eval.tau": "", "search_run_id": ""})  # every grid point failed
     t = _outcome(rows)
-    assert tune.edge_warnings(t) == ["eval.tau=0.1 is the lowest value of its grid and was chosen in 11 of 12 splits of "
+    assert tune_edges.edge_warnings(t) == ["eval.tau=0.1 is the lowest value of its grid and was chosen in 11 of 12 splits of "
                                      "reg=dropout; extend the grid below it"]
-    hits = tune.edge_hits(t)
+    hits = tune_edges.edge_hits(t)
     assert [(h.setting, h.value, h.side, h.count, h.of, h.warned) for h in hits] == [
         ({"reg": "dropout"}, "0.1", "lowest", 11, 12, True), ({"reg": "l2"}, "0.2", "highest", 5, 12, False)]
     one = _outcome([{"data.split": "0", "eval.tau": "0.2", "search_run_id": "x"}], swept=("data.split",))
-    assert tune.edge_warnings(one) == ["eval.tau=0.2 is the highest value of its grid and was chosen in 1 of 1 splits; "
+    assert tune_edges.edge_warnings(one) == ["eval.tau=0.2 is the highest value of its grid and was chosen in 1 of 1 splits; "
                                        "extend the grid above it"]
 
 
