@@ -135,3 +135,13 @@ def test_the_docs_pages_the_package_and_configs_cite_exist():
     assert "docs/uci-protocol.md" in cited
     missing = sorted(c for c in cited if not (ROOT / c).is_file())
     assert not missing, missing
+
+
+def test_the_development_page_names_every_module_and_package_of_the_tree():
+    """docs/development.md's tree is the map a newcomer reads first: a module or package added
+    without a line there fails here."""
+    tree = (ROOT / "docs" / "development.md").read_text()
+    pkg = ROOT / "dropbench"
+    names = [f"{p.name}" for p in sorted(pkg.glob("*.py"))] + [f"{p.name}/" for p in sorted(pkg.iterdir())
+                                                              if p.is_dir() and p.name != "__pycache__"]
+    assert [n for n in names if n not in tree] == [], "add a line to docs/development.md's tree"
