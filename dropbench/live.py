@@ -2,8 +2,8 @@
 under its progress bar on a terminal, so a long sweep says early which way it is going.
 
 Groups are the report's (the swept keys but the seed, analysis.grouping), known from the plan;
-each stored run's score is read from its result.json, the row runs.csv will hold. Standard
-library only: the line is built in the process that draws the bar, not in the workers.
+each stored run's score is read from its result.json, the row runs.csv will hold. No torch:
+the line is built in the process that draws the bar, not in the workers.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from dropbench.analysis.grouping import group_keys
 from dropbench.analysis.labels import group_label
 from dropbench.analysis.taxonomy import key_str
+from dropbench.results import config_row
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -23,17 +24,12 @@ if TYPE_CHECKING:
 METRIC = "final_test_mse"  # lower is better, as the report's default
 
 
-def plan_row(cfg: "RunConfig") -> dict[str, Any]:
-    """A planned run's config columns, as its runs.csv row will have them."""
-    return {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed, **{k: v for k, v in cfg.flat().items() if k != "seed"}}
-
-
 class Leaderboard:
     """Mean final test MSE per group over the runs stored so far; `line()` names the best and the
     worst once two groups have a finished run."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], out: Path | None = None) -> None:
-        rows = [plan_row(c) for c in cfgs]
+        rows = [config_row(c) for c in cfgs]
         keys = group_keys(rows)
         self.out = None if out is None else Path(out)
         self.group = {r["run_id"]: group_label({k: key_str(r.get(k)) for k in keys}) for r in rows}

@@ -112,12 +112,16 @@ def _platform(device: str) -> dict[str, str]:
     return provenance.current(device)
 
 
+def config_row(cfg: "RunConfig") -> dict[str, Any]:
+    """A run's config columns, as runs.csv holds them: its id, the group choices, the seed, every key."""
+    return {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed, **{k: v for k, v in cfg.flat().items() if k != "seed"}}
+
+
 def row_of(result: RunResult) -> dict[str, Any]:
     """A run's row: its config, the platform of this process (the one that trained it: a
     joblib or submitit worker stores its own runs), then its results."""
     cfg = result.cfg
-    row: dict[str, Any] = {"run_id": cfg.run_id, **cfg.choices(), "seed": cfg.seed}
-    row.update({k: v for k, v in cfg.flat().items() if k != "seed"})
+    row = config_row(cfg)
     row.update(_platform(cfg.device))
     row.update(result.summary())
     row.update({"status": result.status, "reason": result.reason, "seconds": round(result.seconds, 4)})
