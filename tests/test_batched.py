@@ -488,3 +488,27 @@ def test_hand_written_backward_is_autograds_bit_for_bit(overrides):
     want, got, tape = autograd_and_backward(chunk)
     assert len(tape) == chunk.n_linear and len(got) == len(want)
     assert_bits_equal(got, want, f"the hand-written backward of {overrides}, against autograd's")
+
+
+def test_runs_differing_only_in_tau_train_once():
+    """eval.tau only weighs the log-likelihood: such twins share one member, and each reads as
+    it does alone (its own tau), in float64 as the reference engine trains it."""
+    base = ["reg=dropout", "masks=fast", "eval.mc_samples=20", "epochs=4", "eval_every=2", "model.hidden=16",
+            "dtype=float64"]
+    cfgs = [load([*base, "seed=3", f"eval.tau={t}"]) for t in (0.5, 1.0, 2.0)] + [load([*base, "seed=4", "eval.tau=1.0"])]
+    chunk = Chunk(cfgs, 4)
+    assert len(chunk.cfgs) == 2 and chunk.reader_of == [0, 0, 0, 1]
+    got = chunk.train()
+    lls = [r.rows()[-1][8] for r in got]
+    assert len(set(lls[:3])) == 3  # each its own tau
+    assert len({tuple(r.rows()[-1][:8]) for r in got[:3]}) == 1  # and the same training and passes
+    for cfg, r in zip(cfgs, got):
+        assert _max_curve_err(train_one(cfg), r) < 1e-9
+
+
+@pytest.mark.kernels
+def test_twins_read_as_they_do_alone():
+    base = ["reg=[input_dropout,dropout]", "eval.mc_samples=12", "epochs=2", "eval_every=1", "model.hidden=13", "batch_size=7"]
+    cfgs = [load([*base, "seed=5", f"eval.tau={t}"]) for t in (0.5, 2.0)] + [load([*base, f"seed={s}"]) for s in (6, 7)]
+    for cfg, r in zip(cfgs, _train_chunk(cfgs, 4)):
+        assert_bits_equal(r.rows(), _train_chunk([cfg], 2)[0].rows(), f"tau={cfg.eval.tau} seed={cfg.seed} beside its twin")
