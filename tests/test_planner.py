@@ -131,3 +131,18 @@ def test_mc_numbers_do_not_depend_on_the_plan():
     assert all(status == "ok" for status, _ in small.values())
     with_mc = [rows for (_, rows), c in zip((small[c.run_id] for c in runs), runs) if c.eval.mc_samples]
     assert all(row[6] is not None for rows in with_mc for row in rows), "MC columns were computed"
+
+
+def test_twins_stay_in_one_chunk_and_count_once():
+    """Runs differing only in eval.tau train as one member: the planner keeps them together and
+    sizes chunks by distinct trainings."""
+    from dropbench.engines.planner import training_key
+
+    cfgs = [load(["reg=dropout", f"seed={s}", "eval.mc_samples=5", f"eval.tau={t}", "model.hidden=8", "epochs=2"])
+            for s in range(6) for t in (0.5, 1.0, 2.0)]
+    plan = plan_chunks(cfgs, MachineFacts(workers=2, l2_bytes=2**20))
+    for members, size in plan:
+        keys = {training_key(m) for m in members}
+        assert size == max(len(keys), 2)
+        assert all(sum(training_key(m) == k for m in members) == 3 for k in keys)  # all three twins
+    assert sorted(c.run_id for ms, _ in plan for c in ms) == sorted(c.run_id for c in cfgs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dropbench import regs
 from dropbench.data import Dataset, load_dataset
@@ -180,15 +180,20 @@ def chunk_cost(piece: Work) -> float:
     return piece[1] * (max(len(piece[0]), 2) + CHUNK_OVERHEAD)
 
 
-def balance(chunks: list[Work], workers: int) -> list[Work]:
+def balance(chunks: list[Work], workers: int, key: Callable[[Any], str] | None = None) -> list[Work]:
     """Halve the costliest chunk while that ends the sweep sooner: five groups of 10 on two
-    workers train as 10+10+5 on each (27.7 units) rather than 10+10+10 against 10+10 (32.7)."""
+    workers train as 10+10+5 on each (27.7 units) rather than 10+10+10 against 10+10 (32.7).
+    Adjacent runs with equal `key` (twins: training_key) stay in one half."""
     current = makespan([chunk_cost(c) for c in chunks], workers)
     while workers > 1 and chunks:
         big = max(chunks, key=chunk_cost)
         if len(big[0]) < 4:  # halves of at least 2: a chunk of one is padded to two
             break
         half = len(big[0]) - len(big[0]) // 2
+        if key is not None:
+            half = _twin_boundary(big[0], half, key)
+        if not 0 < half < len(big[0]):
+            break
         trial = [c for c in chunks if c is not big] + [(big[0][:half], big[1]), (big[0][half:], big[1])]
         shorter = makespan([chunk_cost(c) for c in trial], workers)
         if shorter >= current:
@@ -197,29 +202,58 @@ def balance(chunks: list[Work], workers: int) -> list[Work]:
     return chunks
 
 
+def _twin_boundary(runs: Sequence[Any], i: int, key: Callable[[Any], str]) -> int:
+    """The cut nearest i that keeps runs of equal key (adjacent, as plan_chunks orders them) together."""
+    keys = [key(r) for r in runs]
+    cuts = [j for j in range(1, len(runs)) if keys[j] != keys[j - 1]]
+    return min(cuts, key=lambda j: (abs(j - i), j)) if cuts else 0
+
+
+def training_key(cfg: "RunConfig") -> str:
+    """What a run's training depends on: its whole config but eval.tau (which only weighs the
+    test log-likelihood) and where results go. Runs with equal keys (twins) train as one chunk
+    member (engines/program.py)."""
+    import json
+
+    d = cfg.to_dict()
+    d.pop("out", None)
+    d["eval"] = {k: v for k, v in d["eval"].items() if k != "tau"}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _trainings(cfgs: Sequence["RunConfig"]) -> int:
+    return len({training_key(c) for c in cfgs})
+
+
 def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tuple[list["RunConfig"], int]]:
     """Group runs by program and cut each group into chunks of at most max_chunk members for
-    `machine`'s L2, balanced over its workers; each chunk is (members, size), size >= 2 (a lone
-    run is padded with a copy of itself), largest cost first.
+    `machine`'s L2, balanced over its workers; each chunk is (runs, size): size members, at least
+    2 (a lone run is padded with a copy of itself), largest cost first.
 
-    Runs of one program may differ in eval.mc_samples, and a chunk computes its largest T for
-    every member (engines/program.py): within a group, runs are ordered by T (stably, so equal T
-    keep their order) before it is cut, and each chunk is costed by its largest T."""
+    Twins (training_key) stay in one chunk and count as one member. Runs of one program may
+    differ in eval.mc_samples, and a chunk computes its largest T for every member
+    (engines/program.py): within a group, runs are ordered by T (stably, so equal T keep their
+    order) before it is cut, and each chunk is costed by its largest T."""
     groups: dict[tuple, list[RunConfig]] = {}
     for c in cfgs:
         groups.setdefault(group_key(c, load_dataset(c)), []).append(c)
     chunks: list[Work] = []
     for key, members in groups.items():
         members = sorted(members, key=lambda m: m.eval.mc_samples)
+        twins: dict[str, list[RunConfig]] = {}
+        for m in members:
+            twins.setdefault(training_key(m), []).append(m)
+        trainings = list(twins.values())
         (n_train, n_in), (n_test, _) = key[0], key[1]
         n_params, _ = step_work(members[0], n_train, n_in)
         step_el, mc_el = working_elements(members[-1], n_train, n_in, n_test)  # the largest T last
         most = max_chunk(n_params, 8 if members[0].dtype == "float64" else 4, machine.l2_bytes, step_el, mc_el)
         start = 0
-        for size in split_group(len(members), most):
-            part = members[start : start + size]
+        for size in split_group(len(trainings), most):
+            part = [m for t in trainings[start : start + size] for m in t]
             costliest = max(part, key=lambda m: m.eval.mc_samples)
-            chunks.append((part, run_work(costliest, n_train, n_in, n_test)))
+            # a run's share of its chunk's cost: twins share one training
+            chunks.append((part, run_work(costliest, n_train, n_in, n_test) * size / len(part)))
             start += size
     # Largest first, so the last chunks to finish are short ones.
-    return [(ms, max(len(ms), 2)) for ms, _ in sorted(balance(chunks, machine.workers), key=lambda ch: -chunk_cost(ch))]
+    return [(ms, max(_trainings(ms), 2)) for ms, _ in sorted(balance(chunks, machine.workers, training_key), key=lambda ch: -chunk_cost(ch))]

@@ -26,6 +26,7 @@ from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
 from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.planner import training_key
 from dropbench.engines.result import RunResult
 from dropbench.masks import CounterStream, levels_of
 from dropbench.models import acts_after, build_model
@@ -81,16 +82,6 @@ class _Saved:
     on_post: Applied = field(default_factory=list)  # activation slot, after the activation
     on_branch: Applied = field(default_factory=list)  # residual slot
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
-
-
-def training_key(cfg: "RunConfig") -> str:
-    """What a run's training depends on: its whole config but eval.tau (and where results go)."""
-    import json
-
-    d = cfg.to_dict()
-    d.pop("out", None)
-    d["eval"] = {k: v for k, v in d["eval"].items() if k != "tau"}
-    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
