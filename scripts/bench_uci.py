@@ -314,7 +314,7 @@ def uci_main(args: argparse.Namespace) -> None:
             print(f"  B={b}: (c)/(d) = {thr_of(rows[C_NAME.format(s)]) / thr_of(rows[best_d]):.2f}x against (d) at "
                   f"its best thread count ({threads}) (goal 2: above 1 with masks=fast)")
 
-    print("\nFloor and (c)'s time (issue 19, goals 2-3), per batch size:")
+    print("\nFloor and (c)'s time, per batch size (issue 19, goal 3: (c) within 1.5x of its floor):")
     for b in plan.batch_sizes:
         print(f"B={b}:")
         cases = bench_floor.planned(plan.sweep(b), workers, label=lambda c: c.data.dataset)

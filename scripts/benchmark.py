@@ -1,12 +1,11 @@
 #!/usr/bin/env python
-"""Benchmark a workload three ways, side by side in one invocation.
+"""Benchmark a workload several ways, side by side in one invocation.
 
 --workload seed (default): the default 50-run sweep (noisy_linear, hidden 300, full batch)
     (a) the seed's plain training loop, one run after another in one process
     (b) the same loop over 2 worker processes
-    (c) `dropbench run -m ...` with the batched engine, end to end
-    then the machine bound (sgemm FLOP/s, copy bandwidth) and the kernel floor (the batched
-    matmuls and fused Adam alone) for the same work.
+    (c) `dropbench run -m ...` with the batched engine, end to end, once per mask stream (--masks)
+    then the machine bound (sgemm FLOP/s, copy bandwidth), and the floor and (c)'s split (below).
 
 --workload uci: the UCI mini-batch workload of the MC-dropout protocol (yacht, boston_housing,
 concrete x 20 splits x a 2 x 2 grid of p and weight decay, d -> 50 ReLU -> 1, dropout on the
@@ -14,10 +13,24 @@ inputs and after the activation, L2 on the weights only, Adam lr 1e-3), for each
 (32: the 2016 protocol, 128: the 2018 one)
     (a) a plain per-run torch loop (nn.Sequential, torch.optim.Adam, randperm per epoch), one process
     (b) the same loop with one process per core
-    (c) `dropbench run -m ...` with the batched engine, end to end
-    then the floor: the batched matmuls, fused Adam and the reference's mask draws alone, per
-    chunk step of the chunks (c) trains. The split files come from $DROPBENCH_UCI_DIR (else the
-    download cache); where they are missing the script says so in one line and exits 2.
+    (c) `dropbench run -m ...` with the batched engine, end to end, once per mask stream (--masks)
+    (d) what a skilled torch user writes instead (scripts/bench_ensemble.py): each data set's runs
+        as one program of [R, ...] tensors, baddbmm, autograd and one Adam, masks from one global
+        generator; at 1 and at 2 intra-op threads, the best marked; (c)/(d) per B (goal 2)
+    then the floor and (c)'s split (below). The split files come from $DROPBENCH_UCI_DIR (else
+    the download cache); where they are missing the script says so in one line and exits 2.
+
+The floor and (c)'s split, for seed and uci (scripts/bench_floor.py): the floor is the work no
+batched engine can skip, per run-step on one core, in three parts: the batched matmuls, fused
+Adam, and the mask draws under each stream (torch: each run's float64 torch.rand from its own
+generator; fast: dropbench.masks.CounterStream.bernoulli for a chunk at once). It is timed at the
+planner's chunk sizes and at 8, 16, 32, 64, 80 (up to a group's runs), the best marked. (c)'s
+training, re-run on one thread in the planner's chunks with timers around the same parts, is
+split into matmuls, optimizer, masks and everything else. Printed: the planner's chunk sizes, the
+floor per chunk size, its parts, (c)'s shares, (c) against the floor (on one thread, and end to end
+against the floor shared by the cores), each figure with its mask stream. --masks torch,fast
+(the default) runs both; fast is left out, with a line saying so, where this checkout has no
+`masks: fast`.
 
 --workload bookkeeping: planning and storing alone, in ms per run, for a 10,000-run one-epoch sweep
 of a built-in data set (noisy_linear seed=range(10000)) and a UCI grid (+experiment=uci_mc_dropout_2018,
