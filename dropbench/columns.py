@@ -44,7 +44,11 @@ METRIC_COLUMNS = tuple(f"final_{c}" for c in CURVE_COLUMNS[1:] if c != "train_lo
 # A loop-slot regularizer's (early stopping): the validation MSE the run is reported at, the epoch
 # it stopped at (empty: it trained every epoch) and the epoch it is reported at (kept).
 STOP_COLUMNS = ("final_val_mse", "stopped_epoch", "kept_epoch")
-RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds", *STOP_COLUMNS)
+# The drop probabilities in force where the fast mask stream rounds a requested p to 16 bits
+# (dropbench/masks.py): "name=p" for each such regularizer, space separated (empty: as requested).
+MASK_COLUMNS = ("effective_p",)
+RESULT_COLUMNS = (*METRIC_COLUMNS, "best_test_mse", "best_epoch", "status", "reason", "seconds", *STOP_COLUMNS,
+                  *MASK_COLUMNS)
 
 # ---- fit.csv: a 1-D run's fitted curve, in eval mode, on a grid over the training x -----------
 FIT_COLUMNS = ("x", "y_pred")

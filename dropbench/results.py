@@ -125,7 +125,32 @@ def row_of(result: RunResult) -> dict[str, Any]:
     row.update(_platform(cfg.device))
     row.update(result.summary())
     row.update({"status": result.status, "reason": result.reason, "seconds": round(result.seconds, 4)})
+    row["effective_p"] = _effective_p(cfg)
     return row
+
+
+def _effective_p(cfg: "RunConfig") -> str:
+    """runs.csv's effective_p: "name=p" for each regularizer whose p the fast mask stream
+    represents otherwise than requested (dropbench/masks.py), space separated."""
+    return " ".join(f"{name}={p!r}" for name, p in effective_ps(cfg).items())
+
+
+def effective_ps(cfg: "RunConfig") -> dict[str, float]:
+    """The drop probabilities in force where the fast stream rounds a requested one: for each
+    selected regularizer with counter masks that draws from it (training under masks: fast; MC
+    passes under eval.mc_masks: fast), its p as represented."""
+    mc = cfg.eval.mc_samples > 0 and cfg.eval.mc_masks == "fast"
+    if cfg.masks != "fast" and not mc:
+        return {}  # no draw from the fast stream (and numpy left unimported)
+    from dropbench import regs
+    from dropbench.masks import effective_p
+
+    out: dict[str, float] = {}
+    for r, c in regs.active(cfg.reg):
+        if getattr(r, "counter_masks", False) and (cfg.masks == "fast" or (mc and r.mc)):
+            if (eff := effective_p(c.p)) != c.p:
+                out[r.name] = eff
+    return out
 
 
 def _curve_text(result: RunResult) -> str:

@@ -23,7 +23,7 @@ def test_the_columns_and_their_order_are_the_contract():
     assert columns.PLATFORM_COLUMNS == ("dropbench_version", "torch_version", "cpu", "cpu_capability", "gpu")
     assert columns.METRIC_COLUMNS == METRICS
     assert columns.RESULT_COLUMNS == (*METRICS, "best_test_mse", "best_epoch", "status", "reason", "seconds",
-                                      "final_val_mse", "stopped_epoch", "kept_epoch")
+                                      "final_val_mse", "stopped_epoch", "kept_epoch", "effective_p")
     assert columns.FIT_COLUMNS == ("x", "y_pred")
     assert columns.BASELINE_STATS == ("n_seeds", "test_mean", "test_std", "train_mean", "train_std")
     assert (columns.BASELINE_METRIC, columns.BASELINE_META) == (("metric", "better"), ("config", "platform"))

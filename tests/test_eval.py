@@ -23,7 +23,7 @@ from dropbench.config import load
 from dropbench.data import load_dataset
 from dropbench.engines.batched import BatchedEngine
 from dropbench.engines.loop import settle
-from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MCStats, mc_block
+from dropbench.engines.mc import MC_PASSES, MCStats, mc_block
 from dropbench.engines.planner import MachineFacts
 from dropbench.engines.reference import train_one
 from dropbench.engines.result import RunResult, curve_row
@@ -87,24 +87,26 @@ def test_rmse_is_in_the_targets_original_units():
     assert col(row, "test_mc_mse") is None and col(row, "test_ll") is None
 
 
-def test_a_block_depends_only_on_the_runs_shapes():
-    """Never on T (a run's masks are the same whatever T its chunk mates ask for)."""
-    a, b = load(["eval.mc_samples=3", "model.hidden=50"]), load(["eval.mc_samples=10000", "model.hidden=50", "seed=4"])
-    assert mc_block(a, 31, 6) == mc_block(b, 31, 6) == MC_BLOCK_ELEMENTS // (31 * 50)
-    assert mc_block(load(["reg=dropconnect", "eval.mc_samples=5"]), 31, 6) == 1  # a weight mask per pass
+def test_a_block_is_fixed_by_the_config_alone():
+    """Never by T, the shapes or the machine: MC_PASSES under the fast stream, else one pass."""
+    a, b = load(["reg=dropout", "eval.mc_samples=3"]), load(["reg=dropout", "eval.mc_samples=10000", "model.hidden=500", "seed=4"])
+    assert mc_block(a) == mc_block(b) == MC_PASSES
+    assert mc_block(load(["reg=dropout", "eval.mc_samples=3", "eval.mc_masks=torch"])) == 1  # the generator, pass by pass
+    assert mc_block(load(["reg=dropconnect", "eval.mc_samples=5"])) == 1  # a weight mask per pass
+    assert mc_block(load(["reg=[dropout,gaussian_dropout]", "eval.mc_samples=5"])) == 1  # Gaussian noise: torch's generator
 
 
 # ---- the reference engine against an independent loop ----------------------------------------
 @pytest.mark.parametrize("reg", ["dropout", "dropconnect"])
 def test_mc_is_the_mean_of_single_passes_continuing_the_runs_stream(reg):
-    """Train by hand as the reference does, then T single forward passes in training mode, each
-    drawing its own masks from the global stream where training left it; mean, MSE and
-    log-likelihood by hand. T spans several blocks and ends inside one."""
+    """eval.mc_masks=torch: train by hand as the reference does, then T single forward passes in
+    training mode, each drawing its own masks from the global stream where training left it;
+    mean, MSE and log-likelihood by hand."""
     T, tau = 400, 1.7
     ov = [f"reg={reg}", "p=0.3", "model.depth=1", "model.hidden=40", "epochs=7", "eval_every=7",
-          "dtype=float64", "engine=torch", f"eval.mc_samples={T}", f"eval.tau={tau}"]
+          "dtype=float64", "engine=torch", f"eval.mc_samples={T}", f"eval.tau={tau}", "eval.mc_masks=torch"]
     cfg = load(ov)
-    assert 1 <= mc_block(cfg, 20, 1) < T
+    assert mc_block(cfg) == 1  # pass by pass: the generator's draws would depend on a block
     got = train_one(cfg)
     assert got.status == "ok"
 

@@ -209,3 +209,16 @@ def test_runs_are_bit_identical_alone_and_in_a_sweep_on_two_workers():
     for t in targets:
         (alone,) = _train_chunk([t], 2)
         assert got[t.run_id] == signature(alone), f"{t.model.activation} in a 28-run sweep on two workers ({platform()})"
+
+
+COUNTER_NAMES = [n for n in NAMES if getattr(regs.REGISTRY[n], "counter_masks", False)]
+
+
+@kernels
+@pytest.mark.parametrize("name", COUNTER_NAMES)
+def test_fast_stream_runs_are_bit_identical_alone_and_in_any_chunk(name):
+    """masks=fast (dropbench/masks.py): training and MC masks from the counter stream, on
+    mini-batches, beside runs that take more MC passes."""
+    i = COUNTER_NAMES.index(name)
+    assert_alone_everywhere(ACTIVATIONS[i % len(ACTIVATIONS)], [name], HIDDEN[i % len(HIDDEN)], "masks=fast",
+                            "batch_size=7", "eval.mc_samples=20", "eval.tau=2", others_mc=30)

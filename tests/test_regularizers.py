@@ -76,8 +76,15 @@ def keep_mask(shape, keep: float, dtype=F64) -> torch.Tensor:
 
 @pytest.mark.parametrize("p, inplace", [(0.3, False), (0.8, True), (0.0, False)])
 def test_the_dropout_layer_is_torchs_with_the_configs_p_and_inplace(p, inplace):
+    """torch's nn.Dropout (a subclass that draws from the fast stream only under masks=fast),
+    and bit for bit its forward outside one."""
     layer = model_drop_layer("dropout", p, inplace=inplace)
-    assert type(layer) is nn.Dropout and (layer.p, layer.inplace) == (p, inplace)
+    assert isinstance(layer, nn.Dropout) and (layer.p, layer.inplace) == (p, inplace)
+    x = torch.randn(10, 7, dtype=F64)
+    torch.manual_seed(3)
+    ours = layer.train()(x.clone())
+    torch.manual_seed(3)
+    assert torch.equal(ours, nn.Dropout(p, inplace=inplace).train()(x.clone()))
 
 
 def test_vanilla_dropout_at_p_zero_is_identity_and_draws_nothing():

@@ -14,7 +14,7 @@ from dropbench.columns import PLATFORM_COLUMNS
 
 Row = dict[str, Any]
 RESULT_COLUMNS = ("final_train_mse", "final_test_mse", "best_test_mse", "best_epoch", "status", "reason", "seconds",
-                  "stopped_epoch", "kept_epoch")
+                  "stopped_epoch", "kept_epoch", "effective_p")
 # What `report --epoch best` adds to each run and group: the curve column its epoch was chosen by,
 # and whether that was measured on the test rows (an optimistic number).
 SELECTION_COLUMNS = ("selected_on", "test_selected")

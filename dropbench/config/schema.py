@@ -147,6 +147,10 @@ class Eval:
     mc_samples: int = param(0, Range(0, why="0: eval-mode prediction only"))
     # model precision of the Gaussian test log-likelihood (null: not computed)
     tau: float | None = param(None, Range(0.0, lo_open=True, says="a finite number > 0 (or null: no log-likelihood)"))
+    # Where the MC passes' Bernoulli masks come from (dropbench/masks.py). fast: the counter
+    # stream, keyed by pass, so no number depends on how many passes go in one forward; torch:
+    # the run's own generator, continued on a copy of its state, one pass per forward.
+    mc_masks: Literal["fast", "torch"] = "fast"
 
 
 # ---- the whole run ------------------------------------------------------------------------
@@ -190,6 +194,10 @@ class RunConfig:
     # run's numbers differ from a CPU run's, so they must not share a run id).
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    # Where training's Bernoulli masks come from: torch, each run's own generator (bit for bit
+    # torch.nn.Dropout); fast, the counter stream of dropbench/masks.py (same on every CPU,
+    # keep probability to 16 bits). Left out of the run id at its default.
+    masks: Literal["torch", "fast"] = param("torch", id_omits_default=True)
     out: str | None = None
 
     @property

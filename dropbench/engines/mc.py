@@ -20,13 +20,14 @@ if TYPE_CHECKING:
 MC_SLOTS = ("input", "weight", "activation", "residual")  # where a forward pass draws
 
 # Passes are computed in blocks: one forward over a block's passes stacked along the rows (pass
-# major), so each stochastic layer draws a block's masks in one call. A block's size depends only
-# on the run's shapes (never on T, the chunk or the device), so a run draws the same masks alone
-# or in any company; the last block is computed whole and its passes past T are left out.
-# MC_BLOCK_ELEMENTS bounds a block's widest activation, per run: a block's masks and activations
-# stay in cache (mask draws cost more per element once they spill), yet a block holds enough
-# passes that one call draws them all.
-MC_BLOCK_ELEMENTS = 2**15
+# major), so each stochastic layer draws a block's masks in one call, and the statistics take a
+# block at a time. Under the fast stream (eval.mc_masks: fast; dropbench/masks.py), whose masks
+# are keyed by pass, a block is MC_PASSES passes; otherwise one pass, each drawing on from the
+# run's generator. The block is part of the method, fixed by the config alone (never by the
+# machine, the chunk or T): the order of the statistics' sums and the matrix products' row count
+# follow it, so no number depends on anything else. The last block is computed whole and its
+# passes past T are left out.
+MC_PASSES = 8
 
 
 def mc_active(reg: Any) -> bool:
@@ -40,12 +41,14 @@ def mc_regs(cfg: "RunConfig") -> list[str]:
     return [r.name for r, _ in regs.active(cfg.reg) if r.slot in MC_SLOTS and mc_active(r)]
 
 
-def mc_block(cfg: "RunConfig", n_test: int, n_in: int) -> int:
-    """Passes per block: a weight-slot regularizer (DropConnect) draws one mask per forward, so
-    its passes go one at a time; otherwise as many as fit MC_BLOCK_ELEMENTS."""
-    if any(regs.REGISTRY[n].slot == "weight" for n in mc_regs(cfg)):
+def mc_block(cfg: "RunConfig") -> int:
+    """Passes per block: MC_PASSES where every MC-active regularizer draws from the fast stream
+    (eval.mc_masks: fast, Regularizer.counter_masks) and none acts on the weights (DropConnect
+    draws one weight mask per forward); one otherwise."""
+    active = [regs.REGISTRY[n] for n in mc_regs(cfg)]
+    if cfg.eval.mc_masks != "fast" or any(r.slot == "weight" or not getattr(r, "counter_masks", False) for r in active):
         return 1
-    return max(1, MC_BLOCK_ELEMENTS // max(1, n_test * max(n_in, cfg.model.hidden)))
+    return MC_PASSES
 
 
 class MCStats:

@@ -25,6 +25,7 @@ def group_key(cfg: "RunConfig", data: Dataset) -> tuple:
         None if data.x_val is None else tuple(data.x_val.shape),  # a loop-slot regularizer's validation rows
         m.hidden, m.depth, m.activation, m.placement, m.residual,
         tuple(cfg.reg.names), cfg.optim.name, cfg.dtype, cfg.device, cfg.epochs, cfg.eval_every,
+        cfg.masks, cfg.eval.mc_masks,  # where masks come from
         cfg.batch_size,  # the steps' shapes and schedule
         tuple(r.program_key(c) for r, c in regs.active(cfg.reg)),  # e.g. concrete dropout on the inputs
     )
@@ -143,7 +144,7 @@ def eval_work(cfg: "RunConfig", n_test: int, n_in: int) -> float:
     if T <= 0 or n_test <= 0 or not active:
         return 0.0
     n_params = step_work(cfg, n_test, n_in)[0]
-    block = mc_block(cfg, n_test, n_in)
+    block = mc_block(cfg)
     passes = -(-T // block) * block
     per_pass = MC_FORWARD_COST * n_test * n_params + sum(r.cost(cfg.model, n_test, n_in, n_params) for r in active)
     return len(eval_epochs(cfg.epochs, cfg.eval_every)) * passes * per_pass

@@ -17,6 +17,7 @@ from functools import partial
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from dropbench import regs
@@ -26,6 +27,7 @@ from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
 from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
 from dropbench.engines.result import RunResult
+from dropbench.masks import CounterStream, levels_of
 from dropbench.models import acts_after, build_model
 from dropbench.optim import decays_biases, weight_decay
 from dropbench.regs.base import NO_PIECE_SLOTS, ChunkView, Piece
@@ -124,6 +126,13 @@ class Chunk(ChunkView):
         self.vy = stack([d.y_val for d in datasets]) if datasets[0].y_val is not None else None
         # From the data in the run's dtype, on its device, as the reference engine draws it.
         self.grid = torch.stack([fit_grid(x) for x in self.x]) if datasets[0].n_features == 1 else None
+
+        # Where Bernoulli masks come from (dropbench/masks.py): training's under masks: fast, the
+        # MC passes' under eval.mc_masks: fast; one stream for every member, keyed by its seed.
+        self.masks, self.mc_fast = c0.masks, c0.eval.mc_masks == "fast"
+        self.stream = CounterStream([c.seed for c in self.cfgs]) if self.masks == "fast" or self.mc_fast else None
+        self._fast_now = self.masks == "fast"  # whether the forward under way draws from the stream
+        self._levels: dict[tuple[str, int], tuple[torch.Tensor, np.ndarray]] = {}
 
         # Initial weights and mask generators: exactly the reference engine's, per member.
         weights: list[list[torch.Tensor]] = []
@@ -272,8 +281,28 @@ class Chunk(ChunkView):
         draws in the same order, faster, leaving the generator in the same state; one comparison
         then serves every member (tests/test_torch_canaries.py pins the equality).
         """
+        if self._fast_now:
+            return self.stream.bernoulli(self._levels_of(keep64), shape).to(device=self.device, dtype=self.dtype)
         u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
         return (u < keep64).to(device=self.device, dtype=self.dtype)
+
+    def dropout_factor(self, keep64: torch.Tensor, keep: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        if self._fast_now:  # mask / keep in one pass: keep where kept is 1 / keep, computed in the dtype
+            inv = self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
+            return self.stream.bernoulli(self._levels_of(keep64), shape, inv).to(device=self.device)
+        return self.bernoulli(keep64, shape) / keep
+
+    def _cached(self, what: str, key: torch.Tensor, make: Callable[[], np.ndarray]) -> np.ndarray:
+        """What a piece's constant tensor gives the fast stream, computed once per piece (keep64
+        and keep may be one tensor: `what` tells its uses apart)."""
+        hit = self._levels.get((what, id(key)))
+        if hit is None or hit[0] is not key:
+            hit = self._levels[what, id(key)] = (key, make())
+        return hit[1]
+
+    def _levels_of(self, keep64: torch.Tensor) -> np.ndarray:
+        """A piece's keep probabilities as the fast stream compares them."""
+        return self._cached("levels", keep64, lambda: levels_of(keep64.view(-1).numpy()))
 
     # ---- the network ---------------------------------------------------------------------
     def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
@@ -367,6 +396,9 @@ class Chunk(ChunkView):
         if inv_n is None:
             inv_n = self._inv_rows[y.shape[1]] = torch.ones((), dtype=self.dtype, device=self.device) / (y.shape[1] * y.shape[2])
         tape: list[_Saved] = []
+        if self.stream is not None:
+            self.stream.start_step()
+            self._fast_now = self.masks == "fast"
         d = self.forward(x, train=True, tape=tape) - y
         loss = d.pow(2).mean(dim=(1, 2))
         # d(sum of the members' means)/d pred, as autograd forms it: (1/n) * (2 d)
@@ -461,14 +493,18 @@ class Chunk(ChunkView):
             stats = MCStats(y, [1] * C, tau, self.y_std)
             stats.add(pred.view(C, 1, n), 0)
             return [m if t else None for m, t in zip(stats.mse(), T)], stats.ll()
-        block = mc_block(self.cfg0, n, self.x.shape[2])
+        block = mc_block(self.cfg0)
         stats = MCStats(y, T, tau, self.y_std)
         xb = self.tx.repeat(1, block, 1)  # pass-major rows, as the reference stacks them
         states = [g.get_state() for g in self.gens]
         try:
             for start in range(0, max(T), block):
+                if self.stream is not None:
+                    self.stream.start_mc(start, block)
+                    self._fast_now = self.mc_fast
                 stats.add(self.forward(xb, train=on).view(C, block, n), start)
         finally:
+            self._fast_now = self.masks == "fast"
             for g, st in zip(self.gens, states):
                 g.set_state(st)
         ll = stats.ll()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from dropbench import regs
+from dropbench import masks, regs
 from dropbench.data import load_dataset
 from dropbench.engines import loop
 from dropbench.engines.base import failed_results, one_intraop_thread, resolve_device
@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 
 def train_one(cfg: "RunConfig") -> RunResult:
-    """One run, on one intra-op thread whatever the core count (see one_intraop_thread)."""
-    with one_intraop_thread():
+    """One run, on one intra-op thread whatever the core count (see one_intraop_thread), with
+    its fast mask stream (dropbench/masks.py) for the regularizers' torch forms."""
+    with one_intraop_thread(), masks.using(masks.CounterStream([cfg.seed]), train=cfg.masks == "fast",
+                                           mc=cfg.eval.mc_masks == "fast"):
         return _train_one(cfg)
 
 
@@ -49,6 +51,8 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     n = data.x_train.shape[0]
     x, y = data.x_train, data.y_train  # the epoch's rows: in order, or as shuffle() drew them
     gen = shuffle_generator(cfg.seed)
+    stream = masks.stream()
+    assert stream is not None, "train_one sets the run's stream"
 
     def shuffle() -> None:
         nonlocal x, y
@@ -59,6 +63,7 @@ def _train_one(cfg: "RunConfig") -> RunResult:
         """One optimizer update on the epoch's rows a:b (None: all); the objective measured
         before it (always the full one here: backward needs it anyway)."""
         xb, yb = (x, y) if rows is None else (x[rows[0]:rows[1]], y[rows[0]:rows[1]])
+        stream.start_step()
         loss = mse(model(xb), yb)
         for r, c in penalties:  # the network's parameters, as the batched program's (no learned rates)
             loss = loss + r.penalty(linear_params, c)
@@ -124,9 +129,10 @@ def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tenso
     """(MC test MSE, test log-likelihood), None where not asked for.
 
     The T passes run in blocks (mc.mc_block) of the test set stacked pass by pass, with the
-    dropout-family layers in training mode. Their masks continue the run's random stream from
-    where training is, on a copy of it: training goes on from the same state, so a run's
-    training numbers do not depend on eval.mc_samples. Without a dropout-family layer every pass
+    dropout-family layers in training mode. Their masks come from the run's fast stream, keyed by
+    pass (eval.mc_masks: fast), or continue the run's torch generator from where training is, on
+    a copy of it: either way training goes on from the same state, so a run's training numbers
+    do not depend on eval.mc_samples. Without a dropout-family layer every pass
     is `pred`, which then stands for all of them. The log-likelihood uses the MC passes, or
     `pred` alone when eval.mc_samples is 0.
     """
@@ -139,12 +145,15 @@ def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tenso
         stats = MCStats(y, [1], [tau], [data.y_std])
         stats.add(pred.view(1, 1, n), 0)
         return (stats.mse()[0] if T else None), stats.ll()[0]
-    block = mc_block(cfg, n, data.n_features)
+    block = mc_block(cfg)
     stats = MCStats(y, [T], [tau], [data.y_std])
     xb = data.x_test.repeat(block, 1)  # pass-major: rows t*n .. t*n+n-1 are pass t
     dev = data.x_test.device
+    stream = masks.stream()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), mc_mode(model, cfg):
         for start in range(0, T, block):
+            if stream is not None:
+                stream.start_mc(start, block)
             stats.add(model(xb).view(1, block, n), start)
     return stats.mse()[0], stats.ll()[0]
 

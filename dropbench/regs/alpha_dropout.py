@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, Sequence
 
 from dropbench.grids import LogRange
@@ -42,6 +43,7 @@ class AlphaDropout(Regularizer):
     Config = Config
     tune = {"p": LogRange(0.01, 0.2)}  # SNNs drop little: the paper used 0.05 and 0.1
     shares_p = True
+    counter_masks = True
     placement = "after"  # on the activation's output, whatever model.placement says
 
     def adjust_model(self, model: Any, conf: Config) -> Any:
@@ -52,12 +54,10 @@ class AlphaDropout(Regularizer):
         return model
 
     def torch_layer(self, conf: Config) -> Any:
-        from torch import nn
-
-        return nn.AlphaDropout(conf.p)
+        return torch_alpha_dropout()(conf.p)
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:
-        return self.torch_layer(conf).train(training)(x)
+        return fast_alpha_dropout(x, conf.p, training)
 
     def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
         return MASK_COST * n_train * model.hidden * model.depth
@@ -71,21 +71,59 @@ class _Batched(Piece):
     (computed in double, cast to the chunk's dtype, as a Python scalar is cast for a tensor op)."""
 
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
-        self.chunk, self.keep64 = chunk, keep64(confs)
-        self.active = any(c.p > 0 for c in confs)
-        a, aa, aap = zip(*(affine(c.p) for c in confs))
+        from dropbench.masks import effective_p
+
+        self.chunk, self.keep64 = chunk, keep64(confs, chunk.masks)
+        # the fast stream draws (and moves on to its next draw) at p=0 too
+        self.active = any(c.p > 0 for c in confs) or chunk.masks == "fast" or chunk.mc_fast
+        a, aa, aap = zip(*(affine(effective_p(c.p) if chunk.masks == "fast" else c.p) for c in confs))
         self.a, self.aa, self.aap = chunk.column(a), chunk.column(aa), chunk.column(aap)
 
     def forward(self, z: Any, train: bool) -> tuple[Any, Any]:
         if not train or not self.active:
             return z, None
         mask = self.chunk.bernoulli(self.keep64, tuple(z.shape[1:]))  # members at p=0: ones, no draws
-        b = mask.add(-1).mul_(self.aa).add_(self.aap)  # p=0: (1-1)*alpha + 0 = 0
-        noise = mask.mul_(self.a)  # p=0: a = 1
-        return (z * noise).add_(b), noise
+        return alpha(z, mask, self.a, self.aa, self.aap)
 
     def backward(self, grad: Any, noise: Any) -> Any:
         return grad if noise is None else grad * noise
+
+
+def fast_alpha_dropout(x: Any, p: float, training: bool) -> Any:
+    """Alpha dropout of x: ATen's ops on the run's fast-stream mask where it draws from it
+    (dropbench/masks.py), else F.alpha_dropout, from torch's generator."""
+    import torch.nn.functional as F
+
+    from dropbench import masks
+
+    if training:
+        mask = masks.torch_mask(x.shape, 1.0 - p, x.dtype, x.device)
+        if mask is not None:
+            q = masks.effective_p(p) if masks.training_fast() else p
+            a, aa, aap = (masks.keep_tensor(v, x.dtype, x.device) for v in affine(q))
+            return alpha(x, mask, a, aa, aap)[0]
+    return F.alpha_dropout(x, p, training)
+
+
+@cache
+def torch_alpha_dropout() -> type:
+    """torch.nn.AlphaDropout, drawing from the run's fast stream where it does; elsewhere
+    torch's own forward, bit for bit. Named AlphaDropout: it prints as torch's."""
+    from torch import nn
+
+    class AlphaDropout(nn.AlphaDropout):
+        def forward(self, x: Any) -> Any:
+            return fast_alpha_dropout(x, self.p, self.training)
+
+    return AlphaDropout
+
+
+def alpha(z: Any, mask: Any, a: Any, aa: Any, aap: Any) -> tuple[Any, Any]:
+    """ATen's alpha dropout of z on a keep mask (consumed), with its affine constants as tensors:
+    (output, the factor its gradient takes)."""
+    b = mask.add(-1).mul_(aa).add_(aap)  # p=0: (1-1)*alpha + 0 = 0
+    noise = mask.mul_(a)  # p=0: a = 1
+    return (z * noise).add_(b), noise
 
 
 REGULARIZER = AlphaDropout()

@@ -65,6 +65,10 @@ class Regularizer:
     strength: ClassVar[str] = "p"  # the field whose 0 makes it the identity, drawing nothing
     excludes: ClassVar[dict[str, str]] = {}  # other regularizer -> why they may not combine
     draws: ClassVar[bool] = True  # takes random draws while training
+    # Its masks are Bernoulli, drawn through ChunkView.bernoulli (batched) and masks.torch_mask
+    # (its torch form): they come from the fast counter stream under `masks: fast` (training)
+    # and `eval.mc_masks: fast` (MC passes; dropbench/masks.py).
+    counter_masks: ClassVar[bool] = False
     # activation slot: "before" or "after" the activation whatever model.placement says (alpha
     # dropout acts on SELU's output by definition); None follows model.placement.
     placement: ClassVar[str | None] = None
@@ -206,6 +210,8 @@ class ChunkView:
     dtype: "torch.dtype"
     device: "torch.device"
     gens: list["torch.Generator"]
+    masks: str  # training's mask stream (RunConfig.masks): keep64(confs, chunk.masks)
+    mc_fast: bool  # the MC passes' Bernoulli masks come from the fast stream (eval.mc_masks)
     n_rows: int  # training rows per member (N)
 
     def learned(self, name: str) -> list["torch.Tensor"]:
@@ -224,17 +230,28 @@ class ChunkView:
         from its own generator; zeros, drawing nothing, for the others."""
         raise NotImplementedError
 
+    def dropout_factor(self, keep64: "torch.Tensor", keep: "torch.Tensor", shape: tuple[int, ...]) -> "torch.Tensor":
+        """bernoulli(keep64, shape) / keep (keep: keep64 in the chunk's dtype), the factor inverted
+        dropout multiplies by, bit for bit (the fast stream makes it in one pass)."""
+        return self.bernoulli(keep64, shape) / keep
+
     def bernoulli(self, keep64: "torch.Tensor", shape: tuple[int, ...]) -> "torch.Tensor":
         """Each member's `torch.empty(shape).bernoulli_(keep)` bit for bit, in the chunk's dtype
         (all ones, drawing nothing, where keep is 1)."""
         raise NotImplementedError
 
 
-def keep64(confs: Sequence[Any]) -> "torch.Tensor":
-    """1 - p per member, [C, 1, 1] in double: the Python float the reference hands bernoulli_."""
+def keep64(confs: Sequence[Any], masks: str = "torch") -> "torch.Tensor":
+    """1 - p per member, [C, 1, 1] in double: the Python float the reference hands bernoulli_;
+    under the fast stream (masks="fast") the keep probability it represents (masks.effective_keep)."""
     import torch
 
-    return torch.tensor([1 - c.p for c in confs], dtype=torch.float64).view(-1, 1, 1)
+    from dropbench.masks import effective_keep
+
+    keep = [1 - c.p for c in confs]
+    if masks == "fast":
+        keep = [effective_keep(k) for k in keep]
+    return torch.tensor(keep, dtype=torch.float64).view(-1, 1, 1)
 
 
 # ---- torch.nn forms --------------------------------------------------------------------------

@@ -23,12 +23,13 @@ class DropConnect(Regularizer):
     Config = Config
     tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
+    counter_masks = True
 
     def torch_forward(self, w: Any, conf: Config, training: bool) -> Any:
         """Seed 004's MyLinear: inverted dropout on the weight matrix."""
-        import torch.nn.functional as F
+        from dropbench.regs.dropout import fast_dropout
 
-        return F.dropout(w, conf.p, training)
+        return fast_dropout(w, conf.p, training)
 
     def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
         return MASK_COST * (n_in * model.hidden + (model.depth - 1) * model.hidden * model.hidden)
@@ -42,13 +43,13 @@ class _Batched(Piece):
     the reference's weight is laid out, then transposed."""
 
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
-        self.chunk, self.keep64 = chunk, keep64(confs)
+        self.chunk, self.keep64 = chunk, keep64(confs, chunk.masks)
         self.keep = self.keep64.to(dtype=chunk.dtype, device=chunk.device)
 
     def forward(self, w: Any, train: bool) -> tuple[Any, Any]:
         if not train:
             return w, None
-        f = self.chunk.bernoulli(self.keep64, (w.shape[2], w.shape[1])).transpose(1, 2) / self.keep
+        f = self.chunk.dropout_factor(self.keep64, self.keep, (w.shape[2], w.shape[1])).transpose(1, 2)
         return w * f, f
 
     def backward(self, grad: Any, f: Any) -> Any:

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from dropbench.grids import LogRange
 from dropbench.regs.base import MASK_COST, PROB, ChunkView, Piece, Regularizer, param
-from dropbench.regs.dropout import _Batched
+from dropbench.regs.dropout import _Batched, fast_dropout, torch_dropout
 
 
 @dataclass(frozen=True)
@@ -32,16 +32,13 @@ class InputDropout(Regularizer):
     Config = Config
     tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
+    counter_masks = True
 
     def torch_layer(self, conf: Config) -> Any:
-        from torch import nn
-
-        return nn.Dropout(conf.p)  # never in place: the input is the run's data
+        return torch_dropout()(conf.p)  # never in place: the input is the run's data
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:
-        import torch.nn.functional as F
-
-        return F.dropout(x, conf.p, training)
+        return fast_dropout(x, conf.p, training)
 
     def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
         return MASK_COST * n_train * n_in

@@ -22,12 +22,18 @@ class VanillaDropout(Regularizer):
     Config = Config
     tune = {"p": LogRange(0.01, 0.5)}
     shares_p = True
+    counter_masks = True
 
     def torch_forward(self, x: Any, conf: Config, training: bool) -> Any:
         import torch
 
-        if not training:
-            return x * (1.0 - conf.p)
+        from dropbench import masks
+
+        if not training:  # the keep probability in force (the fast stream's where training drew from it)
+            return x * (masks.effective_keep(1.0 - conf.p) if masks.training_fast() else 1.0 - conf.p)
+        mask = masks.torch_mask(x.shape, 1.0 - conf.p, x.dtype, x.device)
+        if mask is not None:
+            return x * mask
         if conf.p == 0.0:
             return x
         return x * torch.empty_like(x).bernoulli_(1.0 - conf.p)
@@ -41,7 +47,7 @@ class VanillaDropout(Regularizer):
 
 class _Batched(Piece):
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
-        self.chunk, self.keep64 = chunk, keep64(confs)
+        self.chunk, self.keep64 = chunk, keep64(confs, chunk.masks)
         self.keep = self.keep64.to(dtype=chunk.dtype, device=chunk.device)
 
     def forward(self, z: Any, train: bool) -> tuple[Any, Any]:
