@@ -273,16 +273,16 @@ def report(cases: dict[str, dict[str, Any]], streams: list[str],
         parts = {"matmuls": _total(cases, "matmuls", at_best), "optimizer": _total(cases, "optimizer", at_best),
                  "masks": _total(cases, f"masks:{st}", at_best)}
         whole, planner = _total(cases, f"floor:{st}", at_best), _total(cases, f"floor:{st}")
-        shares = ", ".join(f"{k} {v:.3f} s ({100 * v / sum(parts.values()):.0f}%)" for k, v in parts.items())
-        print(f"  floor, masks={st}, at the best chunk sizes: {whole:.3f} s on one core (parts alone: {shares}); "
-              f"at the planner's chunks {planner:.3f} s")
+        shares = ", ".join(f"{k} {v:.3g} s ({100 * v / sum(parts.values()):.0f}%)" for k, v in parts.items())
+        print(f"  floor, masks={st}, at the best chunk sizes: {whole:.3g} s on one core (parts alone: {shares}); "
+              f"at the planner's chunks {planner:.3g} s")
         if st in split:
             sp = split[st]
             shares = ", ".join(f"{k} {100 * sp[k] / sp['train']:.0f}%" for k in (*PARTS, "else"))
-            print(f"  (c), masks={st}, trained on one thread: {sp['train']:.3f} s = {shares.replace('else', 'everything else')}; "
+            print(f"  (c), masks={st}, trained on one thread: {sp['train']:.3g} s = {shares.replace('else', 'everything else')}; "
                   f"{sp['train'] / whole:.2f}x the floor at the best chunk sizes ({sp['train'] / planner:.2f}x at the planner's)")
         if st in c_train:
-            print(f"  (c), masks={st}, end to end on {workers} workers: trained in {c_train[st]:.3f} s = "
+            print(f"  (c), masks={st}, end to end on {workers} workers: trained in {c_train[st]:.3g} s = "
                   f"{c_train[st] * workers / whole:.2f}x the best floor shared by {workers} cores "
                   f"(the floor is {100 * whole / (c_train[st] * workers):.0f}% of it)")
         elif st not in split:
