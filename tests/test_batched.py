@@ -18,7 +18,7 @@ from dropbench.engines import get_engine
 from dropbench.engines.batched import BatchedEngine, _train_chunk
 from dropbench.engines.loop import fit_grid, settle
 from dropbench.engines.planner import (
-    DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, makespan, max_chunk, plan_chunks, run_work, split_group, step_work,
+    DEFAULT_L2, MachineFacts, balance, chunk_cost, group_key, makespan, max_chunk, plan_chunks, run_work, split_group, step_work, working_elements,
 )
 from dropbench.engines.program import Chunk
 from dropbench.engines.reference import train_one
@@ -251,8 +251,11 @@ def test_plan_rules_hold_on_any_machine(sweeps, sweep, machine):
     for members, size in plan:
         assert len({keys[c.run_id] for c in members}) == 1, "a chunk mixes groups"
         c = members[0]
-        n_params = step_work(c, *tuple(load_dataset(c).x_train.shape))[0]
-        most = max_chunk(n_params, 8 if c.dtype == "float64" else 4, machine.l2_bytes)
+        data = load_dataset(c)
+        n_params = step_work(c, *tuple(data.x_train.shape))[0]
+        most_t = max(members, key=lambda m: m.eval.mc_samples)
+        elements = working_elements(most_t, *tuple(data.x_train.shape), data.x_test.shape[0])
+        most = max_chunk(n_params, 8 if c.dtype == "float64" else 4, machine.l2_bytes, *elements)
         assert 2 <= size <= max(most, 2) and size == max(len(members), 2)
         # One member (padded) only where nothing else fits: a group of one, or an odd group
         # in chunks of at most 2.
@@ -452,10 +455,13 @@ def test_chunk_size_follows_the_l2_cache(tmp_path):
     assert l2_cache_bytes(str(tmp_path)) == 2 * 2**20
     assert l2_cache_bytes(str(tmp_path / "none")) is None
     n = 91_201  # the 1-300-300-1 MLP: 1.46 MB of Adam state per float32 member
-    # A chunk's state may span 12 L2 caches: 12 * L2 // (4 * n * bytes), clamped to [2, 32].
+    # A chunk's state may span 12 L2 caches: 12 * L2 // (4 * n * bytes), clamped to [2, 256].
     assert max_chunk(n, 4, 2 * 2**20) == 17 and max_chunk(n, 4, 1 * 2**20) == 8 and max_chunk(n, 8, 2**18) == 2
     assert max_chunk(n, 4, None) == max_chunk(n, 4, DEFAULT_L2)
-    assert max_chunk(10, 4, 2**30) == 32
+    assert max_chunk(10, 4, 2**30) == 256
+    # a step's activations count too; an MC block's are bounded by memory
+    assert max_chunk(500, 4, 2**20, 40_000) == 12 * 2**20 // ((4 * 500 + 40_000) * 4) == 74
+    assert max_chunk(10, 4, 2**30, 0, 8 * 2**20) == 8
 
 
 @pytest.mark.parametrize(
@@ -482,3 +488,27 @@ def test_hand_written_backward_is_autograds_bit_for_bit(overrides):
     want, got, tape = autograd_and_backward(chunk)
     assert len(tape) == chunk.n_linear and len(got) == len(want)
     assert_bits_equal(got, want, f"the hand-written backward of {overrides}, against autograd's")
+
+
+def test_runs_differing_only_in_tau_train_once():
+    """eval.tau only weighs the log-likelihood: such twins share one member, and each reads as
+    it does alone (its own tau), in float64 as the reference engine trains it."""
+    base = ["reg=dropout", "masks=fast", "eval.mc_samples=20", "epochs=4", "eval_every=2", "model.hidden=16",
+            "dtype=float64"]
+    cfgs = [load([*base, "seed=3", f"eval.tau={t}"]) for t in (0.5, 1.0, 2.0)] + [load([*base, "seed=4", "eval.tau=1.0"])]
+    chunk = Chunk(cfgs, 4)
+    assert len(chunk.cfgs) == 2 and chunk.reader_of == [0, 0, 0, 1]
+    got = chunk.train()
+    lls = [r.rows()[-1][8] for r in got]
+    assert len(set(lls[:3])) == 3  # each its own tau
+    assert len({tuple(r.rows()[-1][:8]) for r in got[:3]}) == 1  # and the same training and passes
+    for cfg, r in zip(cfgs, got):
+        assert _max_curve_err(train_one(cfg), r) < 1e-9
+
+
+@pytest.mark.kernels
+def test_twins_read_as_they_do_alone():
+    base = ["reg=[input_dropout,dropout]", "eval.mc_samples=12", "epochs=2", "eval_every=1", "model.hidden=13", "batch_size=7"]
+    cfgs = [load([*base, "seed=5", f"eval.tau={t}"]) for t in (0.5, 2.0)] + [load([*base, f"seed={s}"]) for s in (6, 7)]
+    for cfg, r in zip(cfgs, _train_chunk(cfgs, 4)):
+        assert_bits_equal(r.rows(), _train_chunk([cfg], 2)[0].rows(), f"tau={cfg.eval.tau} seed={cfg.seed} beside its twin")

@@ -206,12 +206,12 @@ def test_the_new_columns_come_after_the_old_ones(tmp_path):
     from dropbench.columns import CURVE_COLUMNS, RESULT_COLUMNS
 
     assert CURVE_COLUMNS[-1] == "val_mse" and CURVE_COLUMNS.index("learned_p") == 9
-    assert RESULT_COLUMNS[-4:] == ("seconds", "final_val_mse", "stopped_epoch", "kept_epoch")
+    assert RESULT_COLUMNS[-5:-1] == ("seconds", "final_val_mse", "stopped_epoch", "kept_epoch")
     out = tmp_path / "cols"
     res = CliRunner().invoke(app, ["run", "-m", "reg=none,early_stopping", "epochs=4", *SMALL, f"out={out}", "-q"])
     assert res.exit_code == 0, res.output
     header = (out / "runs.csv").read_text().splitlines()[0].split(",")
-    assert header[-4:] == ["seconds", "final_val_mse", "stopped_epoch", "kept_epoch"]
+    assert header[-5:] == ["seconds", "final_val_mse", "stopped_epoch", "kept_epoch", "effective_p"]
     none = next(r for r in read(out / "runs.csv") if r["reg"] == "none")
     assert none["final_val_mse"] == none["stopped_epoch"] == none["kept_epoch"] == ""
 

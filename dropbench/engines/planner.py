@@ -69,18 +69,40 @@ class MachineFacts:
         return cls(workers if workers is not None else (os.cpu_count() or 1), l2_cache_bytes())
 
 
-def max_chunk(n_params: int, dtype_bytes: int, l2: int | None) -> int:
-    """Most members per chunk, from the optimizer's working set and a core's L2 cache (None:
-    unknown, DEFAULT_L2 is assumed).
+MAX_CHUNK = 256  # members: beyond this a step's fixed cost is already a small share
+ACTIVATION_TENSORS = 6  # [rows, width] tensors a step keeps per hidden layer (input, pre, out, mask, grads)
+MC_BYTES = 256 * 2**20  # an MC block's activations, per chunk: a memory bound, not a cache one
+
+
+def max_chunk(n_params: int, dtype_bytes: int, l2: int | None, step_elements: int = 0, mc_elements: int = 0) -> int:
+    """Most members per chunk, from a member's working set in a step and a core's L2 cache (None:
+    unknown, DEFAULT_L2 is assumed): its optimizer state (param, grad, exp_avg, exp_avg_sq) and
+    `step_elements` of activations (step_work_elements); and with MC evaluation, `mc_elements` per
+    member of an MC block's activations within MC_BYTES.
 
     A larger chunk shares a step's fixed cost (Python, dispatch) among more members until its
-    optimizer state no longer stays near the core; timing chunk sizes puts that at a state of
-    about L2_MULTIPLE L2 caches, with a broad optimum, so the multiple need not be tuned per
-    machine. The size changes no run's numbers (invariance), only the speed.
+    working set no longer stays near the core; timing chunk sizes puts that at about
+    L2_MULTIPLE L2 caches, with a broad optimum, so the multiple need not be tuned per machine.
+    The size changes no run's numbers (invariance), only the speed.
     """
-    per_member = 4 * n_params * dtype_bytes  # param, grad, exp_avg, exp_avg_sq
-    budget = L2_MULTIPLE * (l2 or DEFAULT_L2)
-    return max(2, min(32, budget // max(per_member, 1)))
+    per_member = (4 * n_params + step_elements) * dtype_bytes
+    most = L2_MULTIPLE * (l2 or DEFAULT_L2) // max(per_member, 1)
+    if mc_elements:
+        most = min(most, MC_BYTES // (mc_elements * dtype_bytes))
+    return max(2, min(MAX_CHUNK, most))
+
+
+def working_elements(cfg: "RunConfig", n_train: int, n_in: int, n_test: int) -> tuple[int, int]:
+    """A member's activations in a training step and, where it evaluates MC passes, in an MC
+    block (ACTIVATION_TENSORS per layer, rows x the layer's width; 0 without MC)."""
+    m = cfg.model
+    width = max(n_in, m.hidden)
+    rows = n_train if cfg.batch_size is None else min(cfg.batch_size, n_train)
+    step = ACTIVATION_TENSORS * rows * width * m.depth
+    mc = 0
+    if eval_work(cfg, n_test, n_in) > 0:
+        mc = ACTIVATION_TENSORS * mc_block(cfg) * n_test * width * m.depth
+    return step, mc
 
 
 def split_group(n: int, most: int) -> list[int]:
@@ -191,8 +213,10 @@ def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tupl
         members = sorted(members, key=lambda m: m.eval.mc_samples)
         (n_train, n_in), (n_test, _) = key[0], key[1]
         n_params, _ = step_work(members[0], n_train, n_in)
+        step_el, mc_el = working_elements(members[-1], n_train, n_in, n_test)  # the largest T last
+        most = max_chunk(n_params, 8 if members[0].dtype == "float64" else 4, machine.l2_bytes, step_el, mc_el)
         start = 0
-        for size in split_group(len(members), max_chunk(n_params, 8 if members[0].dtype == "float64" else 4, machine.l2_bytes)):
+        for size in split_group(len(members), most):
             part = members[start : start + size]
             costliest = max(part, key=lambda m: m.eval.mc_samples)
             chunks.append((part, run_work(costliest, n_train, n_in, n_test)))

@@ -83,6 +83,16 @@ class _Saved:
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
 
 
+def training_key(cfg: "RunConfig") -> str:
+    """What a run's training depends on: its whole config but eval.tau (and where results go)."""
+    import json
+
+    d = cfg.to_dict()
+    d.pop("out", None)
+    d["eval"] = {k: v for k, v in d["eval"].items() if k != "tau"}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
 def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
            layer: int = 0) -> torch.Tensor:
     """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation).
@@ -102,11 +112,25 @@ def _unapply(applied: Applied, grad: torch.Tensor) -> torch.Tensor:
 
 
 class Chunk(ChunkView):
-    """C runs of one group, trained together. Members past `n_real` are padding."""
+    """The runs of one group, trained together: a member per distinct training (twins differing
+    only in eval.tau share one), padded to `size` (at least two) with copies of the first."""
 
     def __init__(self, cfgs: Sequence["RunConfig"], size: int) -> None:
+        # Runs that differ only in eval.tau train as one member (twins): tau only weighs the test
+        # log-likelihood, so their training, masks and MC passes are the same. `readers` are the
+        # runs, `reader_of` each one's member; the members are the distinct trainings, padded.
+        self.readers = list(cfgs)
         self.n_real = len(cfgs)
-        self.cfgs = list(cfgs) + [cfgs[0]] * (size - len(cfgs))
+        firsts: dict[str, int] = {}
+        self.reader_of = [firsts.setdefault(training_key(c), len(firsts)) for c in cfgs]
+        first_of = {}
+        for i, j in enumerate(self.reader_of):
+            first_of.setdefault(j, i)
+        trainers = [cfgs[first_of[j]] for j in range(len(first_of))]
+        if len(trainers) < len(cfgs):
+            size = max(len(trainers), 2)
+        self._reader_index = torch.tensor(self.reader_of)
+        self.cfgs = trainers + [trainers[0]] * (size - len(trainers))
         c0 = self.cfgs[0]
         self.cfg0 = c0
         self.device = resolve_device(c0.device)
@@ -465,7 +489,12 @@ class Chunk(ChunkView):
         if self.learners:
             each = [p.learned() or [None] * C for p in self.learners]
             learned = [[v for vals in member if vals for v in vals] or None for member in zip(*each)]
-        return tr.tolist(), te.tolist(), mc, ll, learned, val
+        each_run = self._each_run
+        return each_run(tr.tolist()), each_run(te.tolist()), mc, ll, each_run(learned), each_run(val)
+
+    def _each_run(self, per_member: list[Any]) -> list[Any]:
+        """A value per member as a value per run (twins share their member's)."""
+        return [per_member[j] for j in self.reader_of]
 
     def _mc_pieces(self) -> frozenset[Piece]:
         """The pieces of the MC-active regularizers (mc.mc_active), found by registry order
@@ -481,20 +510,26 @@ class Chunk(ChunkView):
         """As reference.mc_evaluate, for every member at once: the same blocks of passes, the
         same masks (each member's draws continue its own generator, on a copy of its state),
         so a member's numbers are those it gets alone. Members with fewer passes than others
-        draw the others' too, on the copy, and leave them out."""
-        T = [c.eval.mc_samples for c in self.cfgs]
-        tau = [c.eval.tau for c in self.cfgs]
-        C, n = pred.shape[0], pred.shape[1]
+        draw the others' too, on the copy, and leave them out. The statistics are each run's:
+        twins read their member's passes with their own tau."""
+        # statistics per run (twins differ in tau), passes per member
+        runs = self.readers
+        T = [c.eval.mc_samples for c in runs]
+        tau = [c.eval.tau for c in runs]
+        idx = self._reader_index
+        y_std = self._each_run(self.y_std)
+        C, n = len(runs), pred.shape[1]
+        pred = pred[idx]
         if max(T) == 0 and all(t is None for t in tau):
             return [None] * C, [None] * C
-        y = self.ty[:, :, 0]
+        y = self.ty[idx, :, 0]
         on = self._mc_pieces() if max(T) > 0 and mc_regs(self.cfg0) else frozenset()
         if not on:  # deterministic: every pass is pred
-            stats = MCStats(y, [1] * C, tau, self.y_std)
+            stats = MCStats(y, [1] * C, tau, y_std)
             stats.add(pred.view(C, 1, n), 0)
             return [m if t else None for m, t in zip(stats.mse(), T)], stats.ll()
         block = mc_block(self.cfg0)
-        stats = MCStats(y, T, tau, self.y_std)
+        stats = MCStats(y, T, tau, y_std)
         xb = self.tx.repeat(1, block, 1)  # pass-major rows, as the reference stacks them
         states = [g.get_state() for g in self.gens]
         try:
@@ -502,7 +537,7 @@ class Chunk(ChunkView):
                 if self.stream is not None:
                     self.stream.start_mc(start, block)
                     self._fast_now = self.mc_fast
-                stats.add(self.forward(xb, train=on).view(C, block, n), start)
+                stats.add(self.forward(xb, train=on).view(-1, block, n)[idx], start)
         finally:
             self._fast_now = self.masks == "fast"
             for g, st in zip(self.gens, states):
@@ -510,7 +545,7 @@ class Chunk(ChunkView):
         ll = stats.ll()
         # A member at T = 0 beside MC members: its log-likelihood from pred alone, as alone.
         if any(t == 0 for t in T):
-            det = MCStats(y, [1] * C, tau, self.y_std)
+            det = MCStats(y, [1] * C, tau, y_std)
             det.add(pred.view(C, 1, n), 0)
             ll = [d if t == 0 else v for d, v, t in zip(det.ll(), ll, T)]
         return [m if t else None for m, t in zip(stats.mse(), T)], ll
@@ -519,7 +554,6 @@ class Chunk(ChunkView):
         """Train every member by engines/loop.py's rules; `cancel` set (Ctrl-C in the main
         thread) stops within one epoch. Padding members train along, unread."""
         t0 = time.perf_counter()
-        real = self.n_real
         xs, ys = self.x, self.y  # the epoch's rows: in order, or as shuffle() drew them
 
         def shuffle() -> None:
@@ -528,18 +562,18 @@ class Chunk(ChunkView):
 
         def step(rows: tuple[int, int] | None, objective: bool) -> list[float]:
             if rows is None:
-                return self.step(objective)[:real].tolist()
+                return self.step(objective)[self._reader_index].tolist()
             a, b = rows
-            return self.step(objective, xs[:, a:b], ys[:, a:b])[:real].tolist()
+            return self.step(objective, xs[:, a:b], ys[:, a:b])[self._reader_index].tolist()
 
         def scores() -> list[tuple]:
-            return list(zip(*self.evaluate()))[:real]
+            return list(zip(*self.evaluate()))
 
         def fit() -> list[list[tuple[float, float]]]:
             assert self.grid is not None
             with torch.no_grad():
                 pred = self.forward(self.grid, train=False)
-            return [list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist())) for i in range(real)]
+            return [list(zip(self.grid[i, :, 0].tolist(), pred[i, :, 0].tolist())) for i in self.reader_of]
 
-        return loop.train(self.cfgs[:real], self.x.shape[1], self.y_std[:real], step, scores, shuffle,
+        return loop.train(self.readers, self.x.shape[1], self._each_run(self.y_std), step, scores, shuffle,
                           fit if self.grid is not None else None, cancel, t0)
