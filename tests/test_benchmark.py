@@ -87,9 +87,69 @@ def test_the_loop_takes_the_planned_steps(bm, monkeypatch, uci_dir):
     assert sum(bm.uci_loop(j) for j in plan.runs(128)) == bm.uci_steps(plan, 128, shapes) == 2 * 2 * math.ceil(277 / 128)
 
 
-def test_floor_measures_each_part(bm):
-    (f,) = bm.uci_floor([(2, 10, 3, 4)], reps=1)  # 2 members, 10 rows of 3 inputs, batches 4, 4, 2
-    assert set(f) == {"matmuls", "adam", "masks", "floor"} and all(v > 0 for v in f.values())
+@pytest.fixture
+def threads():
+    """The script's measurements set torch's intra-op threads, as their own processes would."""
+    import torch
+
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def test_floor_measures_each_part_under_each_stream(bm, threads):
+    import bench_floor
+
+    streams = ["torch"] + ([] if bench_floor.fast_stream() else ["fast"])
+    case = {"dims": [3, 5, 1], "rows": [4, 4, 2], "masks": [3, 5], "keep": 0.9, "wd_split": True}  # batches 4, 4, 2
+    f = bench_floor.floor(case, [2, 3], streams, 0.0)
+    assert set(f) == {"2", "3"}
+    for parts in f.values():
+        assert set(parts) == {"matmuls", "optimizer", *(f"{k}:{s}" for s in streams for k in ("masks", "floor"))}
+        assert all(v > 0 for v in parts.values())
+
+
+def test_floor_cases_are_the_planners_chunks(bm, monkeypatch, uci_dir):
+    """The floor is timed for the chunks (c) trains: the planner's sizes, every run-step once."""
+    import bench_floor
+
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
+    plan = bm.UciPlan(datasets=("yacht", "concrete"), splits=2, batch_sizes=(128,), epochs=2)
+    cases = bench_floor.planned(plan.sweep(128), 2, label=lambda c: c.data.dataset)
+    assert sorted(e["label"] for e in cases.values()) == ["concrete", "yacht"]
+    assert sum(e["run_steps"] for e in cases.values()) == bm.uci_steps(plan, 128, bm.uci_n_train(plan))
+    for e in cases.values():
+        n, d = (277, 6) if e["label"] == "yacht" else (927, 8)
+        assert e["case"] == {"dims": [d, 50, 1], "rows": [128] * (n // 128) + [n % 128], "masks": [d, 50],
+                             "keep": 1 - plan.ps[0], "wd_split": True}
+        assert {s for s, _ in e["chunks"]} <= set(e["sizes"]) and max(e["sizes"]) == e["group"] == 8
+
+
+def test_c_split_accounts_for_its_training_time(bm, monkeypatch, uci_dir, threads):
+    import torch
+
+    import bench_floor
+
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
+    bmm = torch.bmm
+    plan = bm.UciPlan(datasets=("yacht",), splits=1, batch_sizes=(128,), epochs=2, ps=(0.05,), wds=(1e-6, 1e-5))
+    sp = bench_floor.split_c(plan.sweep(128), 1)
+    assert sp["sizes"] == [2] and torch.bmm is bmm  # one chunk; the timers are gone afterwards
+    assert all(sp[k] > 0 for k in ("matmuls", "optimizer", "masks", "else"))
+    assert sp["matmuls"] + sp["optimizer"] + sp["masks"] + sp["else"] == pytest.approx(sp["train"])
+
+
+def test_the_ensemble_trains_the_planned_runs_and_steps(bm, monkeypatch, uci_dir, threads):
+    """(d) trains every run of the plan, one program per data set, with (a)'s step count."""
+    import bench_ensemble
+
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
+    plan = bm.UciPlan(datasets=("yacht", "concrete"), splits=2, batch_sizes=(128,), epochs=2)
+    progs = bench_ensemble.programs(plan.runs(128))
+    assert [tuple(p["x"].shape) for p in progs] == [(8, 277, 6), (8, 927, 8)]
+    assert progs[0]["keep"].view(-1).tolist() == pytest.approx([1 - j["p"] for j in plan.runs(128)[:8]])
+    got = bench_ensemble.variant_ensemble(plan.runs(128), 1)
+    assert got["network_steps"] == bm.uci_steps(plan, 128, bm.uci_n_train(plan)) and got["train_seconds"] > 0
 
 
 def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm):

@@ -1,0 +1,44 @@
+"""What every workload of scripts/benchmark.py measures with: a command in its own process tree
+(wall time, peak memory), or a function of a sibling module in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+
+
+def measure(cmd: list[str]) -> dict:
+    """Run cmd in a child that reports its wall time and its process tree's peak RSS."""
+    probe = (
+        "import resource, subprocess, sys, time, json;"
+        "t=time.perf_counter(); p=subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "w=time.perf_counter()-t;"
+        "print(json.dumps({'wall': w, 'rc': p.returncode, 'out': p.stdout, 'err': p.stderr[-2000:],"
+        "'maxrss_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}))"
+    )
+    res = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, check=True)
+    out = json.loads(res.stdout)
+    if out["rc"] != 0:
+        raise SystemExit(f"benchmark command failed ({' '.join(cmd)}):\n{out['err']}")
+    return out
+
+
+def in_child(code: str) -> Any:
+    """Run a measurement in a fresh interpreter (its own threads and caches); it prints JSON."""
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def call_in_child(module: str, func: str, *args: Any) -> Any:
+    """module.func(*args) (JSON in, JSON out) in a fresh interpreter: no thread, cache or
+    allocator state of this process, nor of an earlier measurement, leaks into the figure."""
+    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import {module}; "
+            f"print(json.dumps({module}.{func}(*json.loads(sys.argv[1]))))")
+    res = subprocess.run([sys.executable, "-c", code, json.dumps(args)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"benchmark: {module}.{func} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
