@@ -118,6 +118,8 @@ class CounterStream:
         self.steps = 0  # training steps started
         self._kind, self._when, self._k = "train", 0, 0
         self._first, self._passes = 0, 1
+        self._words: dict[int, np.ndarray] = {}  # scratch, by word count: consumed within a draw
+        self._kept: dict[int, np.ndarray] = {}
 
     @property
     def in_mc(self) -> bool:
@@ -142,7 +144,10 @@ class CounterStream:
         keys = _mix(self.keys ^ np.uint64(d))  # [C, 1]: this draw's key for each run
         lo, hi = self._first * P, (self._first + self._passes) * P
         w0, w1 = lo // 4, -(-hi // 4)
-        x = _mix(keys + _counters(w0, w1))  # [C, W]
+        x = self._words.get(w1 - w0)
+        if x is None:
+            x = self._words[w1 - w0] = np.empty((len(self.keys), w1 - w0), dtype=np.uint64)
+        _mix(np.add(keys, _counters(w0, w1), out=x))  # [C, W]
         lanes = x.astype("<u8", copy=False).view("<u2")
         return lanes[:, lo - 4 * w0: hi - 4 * w0]
 
@@ -153,12 +158,16 @@ class CounterStream:
         import torch
 
         n = int(np.prod(shape)) if len(shape) else 1
-        lanes = self.lanes(n)
+        lanes = self.lanes(n)  # valid until the next draw
         thr = (np.asarray(levels, dtype=np.int64) - 1).astype(np.uint16).reshape(-1, 1)  # lane < levels
-        kept = lanes <= thr
-        if values is not None:
-            kept = np.where(kept, values.reshape(-1, 1), values.dtype.type(0))
-        return torch.from_numpy(kept).view(len(self.keys), *shape)
+        if values is None:
+            return torch.from_numpy(lanes <= thr).view(len(self.keys), *shape)
+        kept = self._kept.get(n)
+        if kept is None:
+            kept = self._kept[n] = np.empty((len(self.keys), n), dtype=bool)
+        np.less_equal(lanes, thr, out=kept)
+        out = np.multiply(kept, values.reshape(-1, 1), dtype=values.dtype)  # value where kept, else 0
+        return torch.from_numpy(out).view(len(self.keys), *shape)
 
 
 # ---- the reference engine's run: its stream, for the torch forms of the regularizers ----------
