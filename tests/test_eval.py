@@ -23,7 +23,7 @@ from dropbench.config import load
 from dropbench.data import load_dataset
 from dropbench.engines.batched import BatchedEngine
 from dropbench.engines.loop import settle
-from dropbench.engines.mc import MC_PASSES, MCStats, mc_block
+from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MC_GROUP, MCStats, mc_block
 from dropbench.engines.planner import MachineFacts
 from dropbench.engines.reference import train_one
 from dropbench.engines.result import RunResult, curve_row
@@ -87,13 +87,15 @@ def test_rmse_is_in_the_targets_original_units():
     assert col(row, "test_mc_mse") is None and col(row, "test_ll") is None
 
 
-def test_a_block_is_fixed_by_the_config_alone():
-    """Never by T, the shapes or the machine: MC_PASSES under the fast stream, else one pass."""
-    a, b = load(["reg=dropout", "eval.mc_samples=3"]), load(["reg=dropout", "eval.mc_samples=10000", "model.hidden=500", "seed=4"])
-    assert mc_block(a) == mc_block(b) == MC_PASSES
-    assert mc_block(load(["reg=dropout", "eval.mc_samples=3", "eval.mc_masks=torch"])) == 1  # the generator, pass by pass
-    assert mc_block(load(["reg=dropconnect", "eval.mc_samples=5"])) == 1  # a weight mask per pass
-    assert mc_block(load(["reg=[dropout,gaussian_dropout]", "eval.mc_samples=5"])) == 1  # Gaussian noise: torch's generator
+def test_a_block_depends_only_on_the_runs_config_and_shapes():
+    """Never on T or the machine: as many passes as MC_BLOCK_ELEMENTS holds under the fast
+    stream (whose masks are keyed by pass), else one pass per forward."""
+    a, b = load(["reg=dropout", "eval.mc_samples=3", "model.hidden=50"]), load(["reg=dropout", "eval.mc_samples=10000", "model.hidden=50", "seed=4"])
+    assert mc_block(a, 31, 6) == mc_block(b, 31, 6) == MC_BLOCK_ELEMENTS // (31 * 50) // MC_GROUP * MC_GROUP
+    assert mc_block(a, 2000, 6) == 1
+    assert mc_block(load(["reg=dropout", "eval.mc_samples=3", "eval.mc_masks=torch"]), 31, 6) == 1  # the generator, pass by pass
+    assert mc_block(load(["reg=dropconnect", "eval.mc_samples=5"]), 31, 6) == 1  # a weight mask per pass
+    assert mc_block(load(["reg=[dropout,gaussian_dropout]", "eval.mc_samples=5"]), 31, 6) == 1  # Gaussian noise: torch's generator
 
 
 # ---- the reference engine against an independent loop ----------------------------------------
@@ -106,7 +108,7 @@ def test_mc_is_the_mean_of_single_passes_continuing_the_runs_stream(reg):
     ov = [f"reg={reg}", "p=0.3", "model.depth=1", "model.hidden=40", "epochs=7", "eval_every=7",
           "dtype=float64", "engine=torch", f"eval.mc_samples={T}", f"eval.tau={tau}", "eval.mc_masks=torch"]
     cfg = load(ov)
-    assert mc_block(cfg) == 1  # pass by pass: the generator's draws would depend on a block
+    assert mc_block(cfg, 20, 1) == 1  # pass by pass: the generator's draws would depend on a block
     got = train_one(cfg)
     assert got.status == "ok"
 

@@ -166,3 +166,41 @@ def test_the_fast_stream_is_part_of_the_run_id_and_recorded(tmp_path):
     sweep = api.run("reg=dropout", "p=0.05", "masks=fast", "epochs=2", "eval_every=1", out=str(tmp_path / "r"))
     row = sweep.runs.iloc[0]
     assert row["masks"] == "fast" and row["effective_p"] == f"dropout={3277 / 65536!r}"
+
+
+def test_mc_statistics_do_not_depend_on_how_blocks_cut_the_passes():
+    """MCStats takes passes in groups of MC_GROUP in order, whatever the blocks: the same passes
+    in blocks of 1, 3, 8 or 24 give the same bits."""
+    from dropbench.engines.mc import MCStats
+
+    g = torch.Generator().manual_seed(0)
+    C, T, n = 3, 50, 7
+    passes = torch.randn(C, 56, n, generator=g, dtype=torch.float32)
+    y = torch.randn(C, n, generator=g, dtype=torch.float64)
+    got = {}
+    for block in (1, 3, 8, 24):
+        stats = MCStats(y, [T, 20, 1], [1.5, None, 0.3], [2.0, 1.0, 0.5])
+        for start in range(0, T, block):
+            stats.add(passes[:, start:start + block], start)
+        got[block] = (stats.mse(), stats.ll())
+    assert all(got[b] == got[1] for b in (3, 8, 24)), got
+
+
+def test_mc_numbers_do_not_depend_on_the_block_size(monkeypatch):
+    """Under the fast stream blocks of 1, 3, 8 or 24 passes give the same numbers in both engines,
+    in float64 to rounding: the masks are keyed by pass and the statistics take passes in the
+    same groups; only the matrix products see another row count (their last bits are the
+    kernels', the block being fixed by the run's shapes)."""
+    from dropbench.engines import mc
+
+    cfg = load(["reg=[input_dropout,dropout]", "p=0.2", "model.hidden=16", "epochs=4", "eval_every=4",
+                "eval.mc_samples=50", "eval.tau=1.5", "seed=9", "dtype=float64"])
+    got = {}
+    for block in (1, 3, 8, 24):
+        monkeypatch.setattr(mc, "MC_BLOCK_ELEMENTS", block * 20 * 16)
+        assert mc.mc_block(cfg, 20, 1) == block
+        for name, res in (("torch", train_one(cfg)), ("batched", _train_chunk([cfg, replace(cfg, seed=10)], 2)[0])):
+            got[name, block] = res.rows()[-1][6:9]  # test_mc_mse, test_mc_rmse, test_ll
+    first = got["torch", 1]
+    for key, vals in got.items():
+        assert all(abs(a - b) <= 1e-12 * abs(b) for a, b in zip(vals, first)), (key, vals, first)

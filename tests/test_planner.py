@@ -43,7 +43,7 @@ def test_eval_work_is_zero_where_no_pass_draws(mc_cfg):
 
 
 def test_eval_work_counts_whole_blocks_and_every_eval_epoch(mc_cfg):
-    block = mc_block(mc_cfg)
+    block = mc_block(mc_cfg, 20, 1)
     assert block > 1
     one = eval_work(with_T(mc_cfg, block), 20, 1)
     assert one > 0
@@ -59,7 +59,7 @@ def test_eval_work_counts_whole_blocks_and_every_eval_epoch(mc_cfg):
 def test_dropconnect_passes_are_counted_one_by_one():
     """A weight-slot regularizer draws one mask per forward, so its passes go one at a time."""
     cfg = load(["reg=dropconnect", "model.hidden=32", "epochs=10", "eval_every=10"])
-    assert mc_block(cfg) == 1
+    assert mc_block(cfg, 20, 1) == 1
     assert eval_work(with_T(cfg, 7), 20, 1) == pytest.approx(7 * eval_work(with_T(cfg, 1), 20, 1))
 
 

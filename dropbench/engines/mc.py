@@ -22,12 +22,13 @@ MC_SLOTS = ("input", "weight", "activation", "residual")  # where a forward pass
 # Passes are computed in blocks: one forward over a block's passes stacked along the rows (pass
 # major), so each stochastic layer draws a block's masks in one call, and the statistics take a
 # block at a time. Under the fast stream (eval.mc_masks: fast; dropbench/masks.py), whose masks
-# are keyed by pass, a block is MC_PASSES passes; otherwise one pass, each drawing on from the
-# run's generator. The block is part of the method, fixed by the config alone (never by the
-# machine, the chunk or T): the order of the statistics' sums and the matrix products' row count
-# follow it, so no number depends on anything else. The last block is computed whole and its
-# passes past T are left out.
-MC_PASSES = 8
+# are keyed by pass, a block holds as many passes as keep its widest activation within
+# MC_BLOCK_ELEMENTS per run (in cache: larger blocks stream from memory); otherwise one pass, each
+# drawing on from the run's generator. The block is a function of the run's config and data
+# shapes alone, never of the machine, the chunk or T. No number depends on it: the masks are keyed
+# by pass, and the statistics take passes in groups of MC_GROUP in pass order (MCStats). The last
+# block is computed whole and its passes past T are left out.
+MC_BLOCK_ELEMENTS = 2**15
 
 
 def mc_active(reg: Any) -> bool:
@@ -41,20 +42,27 @@ def mc_regs(cfg: "RunConfig") -> list[str]:
     return [r.name for r, _ in regs.active(cfg.reg) if r.slot in MC_SLOTS and mc_active(r)]
 
 
-def mc_block(cfg: "RunConfig") -> int:
-    """Passes per block: MC_PASSES where every MC-active regularizer draws from the fast stream
+def mc_block(cfg: "RunConfig", n_test: int, n_in: int) -> int:
+    """Passes per block: under the fast stream, where every MC-active regularizer draws from it
     (eval.mc_masks: fast, Regularizer.counter_masks) and none acts on the weights (DropConnect
-    draws one weight mask per forward); one otherwise."""
+    draws one weight mask per forward), as many as MC_BLOCK_ELEMENTS allows; one otherwise."""
     active = [regs.REGISTRY[n] for n in mc_regs(cfg)]
     if cfg.eval.mc_masks != "fast" or any(r.slot == "weight" or not getattr(r, "counter_masks", False) for r in active):
         return 1
-    return MC_PASSES
+    block = max(1, MC_BLOCK_ELEMENTS // max(1, n_test * max(n_in, cfg.model.hidden)))
+    return block - block % MC_GROUP if block >= MC_GROUP else block  # whole groups: no copies
+
+
+MC_GROUP = 8  # passes the statistics take at a time, in pass order, whatever the blocks
 
 
 class MCStats:
     """Streaming statistics of stochastic passes for C runs at once: the mean prediction and the
-    log-likelihood's log-sum-exp, in float64, one block of passes at a time (T = 10,000 passes
-    need not be held).
+    log-likelihood's log-sum-exp, in float64 (T = 10,000 passes need not be held).
+
+    Passes are taken in groups of MC_GROUP (passes 0-7, 8-15, ...) in order, however the
+    blocks that `add` receives cut them, so the statistics' order of summation is the same for
+    any block size: a block only changes how many passes one forward computes.
 
     y: [C, n] test targets (standardised); T, tau, y_std: per run (tau None: no log-likelihood).
     exp and log go member by member (engines/memberwise.py), as a run alone computes them.
@@ -74,16 +82,43 @@ class MCStats:
         self.total = torch.zeros_like(self.y)
         self.m: "torch.Tensor | None" = None  # running max of the log terms, [C, n]
         self.s: "torch.Tensor | None" = None  # running sum of exp(term - m)
+        self._held: list["torch.Tensor"] = []  # passes received, not yet in a group
+        self._first = 0  # the first held pass
 
     def add(self, pred: "torch.Tensor", start: int) -> None:
-        """pred: [C, B, n], passes start .. start+B-1 (those at or past a run's T are left out)."""
+        """pred: [C, B, n], passes start .. start+B-1 (those at or past a run's T are left out);
+        blocks come in pass order."""
+        import torch
+
+        held = sum(h.shape[1] for h in self._held)
+        if start != self._first + held:
+            raise ValueError(f"passes from {start} after {self._first + held}: blocks come in order")
+        self._held.append(pred.to(torch.float64))
+        if held + pred.shape[1] >= MC_GROUP:
+            self._take(final=False)
+
+    def _take(self, final: bool) -> None:
+        """Fold the held passes' whole groups into the statistics (with `final`, the last part too)."""
+        import torch
+
+        p = self._held[0] if len(self._held) == 1 else torch.cat(self._held, 1)
+        whole = p.shape[1] - p.shape[1] % MC_GROUP
+        for g in range(0, whole, MC_GROUP):
+            self._group(p[:, g:g + MC_GROUP], self._first + g)
+        rest = p[:, whole:]
+        if final and rest.shape[1]:
+            self._group(rest, self._first + whole)
+            whole, rest = p.shape[1], p[:, p.shape[1]:]
+        self._first += whole
+        self._held = [rest] if rest.shape[1] else []
+
+    def _group(self, p: "torch.Tensor", start: int) -> None:
         import torch
 
         from dropbench.engines.memberwise import exp
 
-        p = pred.to(torch.float64)
         idx = torch.arange(start, start + p.shape[1], dtype=torch.float64, device=p.device).view(1, -1, 1)
-        valid = idx < self.T_col  # [C, B, 1]
+        valid = idx < self.T_col  # [C, G, 1]
         self.total += torch.where(valid, p, 0.0).sum(1)
         if not self.want_ll:
             return
@@ -96,14 +131,20 @@ class MCStats:
         self.s = self.s * exp(self.m - m) + exp(e - m.unsqueeze(1)).sum(1)
         self.m = m
 
+    def _finish(self) -> None:
+        if self._held:
+            self._take(final=True)
+
     def mse(self) -> list[float]:
         """Each run's MSE of the mean of its passes (standardised units)."""
+        self._finish()
         mean = self.total / self.T_col.view(-1, 1)
         return (self.y - mean).square().mean(1).tolist()
 
     def ll(self) -> list[float | None]:
         """Each run's mean over test points of logsumexp_t(-tau/2 (y - yhat_t)^2) - log T
         - log(2 pi)/2 + log(tau)/2, in original units (docs/uci-protocol.md); None without tau."""
+        self._finish()
         if self.m is None:
             return [None] * len(self.T)
         from dropbench.engines.memberwise import log

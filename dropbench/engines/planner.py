@@ -101,7 +101,7 @@ def working_elements(cfg: "RunConfig", n_train: int, n_in: int, n_test: int) -> 
     step = ACTIVATION_TENSORS * rows * width * m.depth
     mc = 0
     if eval_work(cfg, n_test, n_in) > 0:
-        mc = ACTIVATION_TENSORS * mc_block(cfg) * n_test * width * m.depth
+        mc = ACTIVATION_TENSORS * mc_block(cfg, n_test, n_in) * n_test * width * m.depth
     return step, mc
 
 
@@ -166,7 +166,7 @@ def eval_work(cfg: "RunConfig", n_test: int, n_in: int) -> float:
     if T <= 0 or n_test <= 0 or not active:
         return 0.0
     n_params = step_work(cfg, n_test, n_in)[0]
-    block = mc_block(cfg)
+    block = mc_block(cfg, n_test, n_in)
     passes = -(-T // block) * block
     per_pass = MC_FORWARD_COST * n_test * n_params + sum(r.cost(cfg.model, n_test, n_in, n_params) for r in active)
     return len(eval_epochs(cfg.epochs, cfg.eval_every)) * passes * per_pass

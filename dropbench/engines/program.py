@@ -519,7 +519,7 @@ class Chunk(ChunkView):
             stats = MCStats(y, [1] * C, tau, y_std)
             stats.add(pred.view(C, 1, n), 0)
             return [m if t else None for m, t in zip(stats.mse(), T)], stats.ll()
-        block = mc_block(self.cfg0)
+        block = mc_block(self.cfg0, n, self.x.shape[2])
         stats = MCStats(y, T, tau, y_std)
         xb = self.tx.repeat(1, block, 1)  # pass-major rows, as the reference stacks them
         states = [g.get_state() for g in self.gens]

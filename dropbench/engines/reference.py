@@ -145,7 +145,7 @@ def mc_evaluate(model: nn.Module, data: Any, cfg: "RunConfig", pred: torch.Tenso
         stats = MCStats(y, [1], [tau], [data.y_std])
         stats.add(pred.view(1, 1, n), 0)
         return (stats.mse()[0] if T else None), stats.ll()[0]
-    block = mc_block(cfg)
+    block = mc_block(cfg, n, data.n_features)
     stats = MCStats(y, [T], [tau], [data.y_std])
     xb = data.x_test.repeat(block, 1)  # pass-major: rows t*n .. t*n+n-1 are pass t
     dev = data.x_test.device
