@@ -112,12 +112,9 @@ class Chunk(ChunkView):
         # runs, `reader_of` each one's member; the members are the distinct trainings, padded.
         self.readers = list(cfgs)
         self.n_real = len(cfgs)
-        firsts: dict[str, int] = {}
-        self.reader_of = [firsts.setdefault(training_key(c), len(firsts)) for c in cfgs]
-        first_of = {}
-        for i, j in enumerate(self.reader_of):
-            first_of.setdefault(j, i)
-        trainers = [cfgs[first_of[j]] for j in range(len(first_of))]
+        members: dict[str, int] = {}  # training key -> member
+        self.reader_of = [members.setdefault(training_key(c), len(members)) for c in cfgs]
+        trainers = [cfgs[self.reader_of.index(j)] for j in range(len(members))]
         if len(trainers) < len(cfgs):
             size = max(len(trainers), 2)
         self._reader_index = torch.tensor(self.reader_of)
@@ -302,7 +299,9 @@ class Chunk(ChunkView):
         return (u < keep64).to(device=self.device, dtype=self.dtype)
 
     def dropout_factor(self, keep64: torch.Tensor, keep: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        if self._fast_now:  # mask / keep in one pass: keep where kept is 1 / keep, computed in the dtype
+        """regs.base.ChunkView.dropout_factor; from the fast stream, 1 / keep (computed in the
+        dtype, as the division makes it) where kept, in one pass."""
+        if self._fast_now:
             inv = self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
             return self.stream.bernoulli(self._levels_of(keep64), shape, inv).to(device=self.device)
         return self.bernoulli(keep64, shape) / keep
@@ -499,8 +498,8 @@ class Chunk(ChunkView):
 
     def _mc_evaluate(self, pred: torch.Tensor) -> tuple[list[float | None], list[float | None]]:
         """As reference.mc_evaluate, for every member at once: the same blocks of passes, the
-        same masks (each member's draws continue its own generator, on a copy of its state),
-        so a member's numbers are those it gets alone. Members with fewer passes than others
+        same masks (the fast stream's, keyed by pass, or each member's own generator continued
+        on a copy of its state), so a member's numbers are those it gets alone. Members with fewer passes than others
         draw the others' too, on the copy, and leave them out. The statistics are each run's:
         twins read their member's passes with their own tau."""
         # statistics per run (twins differ in tau), passes per member
