@@ -106,16 +106,21 @@ def reg_declares_what_its_slot_needs(name: str) -> None:
             assert f.metadata.get(params.CHECK) is not None, f"{name}.{f.name} declares no range"
 
 
-def engines_agree(names: Sequence[str], placement: str = "before") -> None:
+# Under the fast mask stream, with MC evaluation: where a regularizer with counter_masks draws
+# from dropbench/masks.py in both engines.
+FAST_STREAM = ("masks=fast", "eval.mc_samples=10", "eval.tau=1")
+
+
+def engines_agree(names: Sequence[str], placement: str = "before", *extra: str) -> None:
     """The batched engine's curves and fit are the reference's to rounding (float64: the kernels
-    differ; the draws are the same)."""
+    differ; the draws are the same); `extra`: overrides (FAST_STREAM)."""
     from dropbench.engines.batched import _train_chunk
     from dropbench.engines.reference import train_one
 
-    cfgs = combo_cfgs(names, f"model.placement={placement}")
+    cfgs = combo_cfgs(names, f"model.placement={placement}", *extra)
     for cfg, b in zip(cfgs, _train_chunk(cfgs, 2)):
         err = curve_err(train_one(cfg), b)
-        assert err < 1e-9, f"reg=[{','.join(names)}] ({placement}): the engines differ by {err:.3g} in float64"
+        assert err < 1e-9, f"reg=[{','.join(names)}] ({placement}{''.join(' ' + e for e in extra)}): the engines differ by {err:.3g} in float64"
 
 
 def eval_draws_nothing(name: str) -> None:
@@ -233,7 +238,8 @@ def check_regularizer(reg: Any, pairs: bool = True, invariance: bool = True) -> 
     and, with `pairs`, beside every regularizer it may combine with; eval mode drawing nothing;
     strength 0 the identity, drawing nothing, in both engines; each bad value a one-line error;
     the keys it sets declared; and, with `invariance`, its runs bit-identical alone and in any
-    chunk for every activation, on mini-batches and (if MC-active) with MC evaluation.
+    chunk for every activation, on mini-batches and (if MC-active) with MC evaluation. A
+    regularizer with counter masks is checked under the fast mask stream too.
     Returns its option name."""
     from dropbench.engines.mc import mc_active
 
@@ -249,6 +255,8 @@ def check_regularizer(reg: Any, pairs: bool = True, invariance: bool = True) -> 
         for engine in ("torch", "batched"):
             strength_zero_is_identity(name, engine)
         engines_agree([name])
+        if getattr(r, "counter_masks", False):  # its masks from the fast stream, in training and MC
+            engines_agree([name], "before", *FAST_STREAM)
         if r.slot == "activation":
             engines_agree([name], "after")
         for combo in compatible(name) if pairs else []:
@@ -259,6 +267,8 @@ def check_regularizer(reg: Any, pairs: bool = True, invariance: bool = True) -> 
             alone_everywhere("relu", [name], 13, "batch_size=7", layouts=LAYOUTS[:2])
             if mc_active(r):
                 alone_everywhere("tanh", [name], 7, "eval.mc_samples=25", "eval.tau=2", others_mc=40, layouts=LAYOUTS[:2])
+            if getattr(r, "counter_masks", False):
+                alone_everywhere("relu", [name], 13, *FAST_STREAM, "batch_size=7", others_mc=20, layouts=LAYOUTS[:2])
     return name
 
 

@@ -336,6 +336,13 @@ def test_engines_agree_in_float64(names, placement):
     testing.engines_agree(names, placement)
 
 
+@pytest.mark.parametrize("names", [c for c in COMBOS if any(regs.REGISTRY[n].counter_masks for n in c)], ids="+".join)
+def test_engines_agree_in_float64_under_the_fast_stream(names):
+    """Every regularizer with counter masks, alone and in each valid pair: the same masks from the
+    fast stream in both engines, in training and MC evaluation."""
+    testing.engines_agree(names, "before", *testing.FAST_STREAM)
+
+
 @pytest.mark.kernels
 @pytest.mark.parametrize("names", COMBOS, ids="+".join)
 def test_hand_written_backward_is_autograds(names):
