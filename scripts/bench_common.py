@@ -42,3 +42,13 @@ def call_in_child(module: str, func: str, *args: Any) -> Any:
     if res.returncode != 0:
         raise SystemExit(f"benchmark: {module}.{func} failed:\n{res.stderr[-2000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def c_training(out: str) -> tuple[int, float]:
+    """(runs, seconds) from `dropbench run`'s "trained N run(s) in S s" line: (c)'s training time."""
+    import re
+
+    hit = re.search(r"trained (\d+) run\(s\) in ([\d.]+) s", out)
+    if not hit:
+        raise SystemExit(f"could not read dropbench's training time from:\n{out[-1500:]}")
+    return int(hit.group(1)), float(hit.group(2))

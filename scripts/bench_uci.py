@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_floor
-from bench_common import call_in_child, measure
+from bench_common import c_training, call_in_child, measure
 
 UCI_DATASETS = ("yacht", "boston_housing", "concrete")
 UCI_HIDDEN = 50
@@ -243,12 +242,10 @@ def run_variants(plan: UciPlan, args: argparse.Namespace, streams: list[str], fa
                 print(f"running B={b} {name} ...", file=sys.stderr, flush=True)
                 m = measure(cmd)
                 if name.startswith("(c)"):
-                    hit = re.search(r"trained (\d+) run\(s\) in ([\d.]+) s", m["out"])
-                    if not hit:
-                        raise SystemExit(f"could not read dropbench's training time from:\n{m['out'][-1500:]}")
-                    if int(hit.group(1)) != len(plan.runs(b)):
-                        raise SystemExit(f"(c) trained {hit.group(1)} runs, the plan has {len(plan.runs(b))}")
-                    train_s, n_steps = float(hit.group(2)), steps
+                    runs, c_seconds = c_training(m["out"])
+                    if runs != len(plan.runs(b)):
+                        raise SystemExit(f"(c) trained {runs} runs, the plan has {len(plan.runs(b))}")
+                    train_s, n_steps = c_seconds, steps
                 else:
                     d = json.loads(m["out"].strip().splitlines()[-1])
                     train_s, n_steps = d["train_seconds"], d["network_steps"]

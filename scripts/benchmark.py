@@ -60,7 +60,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -70,7 +69,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workloads' modules beside this file
 
 import bench_floor  # noqa: E402
-from bench_common import call_in_child, in_child, measure  # noqa: E402
+from bench_common import c_training, call_in_child, in_child, measure  # noqa: E402
 from bench_uci import (QUICK_UCI, UCI_DATASETS, UciPlan, missing_uci_files, uci_loop, uci_main, uci_n_train,  # noqa: E402,F401
                        uci_plan, uci_steps, streams_of, stream_words)
 
@@ -207,10 +206,8 @@ def seed_main(args: argparse.Namespace) -> None:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             m = measure(cmd)
             if name.startswith("(c)"):
-                hit = re.search(r"trained (\d+) run\(s\) in ([\d.]+) s", m["out"])
-                if not hit:
-                    raise SystemExit(f"could not read dropbench's training time from:\n{m['out'][-1500:]}")
-                train_s, steps = float(hit.group(2)), int(hit.group(1)) * args.epochs
+                runs, train_s = c_training(m["out"])
+                steps = runs * args.epochs
             else:
                 d = json.loads(m["out"].strip().splitlines()[-1])
                 train_s, steps = d["train_seconds"], d["network_steps"]
