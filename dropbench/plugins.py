@@ -213,6 +213,21 @@ def check_plugin(module: Any, group: str, name: str, declares: tuple[str, ...], 
         raise UserError(str(e)) from None
 
 
+def add_module(group: str, registry: dict[str, Any], module: Any, name: str | None, declares: tuple[str, ...],
+               what: str, origin: str) -> str:
+    """A plug-in module (a data set, a model) into its group's registry, checked; its errors are
+    the user's, in one line. Returns the name it was added under."""
+    from dropbench.errors import UserError
+
+    name = name or "?"
+    clash = taken(group, name, module, registry)
+    if clash is not None:
+        raise UserError(f"{group}={name} ({origin}): {clash}")
+    check_plugin(module, group, name, declares, what, origin)
+    registry[name] = module
+    return name
+
+
 def node(found: Found) -> dict[str, Any]:
     """The option's YAML node as Hydra composes it: the config directory's YAML, or the Config's
     defaults (a field without a default is Hydra's ??? , set on the command line; a regularizer

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from dropbench import plugins
 from dropbench.data.base import Dataset
-from dropbench.errors import UserError
 
 if TYPE_CHECKING:
     from dropbench.config import RunConfig
@@ -39,13 +38,7 @@ def discover(package: str = __name__, path: Iterable[str] | None = None) -> dict
 
 def add(module: Any, name: str | None, origin: str) -> str:
     """A plug-in data set into the registry (checked; its errors are the user's, in one line)."""
-    name = name or "?"
-    clash = plugins.taken("data", name, module, REGISTRY)
-    if clash is not None:
-        raise UserError(f"data={name} ({origin}): {clash}")
-    plugins.check_plugin(module, "data", name, DECLARES, "a data set", origin)
-    REGISTRY[name] = module
-    return name
+    return plugins.add_module("data", REGISTRY, module, name, DECLARES, "a data set", origin)
 
 
 REGISTRY: dict[str, ModuleType] = discover()

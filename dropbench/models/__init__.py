@@ -37,15 +37,7 @@ PROGRAM = ("mlp",)
 
 def add(module: Any, name: str | None, origin: str) -> str:
     """A plug-in model into the registry (checked; its errors are the user's, in one line)."""
-    from dropbench.errors import UserError
-
-    name = name or "?"
-    clash = plugins.taken("model", name, module, REGISTRY)
-    if clash is not None:
-        raise UserError(f"model={name} ({origin}): {clash}")
-    plugins.check_plugin(module, "model", name, DECLARES, "a model", origin)
-    REGISTRY[name] = module
-    return name
+    return plugins.add_module("model", REGISTRY, module, name, DECLARES, "a model", origin)
 
 
 for _found in plugins.external("model", REGISTRY):
