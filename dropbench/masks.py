@@ -87,21 +87,20 @@ def draw_id(kind: str, when: int, k: int) -> int:
     return _mix_int(_mix_int(KINDS[kind] << 56 ^ when) + k * int(GAMMA))
 
 
-@lru_cache(maxsize=64)
-def _counter_table(w0: int, w1: int) -> np.ndarray:
+def _counter_words(w0: int, w1: int) -> np.ndarray:
+    """Words w0 .. w1 - 1 times GAMMA (read only)."""
     words = np.arange(w0, w1, dtype=np.uint64)
     words *= GAMMA
     words.flags.writeable = False
     return words
 
 
+_counter_table = lru_cache(maxsize=64)(_counter_words)
+
+
 def _counters(w0: int, w1: int) -> np.ndarray:
-    """Words w0 .. w1 - 1 times GAMMA (a training draw's, from word 0, are reused step to step)."""
-    if w0 == 0:
-        return _counter_table(w0, w1)
-    words = np.arange(w0, w1, dtype=np.uint64)
-    words *= GAMMA
-    return words
+    """_counter_words; a training draw's (from word 0) are reused step to step."""
+    return _counter_table(w0, w1) if w0 == 0 else _counter_words(w0, w1)
 
 
 class CounterStream:

@@ -213,12 +213,21 @@ def training_key(cfg: "RunConfig") -> str:
     """What a run's training depends on: its whole config but eval.tau (which only weighs the
     test log-likelihood) and where results go. Runs with equal keys (twins) train as one chunk
     member (engines/program.py)."""
+    cached = cfg.__dict__.get(_TRAINING_KEY)
+    if cached is not None:
+        return cached
     import json
 
     d = cfg.to_dict()
     d.pop("out", None)
     d["eval"] = {k: v for k, v in d["eval"].items() if k != "tau"}
-    return json.dumps(d, sort_keys=True, default=str)
+    key = json.dumps(d, sort_keys=True, default=str)
+    # kept on the (frozen) config, as its run id: planning, balancing and the chunk all ask
+    object.__setattr__(cfg, _TRAINING_KEY, key)
+    return key
+
+
+_TRAINING_KEY = "_training_key"
 
 
 def _trainings(cfgs: Sequence["RunConfig"]) -> int:

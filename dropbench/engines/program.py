@@ -117,7 +117,8 @@ class Chunk(ChunkView):
         trainers = [cfgs[self.reader_of.index(j)] for j in range(len(members))]
         if len(trainers) < len(cfgs):
             size = max(len(trainers), 2)
-        self._reader_index = torch.tensor(self.reader_of)
+        # the members' rows each run reads (None: one member per run, in order: a slice, no copy)
+        self._reader_index = None if len(trainers) == len(cfgs) else torch.tensor(self.reader_of)
         self.cfgs = trainers + [trainers[0]] * (size - len(trainers))
         c0 = self.cfgs[0]
         self.cfg0 = c0
@@ -486,6 +487,10 @@ class Chunk(ChunkView):
         """A value per member as a value per run (twins share their member's)."""
         return [per_member[j] for j in self.reader_of]
 
+    def _per_run(self, t: torch.Tensor) -> torch.Tensor:
+        """A [C, ...] tensor's rows per run: the real members', or each twin its member's."""
+        return t[: self.n_real] if self._reader_index is None else t[self._reader_index]
+
     def _mc_pieces(self) -> frozenset[Piece]:
         """The pieces of the MC-active regularizers (mc.mc_active), found by registry order
         within each slot, as __init__ built them."""
@@ -499,20 +504,19 @@ class Chunk(ChunkView):
     def _mc_evaluate(self, pred: torch.Tensor) -> tuple[list[float | None], list[float | None]]:
         """As reference.mc_evaluate, for every member at once: the same blocks of passes, the
         same masks (the fast stream's, keyed by pass, or each member's own generator continued
-        on a copy of its state), so a member's numbers are those it gets alone. Members with fewer passes than others
-        draw the others' too, on the copy, and leave them out. The statistics are each run's:
+        on a copy of its state), so a member's numbers are those it gets alone. Members with
+        fewer passes than others draw the others' too, on the copy, and leave them out. The statistics are each run's:
         twins read their member's passes with their own tau."""
         # statistics per run (twins differ in tau), passes per member
         runs = self.readers
         T = [c.eval.mc_samples for c in runs]
         tau = [c.eval.tau for c in runs]
-        idx = self._reader_index
         y_std = self._each_run(self.y_std)
         C, n = len(runs), pred.shape[1]
-        pred = pred[idx]
+        pred = self._per_run(pred)
         if max(T) == 0 and all(t is None for t in tau):
             return [None] * C, [None] * C
-        y = self.ty[idx, :, 0]
+        y = self._per_run(self.ty)[:, :, 0]
         on = self._mc_pieces() if max(T) > 0 and mc_regs(self.cfg0) else frozenset()
         if not on:  # deterministic: every pass is pred
             stats = MCStats(y, [1] * C, tau, y_std)
@@ -527,7 +531,7 @@ class Chunk(ChunkView):
                 if self.stream is not None:
                     self.stream.start_mc(start, block)
                     self._fast_now = self.mc_fast
-                stats.add(self.forward(xb, train=on).view(-1, block, n)[idx], start)
+                stats.add(self._per_run(self.forward(xb, train=on).view(-1, block, n)), start)
         finally:
             self._fast_now = self.masks == "fast"
             for g, st in zip(self.gens, states):
@@ -552,9 +556,9 @@ class Chunk(ChunkView):
 
         def step(rows: tuple[int, int] | None, objective: bool) -> list[float]:
             if rows is None:
-                return self.step(objective)[self._reader_index].tolist()
+                return self._per_run(self.step(objective)).tolist()
             a, b = rows
-            return self.step(objective, xs[:, a:b], ys[:, a:b])[self._reader_index].tolist()
+            return self._per_run(self.step(objective, xs[:, a:b], ys[:, a:b])).tolist()
 
         def scores() -> list[tuple]:
             return list(zip(*self.evaluate()))

@@ -26,12 +26,12 @@ if TYPE_CHECKING:
 def train_one(cfg: "RunConfig") -> RunResult:
     """One run, on one intra-op thread whatever the core count (see one_intraop_thread), with
     its fast mask stream (dropbench/masks.py) for the regularizers' torch forms."""
-    with one_intraop_thread(), masks.using(masks.CounterStream([cfg.seed]), train=cfg.masks == "fast",
-                                           mc=cfg.eval.mc_masks == "fast"):
-        return _train_one(cfg)
+    stream = masks.CounterStream([cfg.seed])
+    with one_intraop_thread(), masks.using(stream, train=cfg.masks == "fast", mc=cfg.eval.mc_masks == "fast"):
+        return _train_one(cfg, stream)
 
 
-def _train_one(cfg: "RunConfig") -> RunResult:
+def _train_one(cfg: "RunConfig", stream: masks.CounterStream) -> RunResult:
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
@@ -51,8 +51,6 @@ def _train_one(cfg: "RunConfig") -> RunResult:
     n = data.x_train.shape[0]
     x, y = data.x_train, data.y_train  # the epoch's rows: in order, or as shuffle() drew them
     gen = shuffle_generator(cfg.seed)
-    stream = masks.stream()
-    assert stream is not None, "train_one sets the run's stream"
 
     def shuffle() -> None:
         nonlocal x, y
