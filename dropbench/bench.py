@@ -134,6 +134,17 @@ class BenchOutcome:
 Phase = Callable[[str], ContextManager[tuple[Any, Any]]]
 
 
+def kernels_note() -> str | None:
+    """A line to print where the fast mask stream, which both protocols use, runs without its
+    compiled kernels (numba not installed): the same numbers, slower."""
+    from dropbench import masks
+
+    if masks.compiled() is not None:
+        return None
+    return ("numba is not installed, so the fast mask stream runs its numpy code: the same numbers, several "
+            "times slower; pip install 'dropbench[fast]' (or -e \".[fast]\") for its compiled kernels")
+
+
 def execute(protocol: Protocol, plan: Sequence[Step], progress: Phase | None = None,
             on_done: Callable[[str, float, int, int], None] | None = None, clock: Callable[[], float] = time.perf_counter,
             allow_mixed_platforms: bool = False) -> BenchOutcome:

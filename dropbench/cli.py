@@ -516,6 +516,9 @@ def _bench(name: str, overrides: Optional[list[str]], datasets: Optional[str], s
         if not quiet:
             for step in plan:  # what each data set runs, as one command a user could type
                 typer.echo(f"dropbench: $ {step.command(protocol)}", err=True)
+            note = bench_mod.kernels_note()
+            if note:
+                typer.echo(f"dropbench: {note}", err=True)
 
         def progress(phase: str) -> Any:
             if not quiet:

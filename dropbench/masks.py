@@ -133,15 +133,20 @@ class CounterStream:
         """A forward over MC passes first .. first + passes - 1 begins (after `steps` steps)."""
         self._kind, self._when, self._k, self._first, self._passes = "mc", self.steps, 0, first, passes
 
-    def lanes(self, n: int) -> np.ndarray:
-        """The next draw's 16-bit lanes, [C, passes * n // passes] as uint16 (n elements in all)."""
+    def _next_draw(self, n: int) -> tuple[np.ndarray, int, int]:
+        """The next draw of n elements: each member's key for it ([C, 1]), and the elements it
+        covers, lo .. hi - 1 (its passes' elements, in order)."""
         P, rem = divmod(n, self._passes)
         if rem:
             raise ValueError(f"a draw of {n} elements does not split into {self._passes} passes")
         d = draw_id(self._kind, self._when, self._k)
         self._k += 1
         keys = _mix(self.keys ^ np.uint64(d))  # [C, 1]: this draw's key for each run
-        lo, hi = self._first * P, (self._first + self._passes) * P
+        return keys, self._first * P, (self._first + self._passes) * P
+
+    def lanes(self, n: int) -> np.ndarray:
+        """The next draw's 16-bit lanes, [C, passes * n // passes] as uint16 (n elements in all)."""
+        keys, lo, hi = self._next_draw(n)
         w0, w1 = lo // 4, -(-hi // 4)
         x = self._words.get(w1 - w0)
         if x is None:
@@ -157,8 +162,17 @@ class CounterStream:
         import torch
 
         n = int(np.prod(shape)) if len(shape) else 1
+        kernels = compiled()
+        if kernels is not None:  # the same bits, in one pass (mask_kernels.py)
+            keys, lo, _ = self._next_draw(n)
+            out = np.empty((len(self.keys), n), dtype=bool if values is None else values.dtype)
+            if values is None:
+                kernels.keep(keys.ravel(), lo, _thresholds(levels), out)
+            else:
+                kernels.factor(keys.ravel(), lo, _thresholds(levels), np.ascontiguousarray(values), out)
+            return torch.from_numpy(out).view(len(self.keys), *shape)
         lanes = self.lanes(n)  # valid until the next draw
-        thr = (np.asarray(levels, dtype=np.int64) - 1).astype(np.uint16).reshape(-1, 1)  # lane < levels
+        thr = _thresholds(levels).reshape(-1, 1)  # lane <= thr: lane < levels
         if values is None:
             return torch.from_numpy(lanes <= thr).view(len(self.keys), *shape)
         kept = self._kept.get(n)
@@ -167,6 +181,49 @@ class CounterStream:
         np.less_equal(lanes, thr, out=kept)
         out = np.multiply(kept, values.reshape(-1, 1), dtype=values.dtype)  # value where kept, else 0
         return torch.from_numpy(out).view(len(self.keys), *shape)
+
+    def scaled(self, levels: np.ndarray, values: np.ndarray, n: int, x: np.ndarray, xs: int, out: np.ndarray,
+               os: int, factor: np.ndarray | None) -> bool:
+        """Inverted dropout in one pass where the compiled kernels are here: member c's elements
+        out[c*os : c*os + n] = x[c*xs : c*xs + n] * its factor for the next draw of n elements
+        (values[c] where kept, else 0, as bernoulli(levels, ..., values) makes it), and the factor
+        into `factor` ([C, n]) unless None. x and out: 1-D, each member contiguous. False, drawing
+        nothing, without the kernels (the caller multiplies bernoulli's factor)."""
+        kernels = compiled()
+        if kernels is None:
+            return False
+        keys, lo, _ = self._next_draw(n)
+        args = (keys.ravel(), lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
+        if factor is None:
+            kernels.scaled(*args)
+        else:
+            kernels.scaled_factor(*args, factor)
+        return True
+
+
+def _thresholds(levels: np.ndarray) -> np.ndarray:
+    """Keep where a lane <= levels - 1 (levels 1 .. 2**16: the threshold fits 16 bits)."""
+    return (np.asarray(levels, dtype=np.int64) - 1).astype(np.uint16)
+
+
+_compiled: list[Any] = []
+
+
+def compiled() -> Any | None:
+    """The compiled kernels (dropbench/mask_kernels.py) where numba is installed and compiles
+    them here, else None: the numpy code computes the same bits, slower. Loaded once."""
+    if not _compiled:
+        with _compile_lock:
+            if not _compiled:
+                try:
+                    from dropbench import mask_kernels
+                except Exception:  # numba missing, or built for another numpy: the numpy path
+                    mask_kernels = None  # type: ignore[assignment]
+                _compiled.append(mask_kernels)
+    return _compiled[0]
+
+
+_compile_lock = threading.Lock()
 
 
 # ---- the reference engine's run: its stream, for the torch forms of the regularizers ----------

@@ -161,6 +161,7 @@ def split_c(words: list[str], workers: int) -> dict[str, Any]:
         from dropbench.masks import CounterStream
 
         patch(CounterStream, "bernoulli", "masks")
+        patch(CounterStream, "scaled", "masks")  # the compiled kernels: masks and their product in one pass
     except ImportError:
         pass
 

@@ -86,3 +86,14 @@ def test_uci_2016_runs_the_papers_settings_per_data_set(real_uci, tmp_path):
     cfg = yaml.safe_load(next((out / "yacht" / "runs").glob("*/config.yaml")).read_text())
     assert cfg["p"] == 0.01 and cfg["eval"]["tau"] == pytest.approx(0.541869562034), "the 2016 table's yacht row"
     assert Path(out / "yacht" / "sweep.yaml").is_file(), "resumable with dropbench run --resume too"
+
+
+def test_bench_says_when_the_fast_stream_runs_without_its_compiled_kernels(real_uci, tmp_path, monkeypatch):
+    from dropbench import masks
+
+    monkeypatch.setattr(masks, "_compiled", [None])  # as where numba is not installed
+    res = invoke("uci-2016", "--datasets", "yacht", "--splits", "1", "--epochs", "1", "--out", str(tmp_path / "u"), *TINY)
+    assert res.exit_code == 0, res.output
+    assert "dropbench: numba is not installed" in res.stderr and "pip install 'dropbench[fast]'" in res.stderr
+    monkeypatch.setattr(masks, "_compiled", [object()])  # kernels loaded: nothing to say
+    assert bench.kernels_note() is None

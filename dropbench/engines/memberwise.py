@@ -37,9 +37,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # SELU's constants as ATen's selu passes them to elu (and autograd to elu_backward).
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
@@ -118,6 +121,18 @@ def in_rows(t: torch.Tensor) -> torch.Tensor:
         return t
     out = rows(t.shape, t.dtype, t.device)
     return out.copy_(t)
+
+
+def flat(t: torch.Tensor) -> tuple["np.ndarray", int] | None:
+    """A CPU float tensor [C, ...] whose members are each contiguous (member rows, or contiguous)
+    as one 1-D numpy array over its memory, and the members' distance in elements; None otherwise."""
+    if (t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64) or t.dim() < 2 or t.requires_grad
+            or t.numel() == 0 or not t[0].is_contiguous()):
+        return None
+    C, n, ms = t.shape[0], t[0].numel(), t.stride(0)
+    if C > 1 and ms < n:
+        return None
+    return torch.as_strided(t, ((C - 1) * ms + n,), (1,)).numpy(), ms
 
 
 def each(like: torch.Tensor, write: Callable[[torch.Tensor], Any]) -> torch.Tensor:

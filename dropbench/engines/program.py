@@ -307,6 +307,22 @@ class Chunk(ChunkView):
             return self.stream.bernoulli(self._levels_of(keep64), shape, inv).to(device=self.device)
         return self.bernoulli(keep64, shape) / keep
 
+    def dropout(self, z: torch.Tensor, keep64: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """regs.base.ChunkView.dropout; from the fast stream on the CPU, in one pass (the compiled
+        kernels, where numba is installed), into member rows: the next matrix product takes the
+        result as it is. The factor is made only where a backward follows (not in MC passes)."""
+        flat = memberwise.flat(z) if self._fast_now and self.device.type == "cpu" else None
+        if flat is not None:
+            x, xs = flat
+            out = memberwise.rows(tuple(z.shape), z.dtype)
+            o, os = memberwise.flat(out)  # type: ignore[misc]
+            C, n = z.shape[0], z[0].numel()
+            f = None if self.stream.in_mc else torch.empty(z.shape, dtype=z.dtype)
+            inv = self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
+            if self.stream.scaled(self._levels_of(keep64), inv, n, x, xs, o, os, None if f is None else f.view(C, n).numpy()):
+                return out, f
+        return super().dropout(z, keep64, keep)
+
     def _cached(self, what: str, key: torch.Tensor, make: Callable[[], np.ndarray]) -> np.ndarray:
         """What a piece's constant tensor gives the fast stream, computed once per piece (keep64
         and keep may be one tensor: `what` tells its uses apart)."""

@@ -74,8 +74,7 @@ class _Batched(Piece):
     def forward(self, z: Any, train: bool) -> tuple[Any, Any]:
         if not train:
             return z, None
-        f = self.chunk.dropout_factor(self.keep64, self.keep, tuple(z.shape[1:]))
-        return z * f, f
+        return self.chunk.dropout(z, self.keep64, self.keep)
 
     def backward(self, grad: Any, f: Any) -> Any:
         return grad if f is None else grad * f
