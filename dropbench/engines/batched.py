@@ -30,6 +30,7 @@ Why a run's numbers do not depend on its company:
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
@@ -89,12 +90,27 @@ class BatchedEngine:
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
         chunks = plan_chunks(cfgs, self.machine)
         on_gpu = any(resolve_device(c.device).type == "cuda" for c in cfgs)
-        with one_intraop_thread():
+        with one_intraop_thread(), settled_heap():
             if self.workers <= 1 or len(chunks) <= 1 or on_gpu:
                 for members, size in chunks:
                     yield from _train_chunk(members, size, alone=self.alone)
             else:
                 yield from _threaded(chunks, self.workers, self.alone)
+
+
+@contextmanager
+def settled_heap() -> Iterator[None]:
+    """While chunks train, the objects alive before (configs, data, modules, the interpreter's
+    own) sit outside the garbage collector's generations (gc.freeze): the collections that a
+    step's small objects trigger then scan only what training made. They took about a tenth of
+    training time on a 240-run UCI sweep."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: generic.TrainOne | None = None) -> Iterator[RunResult]:

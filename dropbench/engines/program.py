@@ -407,12 +407,16 @@ class Chunk(ChunkView):
     def shuffled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The training rows in this epoch's order, [C, n, d] and [C, n, 1]: each member's
         torch.randperm(n) from its own shuffle generator (loop.batch_slices), as the reference
-        draws it, gathered in one op per tensor; an epoch's steps take slices of them (views)."""
+        draws it, gathered once per epoch; an epoch's steps take slices of them (views)."""
         n = self.x.shape[1]
-        perm = torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens]).to(self.device).unsqueeze(2)
+        perms = [torch.randperm(n, generator=g).to(self.device) for g in self.shuffle_gens]
         into = lambda t: memberwise.rows(t.shape, t.dtype, t.device)  # noqa: E731  (a product's operand)
-        return (torch.gather(self.x, 1, perm.expand(-1, -1, self.x.shape[2]), out=into(self.x)),
-                torch.gather(self.y, 1, perm.expand(-1, -1, self.y.shape[2]), out=into(self.y)))
+        xs, ys = into(self.x), into(self.y)
+        # whole rows member by member: a few times faster than one gather of every element (a copy: the same bits)
+        for x, y, p, ox, oy in zip(self.x, self.y, perms, xs, ys):
+            torch.index_select(x, 0, p, out=ox)
+            torch.index_select(y, 0, p, out=oy)
+        return xs, ys
 
     @torch.no_grad()
     def step(self, objective: bool, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
