@@ -30,12 +30,12 @@ Why a run's numbers do not depend on its company:
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
 from dropbench.engines.base import GLOBAL_RNG, failed_results, one_intraop_thread, resolve_device
+from dropbench.engines.heap import steady_heap
 from dropbench.engines.planner import MachineFacts, plan_chunks
 from dropbench.engines import generic
 from dropbench.engines.program import Chunk
@@ -90,27 +90,12 @@ class BatchedEngine:
     def train(self, cfgs: Sequence["RunConfig"]) -> Iterator[RunResult]:
         chunks = plan_chunks(cfgs, self.machine)
         on_gpu = any(resolve_device(c.device).type == "cuda" for c in cfgs)
-        with one_intraop_thread(), settled_heap():
+        with one_intraop_thread(), steady_heap():
             if self.workers <= 1 or len(chunks) <= 1 or on_gpu:
                 for members, size in chunks:
                     yield from _train_chunk(members, size, alone=self.alone)
             else:
                 yield from _threaded(chunks, self.workers, self.alone)
-
-
-@contextmanager
-def settled_heap() -> Iterator[None]:
-    """While chunks train, the objects alive before (configs, data, modules, the interpreter's
-    own) sit outside the garbage collector's generations (gc.freeze): the collections that a
-    step's small objects trigger then scan only what training made. They took about a tenth of
-    training time on a 240-run UCI sweep."""
-    import gc
-
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: generic.TrainOne | None = None) -> Iterator[RunResult]:
