@@ -45,14 +45,15 @@ def _lane(x, e):  # type: ignore[no-untyped-def]
     return (x >> uint64(16 * (e & 3))) & _LANE
 
 
-@_jit(void(uint64[::1], int64, uint16[::1], boolean[:, ::1]))
-def keep(keys, lo, thr, out):  # type: ignore[no-untyped-def]
-    """out[c, i] = whether element lo + i of member c's draw is kept (its lane <= thr[c])."""
+@_jit(void(uint64[::1], uint64, int64, uint16[::1], boolean[:, ::1]))
+def keep(keys, draw, lo, thr, out):  # type: ignore[no-untyped-def]
+    """out[c, i] = whether element lo + i of member c's draw is kept (its lane <= thr[c]); member
+    c's key for the draw is mix64(keys[c] ^ draw), as masks.CounterStream.lanes makes it."""
     C, n = out.shape
     hi = lo + n
     wa, wb = (lo + 3) >> 2, hi >> 2  # the whole words within lo .. hi
     for c in range(C):
-        k, t = keys[c], uint64(thr[c])
+        k, t = _word(keys[c] ^ draw, 0), uint64(thr[c])
         o = out[c]
         for e in range(lo, min(4 * wa, hi)):
             o[e - lo] = _lane(_word(k, e >> 2), e) <= t
@@ -67,13 +68,13 @@ def keep(keys, lo, thr, out):  # type: ignore[no-untyped-def]
             o[e - lo] = _lane(_word(k, e >> 2), e) <= t
 
 
-def _factor(keys, lo, thr, values, out):  # type: ignore[no-untyped-def]
+def _factor(keys, draw, lo, thr, values, out):  # type: ignore[no-untyped-def]
     """out[c, i] = values[c] where element lo + i of member c's draw is kept, else 0."""
     C, n = out.shape
     hi = lo + n
     wa, wb = (lo + 3) >> 2, hi >> 2
     for c in range(C):
-        k, t, v = keys[c], uint64(thr[c]), values[c]
+        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
         z = v - v
         o = out[c]
         for e in range(lo, min(4 * wa, hi)):
@@ -89,17 +90,17 @@ def _factor(keys, lo, thr, values, out):  # type: ignore[no-untyped-def]
             o[e - lo] = v if _lane(_word(k, e >> 2), e) <= t else z
 
 
-factor = _jit(*[void(uint64[::1], int64, uint16[::1], f[::1], f[:, ::1]) for f in (float32, float64)])(_factor)
+factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], f[:, ::1]) for f in (float32, float64)])(_factor)
 
 
-def _scaled(keys, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-untyped-def]
+def _scaled(keys, draw, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-untyped-def]
     """Member c's out[c*os : c*os + n] = x[c*xs : c*xs + n] * its factor (values[c] where element
     lo + i of its draw is kept, else 0): an MC pass's dropout, whose factor no backward needs."""
     C = keys.shape[0]
     hi = lo + n
     wa, wb = (lo + 3) >> 2, hi >> 2
     for c in range(C):
-        k, t, v = keys[c], uint64(thr[c]), values[c]
+        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
         z = v - v
         xc, oc = x[c * xs: c * xs + n], out[c * os: c * os + n]
         for e in range(lo, min(4 * wa, hi)):
@@ -115,13 +116,13 @@ def _scaled(keys, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-untype
             oc[e - lo] = xc[e - lo] * (v if _lane(_word(k, e >> 2), e) <= t else z)
 
 
-def _scaled_factor(keys, lo, thr, values, n, x, xs, out, os, f):  # type: ignore[no-untyped-def]
+def _scaled_factor(keys, draw, lo, thr, values, n, x, xs, out, os, f):  # type: ignore[no-untyped-def]
     """_scaled, and each member's factor into f[c, :] (a training step's backward multiplies by it)."""
     C = keys.shape[0]
     hi = lo + n
     wa, wb = (lo + 3) >> 2, hi >> 2
     for c in range(C):
-        k, t, v = keys[c], uint64(thr[c]), values[c]
+        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
         z = v - v
         xc, oc, fc = x[c * xs: c * xs + n], out[c * os: c * os + n], f[c]
         for e in range(lo, min(4 * wa, hi)):
@@ -147,6 +148,6 @@ def _scaled_factor(keys, lo, thr, values, n, x, xs, out, os, f):  # type: ignore
 
 
 _FLOATS = (float32, float64)
-scaled = _jit(*[void(uint64[::1], int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64) for f in _FLOATS])(_scaled)
-scaled_factor = _jit(*[void(uint64[::1], int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64, f[:, ::1])
+scaled = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64) for f in _FLOATS])(_scaled)
+scaled_factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64, f[:, ::1])
                        for f in _FLOATS])(_scaled_factor)

@@ -73,8 +73,17 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
+_U64 = 2**64 - 1
+
+
 def _mix_int(v: int) -> int:
-    return int(_mix(np.array([v & (2**64 - 1)], dtype=np.uint64))[0])
+    """_mix of one word, in Python's integers (a numpy scalar's round trip costs ten times more)."""
+    x = v & _U64
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & _U64
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & _U64
+    return x ^ (x >> 31)
 
 
 def run_key(seed: int) -> int:
@@ -113,7 +122,9 @@ class CounterStream:
     """
 
     def __init__(self, seeds: Sequence[int]) -> None:
+        compiled()  # loaded (about half a second, once per process) before training, not in its first step
         self.keys = np.array([run_key(s) for s in seeds], dtype=np.uint64).reshape(-1, 1)
+        self._flat_keys = self.keys.ravel()  # as the compiled kernels take them
         self.steps = 0  # training steps started
         self._kind, self._when, self._k = "train", 0, 0
         self._first, self._passes = 0, 1
@@ -133,20 +144,20 @@ class CounterStream:
         """A forward over MC passes first .. first + passes - 1 begins (after `steps` steps)."""
         self._kind, self._when, self._k, self._first, self._passes = "mc", self.steps, 0, first, passes
 
-    def _next_draw(self, n: int) -> tuple[np.ndarray, int, int]:
-        """The next draw of n elements: each member's key for it ([C, 1]), and the elements it
-        covers, lo .. hi - 1 (its passes' elements, in order)."""
+    def _next_draw(self, n: int) -> tuple[int, int, int]:
+        """The next draw of n elements: its id, and the elements it covers, lo .. hi - 1 (its
+        passes' elements, in order). Member c's key for it is mix64(keys[c] ^ id)."""
         P, rem = divmod(n, self._passes)
         if rem:
             raise ValueError(f"a draw of {n} elements does not split into {self._passes} passes")
         d = draw_id(self._kind, self._when, self._k)
         self._k += 1
-        keys = _mix(self.keys ^ np.uint64(d))  # [C, 1]: this draw's key for each run
-        return keys, self._first * P, (self._first + self._passes) * P
+        return d, self._first * P, (self._first + self._passes) * P
 
     def lanes(self, n: int) -> np.ndarray:
         """The next draw's 16-bit lanes, [C, passes * n // passes] as uint16 (n elements in all)."""
-        keys, lo, hi = self._next_draw(n)
+        d, lo, hi = self._next_draw(n)
+        keys = _mix(self.keys ^ np.uint64(d))  # [C, 1]: this draw's key for each run
         w0, w1 = lo // 4, -(-hi // 4)
         x = self._words.get(w1 - w0)
         if x is None:
@@ -164,12 +175,12 @@ class CounterStream:
         n = int(np.prod(shape)) if len(shape) else 1
         kernels = compiled()
         if kernels is not None:  # the same bits, in one pass (mask_kernels.py)
-            keys, lo, _ = self._next_draw(n)
+            d, lo, _ = self._next_draw(n)
             out = np.empty((len(self.keys), n), dtype=bool if values is None else values.dtype)
             if values is None:
-                kernels.keep(keys.ravel(), lo, _thresholds(levels), out)
+                kernels.keep(self._flat_keys, d, lo, _thresholds(levels), out)
             else:
-                kernels.factor(keys.ravel(), lo, _thresholds(levels), np.ascontiguousarray(values), out)
+                kernels.factor(self._flat_keys, d, lo, _thresholds(levels), np.ascontiguousarray(values), out)
             return torch.from_numpy(out).view(len(self.keys), *shape)
         lanes = self.lanes(n)  # valid until the next draw
         thr = _thresholds(levels).reshape(-1, 1)  # lane <= thr: lane < levels
@@ -192,8 +203,8 @@ class CounterStream:
         kernels = compiled()
         if kernels is None:
             return False
-        keys, lo, _ = self._next_draw(n)
-        args = (keys.ravel(), lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
+        d, lo, _ = self._next_draw(n)
+        args = (self._flat_keys, d, lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
         if factor is None:
             kernels.scaled(*args)
         else:
