@@ -122,7 +122,6 @@ class CounterStream:
     """
 
     def __init__(self, seeds: Sequence[int]) -> None:
-        compiled()  # loaded (about half a second, once per process) before training, not in its first step
         self.keys = np.array([run_key(s) for s in seeds], dtype=np.uint64).reshape(-1, 1)
         self._flat_keys = self.keys.ravel()  # as the compiled kernels take them
         self.steps = 0  # training steps started

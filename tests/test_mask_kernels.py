@@ -134,3 +134,18 @@ def test_without_numba_the_stream_runs_its_numpy_code():
     s = CounterStream([1, 2])
     s.start_step()
     assert out == "".join("1" if v else "0" for v in s.bernoulli(np.array([40000, 65536]), (3, 5)).numpy().ravel())
+
+
+@pytest.mark.parametrize("words, loads", [(["masks=fast"], True), (["eval.mc_samples=3"], True), ([], False)])
+def test_a_sweep_loads_the_kernels_before_training_only_where_a_run_draws_from_the_stream(tmp_path, words, loads):
+    """runner._ready: before the training clock, and never for runs that only use torch's generator."""
+    code = (
+        "import sys\n"
+        "from dropbench import runner\n"
+        "from dropbench.config import load\n"
+        f"cfgs = [load(['reg=dropout', 'epochs=1', *{words!r}])]\n"
+        "runner._ready(cfgs, None)\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert out.strip() == str(loads)
