@@ -346,7 +346,7 @@ class Chunk(ChunkView):
         W = s.W = memberwise.in_rows(_apply(self.on_weight, W, train, s.on_w, i))
         z = memberwise.baddbmm(b, x, W)
         s.pre = _apply(self.on_pre, z, train, s.on_act, i)
-        if tape is None and not self.on_pre and self.act_inplace is not None:
+        if tape is None and not self.on_pre and self.act_inplace is not None and not torch.is_grad_enabled():
             s.act_out = self.act_inplace(z)  # nothing reads the product again: spare a tensor (MC passes)
         else:
             s.act_out = self.act(s.pre)
