@@ -45,13 +45,38 @@ def _lane(x, e):  # type: ignore[no-untyped-def]
     return (x >> uint64(16 * (e & 3))) & _LANE
 
 
+@njit(inline="always")
+def _span(lo, n):  # type: ignore[no-untyped-def]
+    """A draw's elements lo .. lo + n - 1: their end, and the whole words within them (wa .. wb - 1)."""
+    hi = lo + n
+    return hi, (lo + 3) >> 2, hi >> 2
+
+
+@njit(inline="always")
+def _member(keys, draw, thr, values, c):  # type: ignore[no-untyped-def]
+    """Member c's key for the draw, its threshold, its factor where kept and its zero (in the factor's dtype)."""
+    v = values[c]
+    return _word(keys[c] ^ draw, 0), uint64(thr[c]), v, v - v
+
+
+@njit(inline="always")
+def _pick(x, shift, t, v, z):  # type: ignore[no-untyped-def]
+    """The factor of the lane at `shift` bits of word x."""
+    return v if ((x >> uint64(shift)) & _LANE) <= t else z
+
+
+@njit(inline="always")
+def _at(k, e, t, v, z):  # type: ignore[no-untyped-def]
+    """The factor of element e alone (a draw's first and last elements, outside whole words)."""
+    return _pick(_word(k, e >> 2), 16 * (e & 3), t, v, z)
+
+
 @_jit(void(uint64[::1], uint64, int64, uint16[::1], boolean[:, ::1]))
 def keep(keys, draw, lo, thr, out):  # type: ignore[no-untyped-def]
     """out[c, i] = whether element lo + i of member c's draw is kept (its lane <= thr[c]); member
     c's key for the draw is mix64(keys[c] ^ draw), as masks.CounterStream.lanes makes it."""
     C, n = out.shape
-    hi = lo + n
-    wa, wb = (lo + 3) >> 2, hi >> 2  # the whole words within lo .. hi
+    hi, wa, wb = _span(lo, n)
     for c in range(C):
         k, t = _word(keys[c] ^ draw, 0), uint64(thr[c])
         o = out[c]
@@ -71,23 +96,21 @@ def keep(keys, draw, lo, thr, out):  # type: ignore[no-untyped-def]
 def _factor(keys, draw, lo, thr, values, out):  # type: ignore[no-untyped-def]
     """out[c, i] = values[c] where element lo + i of member c's draw is kept, else 0."""
     C, n = out.shape
-    hi = lo + n
-    wa, wb = (lo + 3) >> 2, hi >> 2
+    hi, wa, wb = _span(lo, n)
     for c in range(C):
-        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
-        z = v - v
+        k, t, v, z = _member(keys, draw, thr, values, c)
         o = out[c]
         for e in range(lo, min(4 * wa, hi)):
-            o[e - lo] = v if _lane(_word(k, e >> 2), e) <= t else z
+            o[e - lo] = _at(k, e, t, v, z)
         ob = o[4 * wa - lo:]
         for j in range(wb - wa):
             x = _word(k, wa + j)
-            ob[4 * j] = v if (x & _LANE) <= t else z
-            ob[4 * j + 1] = v if ((x >> uint64(16)) & _LANE) <= t else z
-            ob[4 * j + 2] = v if ((x >> uint64(32)) & _LANE) <= t else z
-            ob[4 * j + 3] = v if (x >> uint64(48)) <= t else z
+            ob[4 * j] = _pick(x, 0, t, v, z)
+            ob[4 * j + 1] = _pick(x, 16, t, v, z)
+            ob[4 * j + 2] = _pick(x, 32, t, v, z)
+            ob[4 * j + 3] = _pick(x, 48, t, v, z)
         for e in range(max(4 * wb, 4 * wa), hi):
-            o[e - lo] = v if _lane(_word(k, e >> 2), e) <= t else z
+            o[e - lo] = _at(k, e, t, v, z)
 
 
 factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], f[:, ::1]) for f in (float32, float64)])(_factor)
@@ -96,53 +119,44 @@ factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], f[:, ::1])
 def _scaled(keys, draw, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-untyped-def]
     """Member c's out[c*os : c*os + n] = x[c*xs : c*xs + n] * its factor (values[c] where element
     lo + i of its draw is kept, else 0): an MC pass's dropout, whose factor no backward needs."""
-    C = keys.shape[0]
-    hi = lo + n
-    wa, wb = (lo + 3) >> 2, hi >> 2
-    for c in range(C):
-        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
-        z = v - v
+    hi, wa, wb = _span(lo, n)
+    for c in range(keys.shape[0]):
+        k, t, v, z = _member(keys, draw, thr, values, c)
         xc, oc = x[c * xs: c * xs + n], out[c * os: c * os + n]
         for e in range(lo, min(4 * wa, hi)):
-            oc[e - lo] = xc[e - lo] * (v if _lane(_word(k, e >> 2), e) <= t else z)
+            oc[e - lo] = xc[e - lo] * _at(k, e, t, v, z)
         xb, ob = xc[4 * wa - lo:], oc[4 * wa - lo:]
         for j in range(wb - wa):
             w = _word(k, wa + j)
-            ob[4 * j] = xb[4 * j] * (v if (w & _LANE) <= t else z)
-            ob[4 * j + 1] = xb[4 * j + 1] * (v if ((w >> uint64(16)) & _LANE) <= t else z)
-            ob[4 * j + 2] = xb[4 * j + 2] * (v if ((w >> uint64(32)) & _LANE) <= t else z)
-            ob[4 * j + 3] = xb[4 * j + 3] * (v if (w >> uint64(48)) <= t else z)
+            ob[4 * j] = xb[4 * j] * _pick(w, 0, t, v, z)
+            ob[4 * j + 1] = xb[4 * j + 1] * _pick(w, 16, t, v, z)
+            ob[4 * j + 2] = xb[4 * j + 2] * _pick(w, 32, t, v, z)
+            ob[4 * j + 3] = xb[4 * j + 3] * _pick(w, 48, t, v, z)
         for e in range(max(4 * wb, 4 * wa), hi):
-            oc[e - lo] = xc[e - lo] * (v if _lane(_word(k, e >> 2), e) <= t else z)
+            oc[e - lo] = xc[e - lo] * _at(k, e, t, v, z)
 
 
 def _scaled_factor(keys, draw, lo, thr, values, n, x, xs, out, os, f):  # type: ignore[no-untyped-def]
     """_scaled, and each member's factor into f[c, :] (a training step's backward multiplies by it)."""
-    C = keys.shape[0]
-    hi = lo + n
-    wa, wb = (lo + 3) >> 2, hi >> 2
-    for c in range(C):
-        k, t, v = _word(keys[c] ^ draw, 0), uint64(thr[c]), values[c]
-        z = v - v
+    hi, wa, wb = _span(lo, n)
+    for c in range(keys.shape[0]):
+        k, t, v, z = _member(keys, draw, thr, values, c)
         xc, oc, fc = x[c * xs: c * xs + n], out[c * os: c * os + n], f[c]
         for e in range(lo, min(4 * wa, hi)):
-            m = v if _lane(_word(k, e >> 2), e) <= t else z
+            m = _at(k, e, t, v, z)
             fc[e - lo] = m
             oc[e - lo] = xc[e - lo] * m
         xb, ob, fb = xc[4 * wa - lo:], oc[4 * wa - lo:], fc[4 * wa - lo:]
         for j in range(wb - wa):
             w = _word(k, wa + j)
-            m0 = v if (w & _LANE) <= t else z
-            m1 = v if ((w >> uint64(16)) & _LANE) <= t else z
-            m2 = v if ((w >> uint64(32)) & _LANE) <= t else z
-            m3 = v if (w >> uint64(48)) <= t else z
+            m0, m1, m2, m3 = _pick(w, 0, t, v, z), _pick(w, 16, t, v, z), _pick(w, 32, t, v, z), _pick(w, 48, t, v, z)
             fb[4 * j], fb[4 * j + 1], fb[4 * j + 2], fb[4 * j + 3] = m0, m1, m2, m3
             ob[4 * j] = xb[4 * j] * m0
             ob[4 * j + 1] = xb[4 * j + 1] * m1
             ob[4 * j + 2] = xb[4 * j + 2] * m2
             ob[4 * j + 3] = xb[4 * j + 3] * m3
         for e in range(max(4 * wb, 4 * wa), hi):
-            m = v if _lane(_word(k, e >> 2), e) <= t else z
+            m = _at(k, e, t, v, z)
             fc[e - lo] = m
             oc[e - lo] = xc[e - lo] * m
 
