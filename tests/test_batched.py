@@ -512,3 +512,22 @@ def test_twins_read_as_they_do_alone():
     cfgs = [load([*base, "seed=5", f"eval.tau={t}"]) for t in (0.5, 2.0)] + [load([*base, f"seed={s}"]) for s in (6, 7)]
     for cfg, r in zip(cfgs, _train_chunk(cfgs, 4)):
         assert_bits_equal(r.rows(), _train_chunk([cfg], 2)[0].rows(), f"tau={cfg.eval.tau} seed={cfg.seed} beside its twin")
+
+
+def test_a_chunk_loads_each_data_set_once_however_many_members_share_it(monkeypatch):
+    """Members on the same data (a grid over p) share its loading; their numbers are unchanged."""
+    from dropbench.engines import program
+
+    calls = []
+    real = program.load_dataset
+
+    def counting(cfg):
+        calls.append(cfg.data_seed)
+        return real(cfg)
+
+    cfgs = [load(["reg=dropout", f"p={p}", "epochs=2", "eval_every=1", f"seed={s}", "data.seed=7"])
+            for s in (1, 2) for p in (0.1, 0.3)]
+    want = [r.rows() for r in _train_chunk(cfgs, 4)]
+    monkeypatch.setattr(program, "load_dataset", counting)
+    got = [r.rows() for r in _train_chunk(cfgs, 4)]
+    assert calls == [7] and got == want

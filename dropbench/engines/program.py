@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from dropbench import regs
-from dropbench.data import load_dataset
+from dropbench.data import Dataset, load_dataset
 from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
@@ -85,6 +85,11 @@ class _Saved:
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
 
 
+def _data_key(cfg: "RunConfig") -> tuple:
+    """What load_dataset reads of a run's config."""
+    return repr(cfg.data), cfg.data_seed, cfg.validation_fraction
+
+
 def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
            layer: int = 0) -> torch.Tensor:
     """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation).
@@ -131,7 +136,11 @@ class Chunk(ChunkView):
         self.placement = c0.model.placement
         self.residual = c0.model.residual
 
-        datasets = [load_dataset(c) for c in self.cfgs]
+        loaded: dict[tuple, Dataset] = {}  # members on one split (a grid over p, tau, ...) share its rows: loaded once
+        for c in self.cfgs:
+            if _data_key(c) not in loaded:
+                loaded[_data_key(c)] = load_dataset(c)
+        datasets = [loaded[_data_key(c)] for c in self.cfgs]
         self.y_std = [d.y_std for d in datasets]  # RMSE and log-likelihood in original units
         stack = lambda ts: memberwise.stacked(ts, dt, dev)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
