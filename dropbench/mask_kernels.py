@@ -53,10 +53,16 @@ def _span(lo, n):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always")
+def _key(keys, draw, c):  # type: ignore[no-untyped-def]
+    """Member c's key for the draw: mix64(keys[c] ^ draw), as masks.CounterStream.lanes makes it."""
+    return _word(keys[c] ^ draw, 0)
+
+
+@njit(inline="always")
 def _member(keys, draw, thr, values, c):  # type: ignore[no-untyped-def]
     """Member c's key for the draw, its threshold, its factor where kept and its zero (in the factor's dtype)."""
     v = values[c]
-    return _word(keys[c] ^ draw, 0), uint64(thr[c]), v, v - v
+    return _key(keys, draw, c), uint64(thr[c]), v, v - v
 
 
 @njit(inline="always")
@@ -73,12 +79,11 @@ def _at(k, e, t, v, z):  # type: ignore[no-untyped-def]
 
 @_jit(void(uint64[::1], uint64, int64, uint16[::1], boolean[:, ::1]))
 def keep(keys, draw, lo, thr, out):  # type: ignore[no-untyped-def]
-    """out[c, i] = whether element lo + i of member c's draw is kept (its lane <= thr[c]); member
-    c's key for the draw is mix64(keys[c] ^ draw), as masks.CounterStream.lanes makes it."""
+    """out[c, i] = whether element lo + i of member c's draw is kept (its lane <= thr[c])."""
     C, n = out.shape
     hi, wa, wb = _span(lo, n)
     for c in range(C):
-        k, t = _word(keys[c] ^ draw, 0), uint64(thr[c])
+        k, t = _key(keys, draw, c), uint64(thr[c])
         o = out[c]
         for e in range(lo, min(4 * wa, hi)):
             o[e - lo] = _lane(_word(k, e >> 2), e) <= t

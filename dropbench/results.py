@@ -139,7 +139,7 @@ def effective_ps(cfg: "RunConfig") -> dict[str, float]:
     """The drop probabilities in force where the fast stream rounds a requested one: for each
     selected regularizer with counter masks that draws from it (training under masks: fast; MC
     passes under eval.mc_masks: fast), its p as represented."""
-    mc = cfg.eval.mc_samples > 0 and cfg.eval.mc_masks == "fast"
+    mc = cfg.fast_mc_passes
     if cfg.masks != "fast" and not mc:
         return {}  # no draw from the fast stream (and numpy left unimported)
     from dropbench import regs

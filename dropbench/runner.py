@@ -566,8 +566,7 @@ def _ready(todo: Sequence["RunConfig"], launcher: "Launcher | None") -> None:
     """Load once, before training's clock starts (as torch is imported before it), what training
     in this process will load anyway: the fast mask stream's compiled kernels (dropbench/masks.py,
     about half a second), where a run draws from that stream."""
-    if (launcher is None or launcher.name == "local") and any(
-            c.masks == "fast" or (c.eval.mc_samples > 0 and c.eval.mc_masks == "fast") for c in todo):
+    if (launcher is None or launcher.name == "local") and any(c.masks == "fast" or c.fast_mc_passes for c in todo):
         from dropbench import masks
 
         masks.compiled()

@@ -206,6 +206,11 @@ class RunConfig:
         return self.seed if seed is None else seed
 
     @property
+    def fast_mc_passes(self) -> bool:
+        """Whether its MC passes draw from the fast mask stream (eval.mc_masks: fast, with passes)."""
+        return self.eval.mc_samples > 0 and self.eval.mc_masks == "fast"
+
+    @property
     def validation_fraction(self) -> float:
         """The share of the training rows a loop-slot regularizer holds out as validation rows
         (early stopping; 0: none): what the data set leaves out of the rows trained on."""

@@ -129,17 +129,16 @@ _FLOATS = (torch.float32, torch.float64)
 def flat(t: torch.Tensor) -> tuple["np.ndarray", int] | None:
     """A CPU float tensor [C, ...] whose members are each contiguous (member rows, or contiguous)
     as one 1-D numpy array over its memory, and the members' distance in elements; None otherwise."""
-    if t.device.type != "cpu" or t.dtype not in _FLOATS or t.requires_grad:
+    if t.device.type != "cpu" or t.dtype not in _FLOATS or t.requires_grad or t.dim() < 2:
         return None
     shape, strides = t.shape, t.stride()
-    n, inner = 1, 1
-    for size, stride in zip(reversed(shape[1:]), reversed(strides[1:])):  # members contiguous: C-order strides
-        if size != 1 and stride != inner:
+    n = 1  # a member's elements, while its strides are C-order (members contiguous)
+    for size, stride in zip(reversed(shape[1:]), reversed(strides[1:])):
+        if size != 1 and stride != n:
             return None
-        inner *= size
-    n = inner
-    C, ms = shape[0] if shape else 0, strides[0] if strides else 0
-    if len(shape) < 2 or C == 0 or n == 0 or (C > 1 and ms < n):
+        n *= size
+    C, ms = shape[0], strides[0]
+    if C == 0 or n == 0 or (C > 1 and ms < n):
         return None
     return torch.as_strided(t, ((C - 1) * ms + n,), (1,)).numpy(), ms
 

@@ -136,11 +136,12 @@ class Chunk(ChunkView):
         self.placement = c0.model.placement
         self.residual = c0.model.residual
 
+        keys = [_data_key(c) for c in self.cfgs]
         loaded: dict[tuple, Dataset] = {}  # members on one split (a grid over p, tau, ...) share its rows: loaded once
-        for c in self.cfgs:
-            if _data_key(c) not in loaded:
-                loaded[_data_key(c)] = load_dataset(c)
-        datasets = [loaded[_data_key(c)] for c in self.cfgs]
+        for k, c in zip(keys, self.cfgs):
+            if k not in loaded:
+                loaded[k] = load_dataset(c)
+        datasets = [loaded[k] for k in keys]
         self.y_std = [d.y_std for d in datasets]  # RMSE and log-likelihood in original units
         stack = lambda ts: memberwise.stacked(ts, dt, dev)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
@@ -314,8 +315,7 @@ class Chunk(ChunkView):
         """regs.base.ChunkView.dropout_factor; from the fast stream, 1 / keep (computed in the
         dtype, as the division makes it) where kept, in one pass."""
         if self._fast_now:
-            inv = self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
-            return self.stream.bernoulli(self._levels_of(keep64), shape, inv).to(device=self.device)
+            return self.stream.bernoulli(self._levels_of(keep64), shape, self._inverse(keep)).to(device=self.device)
         return self.bernoulli(keep64, shape) / keep
 
     def dropout(self, z: torch.Tensor, keep64: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -329,8 +329,8 @@ class Chunk(ChunkView):
             o, os = memberwise.flat(out)  # type: ignore[misc]
             C, n = z.shape[0], z[0].numel()
             f = None if self.stream.in_mc else torch.empty(z.shape, dtype=z.dtype)
-            inv = self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
-            if self.stream.scaled(self._levels_of(keep64), inv, n, x, xs, o, os, None if f is None else f.view(C, n).numpy()):
+            if self.stream.scaled(self._levels_of(keep64), self._inverse(keep), n, x, xs, o, os,
+                                  None if f is None else f.view(C, n).numpy()):
                 return out, f
         return super().dropout(z, keep64, keep)
 
@@ -341,6 +341,10 @@ class Chunk(ChunkView):
         if hit is None or hit[0] is not key:
             hit = self._levels[what, id(key)] = (key, make())
         return hit[1]
+
+    def _inverse(self, keep: torch.Tensor) -> np.ndarray:
+        """A piece's dropout factor where kept, 1 / keep, computed in the dtype as the division makes it."""
+        return self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
 
     def _levels_of(self, keep64: torch.Tensor) -> np.ndarray:
         """A piece's keep probabilities as the fast stream compares them."""
