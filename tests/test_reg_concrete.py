@@ -235,3 +235,62 @@ def test_training_with_the_recorded_forward_is_training_with_it_recomputed():
     assert_bits_equal([*recorded.params, *recorded.learners[0].params], [*recomputed.params, *piece.params],
                       "concrete dropout trained with its forward recorded, against recomputed")
     assert not torch.equal(recorded.params[0], Chunk(cfgs, 3).params[0])  # it trained
+
+
+def _member_rows(values: torch.Tensor) -> torch.Tensor:
+    from dropbench.engines import memberwise
+
+    out = memberwise.rows(values.shape, values.dtype)
+    out.copy_(values)
+    return out
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_hand_written_relaxed_mask_and_its_backward_are_autograds_bit_for_bit(dtype):
+    """relaxed_kept and relaxed_backward (what a chunk trains with) against autograd through
+    where(on, relaxed(...), x): the forward and both gradients bit for bit, chunks with members
+    off and all on, saturated masks (exact zeros, signed) included. Each gradient that autograd
+    sums from several parts is summed in its order: another order differs in a few elements."""
+    from dropbench.engines import memberwise
+
+    for trial in range(60):
+        gen = torch.Generator().manual_seed(trial)
+        C, B, W = 1 + trial % 5, 1 + (trial * 7) % 33, 1 + (trial * 13) % 70
+        shape = (C, B, W)
+        x = _member_rows(torch.randn(shape, dtype=dtype, generator=gen) * (torch.rand(shape, generator=gen) > 0.2))
+        u = _member_rows(torch.rand(shape, dtype=dtype, generator=gen))
+        grad = _member_rows(torch.randn(shape, dtype=dtype, generator=gen))
+        pl = (2 * torch.randn((C, 1, 1), dtype=dtype, generator=gen)).contiguous()
+        temperature = torch.tensor([0.1, 0.05, 0.5, 1.0, 0.2][:C], dtype=dtype).view(C, 1, 1)
+        all_on = trial % 3 == 0
+        on = torch.ones((C, 1, 1), dtype=torch.bool) if all_on else torch.rand((C, 1, 1), generator=gen) > 0.3
+        with torch.no_grad():
+            out, kept = cd.relaxed_kept(x, pl, u, temperature, on, all_on)
+            gx, gp = cd.relaxed_backward(grad, kept, temperature, on, all_on)
+        xl, pll = x.clone().requires_grad_(), pl.clone().requires_grad_()
+        want = torch.where(on, cd.relaxed(xl, pll, u, temperature, memberwise), xl)
+        wx, wp = torch.autograd.grad(want, (xl, pll), grad)
+        assert_bits_equal([out, gx, gp], [want.detach(), wx, wp], f"trial {trial}: relaxed_kept/relaxed_backward against autograd")
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_hand_written_penalty_gradient_is_autograds_bit_for_bit(dtype):
+    """regularizer_grads against autograd's gradient of regularizer (memberwise ops), for many
+    rates, weights and factors, members off (a zero gradient) among them."""
+    from dropbench.engines import memberwise
+
+    for trial in range(60):
+        gen = torch.Generator().manual_seed(trial)
+        C = 1 + trial % 7
+        col = lambda t: t.to(dtype).view(C, 1, 1).contiguous()  # noqa: E731
+        sq = col(torch.rand(C, generator=gen, dtype=torch.float64) * 10 ** (trial % 5))
+        pl = col(3 * torch.randn(C, generator=gen, dtype=torch.float64))
+        wr = col(torch.rand(C, generator=gen, dtype=torch.float64) * 1e-3)
+        dr = col(torch.rand(C, generator=gen, dtype=torch.float64) * 50)
+        g = col((torch.rand(C, generator=gen) > 0.3).double())
+        g_sq, g_pl = cd.regularizer_grads(sq, pl, wr, dr, g)
+        sql, pll = sq.clone().requires_grad_(), pl.clone().requires_grad_()
+        want = torch.autograd.grad(cd.regularizer(sql, pll, wr, dr, memberwise), (sql, pll), g)
+        assert_bits_equal([g_sq, g_pl], list(want), f"trial {trial}: regularizer_grads against autograd")

@@ -69,6 +69,46 @@ def relaxed(x: Any, p_logit: Any, u: Any, temperature: float, ops: Any = None) -
     return x * (1 - drop_prob) / (1 - p)
 
 
+def relaxed_kept(x: Any, p_logit: Any, u: Any, temperature: Any, on: Any, all_on: bool) -> tuple[Any, tuple[Any, ...]]:
+    """where(on, relaxed(x, p_logit, u, temperature, memberwise), x) for a chunk's [C, ...]
+    tensors, op for op, without autograd, and what `relaxed_backward` needs: recording a dozen
+    ops in autograd's graph and walking it back cost more than the ops themselves."""
+    import torch
+
+    from dropbench.engines import memberwise as ms
+
+    p = ms.sigmoid(p_logit)
+    a1, a3 = p + EPS, 1 - p + EPS
+    drop = ms.log(a1) - ms.log(a3) + ms.log(u + EPS) - ms.log(1 - u + EPS)
+    s = ms.sigmoid(drop / temperature)
+    m = 1 - s
+    xm = x * m
+    q = 1 - p
+    r = xm / q
+    return (r if all_on else torch.where(on, r, x)), (x, p, a1, a3, s, m, q, r)
+
+
+def relaxed_backward(grad: Any, kept: tuple[Any, ...], temperature: Any, on: Any, all_on: bool) -> tuple[Any, Any]:
+    """The gradients of x and p_logit that autograd's backward of `relaxed_kept`'s ops gives, bit
+    for bit: its nodes' formulas (derivatives.yaml), run in the order its engine runs them (latest
+    node first), so each gradient used twice sums in autograd's order (tests/test_reg_concrete.py)."""
+    import torch
+
+    from dropbench.engines import memberwise as ms
+
+    x, p, a1, a3, s, m, q, r = kept
+    g = grad if all_on else torch.where(on, grad, 0.0)  # where: self's part
+    g_xm = g / q  # div: self's part
+    g_q = (-g * (r / q)).sum_to_size(q.shape)  # div: other's, -grad * ((self / other) / other)
+    g_x = g_xm * m
+    # x's gradient: where's part for `other` (zeros where on) first, then the product's
+    g_x = g_x.add_(0.0) if all_on else torch.where(on, 0.0, grad) + g_x
+    g_drop = (ms.sigmoid_backward(-(g_xm * x), s) / temperature).sum_to_size(p.shape)
+    # p feeds 1 - p (the division's), 1 - p + EPS's log and p + EPS's log: their parts in that order
+    g_p = -g_q + -((-g_drop).div(a3)) + g_drop.div(a1)
+    return g_x, ms.sigmoid_backward(g_p, p)
+
+
 def factors(conf: Config, k: int, n: int) -> tuple[float, float]:
     """(weight regularizer l^2/N, dropout regularizer 2/N times the layer's K input features)."""
     return conf.length_scale**2 / n, 2.0 / n * k
@@ -84,6 +124,26 @@ def regularizer(sq_w: Any, p_logit: Any, wr: Any, dr: Any, ops: Any = None) -> A
     weight = wr * sq_w / (1 - p)
     dropout = (p * ops.log(p) + (1 - p) * ops.log(1 - p)) * dr
     return weight + dropout
+
+
+def regularizer_grads(sq_w: Any, p_logit: Any, wr: Any, dr: Any, grad: Any) -> tuple[Any, Any]:
+    """The gradients of sq_w and p_logit that autograd's backward of `regularizer` (memberwise
+    ops) takes for the gradient `grad` of its result, bit for bit: its nodes' formulas, in the
+    order its engine runs them (latest node first). A dozen ops on [C, 1, 1] tensors, where
+    recording and walking autograd's graph cost several times the ops."""
+    from dropbench.engines import memberwise as ms
+
+    p = ms.sigmoid(p_logit)
+    w1, q1 = wr * sq_w, 1 - p
+    q2 = 1 - p
+    g_ab = grad * dr  # (A + B) * dr
+    g_q2 = g_ab * ms.log(q2) + (g_ab * q2).div(q2)  # (1 - p) * log(1 - p): the product's part, then the log's
+    g_lp = g_ab * p  # p * log(p): the log's operand
+    g_q1 = -grad * ((w1 / q1) / q1)  # w1 / (1 - p): the divisor's part
+    # p feeds 1 - p (the weight term's), log(p), p * log(p) and 1 - p (the entropy's); their
+    # parts arrive latest node first
+    g_p = -g_q2 + g_ab * ms.log(p) + g_lp.div(p) + -g_q1
+    return (grad / q1) * wr, ms.sigmoid_backward(g_p, p)
 
 
 def layers(model: Any) -> list[tuple[Any, Any]]:
@@ -131,8 +191,8 @@ class ConcreteDropout(Regularizer):
         return [float(torch.sigmoid(p.detach()).item()) for p in ps] if ps else None
 
     def cost(self, model: Any, n_train: int, n_in: int, n_params: int) -> float:
-        # a uniform draw and the relaxation's dozen elementwise ops, forward, recomputed and
-        # backward: several times dropout's mask per element, as timing the two side by side shows
+        # a uniform draw and the relaxation's dozen elementwise ops, forward and backward:
+        # several times dropout's mask per element, as timing the two side by side shows
         return 5 * MASK_COST * n_train * model.hidden * model.depth
 
     def batched(self, chunk: ChunkView, confs: Sequence[Config]) -> Piece:
@@ -177,9 +237,10 @@ def _layer_class() -> type:
 
 
 class _Batched(Piece):
-    """Per member and dropped layer (the inputs, then each hidden layer) a p_logit [C, 1, 1] (a dummy, never moving, for members that are
-    off), trained by the chunk's optimizer. The forward is recorded by autograd and the backward
-    takes autograd's gradient of it: the reference's kernels, bit for bit."""
+    """Per member and dropped layer (the inputs, then each hidden layer) a p_logit [C, 1, 1] (a
+    dummy, never moving, for members that are off), trained by the chunk's optimizer. The forward
+    runs the reference's ops and the backward autograd's, written out (relaxed_kept,
+    relaxed_backward, regularizer_grads): the reference's kernels, bit for bit."""
 
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
         import torch
@@ -188,6 +249,10 @@ class _Batched(Piece):
         self.active = [c.init_p > 0 for c in confs]
         self.any = any(self.active)
         self.on = chunk.column([1.0 if a else 0.0 for a in self.active]).bool()
+        self.all_on = all(self.active)  # where(on, ...) is then the identity, and skipped
+        # d(sum of the members' penalties)/d(each member's): autograd's where(on, 1, 0)
+        self.weight = chunk.column([1.0 if a else 0.0 for a in self.active])
+        self._columns: dict[int, tuple[Any, Any]] = {}
         # Per-member columns of the reference's Python floats (x / t rounds the same either way).
         self.temperature = chunk.column([c.temperature for c in confs])
         self.params: list[torch.Tensor] = chunk.learned(REGULARIZER.name)  # one [C, 1, 1] per dropped layer
@@ -195,7 +260,7 @@ class _Batched(Piece):
         self.first = 1 if REGULARIZER.acts_on_inputs(confs[0]) else 0
         self.grads = [torch.zeros_like(p) for p in self.params]
 
-    record = True  # the forward records autograd's graph for the backward (False: recomputed there)
+    record = True  # the forward keeps what the hand-written backward needs (False: autograd recomputes it there)
     layered = True  # forward is told which layer it acts on (its own p; -1: the inputs)
     has_penalty = True  # its objective terms, beside the loss slot's
 
@@ -210,14 +275,8 @@ class _Batched(Piece):
             # a caller's autograd sees the forward (tests compare the backward with it): the
             # backward computes the forward again, under autograd of its own
             return self._apply(z, self.params[j], u), (None, z, u, j)
-        # Recorded by autograd as it is computed, so the backward runs autograd's backward of
-        # this very graph rather than computing the forward a second time (the same kernels on
-        # the same inputs: the same bits, tests/test_reg_concrete.py).
-        with torch.enable_grad():
-            zl = z.detach().requires_grad_()
-            pl = self.params[j].detach().requires_grad_()
-            out = self._apply(zl, pl, u)
-        return out.detach(), (out, zl, pl, j)
+        out, kept = relaxed_kept(z, self.params[j], u, self.temperature, self.on, self.all_on)
+        return out, (kept, j)
 
     def _apply(self, z: Any, p_logit: Any, u: Any) -> Any:
         import torch
@@ -231,15 +290,16 @@ class _Batched(Piece):
             return grad
         import torch
 
-        out, zl, pl, layer = saved
-        if out is None:
-            z, u = zl, pl
+        if saved[0] is not None:
+            kept, j = saved
+            gz, gp = relaxed_backward(grad, kept, self.temperature, self.on, self.all_on)
+        else:
+            _, z, u, j = saved
             with torch.enable_grad():
                 zl = z.detach().requires_grad_()
-                pl = self.params[layer].detach().requires_grad_()
-                out = self._apply(zl, pl, u)
-        gz, gp = torch.autograd.grad(out, (zl, pl), grad)
-        self.grads[layer].copy_(gp)
+                pl = self.params[j].detach().requires_grad_()
+                gz, gp = torch.autograd.grad(self._apply(zl, pl, u), (zl, pl), grad)
+        self.grads[j].copy_(gp)
         return gz
 
     def _consumers(self) -> list[int]:
@@ -254,14 +314,20 @@ class _Batched(Piece):
 
         from dropbench.engines import memberwise
 
-        n = self.chunk.n_rows
         total = None
         for sq, k, pl in zip(sqs, widths, p_logits):
-            f = [factors(c, k, n) for c in self.confs]
-            t = regularizer(sq, pl, self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]), memberwise)
+            t = regularizer(sq, pl, *self._factors(k), memberwise)
             total = t if total is None else total + t
         assert total is not None
         return torch.where(self.on, total, torch.zeros_like(total)).view(-1)
+
+    def _factors(self, k: int) -> tuple[Any, Any]:
+        """`factors` for a layer of k input features, per member: two [C, 1, 1] columns."""
+        got = self._columns.get(k)
+        if got is None:
+            f = [factors(c, k, self.chunk.n_rows) for c in self.confs]
+            got = self._columns[k] = (self.chunk.column([a for a, _ in f]), self.chunk.column([b for _, b in f]))
+        return got
 
     @staticmethod
     def _sum_sq(W: Any) -> Any:
@@ -274,25 +340,21 @@ class _Batched(Piece):
         return self._terms([self._sum_sq(W) for W in ws], [W.shape[1] for W in ws], self.params)
 
     def add_grad(self, grads: list[Any], params: Sequence[Any]) -> None:
-        """Autograd's gradient of the penalty, taken in two parts: autograd on the small graph
-        from each sum(W**2) [C, 1, 1] and p_logit, then W's part as autograd's backward of
-        sum(pow(W, 2)) forms it (sum_backward expands the gradient, pow_backward multiplies it
-        by 2.0 * W.pow(1), and W.pow(1) is a copy of W): the same products, without autograd
-        recording and copying the [C, in, out] weights."""
+        """Autograd's gradient of the penalty (the sum of the members' `_terms`), by hand:
+        `regularizer_grads` from each sum(W**2) [C, 1, 1] and p_logit, then W's part as autograd's
+        backward of sum(pow(W, 2)) forms it, grad * (2.0 * W). Two exact equalities make it
+        cheaper with the same bits: pow(W, 2) is ATen's W * W (its kernel for the exponent 2), and
+        g * (2.0 * W) is (2.0 * g) * W, one rounding of the same product."""
         if not self.any:
             return
         import torch
 
-        at = self._consumers()
-        ws = [params[a].detach() for a in at]
-        with torch.enable_grad():
-            sqs = [self._sum_sq(W).requires_grad_() for W in ws]
-            pls = [p.detach().requires_grad_() for p in self.params]
-            got = torch.autograd.grad(self._terms(sqs, [W.shape[1] for W in ws], pls).sum(), [*sqs, *pls])
-        k = len(at)
-        for i, (a, W) in enumerate(zip(at, ws)):
-            grads[a].add_(got[i] * (2.0 * W))
-            self.grads[i].add_(got[k + i])
+        for i, a in enumerate(self._consumers()):
+            W = params[a]
+            sq = torch.sum(W * W, dim=(1, 2)).view(-1, 1, 1)
+            g_sq, g_pl = regularizer_grads(sq, self.params[i], *self._factors(W.shape[1]), self.weight)
+            grads[a].add_(W * (2.0 * g_sq))
+            self.grads[i].add_(g_pl)
 
     def learned(self) -> list[list[float] | None]:
         from dropbench.engines.memberwise import sigmoid
