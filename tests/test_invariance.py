@@ -20,6 +20,7 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_bits_equal
 
 from dropbench import regs, testing
 from dropbench.engines import memberwise
@@ -150,6 +151,23 @@ def test_member_rows_layout():
     assert memberwise.in_rows(x).stride(0) == 52 and torch.equal(memberwise.in_rows(x), x)
     y = torch.randn(4, 20, 4)
     assert memberwise.in_rows(y) is y
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_an_outer_product_is_each_elements_one_product(dtype):
+    """Not a kernel property: bmm with an inner dimension of 1 is an element-wise product, exactly
+    rounded, so each member's is its own whatever its company or layout (padded operands, out=),
+    and equal to torch.bmm's but for the sign of a zero (gemm adds its product to +0)."""
+    torch.manual_seed(0)
+    a = torch.randn(6, 9, 1, dtype=dtype)
+    a[a.abs() < 0.4] = -0.0
+    b = memberwise.in_rows(torch.randn(6, 7, 1, dtype=dtype)).transpose(1, 2)  # the backward's W^T, padded
+    got = memberwise.bmm(a, b)
+    assert torch.equal(got, torch.bmm(a, b.contiguous()))  # -0.0 == 0.0
+    for i in range(6):
+        assert_bits_equal(got[i], a[i] * b[i], f"member {i}'s outer product")
+    out = memberwise.rows((6, 9, 7), dtype)
+    assert memberwise.bmm(a, b, out=out) is out and torch.equal(out, got)
 
 
 # ---- whole runs ----------------------------------------------------------------------------

@@ -275,6 +275,13 @@ def bmm(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> to
     """torch.bmm(a, b) into `out` (default: new member rows), each member's operands where they
     sit alone (in_rows: pass a transposed operand as a view of one in member rows, so that a copy
     never changes its layout)."""
+    if a.shape[-1] == 1 and a.device.type == "cpu":
+        # An outer product (the gradient through a layer of one output): each element one
+        # product, exactly rounded, as gemm makes it but for the sign of a zero (gemm adds
+        # its product to +0). Broadcast, it is member by member whatever the layout; torch's
+        # bmm loops over the members of a padded operand, one small gemm each, several times slower.
+        out = out if out is not None else rows((a.shape[0], a.shape[1], b.shape[2]), a.dtype, a.device)
+        return torch.mul(a, b, out=out)
     a, b = in_rows(a), in_rows(b)
     out = out if out is not None else _result(a, b)
     return torch.bmm(a, b) if out is None else torch.bmm(a, b, out=out)
