@@ -123,7 +123,8 @@ factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], f[:, ::1])
 
 def _scaled(keys, draw, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-untyped-def]
     """Member c's out[c*os : c*os + n] = x[c*xs : c*xs + n] * its factor (values[c] where element
-    lo + i of its draw is kept, else 0): an MC pass's dropout, whose factor no backward needs."""
+    lo + i of its draw is kept, else 0): inverted dropout, and with the same draw again its
+    backward (the gradient times the factor), with no factor held in memory between them."""
     hi, wa, wb = _span(lo, n)
     for c in range(keys.shape[0]):
         k, t, v, z = _member(keys, draw, thr, values, c)
@@ -141,32 +142,5 @@ def _scaled(keys, draw, lo, thr, values, n, x, xs, out, os):  # type: ignore[no-
             oc[e - lo] = xc[e - lo] * _at(k, e, t, v, z)
 
 
-def _scaled_factor(keys, draw, lo, thr, values, n, x, xs, out, os, f):  # type: ignore[no-untyped-def]
-    """_scaled, and each member's factor into f[c, :] (a training step's backward multiplies by it)."""
-    hi, wa, wb = _span(lo, n)
-    for c in range(keys.shape[0]):
-        k, t, v, z = _member(keys, draw, thr, values, c)
-        xc, oc, fc = x[c * xs: c * xs + n], out[c * os: c * os + n], f[c]
-        for e in range(lo, min(4 * wa, hi)):
-            m = _at(k, e, t, v, z)
-            fc[e - lo] = m
-            oc[e - lo] = xc[e - lo] * m
-        xb, ob, fb = xc[4 * wa - lo:], oc[4 * wa - lo:], fc[4 * wa - lo:]
-        for j in range(wb - wa):
-            w = _word(k, wa + j)
-            m0, m1, m2, m3 = _pick(w, 0, t, v, z), _pick(w, 16, t, v, z), _pick(w, 32, t, v, z), _pick(w, 48, t, v, z)
-            fb[4 * j], fb[4 * j + 1], fb[4 * j + 2], fb[4 * j + 3] = m0, m1, m2, m3
-            ob[4 * j] = xb[4 * j] * m0
-            ob[4 * j + 1] = xb[4 * j + 1] * m1
-            ob[4 * j + 2] = xb[4 * j + 2] * m2
-            ob[4 * j + 3] = xb[4 * j + 3] * m3
-        for e in range(max(4 * wb, 4 * wa), hi):
-            m = _at(k, e, t, v, z)
-            fc[e - lo] = m
-            oc[e - lo] = xc[e - lo] * m
-
-
 _FLOATS = (float32, float64)
 scaled = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64) for f in _FLOATS])(_scaled)
-scaled_factor = _jit(*[void(uint64[::1], uint64, int64, uint16[::1], f[::1], int64, f[::1], int64, f[::1], int64, f[:, ::1])
-                       for f in _FLOATS])(_scaled_factor)

@@ -193,22 +193,26 @@ class CounterStream:
         return torch.from_numpy(out).view(len(self.keys), *shape)
 
     def scaled(self, levels: np.ndarray, values: np.ndarray, n: int, x: np.ndarray, xs: int, out: np.ndarray,
-               os: int, factor: np.ndarray | None) -> bool:
+               os: int) -> tuple[int, int] | None:
         """Inverted dropout in one pass where the compiled kernels are here: member c's elements
         out[c*os : c*os + n] = x[c*xs : c*xs + n] * its factor for the next draw of n elements
-        (values[c] where kept, else 0, as bernoulli(levels, ..., values) makes it), and the factor
-        into `factor` ([C, n]) unless None. x and out: 1-D, each member contiguous. False, drawing
-        nothing, without the kernels (the caller multiplies bernoulli's factor)."""
+        (values[c] where kept, else 0, as bernoulli(levels, ..., values) makes it). x and out:
+        1-D, each member contiguous. Returns the draw (its id and first element), which
+        `rescaled` multiplies by again; None, drawing nothing, without the kernels (the caller
+        multiplies bernoulli's factor)."""
         kernels = compiled()
         if kernels is None:
-            return False
+            return None
         d, lo, _ = self._next_draw(n)
-        args = (self._flat_keys, d, lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
-        if factor is None:
-            kernels.scaled(*args)
-        else:
-            kernels.scaled_factor(*args, factor)
-        return True
+        kernels.scaled(self._flat_keys, d, lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
+        return d, lo
+
+    def rescaled(self, draw: tuple[int, int], levels: np.ndarray, values: np.ndarray, n: int, x: np.ndarray, xs: int,
+                 out: np.ndarray, os: int) -> None:
+        """`scaled` for a draw it made earlier, drawing nothing new: inverted dropout's backward
+        multiplies the gradient by the forward's factor, the same bits as the factor held in memory."""
+        d, lo = draw
+        compiled().scaled(self._flat_keys, d, lo, _thresholds(levels), np.ascontiguousarray(values), n, x, xs, out, os)
 
 
 def _thresholds(levels: np.ndarray) -> np.ndarray:

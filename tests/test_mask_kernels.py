@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from conftest import assert_bits_equal
 
 from dropbench import masks
 from dropbench.config import load
@@ -64,29 +65,32 @@ def test_the_kernels_draw_the_numpy_codes_masks(numpy_path, levels, values, mc):
 @pytest.mark.parametrize("mc", [None, (0, 1), (3, 1), (1, 3)])
 @pytest.mark.parametrize("shape", [(5, 12, 7), (3, 3, 50), (2, 3, 1), (4, 6, 8)])  # rows split into 3 passes
 def test_scaled_is_z_times_the_factor_in_one_pass(dtype, mc, shape):
-    """The fused kernel: out = z * factor (into member rows), and the factor where a backward needs it."""
+    """The fused kernel: out = z * factor (into member rows); rescaled multiplies by the same
+    draw's factor again (the backward), drawing nothing new."""
     C = shape[0]
     levels = levels_of(np.linspace(0.5, 1.0, C))
     vals = (1 / torch.tensor(levels / 65536, dtype=dtype)).numpy()
-    z = memberwise.rows(shape, dtype)
-    z.copy_(torch.randn(shape, dtype=dtype, generator=torch.Generator().manual_seed(3)))
+    gen = torch.Generator().manual_seed(3)
+    z, g = memberwise.rows(shape, dtype), memberwise.rows(shape, dtype)
+    z.copy_(torch.randn(shape, dtype=dtype, generator=gen))
+    g.copy_(torch.randn(shape, dtype=dtype, generator=gen))
     n = int(np.prod(shape[1:]))
     a, b = CounterStream(range(C)), CounterStream(range(C))
     for s in (a, b):
         s.start_step() if mc is None else s.start_mc(*mc)
     f_want = a.bernoulli(levels, shape[1:], vals)
-    out = memberwise.rows(shape, dtype)
-    f = torch.empty(shape, dtype=dtype)
+    out, back = memberwise.rows(shape, dtype), memberwise.rows(shape, dtype)
     x, xs = memberwise.flat(z)
     o, os = memberwise.flat(out)
-    assert b.scaled(levels, vals, n, x, xs, o, os, f.view(C, n).numpy())
-    assert torch.equal(f, f_want) and torch.equal(out, z * f_want)
-    # without the factor: the same product, the next draw
-    for s in (a, b):
-        s.start_step()
-    f_want = a.bernoulli(levels, shape[1:], vals)
-    assert b.scaled(levels, vals, n, x, xs, o, os, None)
-    assert torch.equal(out, z * f_want)
+    draw = b.scaled(levels, vals, n, x, xs, o, os)
+    assert draw is not None and torch.equal(out, z * f_want)
+    f_next = a.bernoulli(levels, shape[1:], vals)  # the next draw: another mask
+    gx, gs = memberwise.flat(g)
+    bo, bs = memberwise.flat(back)
+    b.rescaled(draw, levels, vals, n, gx, gs, bo, bs)
+    assert_bits_equal(back, g * f_want, "the gradient times the forward's factor, made again")
+    assert b.scaled(levels, vals, n, x, xs, o, os) is not None  # rescaled drew nothing: b's next is a's next
+    assert torch.equal(out, z * f_next)
 
 
 def test_flat_views_members_in_rows_and_refuses_what_it_cannot():

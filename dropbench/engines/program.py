@@ -85,6 +85,16 @@ class _Saved:
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
 
 
+@dataclass(frozen=True)
+class _Redraw:
+    """What inverted dropout's backward needs from the fast stream's fused forward: the draw, to
+    make its factor again, and the piece's levels and factor values."""
+
+    draw: tuple[int, int]
+    levels: np.ndarray
+    values: np.ndarray
+
+
 def _data_key(cfg: "RunConfig") -> tuple:
     """What load_dataset reads of a run's config."""
     return repr(cfg.data), cfg.data_seed, cfg.validation_fraction
@@ -318,21 +328,36 @@ class Chunk(ChunkView):
             return self.stream.bernoulli(self._levels_of(keep64), shape, self._inverse(keep)).to(device=self.device)
         return self.bernoulli(keep64, shape) / keep
 
-    def dropout(self, z: torch.Tensor, keep64: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def dropout(self, z: torch.Tensor, keep64: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """regs.base.ChunkView.dropout; from the fast stream on the CPU, in one pass (the compiled
         kernels, where numba is installed), into member rows: the next matrix product takes the
-        result as it is. The factor is made only where a backward follows (not in MC passes)."""
+        result as it is. No factor is held for the backward: it draws the same masks again
+        (`dropout_backward`), cheaper than writing and reading them back."""
         flat = memberwise.flat(z) if self._fast_now and self.device.type == "cpu" else None
         if flat is not None:
             x, xs = flat
             out = memberwise.rows(tuple(z.shape), z.dtype)
             o, os = memberwise.flat(out)  # type: ignore[misc]
-            C, n = z.shape[0], z[0].numel()
-            f = None if self.stream.in_mc else torch.empty(z.shape, dtype=z.dtype)
-            if self.stream.scaled(self._levels_of(keep64), self._inverse(keep), n, x, xs, o, os,
-                                  None if f is None else f.view(C, n).numpy()):
-                return out, f
+            levels, values = self._levels_of(keep64), self._inverse(keep)
+            draw = self.stream.scaled(levels, values, z[0].numel(), x, xs, o, os)
+            if draw is not None:
+                return out, (None if self.stream.in_mc else _Redraw(draw, levels, values))
         return super().dropout(z, keep64, keep)
+
+    def dropout_backward(self, grad: torch.Tensor, saved: Any) -> torch.Tensor:
+        """regs.base.ChunkView.dropout_backward: for the fast stream's fused forward, the gradient
+        times the factor of the same draw, made again in one pass."""
+        if not isinstance(saved, _Redraw):
+            return super().dropout_backward(grad, saved)
+        flat = memberwise.flat(grad)
+        if flat is None:
+            grad = memberwise.rows(tuple(grad.shape), grad.dtype).copy_(grad)
+            flat = memberwise.flat(grad)
+        g, gs = flat  # type: ignore[misc]
+        out = memberwise.rows(tuple(grad.shape), grad.dtype)
+        o, os = memberwise.flat(out)  # type: ignore[misc]
+        self.stream.rescaled(saved.draw, saved.levels, saved.values, grad[0].numel(), g, gs, o, os)
+        return out
 
     def _cached(self, what: str, key: torch.Tensor, make: Callable[[], np.ndarray]) -> np.ndarray:
         """What a piece's constant tensor gives the fast stream, computed once per piece (keep64

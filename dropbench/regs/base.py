@@ -235,12 +235,15 @@ class ChunkView:
         dropout multiplies by, bit for bit (the fast stream makes it in one pass)."""
         return self.bernoulli(keep64, shape) / keep
 
-    def dropout(self, z: "torch.Tensor", keep64: "torch.Tensor", keep: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor | None"]:
-        """Inverted dropout of z ([C, ...]): z * dropout_factor(keep64, keep, z's shape), and the
-        factor its backward multiplies by (None in an MC pass, which has no backward: the fast
-        stream's kernels then skip writing it)."""
+    def dropout(self, z: "torch.Tensor", keep64: "torch.Tensor", keep: "torch.Tensor") -> tuple["torch.Tensor", Any]:
+        """Inverted dropout of z ([C, ...]): z * dropout_factor(keep64, keep, z's shape), and what
+        `dropout_backward` needs (here the factor; None in an MC pass, which has no backward)."""
         f = self.dropout_factor(keep64, keep, tuple(z.shape[1:]))
         return z * f, f
+
+    def dropout_backward(self, grad: "torch.Tensor", saved: Any) -> "torch.Tensor":
+        """The gradient through `dropout`, from what it returned beside its result: grad times the factor."""
+        return grad * saved
 
     def bernoulli(self, keep64: "torch.Tensor", shape: tuple[int, ...]) -> "torch.Tensor":
         """Each member's `torch.empty(shape).bernoulli_(keep)` bit for bit, in the chunk's dtype

@@ -77,7 +77,7 @@ class _Batched(Piece):
         return self.chunk.dropout(z, self.keep64, self.keep)
 
     def backward(self, grad: Any, f: Any) -> Any:
-        return grad if f is None else grad * f
+        return grad if f is None else self.chunk.dropout_backward(grad, f)
 
 
 REGULARIZER = Dropout()
