@@ -170,6 +170,32 @@ def test_an_outer_product_is_each_elements_one_product(dtype):
     assert memberwise.bmm(a, b, out=out) is out and torch.equal(out, got)
 
 
+@kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows, k", [(7, 13), (128, 50), (20, 300)])
+def test_a_layer_of_one_output_in_training_is_each_members_own(dtype, rows, k):
+    """The product-and-sum form of a one-column layer (memberwise.dot_form): a member's outputs
+    and weight gradient are those it gets alone (a chunk of two, as a lone run is padded), at any
+    position in chunks of any size, and match the matrix product to rounding."""
+    gen = torch.Generator().manual_seed(rows)
+    C = 9
+    a = memberwise.rows((C, rows, k), dtype).copy_(torch.randn(C, rows, k, dtype=dtype, generator=gen))
+    b = memberwise.rows((C, k, 1), dtype).copy_(torch.randn(C, k, 1, dtype=dtype, generator=gen))
+    bias, g = torch.randn(C, 1, 1, dtype=dtype, generator=gen), torch.randn(C, rows, 1, dtype=dtype, generator=gen)
+    assert memberwise.dot_form(a, b)
+    out, wg = memberwise.dot(bias, a, b), memberwise.dot_weight_grad(a, g)
+    torch.testing.assert_close(out, torch.baddbmm(bias, a, b), rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-5)
+    for i in range(C):
+        for lo, hi in ((i, i + 1), (max(0, i - 1), i + 1), (0, C)):
+            j = i - lo
+            sub = [memberwise.rows((hi - lo + (hi - lo == 1), *t.shape[1:]), dtype).copy_(
+                t[lo:hi].repeat(2 if hi - lo == 1 else 1, 1, 1)) for t in (a, b, g)]
+            alone = memberwise.dot(bias[lo:hi].repeat(2 if hi - lo == 1 else 1, 1, 1), sub[0], sub[1])
+            assert_bits_equal(alone[j], out[i], f"member {i}'s output in members {lo}..{hi - 1}")
+            assert_bits_equal(memberwise.dot_weight_grad(sub[0], sub[2])[j], wg[i], f"member {i}'s weight gradient")
+    assert not memberwise.dot_form(memberwise.rows((2, 2**18, 2), dtype), b[:2, :2])  # beyond the cache: MKL's
+
+
 # ---- whole runs ----------------------------------------------------------------------------
 @kernels
 @pytest.mark.parametrize("act", ACTIVATIONS)

@@ -83,6 +83,7 @@ class _Saved:
     on_post: Applied = field(default_factory=list)  # activation slot, after the activation
     on_branch: Applied = field(default_factory=list)  # residual slot
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
+    dot: bool = False  # the output layer in the form of a product and a sum (memberwise.dot_form)
 
 
 @dataclass(frozen=True)
@@ -411,7 +412,10 @@ class Chunk(ChunkView):
                 z = branch
         z = memberwise.in_rows(z)
         if tape is not None:
-            tape.append(_Saved(z, self.params[-2]))
+            s = _Saved(z, self.params[-2], dot=memberwise.dot_form(z, self.params[-2]))
+            tape.append(s)
+            if s.dot:  # a training step's output of one column (memberwise.dot_form)
+                return memberwise.dot(self.params[-1], z, self.params[-2])
         return memberwise.baddbmm(self.params[-1], z, self.params[-2])
 
     def _backward(self, tape: list[_Saved], grad: torch.Tensor) -> None:
@@ -434,7 +438,9 @@ class Chunk(ChunkView):
                 grad = _unapply(s.on_act, self.act_backward(_unapply(s.on_post, grad), s.pre, s.act_out))
             grad = memberwise.in_rows(grad)  # an operand of the products below
             torch.sum(grad, 1, keepdim=True, out=G[2 * i + 1])
-            if not s.on_w:
+            if s.dot:
+                G[2 * i].copy_(memberwise.dot_weight_grad(s.x, grad))
+            elif not s.on_w:
                 memberwise.bmm(s.x.transpose(1, 2), grad, out=G[2 * i])
             else:  # the weight slot: W' = f(W)
                 G[2 * i].copy_(_unapply(s.on_w, memberwise.bmm(s.x.transpose(1, 2), grad)))
