@@ -2,6 +2,7 @@
 
 import csv
 import math
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -171,7 +172,7 @@ def test_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
         assert_bits_equal(got, want, f"reg={reg} in a chunk of {size} at position {pos}, against alone")
     sweep = others[:9] + [target] + others[9:20]
     got = _signature(BatchedEngine(workers=2).train(sweep))[target.run_id]
-    assert_bits_equal(got, want, f"reg={reg} inside a 21-run sweep on two worker threads, against alone")
+    assert_bits_equal(got, want, f"reg={reg} inside a 21-run sweep on two workers, against alone")
 
 
 @pytest.mark.slow
@@ -193,6 +194,60 @@ def test_mini_batch_run_is_bit_identical_alone_in_any_chunk_or_worker(reg):
     sweep = others[:9] + [target] + others[9:20] + [replace(o, batch_size=None) for o in others[20:25]]
     got = _signature(BatchedEngine(workers=2).train(sweep))[target.run_id]
     assert_bits_equal(got, want, f"reg={reg} batch_size=7 inside a 26-run sweep (5 of them full batch), against alone")
+
+
+def _sweep_of_chunks() -> list:
+    return [load(["reg=dropout", "epochs=3", "eval_every=1", "model.hidden=16", f"seed={s}", f"p={p}"])
+            for s in range(6) for p in (0.1, 0.3)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+def test_forked_and_threaded_workers_train_the_same_runs():
+    """Worker processes (forked, the default where the platform forks) and worker threads give
+    every run the numbers it gets on one worker; each run comes back once."""
+    cfgs = _sweep_of_chunks()
+    machine = MachineFacts(2, 2**12)  # a small L2: several chunks
+    assert len(plan_chunks(cfgs, machine)) > 2
+    want = _signature(BatchedEngine(machine=MachineFacts(1, 2**12)).train(cfgs))
+    assert BatchedEngine(machine=machine).processes
+    for processes in (True, False):
+        got = list(BatchedEngine(machine=machine, processes=processes).train(cfgs))
+        assert len(got) == len(cfgs) and _signature(got) == want, f"processes={processes}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+def test_a_worker_process_that_dies_ends_the_sweep_with_one_clear_error(monkeypatch):
+    """A worker killed mid-chunk (the OOM killer, say) cannot hand back its runs: the sweep stops
+    with a message saying so and how to resume, and no worker is left behind."""
+    import multiprocessing
+
+    from dropbench.engines import batched
+
+    real = batched._train_chunk
+
+    def dies_on_the_second(cfgs, size, *rest):
+        if any(c.seed == 1 for c in cfgs):
+            os._exit(9)
+        return real(cfgs, size, *rest)
+
+    monkeypatch.setattr(batched, "_train_chunk", dies_on_the_second)  # inherited by the forked workers
+    before = set(multiprocessing.active_children())
+    with pytest.raises(RuntimeError, match="worker process died.*run the sweep again to resume"):
+        list(BatchedEngine(machine=MachineFacts(2, 2**12), processes=True).train(_sweep_of_chunks()))
+    assert set(multiprocessing.active_children()) <= before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+def test_closing_the_sweep_early_stops_its_worker_processes():
+    """A consumer that stops reading (storing failed, Ctrl-C) closes the generator: the workers
+    are killed and reaped, not left training."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    trained = BatchedEngine(machine=MachineFacts(2, 2**12), processes=True).train(_sweep_of_chunks())
+    next(trained)
+    trained.close()
+    assert set(multiprocessing.active_children()) <= before
 
 
 def test_a_lone_run_is_padded_to_two_members():

@@ -133,6 +133,11 @@ def _worker_init() -> None:
     gc.freeze()
 
 
+def _chunk_task(members: list["RunConfig"], size: int, alone: generic.TrainOne | None) -> list[RunResult]:
+    """A forked worker's task (sent by name: the worker has this module as the parent had it)."""
+    return _train_chunk(members, size, None, alone)
+
+
 def _forked(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: generic.TrainOne | None = None) -> Iterator[RunResult]:
     """Worker processes take chunks in order (costliest first); results come back as they finish."""
     import multiprocessing
@@ -140,8 +145,10 @@ def _forked(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: ge
     from concurrent.futures.process import BrokenProcessPool
 
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_worker_init)
+    procs: list[Any] = []
     try:
-        pending = {pool.submit(_train_chunk, members, size, None, alone) for members, size in chunks}
+        pending = {pool.submit(_chunk_task, members, size, alone) for members, size in chunks}
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # every worker, forked at the first submit
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
@@ -152,13 +159,13 @@ def _forked(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: ge
                                        "the runs stored so far are kept: run the sweep again to resume") from None
                 yield from results
     finally:
-        # On error, Ctrl-C or an early close: pending chunks are dropped and running ones stopped.
-        workers_left = list(getattr(pool, "_processes", {}).values())
+        # On error, Ctrl-C or an early close: pending chunks are dropped and running ones stopped
+        # (the workers ignore SIGTERM, _worker_init; a broken pool forgets its workers).
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in workers_left:
+        for proc in procs:
             if proc.is_alive():
-                proc.kill()  # they ignore SIGTERM (_worker_init)
-        for proc in workers_left:
+                proc.kill()
+        for proc in procs:
             proc.join()
 
 
