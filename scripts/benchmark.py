@@ -44,6 +44,10 @@ Each measurement is its own subprocess; rounds are interleaved, figures are medi
 network (noisy_linear, hidden 300, depth 2, full batch), one chunk of 10 runs each, one thread,
 interleaved rounds in one process, medians (issue 19, goal 4: within 2x).
 
+--workload workers: the UCI workload's runs (the same flags) trained by the batched engine on one
+worker, on two threads and on two forked processes, interleaved rounds in one process, medians:
+how its workers share two cores (scripts/bench_workers.py).
+
 --workload all: seed and uci.
 
 Each variant runs in its own subprocess, so the wall times include interpreter start-up and
@@ -393,12 +397,13 @@ def concrete_main(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=("seed", "uci", "bookkeeping", "concrete", "all"), default="seed",
+    ap.add_argument("--workload", choices=("seed", "uci", "bookkeeping", "concrete", "workers", "all"), default="seed",
                     help="seed: the default 50-run sweep (default); uci: the UCI mini-batch workload; "
                          "bookkeeping: planning and storing per run; concrete: concrete_dropout's step against dropout's; "
+                         "workers: the UCI workload's training on one worker, two threads, two processes; "
                          "all: seed and uci")
     ap.add_argument("--runs", type=int, default=10_000, help="bookkeeping: runs per sweep (default 10,000)")
-    ap.add_argument("--rounds", type=int, default=3, help="bookkeeping: interleaved rounds (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="bookkeeping and workers: interleaved rounds (default 3)")
     ap.add_argument("--seeds", type=int, default=10, help="seed workload: seeds per regularizer")
     ap.add_argument("--epochs", type=int, help="epochs per run (seed workload 500, uci 20)")
     ap.add_argument("--quick", action="store_true",
@@ -415,6 +420,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.workload == "concrete":
         concrete_main(args)
+        return
+    if args.workload == "workers":
+        from bench_workers import workers_main
+
+        workers_main(args)
         return
     if args.workload == "bookkeeping":
         if args.variant and args.variant.startswith("bookkeeping:"):

@@ -157,3 +157,16 @@ def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm):
     assert fast["runs"] == 7 and all(fast[k] > 0 for k in ("plan", "write", "consolidate", "fs_floor"))
     slow = bm.bookkeeping_child("noisy_linear", 7, per_job=True)
     assert slow["runs"] == 7 and slow["plan"] > 0
+
+
+def test_the_workers_workload_trains_every_run_each_way(bm, monkeypatch, uci_dir, threads, capsys):
+    """--workload workers: the plan's runs on one worker, two threads and two processes, each way
+    all of them (train_once refuses a short count), one line per way and batch size."""
+    import bench_workers
+
+    monkeypatch.setenv("DROPBENCH_UCI_DIR", str(uci_dir))
+    monkeypatch.setattr(sys, "argv", ["benchmark.py", "--workload", "workers", "--quick"])
+    bm.main()
+    lines = [ln.split() for ln in capsys.readouterr().out.splitlines() if ln.split()[:1] == ["32"]]
+    assert [" ".join(ln[1:3]) for ln in lines] == list(bench_workers.WAYS)
+    assert lines[0][-1] == "1.00x" and all(float(ln[3]) > 0 for ln in lines)

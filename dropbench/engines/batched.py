@@ -2,7 +2,7 @@
 
 Three parts: engines/planner.py cuts a sweep into chunks (groups, sizes, workers; speed only),
 engines/program.py is one chunk's tensor program (Chunk), and this module executes the plan on
-worker threads.
+its workers (forked processes, or threads).
 
 Why it is fast: a step of a small network (the default 1-300-300-1 on 20 points) is mostly
 Python and dispatch, little arithmetic. Stacking C runs into [C, ...] tensors (batched matmuls, per-run p, lambda,
@@ -112,25 +112,17 @@ def _can_fork() -> bool:
 
 
 def _worker_init() -> None:
-    """A forked worker: one intra-op thread, the heaps kept as steady_heap keeps them, and the
-    signals that stop a sweep (Ctrl-C; SIGTERM and SLURM's preemption signal, which reach every
-    process of a job) left to the parent, whose handlers decide when to stop (after the run
-    being stored, runner and launchers); it ends the workers itself (SIGKILL)."""
-    import gc
+    """A forked worker. It has what train() set before forking: one intra-op thread, glibc's
+    malloc settings and the frozen heap (steady_heap). The signals that stop a sweep (Ctrl-C;
+    SIGTERM and SLURM's preemption signal, which reach every process of a job) are the parent's
+    to handle: its handlers decide when to stop (once the run at hand is stored; runner,
+    launchers), and it ends the workers itself (SIGKILL)."""
     import os
     import signal
-
-    from dropbench.engines import heap
 
     preempt = getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), None)
     for sig in {signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None), preempt} - {None}:
         signal.signal(sig, signal.SIG_IGN)
-    torch.set_num_threads(1)
-    libc = heap._libc()
-    if libc is not None:
-        libc.mallopt(heap.M_MMAP_THRESHOLD, heap.MMAP_THRESHOLD)
-        libc.mallopt(heap.M_TRIM_THRESHOLD, heap.TRIM_THRESHOLD)
-    gc.freeze()
 
 
 def _chunk_task(members: list["RunConfig"], size: int, alone: generic.TrainOne | None) -> list[RunResult]:

@@ -68,7 +68,7 @@ Fit = Callable[[], Sequence[list[tuple[float, float]]]]  # each member's (x, pre
 
 
 class Cancelled(BaseException):
-    """A worker thread stops training: not an error of its runs (they are not stored)."""
+    """A worker stops training (the sweep was stopped): not an error of its runs (they are not stored)."""
 
 
 def train(cfgs: Sequence["RunConfig"], n: int, y_std: Sequence[float], step: Step,

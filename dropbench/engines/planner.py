@@ -56,7 +56,7 @@ class MachineFacts:
     """What the chunk planner reads about the machine, so that tests can simulate any machine.
     The plan changes only the speed, never a run's numbers (invariance)."""
 
-    workers: int = 1  # worker threads, one chunk each at a time
+    workers: int = 1  # workers (processes or threads), one chunk each at a time
     l2_bytes: int | None = None  # one core's L2 cache; None: unknown, DEFAULT_L2 is assumed
 
     def __post_init__(self) -> None:
