@@ -106,6 +106,16 @@ def missing_uci_files(plan: UciPlan) -> str | None:
     return None
 
 
+def checked_plan(args: argparse.Namespace) -> UciPlan:
+    """uci_plan, or exit MISSING_DATA with one line where its split files are not found."""
+    plan = uci_plan(args)
+    missing = missing_uci_files(plan)
+    if missing:
+        print(missing, file=sys.stderr)
+        raise SystemExit(MISSING_DATA)
+    return plan
+
+
 def uci_n_train(plan: UciPlan) -> dict[tuple[str, int], tuple[int, int]]:
     """(training rows, input features) of every data set and split of the plan."""
     from dropbench.data.uci import splits
@@ -258,11 +268,7 @@ def run_variants(plan: UciPlan, args: argparse.Namespace, streams: list[str], fa
 
 def uci_main(args: argparse.Namespace) -> None:
     """The UCI mini-batch workload four ways, per batch size, then its floor and (c)'s split."""
-    plan = uci_plan(args)
-    missing = missing_uci_files(plan)
-    if missing:
-        print(missing, file=sys.stderr)
-        raise SystemExit(MISSING_DATA)
+    plan = checked_plan(args)
     if args.variant == "uci-loop":
         variant_uci_loop(plan.runs(args.batch_size), args.workers)
         return

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 
-from bench_uci import MISSING_DATA, missing_uci_files, uci_plan, uci_n_train, uci_steps
+from bench_uci import checked_plan, uci_n_train, uci_steps
 
 WAYS = {"1 worker": (1, False), "2 threads": (2, False), "2 processes": (2, True)}
 
@@ -37,11 +36,7 @@ def workers_main(args: argparse.Namespace) -> None:
 
     from dropbench import masks, runner
 
-    plan = uci_plan(args)
-    missing = missing_uci_files(plan)
-    if missing:
-        print(missing, file=sys.stderr)
-        raise SystemExit(MISSING_DATA)
+    plan = checked_plan(args)
     masks.compiled()  # loaded before the clock, as `dropbench run` does
     torch.set_num_threads(1)
     rounds = 1 if args.quick else args.rounds

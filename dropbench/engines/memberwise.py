@@ -295,38 +295,12 @@ def _result(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
     return None if strides is None else torch.empty_strided(shape, strides, dtype=a.dtype, device=a.device)
 
 
-class _Baddbmm(torch.autograd.Function):
-    """bias + a @ b, with autograd's BaddbmmBackward0 (beta = alpha = 1, so no scaling): the bias's
-    gradient summed to its shape as the autograd engine sums a broadcast input's."""
-
-    @staticmethod
-    def forward(ctx: Any, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        a, b = in_rows(a), in_rows(b)
-        ctx.save_for_backward(a, b)
-        ctx.bias_shape = bias.shape
-        return _baddbmm(bias, a, b)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        a, b = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        return (grad.sum_to_size(ctx.bias_shape) if need[0] else None,
-                bmm(grad, b.transpose(1, 2)) if need[1] else None,
-                bmm(a.transpose(1, 2), grad) if need[2] else None)
-
-
-def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = in_rows(a), in_rows(b)
-    out = _result(a, b)
-    return torch.baddbmm(bias, a, b) if out is None else torch.baddbmm(bias, a, b, out=out)
-
-
 # ---- a layer of one output, in training ------------------------------------------------------
 # A matrix product with one output column (the regression network's last layer) costs MKL a
-# call per member, whose overhead is most of it at a training batch's rows: 0.1-0.3 ms for a
-# chunk of 60 at 128 rows, 2.5 ms at a width of 300. As a product and a sum over each row it is a
-# few element-wise passes, each member's rows their own. Its last bits are then the sum's, not
-# MKL's; training steps take this form (a config's batch fixes which), eval and MC passes MKL's.
+# call per member, whose overhead is most of it at a training batch's rows (docs/benchmarks.md).
+# As a product and a sum over each row it is a few element-wise passes, each member's rows their
+# own. Its last bits are then the sum's, not MKL's: training steps take this form (a config's
+# batch fixes which), eval-mode and MC forwards MKL's.
 DOT_ELEMENTS = 2**18  # per member: above it the product's temporary leaves the cache
 
 
@@ -345,33 +319,45 @@ def dot_weight_grad(x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.sum(x * grad, 1).unsqueeze(-1)
 
 
-class _Dot(torch.autograd.Function):
-    """bias + a @ b in the form of a product and a sum, with the gradients `Chunk._backward` takes."""
+class _Baddbmm(torch.autograd.Function):
+    """bias + a @ b, as a matrix product or (dot) a product and a sum, with the gradients
+    `Chunk._backward` takes: autograd's BaddbmmBackward0 (beta = alpha = 1, so no scaling), the
+    bias's summed to its shape as the autograd engine sums a broadcast input's."""
 
     @staticmethod
-    def forward(ctx: Any, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dot: bool) -> torch.Tensor:  # type: ignore[override]
+        if not dot:
+            a, b = in_rows(a), in_rows(b)
         ctx.save_for_backward(a, b)
-        ctx.bias_shape = bias.shape
-        return _dot(bias, a, b)
+        ctx.bias_shape, ctx.dot = bias.shape, dot
+        return _dot(bias, a, b) if dot else _baddbmm(bias, a, b)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         a, b = ctx.saved_tensors
         need = ctx.needs_input_grad
+        w = (dot_weight_grad(a, grad) if ctx.dot else bmm(a.transpose(1, 2), grad)) if need[2] else None
         return (grad.sum_to_size(ctx.bias_shape) if need[0] else None,
-                bmm(grad, b.transpose(1, 2)) if need[1] else None,
-                dot_weight_grad(a, grad) if need[2] else None)
+                bmm(grad, b.transpose(1, 2)) if need[1] else None, w, None)
+
+
+def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    a, b = in_rows(a), in_rows(b)
+    out = _result(a, b)
+    return torch.baddbmm(bias, a, b) if out is None else torch.baddbmm(bias, a, b, out=out)
+
+
+def _product(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, dot: bool) -> torch.Tensor:
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (bias, a, b)):
+        return _Baddbmm.apply(bias, a, b, dot)
+    return _dot(bias, a, b) if dot else _baddbmm(bias, a, b)
 
 
 def dot(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """bias + a @ b for a layer of one output (dot_form) in training."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (bias, a, b)):
-        return _Dot.apply(bias, a, b)
-    return _dot(bias, a, b)
+    return _product(bias, a, b, True)
 
 
 def baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """torch.baddbmm(bias, a, b) in member rows, each member's operands where they sit alone."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (bias, a, b)):
-        return _Baddbmm.apply(bias, a, b)
-    return _baddbmm(bias, a, b)
+    return _product(bias, a, b, False)
