@@ -201,7 +201,7 @@ def _sweep_of_chunks() -> list:
             for s in range(6) for p in (0.1, 0.3)]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers fork on Linux only: threads here")
 def test_forked_and_threaded_workers_train_the_same_runs():
     """Worker processes (forked, the default where the platform forks) and worker threads give
     every run the numbers it gets on one worker; each run comes back once."""
@@ -215,7 +215,7 @@ def test_forked_and_threaded_workers_train_the_same_runs():
         assert len(got) == len(cfgs) and _signature(got) == want, f"processes={processes}"
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers fork on Linux only: threads here")
 def test_a_worker_process_that_dies_ends_the_sweep_with_one_clear_error(monkeypatch):
     """A worker killed mid-chunk (the OOM killer, say) cannot hand back its runs: the sweep stops
     with a message saying so and how to resume, and no worker is left behind."""
@@ -237,7 +237,7 @@ def test_a_worker_process_that_dies_ends_the_sweep_with_one_clear_error(monkeypa
     assert set(multiprocessing.active_children()) <= before
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform: the workers are threads")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers fork on Linux only: threads here")
 def test_closing_the_sweep_early_stops_its_worker_processes():
     """A consumer that stops reading (storing failed, Ctrl-C) closes the generator: the workers
     are killed and reaped, not left training."""

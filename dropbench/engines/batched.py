@@ -106,9 +106,11 @@ class BatchedEngine:
 
 
 def _can_fork() -> bool:
+    """Linux forks safely here; macOS offers fork but its system frameworks are not fork-safe."""
     import multiprocessing
+    import sys
 
-    return "fork" in multiprocessing.get_all_start_methods()
+    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
 
 
 def _worker_init() -> None:
