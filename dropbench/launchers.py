@@ -172,10 +172,17 @@ def _say(line: str) -> None:
     print(f"dropbench: {line}", file=sys.stderr, flush=True)
 
 
+SLURM_EARLY_S = 60  # SLURM may send a --signal up to this long before the time asked for (its event resolution)
+STARTUP_S = 30  # a job's start-up (Python, imports): the warning would kill it before its handlers are in place
+
+
 def signal_delay_s(timeout_min: int) -> int:
-    """How long before the time limit SLURM warns a job (SIGUSR2): submitit's 90 s, or half the
-    limit where that is shorter, so that the warning never reaches a job still starting up."""
-    return min(90, timeout_min * 30)
+    """How long before the time limit SLURM warns a job (SIGUSR2): submitit's 90 s, or less where
+    the limit is short, so that the warning, which SLURM may send up to a minute early, does not
+    reach a job still starting up: from 2 min on, never in its first STARTUP_S. A 1 min limit
+    leaves no such room; it gets half its limit, and its job may be warned as it starts."""
+    room = timeout_min * 60 - SLURM_EARLY_S - STARTUP_S
+    return min(90, room) if room > 0 else timeout_min * 30
 
 
 def _stop(signum: int) -> None:

@@ -48,12 +48,12 @@ def fate_lines(stderr: str) -> list[str]:
 
 @pytest.fixture(scope="module", autouse=True)
 def ended_early(slurm, tmp_path_factory):
-    """A sweep started before this module's first test, so that its minute-long time limit runs
+    """A sweep started before this module's first test, so that its two-minute time limit runs
     out while the other tests run; test_jobs_that_end_early_... (the module's last) reads it.
-    Three jobs of three runs: task 0 is held after one run until its 1 min time limit, task 1 is
+    Three jobs of three runs: task 0 is held after one run until its 2 min time limit, task 1 is
     held after one run and cancelled (scancel, by this fixture's thread), task 2 completes."""
     folder = tmp_path_factory.mktemp("ended_early")
-    s = Sweep([*EARLY_SWEEP, *SLURM, "launcher.jobs=3", "launcher.timeout_min=1"], folder / "r",
+    s = Sweep([*EARLY_SWEEP, *SLURM, "launcher.jobs=3", "launcher.timeout_min=2"], folder / "r",
               env=holding_env(folder, after=1, tasks=(0, 1)))
     seen: dict = {}
 
@@ -160,15 +160,15 @@ def test_jobs_that_end_early_are_named_with_their_fate_and_the_sweep_resumes(end
     first, cancelled, last = s.job_ids()
     assert ended_early.seen["cancelled"] == cancelled
     assert fate_lines(s.stderr) == [
-        f"dropbench: job {first} hit its 1 min time limit; 2 runs unfinished",
+        f"dropbench: job {first} hit its 2 min time limit; 2 runs unfinished",
         f"dropbench: job {cancelled} was cancelled; 2 runs unfinished",
         f"dropbench: error: 2 of 3 jobs ended early; 5 of 9 runs are stored in {out}; "
         f"resume with: dropbench run --resume {out}",
     ], s.stderr
     assert squeue_state(first) == "TIMEOUT" and squeue_state(cancelled) == "CANCELLED" and squeue_state(last) == "COMPLETED"
     assert "DUE TO TIME LIMIT" in job_log(out, first)
-    # The warning comes half a 1 min limit ahead, not submitit's 90 s (which would reach a job still
-    # starting up, and kill it): launchers.signal_delay_s.
+    # The warning comes 30 s ahead of the 2 min limit, not submitit's 90 s: SLURM may send it up to a
+    # minute early, and it must not reach a job still starting up (it would kill it): launchers.signal_delay_s.
     scripts = list((out / ".submitit").rglob("*_submission.sh"))
     assert scripts and all("#SBATCH --signal=USR2@30" in p.read_text() for p in scripts), scripts
     # SLURM's warning before the time limit (SIGUSR2) does not end the job early: it trains on.

@@ -406,3 +406,12 @@ def test_a_preempted_job_is_given_time_to_be_requeued(tmp_path, monkeypatch):
     world = World(monkeypatch, {40: lambda: store(tmp_path, "b")},
                   lambda now: {"8_0": slurm.Queued("PREEMPTED" if 5 < now < 20 else "PENDING" if now < 30 else "RUNNING" if now < 41 else "COMPLETED", 60)})
     assert wait(tmp_path, world, [job], [cfgs("b")], []) == [], "requeued after its preemption, it finished"
+
+
+@pytest.mark.parametrize("minutes, delay", [(1, 30), (2, 30), (3, 90), (10, 90), (600, 90)])
+def test_the_time_limit_warning_never_reaches_a_job_starting_up(minutes, delay):
+    """SLURM may send a --signal up to a minute before the time asked for: from a 2 min limit on,
+    the warning comes no sooner than STARTUP_S after the start; submitit's 90 s where there is room."""
+    assert launchers.signal_delay_s(minutes) == delay
+    if minutes >= 2:
+        assert minutes * 60 - delay - launchers.SLURM_EARLY_S >= launchers.STARTUP_S
