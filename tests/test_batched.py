@@ -201,6 +201,7 @@ def _sweep_of_chunks() -> list:
             for s in range(6) for p in (0.1, 0.3)]
 
 
+@pytest.mark.kernels  # one worker and two chunk the runs differently: a run's bits alone and in company
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers fork on Linux only: threads here")
 def test_forked_and_threaded_workers_train_the_same_runs():
     """Worker processes (forked, the default where the platform forks) and worker threads give

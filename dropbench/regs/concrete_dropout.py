@@ -248,10 +248,10 @@ class _Batched(Piece):
         self.chunk, self.confs = chunk, list(confs)
         self.active = [c.init_p > 0 for c in confs]
         self.any = any(self.active)
-        self.on = chunk.column([1.0 if a else 0.0 for a in self.active]).bool()
-        self.all_on = all(self.active)  # where(on, ...) is then the identity, and skipped
         # d(sum of the members' penalties)/d(each member's): autograd's where(on, 1, 0)
         self.weight = chunk.column([1.0 if a else 0.0 for a in self.active])
+        self.on = self.weight.bool()
+        self.all_on = all(self.active)  # where(on, ...) is then the identity, and skipped
         self._columns: dict[int, tuple[Any, Any]] = {}
         # Per-member columns of the reference's Python floats (x / t rounds the same either way).
         self.temperature = chunk.column([c.temperature for c in confs])
