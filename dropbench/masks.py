@@ -130,6 +130,17 @@ class CounterStream:
         self._words: dict[int, np.ndarray] = {}  # scratch, by word count: consumed within a draw
         self._kept: dict[int, np.ndarray] = {}
 
+    def window(self, lo: int, hi: int) -> "CounterStream":
+        """Runs lo .. hi - 1 of this stream, at the point it has reached: each draws what it
+        draws here (a draw's elements are a function of the run's key alone)."""
+        import copy
+
+        w = copy.copy(self)
+        w.keys = self.keys[lo:hi]
+        w._flat_keys = w.keys.ravel()
+        w._words, w._kept = {}, {}
+        return w
+
     @property
     def in_mc(self) -> bool:
         return self._kind == "mc"

@@ -23,7 +23,7 @@ from dropbench.config import load
 from dropbench.data import load_dataset
 from dropbench.engines.batched import BatchedEngine
 from dropbench.engines.loop import settle
-from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MC_GROUP, MCStats, mc_block
+from dropbench.engines.mc import MC_BLOCK_ELEMENTS, MC_GROUP, MCStats, mc_block, mc_windows
 from dropbench.engines.planner import MachineFacts
 from dropbench.engines.reference import train_one
 from dropbench.engines.result import RunResult, curve_row
@@ -170,6 +170,56 @@ def test_mc_numbers_do_not_depend_on_the_runs_company():
     assert_bits_equal(crowd[me.run_id].rows(), alone.rows(), "T=40 in a chunk of 4 with other T and tau, against alone")
     assert col(crowd[others[1].run_id].rows()[-1], "test_mc_mse") is None
     assert col(crowd[others[2].run_id].rows()[-1], "test_mc_mse") is None and col(crowd[others[2].run_id].rows()[-1], "test_ll") is not None
+
+
+@pytest.mark.parametrize("members,member_bytes,most", [(m, b, w) for m in (1, 2, 3, 4, 5, 7, 60, 257)
+                                                       for b, w in ((1, 1), (10, 35), (295_000, 2**22), (1, 2**30))])
+def test_mc_windows_cover_the_members_in_pieces_of_two_or_more(members, member_bytes, most):
+    bounds = mc_windows(members, member_bytes, most)
+    assert [lo for lo, _ in bounds] == [0] + [hi for _, hi in bounds[:-1]] and bounds[-1][1] == members
+    sizes = [hi - lo for lo, hi in bounds]
+    assert max(sizes) - min(sizes) <= 1
+    assert all(s >= 2 for s in sizes) or members < 2
+    if members >= 4 and max(2, most // member_bytes) * 2 <= members:  # room for windows within `most`
+        assert len(bounds) > 1 and all(s * member_bytes <= most or s <= 3 for s in sizes)
+    if members < 4:
+        assert len(bounds) == 1
+
+
+WINDOW_CASES = [("fast", "[input_dropout,dropout]"), ("torch", "[input_dropout,dropout]"), ("fast", "[dropout,gaussian_dropout]")]
+
+
+@pytest.mark.kernels
+@pytest.mark.parametrize("mc_masks,reg", WINDOW_CASES + [("fast", r) for r in MC_REGS])
+def test_mc_passes_over_windows_of_members_change_no_number(monkeypatch, mc_masks, reg):
+    """A chunk computes the MC passes of a large test set a window of members at a time
+    (mc_windows) where every piece in its forward is `windowed`; forced down to windows of two
+    or three members, every number (twins differing in tau, a padded member, runs of other T)
+    is the same as over the whole chunk at once, for every regularizer of the registry. A piece
+    that reads columns of its own (gaussian_dropout) keeps the whole chunk."""
+    from dropbench.engines import mc, program
+
+    base = [f"reg={reg}", "p=0.1", "model.hidden=30", "epochs=4", "eval_every=2", "data=friedman1", "data.n_train=15",
+            "data.n_test=11", "eval.mc_samples=40", f"eval.mc_masks={mc_masks}"]
+    if reg == "alpha_dropout":
+        base += ["model.activation=selu"]
+    cfgs = [load(base + [f"seed={s}", f"eval.tau={t}"]) for s in range(7) for t in ((1, 2) if s == 3 else (1,))]
+    cfgs.append(load(base + ["seed=9", "eval.mc_samples=25", "eval.tau=3"]))
+    windowed = []
+    real = program.Chunk._window
+    monkeypatch.setattr(program.Chunk, "_window", lambda self, w: windowed.append(w.hi - w.lo) or real(self, w))
+    monkeypatch.setattr(mc, "MC_WINDOW_BYTES", 2**40)
+    whole = batched(cfgs)
+    assert not windowed
+    monkeypatch.setattr(mc, "MC_WINDOW_BYTES", 1)
+    parts = batched(cfgs)
+    if reg in ("[input_dropout,dropout]", "dropout", "input_dropout"):
+        assert windowed and set(windowed) <= {2, 3}
+    if "gaussian" in reg:
+        assert not windowed
+    for c in cfgs:
+        assert parts[c.run_id].status == "ok" and col(parts[c.run_id].rows()[-1], "test_ll") is not None
+        assert_bits_equal(parts[c.run_id].rows(), whole[c.run_id].rows(), f"{c.run_id}: windows of members against the whole chunk")
 
 
 def test_mc_evaluation_leaves_training_alone():

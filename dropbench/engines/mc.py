@@ -53,6 +53,28 @@ def mc_block(cfg: "RunConfig", n_test: int, n_in: int) -> int:
     return block - block % MC_GROUP if block >= MC_GROUP else block  # whole groups: no copies
 
 
+# An MC forward over a large test set writes and reads back activations of tens of MB per pass
+# for a whole chunk ([C, rows, width]), from memory; a window of members at a time keeps each
+# within a few MB, near the core. The windows change only the speed: each member's numbers are
+# its own in any company (invariance), and windows hold at least two members, as chunks do.
+MC_WINDOW_BYTES = 2**22
+
+
+def mc_windows(members: int, member_bytes: int, most_bytes: int | None = None) -> list[tuple[int, int]]:
+    """Members lo .. hi - 1 of each window of an MC forward whose widest activation takes
+    member_bytes per member: as few as keep a window within most_bytes, near-equal, each of at
+    least two members (a lone member takes other matmul kernels); one window below four members."""
+    most = max(2, (MC_WINDOW_BYTES if most_bytes is None else most_bytes) // max(member_bytes, 1))
+    k = max(1, min(-(-members // most), members // 2))
+    base, extra = divmod(members, k)
+    bounds, lo = [], 0
+    for i in range(k):
+        hi = lo + base + (i < extra)
+        bounds.append((lo, hi))
+        lo = hi
+    return bounds
+
+
 MC_GROUP = 8  # passes the statistics take at a time, in pass order, whatever the blocks
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from functools import partial
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from dropbench.data import Dataset, load_dataset
 from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
-from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs
+from dropbench.engines.mc import MCStats, mc_active, mc_block, mc_regs, mc_windows
 from dropbench.engines.planner import training_key
 from dropbench.engines.result import RunResult
 from dropbench.masks import CounterStream, levels_of
@@ -84,6 +85,18 @@ class _Saved:
     on_branch: Applied = field(default_factory=list)  # residual slot
     on_in: Applied = field(default_factory=list)  # input slot (first layer; pieces that learn only)
     dot: bool = False  # the output layer in the form of a product and a sum (memberwise.dot_form)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """Members lo .. hi - 1 of a chunk, as an MC forward computes them on their own: their
+    parameters, generators and fast-stream keys."""
+
+    lo: int
+    hi: int
+    params: list[torch.Tensor]
+    gens: list[torch.Generator]
+    stream: CounterStream | None
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,7 @@ class Chunk(ChunkView):
         self.stream = CounterStream([c.seed for c in self.cfgs]) if self.masks == "fast" or self.mc_fast else None
         self._fast_now = self.masks == "fast"  # whether the forward under way draws from the stream
         self._levels: dict[tuple[str, int], tuple[torch.Tensor, np.ndarray]] = {}
+        self._win: slice | None = None  # the members an MC forward computes (_window), None: all
 
         # Initial weights and mask generators: exactly the reference engine's, per member.
         weights: list[list[torch.Tensor]] = []
@@ -319,6 +333,7 @@ class Chunk(ChunkView):
         """
         if self._fast_now:
             return self.stream.bernoulli(self._levels_of(keep64), shape).to(device=self.device, dtype=self.dtype)
+        keep64 = self._of_window(keep64)
         u = self.draws([k < 1 for k in keep64.view(-1).tolist()], shape, torch.float64)
         return (u < keep64).to(device=self.device, dtype=self.dtype)
 
@@ -327,7 +342,7 @@ class Chunk(ChunkView):
         dtype, as the division makes it) where kept, in one pass."""
         if self._fast_now:
             return self.stream.bernoulli(self._levels_of(keep64), shape, self._inverse(keep)).to(device=self.device)
-        return self.bernoulli(keep64, shape) / keep
+        return self.bernoulli(keep64, shape) / self._of_window(keep)
 
     def dropout(self, z: torch.Tensor, keep64: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """regs.base.ChunkView.dropout; from the fast stream on the CPU, in one pass (the compiled
@@ -360,6 +375,36 @@ class Chunk(ChunkView):
         self.stream.rescaled(saved.draw, saved.levels, saved.values, grad[0].numel(), g, gs, o, os)
         return out
 
+    def _of_window(self, t: Any) -> Any:
+        """A per-member column ([C, ...] tensor or array) for the members an MC forward computes."""
+        return t if self._win is None else t[self._win]
+
+    def _windows(self, rows: int) -> list[_Window] | None:
+        """The windows of members an MC forward over `rows` rows computes one at a time (mc_windows),
+        or None: the whole chunk at once (off the CPU, or with a piece that is not `windowed`)."""
+        C = len(self.cfgs)
+        forward = [*self.on_input, *self.on_weight, *self.on_act, *self.on_branch]
+        if self.device.type != "cpu" or not all(p.windowed for p in forward):
+            return None
+        width = max(self.x.shape[2], *(W.shape[2] for W in self.params[0:-2:2]))
+        bounds = mc_windows(C, rows * width * self.tx.element_size())
+        if len(bounds) < 2:
+            return None
+        return [_Window(lo, hi, [p[lo:hi] for p in self.params], self.gens[lo:hi],
+                        None if self.stream is None else self.stream.window(lo, hi)) for lo, hi in bounds]
+
+    @contextmanager
+    def _window(self, w: _Window) -> Iterator[None]:
+        """The forward computes w's members alone: each member's numbers are its own in any
+        company (invariance), so only the passes' memory traffic changes."""
+        full = self.params, self.gens, self.stream
+        self.params, self.gens, self.stream, self._win = w.params, w.gens, w.stream, slice(w.lo, w.hi)
+        try:
+            yield
+        finally:
+            self.params, self.gens, self.stream = full
+            self._win = None
+
     def _cached(self, what: str, key: torch.Tensor, make: Callable[[], np.ndarray]) -> np.ndarray:
         """What a piece's constant tensor gives the fast stream, computed once per piece (keep64
         and keep may be one tensor: `what` tells its uses apart)."""
@@ -370,11 +415,11 @@ class Chunk(ChunkView):
 
     def _inverse(self, keep: torch.Tensor) -> np.ndarray:
         """A piece's dropout factor where kept, 1 / keep, computed in the dtype as the division makes it."""
-        return self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy())
+        return self._of_window(self._cached("inverse", keep, lambda: (1 / keep.view(-1)).cpu().numpy()))
 
     def _levels_of(self, keep64: torch.Tensor) -> np.ndarray:
         """A piece's keep probabilities as the fast stream compares them."""
-        return self._cached("levels", keep64, lambda: levels_of(keep64.view(-1).numpy()))
+        return self._of_window(self._cached("levels", keep64, lambda: levels_of(keep64.view(-1).numpy())))
 
     # ---- the network ---------------------------------------------------------------------
     def _hidden(self, x: torch.Tensor, i: int, train: bool, tape: list[_Saved] | None) -> torch.Tensor:
@@ -595,12 +640,24 @@ class Chunk(ChunkView):
         stats = MCStats(y, T, tau, y_std)
         xb = self.tx.repeat(1, block, 1)  # pass-major rows, as the reference stacks them
         states = [g.get_state() for g in self.gens]
+        windows = self._windows(block * n)
+
+        def passes(start: int) -> torch.Tensor:
+            if self.stream is not None:
+                self.stream.start_mc(start, block)
+                self._fast_now = self.mc_fast
+            return self.forward(xb if self._win is None else xb[self._win], train=on)
+
         try:
             for start in range(0, max(T), block):
-                if self.stream is not None:
-                    self.stream.start_mc(start, block)
-                    self._fast_now = self.mc_fast
-                stats.add(self._per_run(self.forward(xb, train=on).view(-1, block, n)), start)
+                if windows is None:
+                    out = passes(start)
+                else:
+                    out = torch.empty((len(self.cfgs), block * n, 1), dtype=self.dtype, device=self.device)
+                    for w in windows:
+                        with self._window(w):
+                            out[w.lo:w.hi] = passes(start)
+                stats.add(self._per_run(out.view(-1, block, n)), start)
         finally:
             self._fast_now = self.masks == "fast"
             for g, st in zip(self.gens, states):

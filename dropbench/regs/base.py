@@ -184,6 +184,11 @@ class Piece:
     grads: list["torch.Tensor"] = []
     layered: bool = False  # forward(z, train, layer): told which hidden layer (0-based) it acts on
     has_penalty: bool = False  # a non-loss-slot piece that also adds penalty/add_grad to the objective
+    # Its forward reads the members' values only through the chunk (ChunkView.dropout, bernoulli,
+    # dropout_factor, draws, handed the piece's full [C, 1, 1] columns), so the chunk may run MC
+    # passes over a window of its members at a time (engines/program.py); a piece that multiplies
+    # by a column of its own must leave this False.
+    windowed: bool = False
 
     def forward(self, z: "torch.Tensor", train: bool) -> tuple["torch.Tensor", Any]:
         raise NotImplementedError

@@ -67,6 +67,8 @@ def torch_dropout() -> type:
 
 
 class _Batched(Piece):
+    windowed = True  # the chunk's dropout alone reads its columns
+
     def __init__(self, chunk: ChunkView, confs: Sequence[Config]) -> None:
         self.chunk, self.keep64 = chunk, keep64(confs, chunk.masks)
         self.keep = self.keep64.to(dtype=chunk.dtype, device=chunk.device)
