@@ -419,14 +419,18 @@ def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     from dropbench.engines.base import resolve_device
     from dropbench.engines.generic import unsupported
 
-    seen = set()
+    seen: set[Any] = set()  # what was checked already: a data set, a device, an engine
     for cfg in cfgs:
         key = (repr(cfg.data), cfg.data_seed)
         if key not in seen:
             load_dataset(cfg)
             seen.add(key)
-        resolve_device(cfg.device)
-        get_engine(cfg.engine)
+        if ("device", cfg.device) not in seen:
+            resolve_device(cfg.device)
+            seen.add(("device", cfg.device))
+        if ("engine", cfg.engine) not in seen:  # building one reads the machine's cache sizes
+            get_engine(cfg.engine)
+            seen.add(("engine", cfg.engine))
         if cfg.engine == "batched":  # a plug-in the generic path cannot run: say so before anything is written
             why = unsupported(cfg)
             if why is not None:

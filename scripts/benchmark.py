@@ -35,7 +35,7 @@ against the floor shared by the cores), each figure with its mask stream. --mask
 --workload bookkeeping: planning and storing alone, in ms per run, for a 10,000-run one-epoch sweep
 of a built-in data set (noisy_linear seed=range(10000)) and a UCI grid (+experiment=uci_mc_dropout_2018,
 20 splits x 4 p x 3 tau, where the split files are there): plan (runner.plan: compose, validate,
-derive, run ids) and store (results.write_run per run, with the one-row curve a one-epoch run has,
+derive, run ids; and the checks `dropbench run` makes before writing, runner._check_inputs) and store (results.write_run per run, with the one-row curve a one-epoch run has,
 then results.consolidate). Against it, in the same rounds: planning by composing each job with
 Hydra alone (config.load_job per job, the path before templates), on the first 1,000 jobs.
 Each measurement is its own subprocess; rounds are interleaved, figures are medians.
@@ -290,6 +290,7 @@ def bookkeeping_child(sweep: str, n: int, per_job: bool) -> dict[str, float]:
         return {"plan": time.perf_counter() - t0, "runs": len(cfgs)}
     cfgs, _ = runner.plan(words, multirun=True)
     cfgs = cfgs[:n]
+    runner._check_inputs(cfgs)  # what `dropbench run` checks before writing anything: part of planning
     t1 = time.perf_counter()
     out = Path(tempfile.mkdtemp(prefix="dropbench-bookkeeping-"))
     try:
