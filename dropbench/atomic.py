@@ -48,6 +48,21 @@ def make_dirs(path: Path) -> list[Path]:
     return missing[::-1]
 
 
+def make_temp_dir(parent: Path, name: str) -> Path:
+    """A new folder .<name>.<host>-<pid>.<random> in `parent`, with the umask's usual modes
+    (mkdtemp's are 0700, and a chmod after it is one more write to the disk)."""
+    import secrets
+
+    for _ in range(100):
+        path = parent / f".{name}.{owner()}.{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path, 0o777)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no unused temporary name for {name} in {parent}")
+
+
 def remove_dirs(created: Iterable[Path]) -> None:
     """Remove, innermost first, the folders make_dirs created, where they are still empty."""
     for d in reversed(list(created)):

@@ -23,13 +23,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 # make_dirs and remove_dirs too: the results folder's writers (runner, plots) take them from here.
-from dropbench.atomic import TEMP, UMASK, atomic_file, atomic_write, chmod, is_leftover, make_dirs, owner, remove_dirs, unlink_quietly  # noqa: F401
+from dropbench.atomic import TEMP, atomic_file, atomic_write, is_leftover, make_dirs, make_temp_dir, remove_dirs, unlink_quietly  # noqa: F401
 from dropbench.columns import CURVE_COLUMNS, FIT_COLUMNS, LEAD_COLUMNS, PLATFORM_COLUMNS, RESULT_COLUMNS
 from dropbench.engines.result import RunResult
 from dropbench.errors import UserError
@@ -73,16 +72,35 @@ def _holds(path: Path, text: str) -> bool:
 
 
 def config_yaml(cfg: "RunConfig") -> str:
-    """A run's config.yaml: yaml.safe_dump's text. Where every string is short printable ASCII,
+    """A run's config.yaml: yaml.safe_dump's text. A block mapping's text is its keys' texts one
+    after another, and the runs of a sweep share most sections (only the seed, say, differs),
+    so each section is dumped once (_section_yaml). Where every string is short printable ASCII,
     libyaml's emitter writes the same text several times faster (it wraps long lines and escapes
-    other characters otherwise); tests/test_sweep_fast.py compares the two."""
+    other characters otherwise); tests/test_sweep_fast.py compares the texts."""
     import yaml
 
     d = cfg.to_dict()
-    fast = getattr(yaml, "CSafeDumper", None)
-    if fast is None or not all(_plain_ascii(s) for s in _strings(d)):
+    if getattr(yaml, "CSafeDumper", None) is None or not all(_plain_ascii(s) for s in _strings(d)):
         return yaml.safe_dump(d, sort_keys=False)
-    return yaml.dump(d, Dumper=fast, sort_keys=False)
+    return "".join(_section_yaml(k, v) for k, v in d.items())
+
+
+_SECTIONS: dict[tuple[str, str], str] = {}  # (key, repr(value)) -> its YAML text
+SECTIONS_KEPT = 4096  # a sweep of many distinct sections empties the cache rather than grow it
+
+
+def _section_yaml(name: str, value: Any) -> str:
+    """One top-level key's YAML text, dumped once per distinct value. repr tells apart every
+    value the dump tells apart (1, 1.0, True and "1"), in the dict's own order."""
+    key = (name, repr(value))
+    text = _SECTIONS.get(key)
+    if text is None:
+        import yaml
+
+        if len(_SECTIONS) >= SECTIONS_KEPT:
+            _SECTIONS.clear()
+        text = _SECTIONS[key] = yaml.dump({name: value}, Dumper=yaml.CSafeDumper, sort_keys=False)
+    return text
 
 
 _PLAIN_ASCII = re.compile(r"[ -~]{0,40}")
@@ -166,14 +184,13 @@ def write_run(out: Path, result: RunResult) -> Path:
     runs = out / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
     final = runs / result.run_id
-    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".{result.run_id}.{owner()}."))
+    tmp = make_temp_dir(runs, result.run_id)
     try:
-        chmod(tmp, 0o777 & ~UMASK)
-        (tmp / "config.yaml").write_text(config_yaml(result.cfg))
-        (tmp / "curve.csv").write_text(_curve_text(result))
+        _write_new(tmp / "config.yaml", config_yaml(result.cfg))
+        _write_new(tmp / "curve.csv", _curve_text(result))
         if result.fit:
-            (tmp / "fit.csv").write_text(",".join(FIT_COLUMNS) + "\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
-        (tmp / "result.json").write_text(json.dumps(row_of(result), indent=1, allow_nan=True))
+            _write_new(tmp / "fit.csv", ",".join(FIT_COLUMNS) + "\n" + "".join(f"{x!r},{y!r}\n" for x, y in result.fit))
+        _write_new(tmp / "result.json", json.dumps(row_of(result), indent=1, allow_nan=True))
         # Under the lock: a CSV rebuild never sees a run folder half replaced.
         with folder_lock(out):
             if _status(final) == "ok":
@@ -187,6 +204,18 @@ def write_run(out: Path, result: RunResult) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _write_new(path: Path, text: str) -> None:
+    """A new file in a folder of this writer's own: one open, one write, one close (a run's
+    files are written thousands of times a sweep; Path.write_text adds a few system calls)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        data = text.encode()
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
 
 
 def stored_ids(out: Path) -> set[str]:

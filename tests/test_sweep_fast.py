@@ -102,3 +102,20 @@ def test_config_yaml_is_safe_dump_text(tmp_path):
                       ["model.hidden=3", "eval.tau=2.0", "batch_size=7", "out=" + compose_mod.quote_value("a: b #c")]):
         cfg = load_job(overrides)[0]
         assert config_yaml(cfg) == yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+@pytest.mark.parametrize("kept", [2, 4096])
+def test_config_yaml_sections_are_each_config_own(monkeypatch, kept):
+    """Each section's text is dumped once and reused by the runs that share it: every config of
+    every sweep above, in one process (the cache warm, and emptied where it holds two), must
+    still read exactly as yaml.safe_dump writes it."""
+    import yaml
+
+    from dropbench import results
+
+    monkeypatch.setattr(results, "_SECTIONS", {})
+    monkeypatch.setattr(results, "SECTIONS_KEPT", kept)
+    for sweep in SWEEPS:
+        for cfg, _ in load_sweep(sweep):
+            assert results.config_yaml(cfg) == yaml.safe_dump(cfg.to_dict(), sort_keys=False), sweep
+    assert 0 < len(results._SECTIONS) <= kept
