@@ -409,7 +409,7 @@ def main() -> None:
                          "workers: the UCI workload's training on one worker, two threads, two processes; "
                          "all: seed and uci")
     ap.add_argument("--runs", type=int, default=10_000, help="bookkeeping: runs per sweep (default 10,000)")
-    ap.add_argument("--rounds", type=int, default=3, help="bookkeeping and workers: interleaved rounds (default 3)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds, figures their medians: bookkeeping, workers, and uci's (c) and (d) (default 3)")
     ap.add_argument("--seeds", type=int, default=10, help="seed workload: seeds per regularizer")
     ap.add_argument("--epochs", type=int, help="epochs per run (seed workload 500, uci 20)")
     ap.add_argument("--quick", action="store_true",
