@@ -119,3 +119,45 @@ def test_config_yaml_sections_are_each_config_own(monkeypatch, kept):
         for cfg, _ in load_sweep(sweep):
             assert results.config_yaml(cfg) == yaml.safe_dump(cfg.to_dict(), sort_keys=False), sweep
     assert 0 < len(results._SECTIONS) <= kept
+
+
+class _NoCache(dict):
+    """coerce's cache of built sections, never keeping one: every config built afresh."""
+
+    def __setitem__(self, key, value):
+        pass
+
+
+@pytest.mark.parametrize("overrides", SWEEPS, ids=lambda o: " ".join(o))
+def test_shared_sections_are_each_config_own(overrides, monkeypatch):
+    """from_dict builds each distinct frozen section once per process and shares it: every job
+    must equal the job built with nothing shared, section by section and run id."""
+    from dropbench.config import coerce
+
+    monkeypatch.setattr(coerce, "_built", {})
+    shared = load_sweep(overrides)
+    monkeypatch.setattr(coerce, "_built", _NoCache())
+    alone = load_sweep(overrides)
+    assert len(shared) == len(alone) > 1
+    for (cfg, _), (want, _) in zip(shared, alone):
+        assert cfg == want and cfg.to_dict() == want.to_dict() and run_id_of(cfg) == run_id_of(want)
+
+
+def test_an_unfrozen_plugin_section_is_not_shared():
+    import dataclasses as dc
+
+    from dropbench.config import coerce
+
+    @dc.dataclass
+    class Loose:
+        a: int = 1
+
+    @dc.dataclass(frozen=True)
+    class Tight:
+        a: int = 1
+
+    assert coerce.from_dict(Loose, {"a": 2}, "x") is not coerce.from_dict(Loose, {"a": 2}, "x")
+    assert coerce.from_dict(Tight, {"a": 2}, "x") is coerce.from_dict(Tight, {"a": 2}, "x")
+    assert coerce.from_dict(Tight, {"a": 3}, "x").a == 3
+    with pytest.raises(UserError, match="x.a"):
+        coerce.from_dict(Tight, {"a": 1.5}, "x")

@@ -78,6 +78,32 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 def from_dict(cls: type, d: Any, prefix: str = "") -> Any:
     """Build dataclass `cls` from a plain dict, rejecting unknown keys and bad values."""
+    if prefix and isinstance(d, dict) and _frozen(cls):
+        # A sweep's configs share most sections (a seed sweep: all but the top level); a frozen
+        # section can be shared, so each distinct one is built and checked once (a plug-in's
+        # unfrozen config is built for each run). repr tells apart every value coercion tells
+        # apart (1, 1.0, True, "1").
+        key = (cls, prefix, repr(d))
+        obj = _built.get(key)
+        if obj is None:
+            obj = _from_dict(cls, d, prefix)
+            if len(_built) >= BUILT_KEPT:
+                _built.clear()
+            _built[key] = obj
+        return obj
+    return _from_dict(cls, d, prefix)
+
+
+def _frozen(cls: type) -> bool:
+    params = getattr(cls, "__dataclass_params__", None)
+    return bool(getattr(params, "frozen", False))
+
+
+_built: dict[tuple[type, str, str], Any] = {}
+BUILT_KEPT = 4096  # a sweep of many distinct sections empties the cache rather than grow it
+
+
+def _from_dict(cls: type, d: Any, prefix: str) -> Any:
     where = prefix or "config"
     if not isinstance(d, dict):
         raise UserError(f"invalid value {where}={d!r}: must be a mapping of keys")
