@@ -74,15 +74,8 @@ def _holds(path: Path, text: str) -> bool:
 def config_yaml(cfg: "RunConfig") -> str:
     """A run's config.yaml: yaml.safe_dump's text. A block mapping's text is its keys' texts one
     after another, and the runs of a sweep share most sections (only the seed, say, differs),
-    so each section is dumped once (_section_yaml). Where every string is short printable ASCII,
-    libyaml's emitter writes the same text several times faster (it wraps long lines and escapes
-    other characters otherwise); tests/test_sweep_fast.py compares the texts."""
-    import yaml
-
-    d = cfg.to_dict()
-    if getattr(yaml, "CSafeDumper", None) is None or not all(_plain_ascii(s) for s in _strings(d)):
-        return yaml.safe_dump(d, sort_keys=False)
-    return "".join(_section_yaml(k, v) for k, v in d.items())
+    so each section is dumped once (_section_yaml); tests/test_sweep_fast.py compares the texts."""
+    return "".join(_section_yaml(k, v) for k, v in cfg.to_dict().items())
 
 
 _SECTIONS: dict[tuple[str, str], str] = {}  # (key, repr(value)) -> its YAML text
@@ -91,7 +84,9 @@ SECTIONS_KEPT = 4096  # a sweep of many distinct sections empties the cache rath
 
 def _section_yaml(name: str, value: Any) -> str:
     """One top-level key's YAML text, dumped once per distinct value. repr tells apart every
-    value the dump tells apart (1, 1.0, True and "1"), in the dict's own order."""
+    value the dump tells apart (1, 1.0, True and "1"), in the dict's own order. Where every
+    string is short printable ASCII, libyaml's emitter writes safe_dump's text several times
+    faster (it wraps long lines and escapes other characters otherwise)."""
     key = (name, repr(value))
     text = _SECTIONS.get(key)
     if text is None:
@@ -99,7 +94,13 @@ def _section_yaml(name: str, value: Any) -> str:
 
         if len(_SECTIONS) >= SECTIONS_KEPT:
             _SECTIONS.clear()
-        text = _SECTIONS[key] = yaml.dump({name: value}, Dumper=yaml.CSafeDumper, sort_keys=False)
+        section = {name: value}
+        fast = getattr(yaml, "CSafeDumper", None)
+        if fast is not None and all(_plain_ascii(s) for s in _strings(section)):
+            text = yaml.dump(section, Dumper=fast, sort_keys=False)
+        else:
+            text = yaml.safe_dump(section, sort_keys=False)
+        _SECTIONS[key] = text
     return text
 
 
