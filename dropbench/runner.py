@@ -414,14 +414,14 @@ def reproduce(path: str | Path, overrides: Sequence[str] = (), multirun: bool = 
 
 def _check_inputs(cfgs: Sequence["RunConfig"]) -> None:
     """Fail before anything is written: data must load, devices and engines must exist."""
-    from dropbench.data import load_dataset
+    from dropbench.data import data_key, load_dataset
     from dropbench.engines import get_engine
     from dropbench.engines.base import resolve_device
     from dropbench.engines.generic import unsupported
 
     seen: set[Any] = set()  # what was checked already: a data set, a device, an engine
     for cfg in cfgs:
-        key = (repr(cfg.data), cfg.data_seed)
+        key = data_key(cfg)
         if key not in seen:
             load_dataset(cfg)
             seen.add(key)

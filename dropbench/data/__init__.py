@@ -57,6 +57,12 @@ def load_dataset(cfg: "RunConfig") -> Dataset:
     return REGISTRY[cfg.data.name].load(cfg.data, cfg.data_seed, cfg.validation_fraction)
 
 
+def data_key(cfg: "RunConfig") -> tuple:
+    """What load_dataset reads of a run's config: runs with equal keys have the same rows (a grid
+    over p or tau on one split), which a caller loads once."""
+    return repr(cfg.data), cfg.data_seed, cfg.validation_fraction
+
+
 def n_trained(cfg: "RunConfig") -> int:
     """How many rows the run trains on (after data.holdout=validation and a loop-slot
     regularizer's validation rows), without loading its data where the data set can say."""

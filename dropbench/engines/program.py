@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dropbench import regs
-from dropbench.data import Dataset, load_dataset
+from dropbench.data import Dataset, data_key, load_dataset
 from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
@@ -109,11 +109,6 @@ class _Redraw:
     values: np.ndarray
 
 
-def _data_key(cfg: "RunConfig") -> tuple:
-    """What load_dataset reads of a run's config."""
-    return repr(cfg.data), cfg.data_seed, cfg.validation_fraction
-
-
 def _apply(pieces: Sequence[Piece], z: torch.Tensor, train: bool | frozenset[Piece], saved: Applied | None,
            layer: int = 0) -> torch.Tensor:
     """train: True/False for every piece, or the set of pieces that act as in training (MC evaluation).
@@ -160,7 +155,7 @@ class Chunk(ChunkView):
         self.placement = c0.model.placement
         self.residual = c0.model.residual
 
-        keys = [_data_key(c) for c in self.cfgs]
+        keys = [data_key(c) for c in self.cfgs]
         loaded: dict[tuple, Dataset] = {}  # members on one split (a grid over p, tau, ...) share its rows: loaded once
         for k, c in zip(keys, self.cfgs):
             if k not in loaded:
