@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 
@@ -52,3 +53,22 @@ def c_training(out: str) -> tuple[int, float]:
     if not hit:
         raise SystemExit(f"could not read dropbench's training time from:\n{out[-1500:]}")
     return int(hit.group(1)), float(hit.group(2))
+
+
+def in_rounds(variants: list[tuple[str, list[str]]], rounds: int, once: tuple[str, ...],
+              one: Callable[[str, list[str]], dict[str, float]], label: str = "") -> dict[str, dict[str, float]]:
+    """Each variant measured by one(name, cmd) in `rounds` interleaved rounds (those whose name
+    starts with one of `once` in the first only: they run for tens of seconds), each round into a
+    new out= folder (a finished one would be skipped). A second of training moves by a third
+    with a moment's noise on a shared machine, so each figure is the median over the rounds;
+    peak memory the largest; "rounds" says how many."""
+    got: dict[str, list[dict[str, float]]] = {}
+    for r in range(max(1, rounds)):
+        for name, cmd in variants:
+            n = 1 if name.startswith(once) else max(1, rounds)
+            if r >= n:
+                continue
+            print(f"running {label}{name} (round {r + 1}/{n}) ...", file=sys.stderr, flush=True)
+            got.setdefault(name, []).append(one(name, [f"{w}-{r}" if w.startswith("out=") else w for w in cmd]))
+    return {name: {**{k: statistics.median(x[k] for x in rs) for k in rs[0] if k != "rss"},
+                   "rss": max(x["rss"] for x in rs), "rounds": len(rs)} for name, rs in got.items()}

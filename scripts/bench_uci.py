@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_floor
-from bench_common import c_training, call_in_child, measure
+from bench_common import c_training, call_in_child, in_rounds, measure
 
 UCI_DATASETS = ("yacht", "boston_housing", "concrete")
 UCI_HIDDEN = 50
@@ -249,24 +248,10 @@ def run_variants(plan: UciPlan, args: argparse.Namespace, streams: list[str], fa
                           *stream_words(s, fast_there), f"out={tmp}/c{b}{s}"]) for s in streams]
             variants += [(D_NAME.format(t), "torch, one global", [*me, "--variant=uci-ensemble", f"--batch-size={b}",
                           f"--threads={t}"]) for t in D_THREADS]
-            # (c) and (d) train for a second or two: a moment's noise on a shared machine moves
-            # them by a third, so they run in interleaved rounds and keep the median (the loops
-            # run for tens of seconds, once).
-            short = 1 if args.quick else max(1, args.rounds)
-            rounds = {name: (1 if name.startswith(("(a)", "(b)")) else short) for name, _, _ in variants}
-            got: dict[str, list[dict[str, Any]]] = {}
-            for r in range(max(rounds.values())):
-                for name, masks, cmd in variants:
-                    if r >= rounds[name]:
-                        continue
-                    print(f"running B={b} {name} (round {r + 1}/{rounds[name]}) ...", file=sys.stderr, flush=True)
-                    own = [f"{w}-{r}" if w.startswith("out=") else w for w in cmd]  # a new folder: nothing to skip
-                    got.setdefault(name, []).append(_measure_variant(name, own, plan, b, steps))
+            got = in_rounds([(name, cmd) for name, _, cmd in variants], 1 if args.quick else args.rounds, ("(a)", "(b)"),
+                            lambda name, cmd: _measure_variant(name, cmd, plan, b, steps), f"B={b} ")
             for name, masks, _ in variants:
-                train_s = statistics.median(x["train"] for x in got[name])
-                wall = statistics.median(x["wall"] for x in got[name])
-                results[b][name] = {"wall": wall, "train": train_s, "steps": steps, "masks": masks,
-                                    "rss": max(x["rss"] for x in got[name]), "rounds": len(got[name])}
+                results[b][name] = {**got[name], "steps": steps, "masks": masks}
     return results
 
 

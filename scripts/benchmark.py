@@ -74,7 +74,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workloads' modules beside this file
 
 import bench_floor  # noqa: E402
-from bench_common import c_training, call_in_child, in_child, measure  # noqa: E402
+from bench_common import c_training, call_in_child, in_child, in_rounds, measure  # noqa: E402
 from bench_uci import (QUICK_UCI, UCI_DATASETS, UciPlan, missing_uci_files, uci_loop, uci_main, uci_n_train,  # noqa: E402,F401
                        uci_plan, uci_steps, streams_of, stream_words)
 
@@ -200,34 +200,24 @@ def seed_main(args: argparse.Namespace) -> None:
     sweep = [f"reg={','.join(REGS)}", f"seed=range({args.seeds})", f"epochs={args.epochs}"]
     c_name = "(c) dropbench run -m, masks={}".format
     me = [sys.executable, os.path.abspath(__file__), f"--seeds={args.seeds}", f"--epochs={args.epochs}"]
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         startup = measure(["dropbench", "run", "--cfg", "-m", f"reg={','.join(REGS)}", f"seed=range({args.seeds})"])
         variants = [("(a) seed loop, 1 process", [*me, "--variant=loop", "--workers=1"]),
                     ("(b) seed loop, 2 processes", [*me, "--variant=loop", "--workers=2"])]
         variants += [(c_name(s), ["dropbench", "run", "-m", *sweep, *stream_words(s, fast_there), f"out={tmp}/c{s}"])
                      for s in streams]
-        # (c) trains for a few seconds: interleaved rounds, medians (as --workload uci); the loops once
-        rounds = {name: (1 if args.quick or not name.startswith("(c)") else max(1, args.rounds)) for name, _ in variants}
-        got: dict[str, list[dict[str, float]]] = {}
-        for r in range(max(rounds.values())):
-            for name, cmd in variants:
-                if r >= rounds[name]:
-                    continue
-                print(f"running {name} (round {r + 1}/{rounds[name]}) ...", file=sys.stderr, flush=True)
-                own = [f"{w}-{r}" if w.startswith("out=") else w for w in cmd]  # a new folder: nothing to skip
-                m = measure(own)
-                if name.startswith("(c)"):
-                    runs, train_s = c_training(m["out"])
-                    steps = runs * args.epochs
-                else:
-                    d = json.loads(m["out"].strip().splitlines()[-1])
-                    train_s, steps = d["train_seconds"], d["network_steps"]
-                got.setdefault(name, []).append({"wall": m["wall"], "train": train_s, "steps": steps, "rss": m["maxrss_mb"]})
-        for name, _ in variants:
-            rs = got[name]
-            results[name] = {"wall": statistics.median(x["wall"] for x in rs), "train": statistics.median(x["train"] for x in rs),
-                             "steps": rs[0]["steps"], "rss": max(x["rss"] for x in rs), "rounds": len(rs)}
+
+        def one(name: str, cmd: list[str]) -> dict[str, float]:
+            m = measure(cmd)
+            if name.startswith("(c)"):
+                runs, train_s = c_training(m["out"])
+                steps = runs * args.epochs
+            else:
+                d = json.loads(m["out"].strip().splitlines()[-1])
+                train_s, steps = d["train_seconds"], d["network_steps"]
+            return {"wall": m["wall"], "train": train_s, "steps": steps, "rss": m["maxrss_mb"]}
+
+        results = in_rounds(variants, 1 if args.quick else args.rounds, ("(a)", "(b)"), one)
 
     bounds = machine_bounds()
     flops, nbytes = work_per_step()
