@@ -588,10 +588,10 @@ def test_twins_read_as_they_do_alone():
 
 def test_a_chunk_loads_each_data_set_once_however_many_members_share_it(monkeypatch):
     """Members on the same data (a grid over p) share its loading; their numbers are unchanged."""
-    from dropbench.engines import program
+    from dropbench import data
 
     calls = []
-    real = program.load_dataset
+    real = data.load_dataset
 
     def counting(cfg):
         calls.append(cfg.data_seed)
@@ -600,6 +600,6 @@ def test_a_chunk_loads_each_data_set_once_however_many_members_share_it(monkeypa
     cfgs = [load(["reg=dropout", f"p={p}", "epochs=2", "eval_every=1", f"seed={s}", "data.seed=7"])
             for s in (1, 2) for p in (0.1, 0.3)]
     want = [r.rows() for r in _train_chunk(cfgs, 4)]
-    monkeypatch.setattr(program, "load_dataset", counting)
+    monkeypatch.setattr(data, "load_dataset", counting)
     got = [r.rows() for r in _train_chunk(cfgs, 4)]
     assert calls == [7] and got == want

@@ -151,12 +151,11 @@ def test_twins_stay_in_one_chunk_and_count_once():
 def test_planning_reads_each_data_set_once(monkeypatch):
     """Runs on the same rows (a grid over p on one seed's data) share one load: planning runs
     inside training's time, before any worker starts."""
-    from dropbench import runner
-    from dropbench.engines import planner
+    from dropbench import data, runner
 
     cfgs, _ = runner.plan(["reg=dropout", "p=0.1,0.2,0.3", "seed=1,2", "epochs=2"], multirun=True)
     calls = []
-    monkeypatch.setattr(planner, "load_dataset", lambda c: calls.append(c.seed) or load_dataset(c))
+    monkeypatch.setattr(data, "load_dataset", lambda c: calls.append(c.seed) or load_dataset(c))
     plan = plan_chunks(cfgs, MachineFacts(workers=1))
     assert sorted(calls) == [1, 2]
     assert sorted(c.run_id for ms, _ in plan for c in ms) == sorted(c.run_id for c in cfgs)

@@ -19,7 +19,7 @@ user's config directories and installed packages join them (dropbench.plugins).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from dropbench import plugins
 from dropbench.data.base import Dataset
@@ -61,6 +61,18 @@ def data_key(cfg: "RunConfig") -> tuple:
     """What load_dataset reads of a run's config: runs with equal keys have the same rows (a grid
     over p or tau on one split), which a caller loads once."""
     return repr(cfg.data), cfg.data_seed, cfg.validation_fraction
+
+
+def load_datasets(cfgs: Sequence["RunConfig"]) -> list[Dataset]:
+    """Each run's data set, in order, loaded once per data_key (runs on one split share its rows)."""
+    loaded: dict[tuple, Dataset] = {}
+    out = []
+    for c in cfgs:
+        k = data_key(c)
+        if k not in loaded:
+            loaded[k] = load_dataset(c)
+        out.append(loaded[k])
+    return out
 
 
 def n_trained(cfg: "RunConfig") -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from dropbench import regs
-from dropbench.data import Dataset, data_key, load_dataset
+from dropbench.data import Dataset, load_datasets
 from dropbench.engines.loop import eval_epochs, steps_per_epoch
 from dropbench.engines.mc import MC_SLOTS, mc_active, mc_block
 
@@ -244,12 +244,8 @@ def plan_chunks(cfgs: Sequence["RunConfig"], machine: MachineFacts) -> list[tupl
     (engines/program.py): within a group, runs are ordered by T (stably, so equal T keep their
     order) before it is cut, and each chunk is costed by its largest T."""
     groups: dict[tuple, list[RunConfig]] = {}
-    loaded: dict[tuple, Dataset] = {}  # runs on one split share its rows: read once (in training's time)
-    for c in cfgs:
-        k = data_key(c)
-        if k not in loaded:
-            loaded[k] = load_dataset(c)
-        groups.setdefault(group_key(c, loaded[k]), []).append(c)
+    for c, data in zip(cfgs, load_datasets(cfgs)):  # each split read once: this is training's time
+        groups.setdefault(group_key(c, data), []).append(c)
     chunks: list[Work] = []
     for key, members in groups.items():
         members = sorted(members, key=lambda m: m.eval.mc_samples)

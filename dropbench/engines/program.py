@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dropbench import regs
-from dropbench.data import Dataset, data_key, load_dataset
+from dropbench.data import load_datasets
 from dropbench.engines import generic, loop, memberwise
 from dropbench.engines.base import resolve_device
 from dropbench.engines.loop import batch_slices, fit_grid, shuffle_generator
@@ -155,12 +155,7 @@ class Chunk(ChunkView):
         self.placement = c0.model.placement
         self.residual = c0.model.residual
 
-        keys = [data_key(c) for c in self.cfgs]
-        loaded: dict[tuple, Dataset] = {}  # members on one split (a grid over p, tau, ...) share its rows: loaded once
-        for k, c in zip(keys, self.cfgs):
-            if k not in loaded:
-                loaded[k] = load_dataset(c)
-        datasets = [loaded[k] for k in keys]
+        datasets = load_datasets(self.cfgs)  # members on one split (a grid over p, tau, ...) share its rows
         self.y_std = [d.y_std for d in datasets]  # RMSE and log-likelihood in original units
         stack = lambda ts: memberwise.stacked(ts, dt, dev)  # noqa: E731
         self.x, self.y = stack([d.x_train for d in datasets]), stack([d.y_train for d in datasets])
