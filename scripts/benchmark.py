@@ -64,6 +64,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -272,11 +273,13 @@ BOOKKEEPING_SWEEPS = {
 PER_JOB_RUNS = 1000  # the per-job baseline plans this many jobs of each sweep (it is slow)
 
 
-def bookkeeping_child(sweep: str, n: int, per_job: bool) -> dict[str, float]:
+def bookkeeping_child(sweep: str, n: int, per_job: bool, scratch: Path) -> dict[str, float]:
     """One measurement, in this process: seconds to plan `n` runs of a sweep, and with the
-    template path, to store them (write_run each, then consolidate)."""
+    template path, to store them (write_run each, then consolidate) in a new folder under
+    `scratch`, which the caller deletes after the last measurement: a sweep's folder is kept,
+    and on ext4 without a journal, files deleted in the last minutes make each new file cost
+    a scan of them (`recently_deleted` in the kernel's inode allocator), up to 20x the floor."""
     import itertools
-    import shutil
 
     import torch  # noqa: F401  (imported by any training process anyway: kept out of the figures)
 
@@ -296,36 +299,33 @@ def bookkeeping_child(sweep: str, n: int, per_job: bool) -> dict[str, float]:
     cfgs = cfgs[:n]
     runner._check_inputs(cfgs)  # what `dropbench run` checks before writing anything: part of planning
     t1 = time.perf_counter()
-    out = Path(tempfile.mkdtemp(prefix="dropbench-bookkeeping-"))
-    try:
-        # The storing floor: the same folders and files (the first run's bytes) made, written and
-        # renamed into place with nothing else, in the same process, interleaved run by run with
-        # write_run: this disk slows down as it takes thousands of new files, so only side by
-        # side do the two see the same disk.
-        floor_dir = out / "floor"
-        floor_dir.mkdir()
-        files: dict[str, bytes] = {}
-        write = fs_floor = 0.0
-        for i, cfg in enumerate(cfgs):
-            r = RunResult(cfg)
-            r.add_eval(1, 0.25, 0.5, 0.25, 1.0)
-            t = time.perf_counter()
-            results.write_run(out, r)
-            write += time.perf_counter() - t
-            if not files:  # read back outside both clocks
-                files = {f.name: f.read_bytes() for f in (out / results.RUNS_DIR / cfg.run_id).iterdir()}
-            t = time.perf_counter()
-            tmp = floor_dir / f".{i}"
-            tmp.mkdir()
-            for name, data in files.items():
-                (tmp / name).write_bytes(data)
-            os.replace(tmp, floor_dir / str(i))
-            fs_floor += time.perf_counter() - t
-        t2 = time.perf_counter()
-        results.consolidate(out, [c.run_id for c in cfgs])
-        t3 = time.perf_counter()
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    out = Path(tempfile.mkdtemp(prefix="sweep-", dir=scratch))
+    # The storing floor: the same folders and files (the first run's bytes) made, written and
+    # renamed into place with nothing else, in the same process, interleaved run by run with
+    # write_run: a virtual disk's cost per new file moves within minutes (with what was deleted
+    # lately, above), so only side by side do the two see the same disk.
+    floor_dir = out / "floor"
+    floor_dir.mkdir()
+    files: dict[str, bytes] = {}
+    write = fs_floor = 0.0
+    for i, cfg in enumerate(cfgs):
+        r = RunResult(cfg)
+        r.add_eval(1, 0.25, 0.5, 0.25, 1.0)
+        t = time.perf_counter()
+        results.write_run(out, r)
+        write += time.perf_counter() - t
+        if not files:  # read back outside both clocks
+            files = {f.name: f.read_bytes() for f in (out / results.RUNS_DIR / cfg.run_id).iterdir()}
+        t = time.perf_counter()
+        tmp = floor_dir / f".{i}"
+        tmp.mkdir()
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        os.replace(tmp, floor_dir / str(i))
+        fs_floor += time.perf_counter() - t
+    t2 = time.perf_counter()
+    results.consolidate(out, [c.run_id for c in cfgs])
+    t3 = time.perf_counter()
     return {"plan": t1 - t0, "write": write, "consolidate": t3 - t2, "fs_floor": fs_floor, "runs": len(cfgs)}
 
 
@@ -337,7 +337,18 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
         sweeps.append("uci 2018 grid")
     else:
         print("(the UCI split files are missing: the UCI sweep is left out; set DROPBENCH_UCI_DIR)", file=sys.stderr)
-    me = [sys.executable, os.path.abspath(__file__), "--workload=bookkeeping"]
+    scratch = Path(tempfile.mkdtemp(prefix="dropbench-bookkeeping-"))
+    me = [sys.executable, os.path.abspath(__file__), "--workload=bookkeeping", f"--scratch={scratch}"]
+    try:
+        got = bookkeeping_rounds(me, sweeps, n, rounds)
+    finally:
+        print(f"(deleting the {rounds * len(sweeps)} sweeps' folders, after the last measurement) ...",
+              file=sys.stderr, flush=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+    bookkeeping_table(got, sweeps, rounds)
+
+
+def bookkeeping_rounds(me: list[str], sweeps: list[str], n: int, rounds: int) -> dict[tuple[str, bool], list[dict[str, float]]]:
     got: dict[tuple[str, bool], list[dict[str, float]]] = {}
     for r in range(rounds):
         for sweep in sweeps:
@@ -348,6 +359,10 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
                 cmd = [*me, f"--variant=bookkeeping:{sweep}:{int(per_job)}", f"--runs={runs}"]
                 m = measure(cmd)
                 got.setdefault((sweep, per_job), []).append(json.loads(m["out"].strip().splitlines()[-1]))
+    return got
+
+
+def bookkeeping_table(got: dict[tuple[str, bool], list[dict[str, float]]], sweeps: list[str], rounds: int) -> None:
     print(f"\nBookkeeping: ms per run, medians of {rounds} interleaved round(s), each measurement its own process")
     hdr = (f"{'sweep':15} {'runs':>6} {'plan':>7} {'write':>7} {'consol.':>7} {'total':>7} {'per-job plan':>13} "
            f"{'plan ratio':>11} {'files floor':>12} {'write/floor':>12} {'above floor':>12}")
@@ -367,8 +382,10 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
     print("goal: plan + store at most 2 ms per run (issue 19, goal 5). per-job plan: composing each job with Hydra "
           f"(the first {PER_JOB_RUNS} jobs); files floor: making a run's folder and files with nothing else "
           "(what write can never go below on this disk, measured run by run beside it); above floor: plan + write + "
-          "consolidate less the files floor, dropbench's own share (the floor is the disk's, and moves by 10x within "
-          "minutes on a shared virtual disk); plan includes Hydra's start-up")
+          "consolidate less the files floor, dropbench's own share (the floor is the disk's: on ext4 without a "
+          "journal each new file costs a scan of the files deleted in the last minutes, so every sweep's folder is "
+          "kept until the last measurement, and a deletion just before the benchmark shows in the floor); "
+          "plan includes Hydra's start-up")
 
 
 def concrete_main(args: argparse.Namespace) -> None:
@@ -423,6 +440,7 @@ def main() -> None:
     ap.add_argument("--masks", help="seed and uci: the mask streams (c) trains under, comma separated "
                          "(default torch,fast; fast where this checkout has it)")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
+    ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--batch-size", type=int, help=argparse.SUPPRESS)
@@ -438,7 +456,7 @@ def main() -> None:
     if args.workload == "bookkeeping":
         if args.variant and args.variant.startswith("bookkeeping:"):
             _, sweep, per_job = args.variant.split(":")
-            print(json.dumps(bookkeeping_child(sweep, args.runs, per_job == "1")))
+            print(json.dumps(bookkeeping_child(sweep, args.runs, per_job == "1", Path(args.scratch))))
         else:
             bookkeeping_main(args)
         return

@@ -152,11 +152,31 @@ def test_the_ensemble_trains_the_planned_runs_and_steps(bm, monkeypatch, uci_dir
     assert got["network_steps"] == bm.uci_steps(plan, 128, bm.uci_n_train(plan)) and got["train_seconds"] > 0
 
 
-def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm):
-    fast = bm.bookkeeping_child("noisy_linear", 7, per_job=False)
+def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm, tmp_path):
+    """Each measurement keeps its sweep's folder in the scratch folder it is given: deleting it
+    between measurements would slow the next one's new files on ext4 without a journal."""
+    fast = bm.bookkeeping_child("noisy_linear", 7, per_job=False, scratch=tmp_path)
     assert fast["runs"] == 7 and all(fast[k] > 0 for k in ("plan", "write", "consolidate", "fs_floor"))
-    slow = bm.bookkeeping_child("noisy_linear", 7, per_job=True)
+    (sweep,) = tmp_path.iterdir()
+    assert len(list((sweep / "runs").iterdir())) == 7 and len(list((sweep / "floor").iterdir())) == 7
+    slow = bm.bookkeeping_child("noisy_linear", 7, per_job=True, scratch=tmp_path)
     assert slow["runs"] == 7 and slow["plan"] > 0
+
+
+def test_bookkeeping_deletes_the_sweeps_folders_after_the_last_measurement(bm, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    monkeypatch.setattr(bm.tempfile, "mkdtemp", lambda prefix: (scratch.mkdir(), str(scratch))[1])
+    seen = []
+
+    def rounds(me, sweeps, n, rounds):
+        seen.append((me[-1], scratch.is_dir()))
+        (scratch / "sweep-x").mkdir()
+        raise RuntimeError("a measurement failed")
+
+    monkeypatch.setattr(bm, "bookkeeping_rounds", rounds)
+    with pytest.raises(RuntimeError):
+        bm.bookkeeping_main(bm.argparse.Namespace(quick=True, runs=7, rounds=1))
+    assert seen == [(f"--scratch={scratch}", True)] and not scratch.exists()
 
 
 def test_the_workers_workload_trains_every_run_each_way(bm, monkeypatch, uci_dir, threads, capsys):
