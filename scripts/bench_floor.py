@@ -185,6 +185,22 @@ def split_c(words: list[str], workers: int) -> dict[str, Any]:
             "sizes": sorted((size for _, size in chunks), reverse=True)}
 
 
+def split_in_rounds(words: dict[str, list[str]], workers: int, rounds: int,
+                    call: Callable[..., Any] | None = None) -> dict[str, dict[str, Any]]:
+    """split_c for each stream's sweep, each in a fresh interpreter, in `rounds` interleaved
+    rounds: per stream the round whose training time is the median (its parts stay one
+    measurement's), with "rounds" the count. One such second of training moved by half with a
+    moment's noise on a shared machine."""
+    from bench_common import call_in_child
+
+    call = call or (lambda w: call_in_child("bench_floor", "split_c", w, workers))
+    got: dict[str, list[dict[str, Any]]] = {s: [] for s in words}
+    for _ in range(max(1, rounds)):
+        for s, w in words.items():
+            got[s].append(call(w))
+    return {s: {**sorted(rs, key=lambda r: r["train"])[(len(rs) - 1) // 2], "rounds": len(rs)} for s, rs in got.items()}
+
+
 # ---- in the benchmark's own process: the cases to time, and the report -------------------------
 def case_of(cfg: Any, n_train: int, n_in: int) -> dict[str, Any]:
     """The floor's case for a run: its network's widths, its steps' rows, the widths its
@@ -283,7 +299,8 @@ def report(cases: dict[str, dict[str, Any]], streams: list[str],
         if st in split:
             sp = split[st]
             shares = ", ".join(f"{k} {100 * sp[k] / sp['train']:.0f}%" for k in (*PARTS, "else"))
-            print(f"  (c), masks={st}, trained on one thread: {sp['train']:.3g} s = {shares.replace('else', 'everything else')}; "
+            of = f" (the median of {sp['rounds']} rounds)" if sp.get("rounds", 1) > 1 else ""
+            print(f"  (c), masks={st}, trained on one thread{of}: {sp['train']:.3g} s = {shares.replace('else', 'everything else')}; "
                   f"{sp['train'] / whole:.2f}x the floor at the best chunk sizes ({sp['train'] / planner:.2f}x at the planner's)")
         if st in c_train:
             print(f"  (c), masks={st}, end to end on {workers} workers: trained in {c_train[st]:.3g} s = "

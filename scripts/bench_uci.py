@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_floor
-from bench_common import c_training, call_in_child, in_rounds, measure
+from bench_common import c_training, in_rounds, measure
 
 UCI_DATASETS = ("yacht", "boston_housing", "concrete")
 UCI_HIDDEN = 50
@@ -328,6 +328,6 @@ def uci_main(args: argparse.Namespace) -> None:
         print(f"B={b}:")
         cases = bench_floor.planned(plan.sweep(b), workers, label=lambda c: c.data.dataset)
         bench_floor.measure_floor(cases, streams, 0.02 if args.quick else 0.2)
-        split = {s: call_in_child("bench_floor", "split_c", [*plan.sweep(b), *stream_words(s, fast_there)], workers)
-                 for s in streams}
+        split = bench_floor.split_in_rounds({s: [*plan.sweep(b), *stream_words(s, fast_there)] for s in streams},
+                                            workers, 1 if args.quick else args.rounds)
         bench_floor.report(cases, streams, split, {s: results[b][C_NAME.format(s)]["train"] for s in streams}, workers)

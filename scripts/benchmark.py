@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workloads' modules beside this file
 
 import bench_floor  # noqa: E402
-from bench_common import c_training, call_in_child, in_child, in_rounds, measure  # noqa: E402
+from bench_common import c_training, in_child, in_rounds, measure  # noqa: E402
 from bench_uci import (QUICK_UCI, UCI_DATASETS, UciPlan, missing_uci_files, uci_loop, uci_main, uci_n_train,  # noqa: E402,F401
                        uci_plan, uci_steps, streams_of, stream_words)
 
@@ -259,8 +259,8 @@ def seed_main(args: argparse.Namespace) -> None:
     print("\nFloor and (c)'s time (issue 19, goal 3; the standing goal: (c) at least 80% of the two-core floor):")
     cases = bench_floor.planned(sweep, workers, label=lambda cfg: "+".join(cfg.reg.names) or "none")
     bench_floor.measure_floor(cases, streams, 0.02 if args.quick else 0.2)
-    split = {s: call_in_child("bench_floor", "split_c", [*sweep, *stream_words(s, fast_there)], workers)
-             for s in streams}
+    split = bench_floor.split_in_rounds({s: [*sweep, *stream_words(s, fast_there)] for s in streams},
+                                        workers, 1 if args.quick else args.rounds)
     bench_floor.report(cases, streams, split, {s: results[c_name(s)]["train"] for s in streams}, workers)
 
 

@@ -125,6 +125,22 @@ def test_floor_cases_are_the_planners_chunks(bm, monkeypatch, uci_dir):
         assert {s for s, _ in e["chunks"]} <= set(e["sizes"]) and max(e["sizes"]) == e["group"] == 8
 
 
+def test_the_split_is_the_median_round_of_each_stream_in_interleaved_rounds(bm):
+    import bench_floor
+
+    trains = {"torch": iter([3.0, 1.0, 2.0]), "fast": iter([0.5, 0.9, 0.7])}
+    order = []
+
+    def call(words):
+        order.append(words[0])
+        t = next(trains[words[0]])
+        return {"train": t, "else": t / 2}
+
+    got = bench_floor.split_in_rounds({"torch": ["torch"], "fast": ["fast"]}, 2, 3, call)
+    assert order == ["torch", "fast"] * 3  # interleaved, not one stream's rounds in a row
+    assert got == {"torch": {"train": 2.0, "else": 1.0, "rounds": 3}, "fast": {"train": 0.7, "else": 0.35, "rounds": 3}}
+
+
 def test_c_split_accounts_for_its_training_time(bm, monkeypatch, uci_dir, threads):
     import torch
 
