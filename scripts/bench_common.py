@@ -72,3 +72,57 @@ def in_rounds(variants: list[tuple[str, list[str]]], rounds: int, once: tuple[st
             got.setdefault(name, []).append(one(name, [f"{w}-{r}" if w.startswith("out=") else w for w in cmd]))
     return {name: {**{k: statistics.median(x[k] for x in rs) for k in rs[0] if k != "rss"},
                    "rss": max(x["rss"] for x in rs), "rounds": len(rs)} for name, rs in got.items()}
+
+
+# A new file costs a few tens of microseconds on a settled disk (ext4, xfs, tmpfs). On ext4 without
+# a journal the kernel checks each inode freed in the last minutes before it reuses one (ialloc.c,
+# recently_deleted), and after a large folder is deleted a new file costs up to twenty times as
+# much for about five minutes: in a workload that stores runs, the parent storing beside the
+# workers then takes their CPU. Above this the disk is taken as unsettled.
+SETTLED_FILE_S = 100e-6
+
+
+def new_file_seconds(where: str | None = None, n: int = 100) -> float:
+    """Seconds per new file (folder entries made, written and closed) in a new folder under
+    `where` (the temporary folder by default); the probe's files are kept until the process ends,
+    since deleting them is what slows the next ones."""
+    import atexit
+    import shutil
+    import tempfile
+    import time
+
+    folder = Path(tempfile.mkdtemp(prefix="dropbench-disk-probe-", dir=where))
+    atexit.register(shutil.rmtree, folder, True)
+    t = time.perf_counter()
+    for i in range(n):
+        (folder / str(i)).write_bytes(b"x")
+    return (time.perf_counter() - t) / n
+
+
+def settle_disk(limit_s: float = 360.0, probe: Callable[[], float] = new_file_seconds,
+                sleep: Callable[[float], None] | None = None, clock: Callable[[], float] | None = None) -> float:
+    """Wait, up to limit_s, until a new file costs at most SETTLED_FILE_S, so that figures of
+    workloads that store runs are not those of a disk still slowed by the last deletions (an
+    earlier benchmark's, the test suite's). Returns the last probe; says on stderr what it waited for."""
+    import time
+
+    sleep, clock = sleep or time.sleep, clock or time.monotonic
+    start = clock()
+    cost = probe()
+    while cost > SETTLED_FILE_S:
+        if clock() - start >= limit_s:
+            print(f"warning: a new file still costs {1e6 * cost:.0f} us after {limit_s:.0f} s (settled: at most "
+                  f"{1e6 * SETTLED_FILE_S:.0f} us); storing runs is slower than usual in these figures",
+                  file=sys.stderr, flush=True)
+            return cost
+        print(f"waiting for the disk to settle: a new file costs {1e6 * cost:.0f} us (files deleted in the last "
+              f"minutes slow new ones) ...", file=sys.stderr, flush=True)
+        sleep(20.0)
+        cost = probe()
+    return cost
+
+
+def disk_line(cost: float) -> str:
+    """The probe's figure, as the report prints it."""
+    state = "settled" if cost <= SETTLED_FILE_S else "NOT settled: storing runs slower than usual"
+    return f"disk: a new file cost {1e6 * cost:.0f} us before measuring ({state})"
