@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_floor
-from bench_common import c_training, disk_line, in_rounds, measure, settle_disk
+from bench_common import c_training, in_rounds, measure
 
 UCI_DATASETS = ("yacht", "boston_housing", "concrete")
 UCI_HIDDEN = 50
@@ -285,7 +285,6 @@ def uci_main(args: argparse.Namespace) -> None:
     streams, left_out = streams_of(args)
     fast_there = bench_floor.fast_stream() is None
     workers = os.cpu_count() or 1
-    disk = settle_disk(0 if args.quick else args.settle)
     results = run_variants(plan, args, streams, fast_there, workers)
     ref = C_NAME.format(streams[-1])  # fast where it ran: the stream goal 2 compares
 
@@ -295,7 +294,6 @@ def uci_main(args: argparse.Namespace) -> None:
         print(left_out)
     n_rounds = max(r["rounds"] for rows in results.values() for r in rows.values())
     print(f"(c) and (d): medians of {n_rounds} interleaved round(s), each its own process; (a) and (b): one each")
-    print(disk_line(disk))
     thr_of = lambda r: r["steps"] / r["train"]  # noqa: E731
     hdr = (f"\n{'B':>4} {'variant':40} {'masks':17} {'run-steps':>10} {'wall s':>8} {'train s':>8} {'run-steps/s':>12} "
            f"{'peak MB':>8} {'(c,' + streams[-1] + ')/x':>11}")

@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the workloads' modules beside this file
 
 import bench_floor  # noqa: E402
-from bench_common import c_training, disk_line, in_child, in_rounds, measure, settle_disk  # noqa: E402
+from bench_common import c_training, in_child, in_rounds, measure  # noqa: E402
 from bench_uci import (QUICK_UCI, UCI_DATASETS, UciPlan, missing_uci_files, uci_loop, uci_main, uci_n_train,  # noqa: E402,F401
                        uci_plan, uci_steps, streams_of, stream_words)
 
@@ -201,7 +201,6 @@ def seed_main(args: argparse.Namespace) -> None:
     sweep = [f"reg={','.join(REGS)}", f"seed=range({args.seeds})", f"epochs={args.epochs}"]
     c_name = "(c) dropbench run -m, masks={}".format
     me = [sys.executable, os.path.abspath(__file__), f"--seeds={args.seeds}", f"--epochs={args.epochs}"]
-    disk = settle_disk(0 if args.quick else args.settle)
     with tempfile.TemporaryDirectory() as tmp:
         startup = measure(["dropbench", "run", "--cfg", "-m", f"reg={','.join(REGS)}", f"seed=range({args.seeds})"])
         variants = [("(a) seed loop, 1 process", [*me, "--variant=loop", "--workers=1"]),
@@ -235,7 +234,6 @@ def seed_main(args: argparse.Namespace) -> None:
           f"{args.epochs} epochs; {os.cpu_count()} cores, {l2}")
     print(f"(c): medians of {max(r['rounds'] for r in results.values())} interleaved round(s), each its own process; "
           "(a) and (b): one each")
-    print(disk_line(disk))
     if left_out:
         print(left_out)
     hdr = (f"\n{'variant':34} {'wall s':>8} {'train s':>8} {'net-steps/s':>12} {'peak MB':>8} {'wall vs (c)':>12} "
@@ -339,7 +337,6 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
         sweeps.append("uci 2018 grid")
     else:
         print("(the UCI split files are missing: the UCI sweep is left out; set DROPBENCH_UCI_DIR)", file=sys.stderr)
-    disk = settle_disk(0 if args.quick else args.settle)
     scratch = Path(tempfile.mkdtemp(prefix="dropbench-bookkeeping-"))
     me = [sys.executable, os.path.abspath(__file__), "--workload=bookkeeping", f"--scratch={scratch}"]
     try:
@@ -349,7 +346,6 @@ def bookkeeping_main(args: argparse.Namespace) -> None:
               file=sys.stderr, flush=True)
         shutil.rmtree(scratch, ignore_errors=True)
     bookkeeping_table(got, sweeps, rounds)
-    print(disk_line(disk))
 
 
 def bookkeeping_rounds(me: list[str], sweeps: list[str], n: int, rounds: int) -> dict[tuple[str, bool], list[dict[str, float]]]:
@@ -443,9 +439,6 @@ def main() -> None:
     ap.add_argument("--batch-sizes", help="uci: batch sizes, comma separated (default 32,128: the 2016 and 2018 protocols)")
     ap.add_argument("--masks", help="seed and uci: the mask streams (c) trains under, comma separated "
                          "(default torch,fast; fast where this checkout has it)")
-    ap.add_argument("--settle", type=float, default=360.0,
-                    help="seed, uci and bookkeeping: wait at most this many seconds, before measuring, for the disk "
-                         "to make new files at its usual speed after recent deletions (default 360; --quick: 0)")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--scratch", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)

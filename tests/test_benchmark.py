@@ -141,39 +141,6 @@ def test_the_split_is_the_median_round_of_each_stream_in_interleaved_rounds(bm):
     assert got == {"torch": {"train": 2.0, "else": 1.0, "rounds": 3}, "fast": {"train": 0.7, "else": 0.35, "rounds": 3}}
 
 
-def test_settle_disk_waits_until_a_new_file_is_cheap_again(bm, capsys):
-    import bench_common
-
-    slow, fast = 10 * bench_common.SETTLED_FILE_S, bench_common.SETTLED_FILE_S / 2
-    costs, now, slept = iter([slow, slow, fast, slow]), [0.0], []
-
-    def sleep(s):
-        slept.append(s)
-        now[0] += s
-
-    got = bench_common.settle_disk(360, lambda: next(costs), sleep, lambda: now[0])
-    assert got == fast and slept == [20.0, 20.0]
-    assert capsys.readouterr().err.count("waiting for the disk to settle") == 2
-    assert "(settled)" in bench_common.disk_line(got) and "NOT settled" in bench_common.disk_line(slow)
-
-
-def test_settle_disk_gives_up_after_its_limit_and_says_so(bm, capsys):
-    import bench_common
-
-    now = [0.0]
-    got = bench_common.settle_disk(50, lambda: 1.0, lambda s: now.__setitem__(0, now[0] + s), lambda: now[0])
-    assert got == 1.0 and now[0] == 60.0  # probed at 0, 20, 40 and 60 s
-    assert "still costs 1000000 us after 50 s" in capsys.readouterr().err
-
-
-def test_the_disk_probe_times_new_files_and_keeps_them(bm, tmp_path):
-    import bench_common
-
-    assert bench_common.new_file_seconds(str(tmp_path), n=5) > 0
-    (probe,) = tmp_path.iterdir()
-    assert len(list(probe.iterdir())) == 5  # deleted when the process ends, not now
-
-
 def test_c_split_accounts_for_its_training_time(bm, monkeypatch, uci_dir, threads):
     import torch
 
@@ -215,7 +182,6 @@ def test_bookkeeping_measures_planning_and_storing_of_the_runs_asked(bm, tmp_pat
 def test_bookkeeping_deletes_the_sweeps_folders_after_the_last_measurement(bm, tmp_path, monkeypatch):
     scratch = tmp_path / "scratch"
     monkeypatch.setattr(bm.tempfile, "mkdtemp", lambda prefix: (scratch.mkdir(), str(scratch))[1])
-    monkeypatch.setattr(bm, "settle_disk", lambda limit_s: 0.0)
     seen = []
 
     def rounds(me, sweeps, n, rounds):
