@@ -105,6 +105,13 @@ class BatchedEngine:
                 yield from _threaded(chunks, self.workers, self.alone)
 
 
+# The main thread waits for workers in steps this long. The kernel hands a process's SIGINT to any
+# of its threads, and where a helper thread (a worker pool's) takes it, Python only flags it for
+# the main thread, which raises KeyboardInterrupt once it runs again: a wait with no end would
+# leave Ctrl-C unanswered until the running chunks finish.
+WAIT_STEP_S = 0.2
+
+
 def _can_fork() -> bool:
     """Linux forks safely here; macOS offers fork but its system frameworks are not fork-safe."""
     import multiprocessing
@@ -144,7 +151,7 @@ def _forked(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: ge
         pending = {pool.submit(_chunk_task, members, size, alone) for members, size in chunks}
         procs = list((getattr(pool, "_processes", None) or {}).values())  # every worker, forked at the first submit
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=WAIT_STEP_S, return_when=FIRST_COMPLETED)
             for f in finished:
                 try:
                     results = f.result()
@@ -193,7 +200,10 @@ def _threaded(chunks: list[tuple[list["RunConfig"], int]], workers: int, alone: 
     finished = 0
     try:
         while finished < workers:
-            kind, value = done.get()
+            try:
+                kind, value = done.get(timeout=WAIT_STEP_S)
+            except queue.Empty:
+                continue
             if kind == "results":
                 yield from value
             elif kind == "error":
