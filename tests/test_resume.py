@@ -31,7 +31,15 @@ def cli(*args: str):
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dropbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "dropbench", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_as_default)
+
+
+def sigint_as_default() -> None:
+    """A child that answers SIGINT as a terminal's Ctrl-C makes it: a shell starts a background
+    job (`.ci/run &`, nohup) with SIGINT ignored, every process under it inherits that, and
+    Python then never installs its KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 # Waiting for a child to reach a point is bounded only to turn a hang into a failure: the
@@ -191,6 +199,65 @@ def test_sigint_mid_sweep_exits_130_with_the_sweep_unfinished(tmp_path):
     assert [ln for ln in lines if "error" in ln] == [lines[-1]] and "Traceback" not in err
     assert stored(out) == 1 and not [d for d in (out / "runs").iterdir() if d.name.startswith(".")]
     assert len(without_seconds(out)) == 2
+
+
+# `dropbench ARGS` whose Ctrl-C, once its first run is stored and its main thread waits for the
+# other, reaches one of its helper threads (a worker pool's): the kernel hands a process's signal
+# to any thread that does not block it, and Python runs the handler only in the main thread.
+SIGINT_TO_A_HELPER_THREAD = """
+import signal, sys, threading, time
+
+from dropbench import runner
+from dropbench.cli import main
+from dropbench.engines import batched
+
+execute = runner.execute
+if sys.argv.pop(1) == "threads":  # the engine's workers as threads, where a system cannot fork
+    batched._can_fork = lambda: False
+
+
+def interrupt_a_helper():
+    time.sleep(0.5)  # the main thread is back waiting for the other chunk (10 million epochs)
+    helpers = [t for t in threading.enumerate() if t is not threading.main_thread() and t is not threading.current_thread()]
+    assert helpers, threading.enumerate()
+    signal.pthread_kill(helpers[0].ident, signal.SIGINT)
+
+
+def hooked(*args, on_result=None, **kw):
+    def result(run_id, status):
+        if on_result:
+            on_result(run_id, status)
+        threading.Thread(target=interrupt_a_helper, daemon=True).start()
+
+    return execute(*args, on_result=result, **kw)
+
+
+runner.execute = hooked
+sys.argv = ["dropbench", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", ["processes", "threads"])
+def test_sigint_handled_by_a_helper_thread_still_stops_the_sweep(tmp_path, workers):
+    """The main thread waits for the workers in steps, so a Ctrl-C that the kernel handed to
+    another thread still stops the sweep (exit 130, the workers stopped) within a step, instead
+    of waiting for the long run to finish."""
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-c", SIGINT_TO_A_HELPER_THREAD, workers, "run", "-m", "epochs=5,10000000",
+                             "model.hidden=8", "launcher.workers=2", f"out={out}", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=sigint_as_default)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers
+        proc.communicate()
+        pytest.fail("a SIGINT handled by a helper thread left the sweep waiting for its 10-million-epoch run")
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("dropbench: error: interrupted: 1 of 2 runs are stored"), err
+    assert stored(out) == 1
 
 
 def test_same_command_again_is_a_resume(tmp_path):
