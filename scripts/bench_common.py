@@ -59,8 +59,8 @@ def in_rounds(variants: list[tuple[str, list[str]]], rounds: int, once: tuple[st
               one: Callable[[str, list[str]], dict[str, float]], label: str = "") -> dict[str, dict[str, float]]:
     """Each variant measured by one(name, cmd) in `rounds` interleaved rounds (those whose name
     starts with one of `once` in the first only: they run for tens of seconds), each round into a
-    new out= folder (a finished one would be skipped). A second of training moves by a third
-    with a moment's noise on a shared machine, so each figure is the median over the rounds;
+    new out= folder (a finished one would be skipped). A second of training moves with a
+    moment's noise on a shared machine, so each figure is the median over the rounds;
     peak memory the largest; "rounds" says how many."""
     got: dict[str, list[dict[str, float]]] = {}
     for r in range(max(1, rounds)):

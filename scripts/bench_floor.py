@@ -189,8 +189,8 @@ def split_in_rounds(words: dict[str, list[str]], workers: int, rounds: int,
                     call: Callable[..., Any] | None = None) -> dict[str, dict[str, Any]]:
     """split_c for each stream's sweep, each in a fresh interpreter, in `rounds` interleaved
     rounds: per stream the round whose training time is the median (its parts stay one
-    measurement's), with "rounds" the count. One such second of training moved by half with a
-    moment's noise on a shared machine."""
+    measurement's), with "rounds" the count: a second of training moves with a moment's noise
+    on a shared machine (docs/benchmarks.md)."""
     from bench_common import call_in_child
 
     call = call or (lambda w: call_in_child("bench_floor", "split_c", w, workers))

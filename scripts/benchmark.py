@@ -278,7 +278,7 @@ def bookkeeping_child(sweep: str, n: int, per_job: bool, scratch: Path) -> dict[
     template path, to store them (write_run each, then consolidate) in a new folder under
     `scratch`, which the caller deletes after the last measurement: a sweep's folder is kept,
     and on ext4 without a journal, files deleted in the last minutes make each new file cost
-    a scan of them (`recently_deleted` in the kernel's inode allocator), up to 20x the floor."""
+    a scan of them (`recently_deleted` in the kernel's inode allocator; docs/benchmarks.md)."""
     import itertools
 
     import torch  # noqa: F401  (imported by any training process anyway: kept out of the figures)
